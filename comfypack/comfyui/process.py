@@ -1,0 +1,236 @@
+"""Run one headless ComfyUI as a child process (a *worker*).
+
+The process binds 127.0.0.1 on a free port, loads comfypack's node package through a generated
+``extra_model_paths.yaml`` (``custom_nodes:``), gets its own input/output/temp dirs, dies with its
+parent (``PR_SET_PDEATHSIG`` on Linux), and is stopped with SIGTERM then SIGKILL of its whole
+process group, so no orphan survives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from pathlib import Path
+
+from ..errors import ComfyUIUnavailable, ProvisionError
+
+__all__ = ["ComfyUIProcess", "free_port", "node_package_dir", "has_gpu"]
+
+logger = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def node_package_dir() -> Path:
+    """The folder holding ``comfypack_nodes`` (set ``COMFYPACK_NODES_DIR`` to override)."""
+    env = os.environ.get("COMFYPACK_NODES_DIR")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve()
+    candidates += [here.parents[2] / "custom_nodes", here.parents[1] / "_custom_nodes"]
+    for c in candidates:
+        if (c / "comfypack_nodes" / "__init__.py").is_file():
+            return c
+    raise ProvisionError(
+        "cannot find comfypack's node package (custom_nodes/comfypack_nodes); set "
+        "COMFYPACK_NODES_DIR to the folder that contains it")
+
+
+def has_gpu() -> bool:
+    """Whether an NVIDIA GPU is visible (cheap check, no torch import)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return False
+    return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None and Path("/proc/driver/nvidia").exists()
+
+
+def _pdeathsig() -> None:  # runs in the child before exec
+    os.setsid()
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class ComfyUIProcess:
+    """One headless ComfyUI.
+
+    ``comfyui_dir``: a ComfyUI source tree (with ``main.py``). ``python``: the interpreter that
+    runs it (default: this one). ``workdir``: where its input/output/temp/user dirs go (default: a
+    fresh temp dir, removed on :meth:`stop`).
+    """
+
+    def __init__(self, comfyui_dir: str | Path, *, python: str | None = None, port: int | None = None,
+                 cpu: bool | None = None, workdir: str | Path | None = None,
+                 extra_args: list[str] | None = None, log_lines: int = 400,
+                 startup_timeout: float = 120.0) -> None:
+        self.comfyui_dir = Path(comfyui_dir).resolve()
+        if not (self.comfyui_dir / "main.py").is_file():
+            raise ProvisionError(
+                f"{self.comfyui_dir} is not a ComfyUI tree (no main.py); run `comfypack comfyui "
+                "install` or pass --comfyui DIR")
+        self.python = python or sys.executable
+        self.port = port
+        self.cpu = (not has_gpu()) if cpu is None else cpu
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir else None
+        self.extra_args = list(extra_args or [])
+        self.startup_timeout = startup_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: deque[str] = deque(maxlen=log_lines)
+        self._log_thread: threading.Thread | None = None
+
+    # -- paths ----------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def input_dir(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "input"
+
+    @property
+    def output_dir(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "output"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def log_tail(self) -> str:
+        return "".join(self._log)
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        assert self.workdir is not None
+        cmd = [self.python, "-u", str(self.comfyui_dir / "main.py"),
+               "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
+               "--input-directory", str(self.input_dir), "--output-directory", str(self.output_dir),
+               "--temp-directory", str(self.workdir / "temp"), "--user-directory", str(self.workdir / "user"),
+               "--extra-model-paths-config", str(self.workdir / "comfypack_extra_paths.yaml"),
+               "--database-url", "sqlite:///:memory:"]
+        if self.cpu:
+            cmd.append("--cpu")
+        return cmd + self.extra_args
+
+    def start(self) -> None:
+        """Launch the process (returns at once; see :meth:`wait_ready`)."""
+        if self.is_running():
+            return
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="comfypack-worker-"))
+        for sub in ("input", "output", "temp", "user"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        nodes_dir = node_package_dir()
+        (self.workdir / "comfypack_extra_paths.yaml").write_text(
+            f"comfypack:\n  base_path: {self.comfyui_dir}\n  custom_nodes: {nodes_dir}\n")
+        if self.port is None:
+            self.port = free_port()
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.setdefault("DO_NOT_TRACK", "1")
+        logger.info("starting ComfyUI on %s (%s)", self.url, "cpu" if self.cpu else "gpu")
+        self._log.clear()
+        self._proc = subprocess.Popen(
+            self.command(), cwd=self.comfyui_dir, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_pdeathsig)
+        self._log_thread = threading.Thread(target=self._pump, args=(self._proc,), daemon=True)
+        self._log_thread.start()
+
+    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace")
+            self._log.append(line)
+            logger.debug("comfyui[%s]: %s", proc.pid, line.rstrip())
+
+    def answers(self, timeout: float = 2.0) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/system_stats", timeout=timeout) as r:
+                return bool(r.status == 200)
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until ComfyUI answers HTTP; raise if it exits or takes too long."""
+        deadline = time.monotonic() + (timeout or self.startup_timeout)
+        delay = 0.1
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                raise ComfyUIUnavailable(
+                    f"ComfyUI exited during start-up (code {self.returncode}); last log lines:\n"
+                    + "".join(list(self._log)[-30:]))
+            if self.answers():
+                logger.info("ComfyUI ready on %s (pid %s)", self.url, self.pid)
+                return
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+        self.stop()
+        raise ComfyUIUnavailable(
+            f"ComfyUI did not answer within {timeout or self.startup_timeout:g} s; last log lines:\n"
+            + "".join(list(self._log)[-30:]))
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM the process group, then SIGKILL after ``grace`` seconds; remove a temp workdir."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        if proc is not None:
+            # the group may hold children of ComfyUI's; make sure none remain
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        if self._log_thread is not None:
+            self._log_thread.join(timeout=2)
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def restart(self) -> None:
+        keep = self.workdir
+        own = self._own_workdir
+        self._own_workdir = False
+        self.stop()
+        self._own_workdir = own
+        self.workdir = keep
+        self.start()
+
+    def __enter__(self) -> ComfyUIProcess:
+        self.start()
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

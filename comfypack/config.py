@@ -1,0 +1,42 @@
+"""Where comfypack keeps things. Config enters here and at the CLI; library code takes arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["comfypack_home", "default_comfyui_dir", "record_default_comfyui"]
+
+_RECORD = "comfypack-default-comfyui.json"
+
+
+def comfypack_home() -> Path:
+    """``$COMFYPACK_HOME``, else ``~/.cache/comfypack``."""
+    env = os.environ.get("COMFYPACK_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "comfypack"
+
+
+def _record_path() -> Path:
+    # Recorded per Python environment: the venv that `make setup` builds knows its ComfyUI.
+    return Path(sys.prefix) / _RECORD
+
+
+def default_comfyui_dir() -> Path:
+    """``$COMFYPACK_COMFYUI_DIR``, else the last ``comfypack comfyui install`` in this
+    environment, else ``$COMFYPACK_HOME/comfyui``."""
+    env = os.environ.get("COMFYPACK_COMFYUI_DIR")
+    if env:
+        return Path(env).expanduser()
+    try:
+        return Path(json.loads(_record_path().read_text())["comfyui_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return comfypack_home() / "comfyui"
+
+
+def record_default_comfyui(path: Path) -> None:
+    try:
+        _record_path().write_text(json.dumps({"comfyui_dir": str(path.resolve())}) + "\n")
+    except OSError:
+        pass  # a read-only interpreter prefix: the env var / --comfyui still work

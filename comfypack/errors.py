@@ -1,0 +1,123 @@
+"""Errors raised by comfypack.
+
+Every error carries an HTTP status (used by the service) and a CLI exit code (used by
+``comfypack``), and its message says what to do next.
+
+    ComfyPackError                    500 / exit 1
+    ├── WorkflowError                 400 / exit 2   the workflow itself is unusable
+    ├── RequestError                  422 / exit 2   a caller's input is wrong (names the field)
+    │   └── InputFetchError           422 / exit 2   a URL / base64 / upload input could not be read
+    ├── ComfyUIError                  502 / exit 1   talking to ComfyUI failed
+    │   ├── ComfyUIUnavailable        503 / exit 1   ComfyUI is not running / not reachable
+    │   ├── PromptRejected            400 / exit 2   ComfyUI refused the prompt (node_errors)
+    │   └── ExecutionFailed           500 / exit 1   a node raised while running
+    ├── ProvisionError                500 / exit 1   installing ComfyUI failed
+    └── ServiceError                  500 / exit 1   the serving layer itself misbehaved
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ComfyPackError",
+    "WorkflowError",
+    "RequestError",
+    "InputFetchError",
+    "ComfyUIError",
+    "ComfyUIUnavailable",
+    "PromptRejected",
+    "ExecutionFailed",
+    "ProvisionError",
+    "ServiceError",
+    "FieldError",
+]
+
+
+class FieldError(dict):  # type: ignore[type-arg]
+    """One problem with one field: ``{"field": name, "message": text}`` (a plain dict for JSON)."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(field=field, message=message)
+
+
+class ComfyPackError(Exception):
+    """Base class; ``status`` is the HTTP status, ``exit_code`` the CLI's."""
+
+    status: int = 500
+    exit_code: int = 1
+    type: str = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error body: ``{"error": {"type", "message", "details"}}``."""
+        return {"error": {"type": self.type, "message": self.message, "details": self.details}}
+
+
+class WorkflowError(ComfyPackError):
+    status = 400
+    exit_code = 2
+    type = "workflow_error"
+
+
+class RequestError(ComfyPackError):
+    """A caller's mistake. ``details`` is a list of :class:`FieldError`."""
+
+    status = 422
+    exit_code = 2
+    type = "validation_error"
+
+    def __init__(self, message: str, *, details: Any = None, status: int | None = None) -> None:
+        super().__init__(message, details=details)
+        if status is not None:
+            self.status = status
+
+    @classmethod
+    def for_field(cls, field: str | None, message: str, **kw: Any) -> RequestError:
+        prefix = f"{field}: " if field else ""
+        return cls(prefix + message, details=[FieldError(field, message)], **kw)
+
+    @property
+    def fields(self) -> list[str]:
+        return [d.get("field") for d in (self.details or []) if isinstance(d, dict)]
+
+
+class InputFetchError(RequestError):
+    type = "input_error"
+
+
+class ComfyUIError(ComfyPackError):
+    status = 502
+    type = "comfyui_error"
+
+
+class ComfyUIUnavailable(ComfyUIError):
+    status = 503
+    type = "comfyui_unavailable"
+
+
+class PromptRejected(ComfyUIError):
+    """ComfyUI's ``/prompt`` refused the graph; ``details`` holds its ``node_errors``."""
+
+    status = 400
+    exit_code = 2
+    type = "prompt_rejected"
+
+
+class ExecutionFailed(ComfyUIError):
+    """A node raised while executing; ``details`` names the node and ComfyUI's message."""
+
+    status = 500
+    type = "execution_failed"
+
+
+class ProvisionError(ComfyPackError):
+    type = "provision_error"
+
+
+class ServiceError(ComfyPackError):
+    type = "service_error"

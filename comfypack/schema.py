@@ -1,0 +1,253 @@
+"""From an :class:`~comfypack.workflow.Interface` to JSON Schema, pydantic and validated values.
+
+One source of truth: :func:`input_schema` is what ``/docs.json`` shows, what ``comfypack inspect``
+prints and what :func:`validate_request` checks requests against (with ``jsonschema``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from .errors import FieldError, RequestError
+from .workflow import FILE_KINDS, Interface, InputSpec, OutputSpec
+
+__all__ = [
+    "input_schema",
+    "output_schema",
+    "interface_document",
+    "pydantic_model",
+    "validate_request",
+    "MEDIA_TYPES",
+]
+
+#: Accepted media for file inputs, by kind (for docs and upload checks).
+MEDIA_TYPES = {"image": "image/*", "audio": "audio/*", "video": "video/*", "file": "application/octet-stream"}
+
+_MEDIA_HELP = (
+    "Send it as a multipart file upload, an http(s) URL, or base64 (plain or a data: URI)."
+)
+
+
+def _input_property(spec: InputSpec) -> dict[str, Any]:
+    prop: dict[str, Any] = {}
+    if spec.kind == "string":
+        prop = {"type": "string", "default": spec.default}
+        if spec.max_length:
+            prop["maxLength"] = spec.max_length
+    elif spec.kind in ("int", "float", "seed"):
+        prop = {"type": "integer" if spec.kind != "float" else "number"}
+        if spec.default is not None:
+            prop["default"] = spec.default
+        if spec.minimum is not None:
+            prop["minimum"] = spec.minimum
+        if spec.maximum is not None:
+            prop["maximum"] = spec.maximum
+    elif spec.kind == "boolean":
+        prop = {"type": "boolean", "default": spec.default}
+    elif spec.kind == "choice":
+        prop = {"type": "string", "enum": list(spec.options), "default": spec.default}
+    elif spec.kind in FILE_KINDS:
+        prop = {"type": "string", "format": "binary", "contentMediaType": MEDIA_TYPES[spec.kind]}
+    description = spec.description
+    if spec.kind == "seed":
+        description = (description + " " if description else "") + (
+            "Omit it for a random seed; the seed used is returned in `seeds`.")
+    elif spec.kind in FILE_KINDS:
+        description = (description + " " if description else "") + f"({spec.kind}) {_MEDIA_HELP}"
+    if description:
+        prop["description"] = description
+    prop["title"] = spec.name
+    return prop
+
+
+def input_schema(interface: Interface) -> dict[str, Any]:
+    """The JSON Schema of a request body."""
+    return {
+        "type": "object",
+        "title": "GenerateInput",
+        "properties": {spec.name: _input_property(spec) for spec in interface.inputs},
+        "required": [spec.name for spec in interface.inputs if spec.required],
+        "additionalProperties": False,
+    }
+
+
+def _output_property(spec: OutputSpec) -> dict[str, Any]:
+    if spec.kind in FILE_KINDS:
+        prop: dict[str, Any] = {
+            "type": "string",
+            "description": f"{spec.kind} as a base64 data: URI (a list of them for a batch)",
+        }
+    elif spec.kind == "text":
+        prop = {"type": "string"}
+    elif spec.kind == "number":
+        prop = {"type": "number"}
+    else:
+        prop = {"description": "any JSON value"}
+    prop["title"] = spec.name
+    return prop
+
+
+def output_schema(interface: Interface) -> dict[str, Any]:
+    """The JSON Schema of a JSON response (every named output, plus ``seeds`` if any)."""
+    props = {spec.name: _output_property(spec) for spec in interface.outputs}
+    if interface.seed_inputs:
+        props["seeds"] = {
+            "type": "object",
+            "title": "seeds",
+            "description": "the seed used for each Seed input",
+            "properties": {s.name: {"type": "integer"} for s in interface.seed_inputs},
+        }
+    return {"type": "object", "title": "GenerateOutput", "properties": props,
+            "required": [s.name for s in interface.outputs]}
+
+
+def interface_document(interface: Interface) -> dict[str, Any]:
+    """What ``comfypack inspect --json`` prints and ``interface.json`` holds."""
+    return {
+        "input_schema": input_schema(interface),
+        "output_schema": output_schema(interface),
+        "inputs": [
+            {k: v for k, v in {
+                "name": s.name, "kind": s.kind, "node_id": s.node_id, "required": s.required,
+                "default": s.default, "minimum": s.minimum, "maximum": s.maximum, "step": s.step,
+                "max_length": s.max_length, "options": list(s.options) or None,
+                "description": s.description or None,
+            }.items() if v is not None}
+            for s in interface.inputs
+        ],
+        "outputs": [{"name": o.name, "kind": o.kind, "node_id": o.node_id,
+                     **({"format": o.format} if o.format else {})} for o in interface.outputs],
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# pydantic
+
+
+def _annotation(spec: InputSpec) -> tuple[Any, Any]:
+    kw: dict[str, Any] = {"description": spec.description or None}
+    if spec.kind == "string":
+        return str, Field(spec.default, max_length=spec.max_length, **kw)
+    if spec.kind in ("int", "float"):
+        typ: Any = int if spec.kind == "int" else float
+        return typ, Field(spec.default, ge=spec.minimum, le=spec.maximum, **kw)
+    if spec.kind == "seed":
+        return Optional[int], Field(None, ge=0, le=spec.maximum, **kw)
+    if spec.kind == "boolean":
+        return bool, Field(spec.default, **kw)
+    if spec.kind == "choice":
+        return Literal[tuple(spec.options)], Field(spec.default, **kw)  # type: ignore[misc]
+    # media: bytes (upload) or str (URL / base64)
+    return bytes | str, Field(..., **kw)
+
+
+def pydantic_model(interface: Interface, name: str = "GenerateInput") -> type[BaseModel]:
+    """A typed pydantic model of the request (types, defaults, bounds, enums, descriptions)."""
+    fields = {spec.name: _annotation(spec) for spec in interface.inputs}
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)  # type: ignore[call-overload]
+
+
+# ----------------------------------------------------------------------------------------------
+# validation
+
+
+def _validator(interface: Interface) -> Any:
+    """A jsonschema validator for the non-file fields (file fields are decoded separately)."""
+    import jsonschema
+
+    schema = input_schema(interface)
+    for spec in interface.inputs:
+        if spec.is_file:
+            schema["properties"][spec.name] = {}
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+_VALIDATORS: dict[int, Any] = {}
+
+
+def _cached_validator(interface: Interface) -> Any:
+    key = id(interface)
+    v = _VALIDATORS.get(key)
+    if v is None or v[0] is not interface:
+        v = (interface, _validator(interface))
+        _VALIDATORS[key] = v
+    return v[1]
+
+
+def _describe(error: Any, body: dict[str, Any], interface: Interface) -> list[FieldError]:
+    if error.validator == "required":
+        missing = [r for r in error.validator_value if r not in body]
+        return [FieldError(m, "is required") for m in missing]
+    if error.validator == "additionalProperties":
+        known = {s.name for s in interface.inputs}
+        extra = sorted(k for k in body if k not in known)
+        hint = f"; the inputs are: {', '.join(sorted(known))}" if known else "; this workflow takes no inputs"
+        return [FieldError(k, f"unknown field{hint}") for k in extra]
+    field = str(error.path[0]) if error.path else None
+    if error.validator == "type":
+        expected = error.validator_value
+        return [FieldError(field, f"must be of type {expected}, got {_json_type(error.instance)} {error.instance!r}")]
+    if error.validator == "enum":
+        return [FieldError(field, f"must be one of {error.validator_value}, got {error.instance!r}")]
+    return [FieldError(field, error.message)]
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, (bytes, bytearray)):
+        return "file"
+    return "object"
+
+
+def validate_request(interface: Interface, body: Any) -> dict[str, Any]:
+    """Check a request body against the interface; return every input's value (defaults filled).
+
+    Raises :class:`RequestError` naming every bad field. File inputs are returned as given
+    (bytes or str) for :mod:`comfypack.media` to decode. Seeds left out are ``None``.
+    """
+    if not isinstance(body, dict):
+        raise RequestError(f"the request body must be a JSON object, got {_json_type(body)}",
+                           details=[FieldError(None, "expected a JSON object")], status=400)
+    validator = _cached_validator(interface)
+    problems: list[FieldError] = []
+    for error in sorted(validator.iter_errors(body), key=lambda e: list(e.path)):
+        problems.extend(_describe(error, body, interface))
+    for spec in interface.inputs:
+        value = body.get(spec.name)
+        if spec.is_file and spec.name in body and not isinstance(value, (str, bytes, bytearray)):
+            problems.append(FieldError(spec.name, (
+                f"must be a file upload, an http(s) URL or base64 text, got {_json_type(value)}")))
+        if spec.kind == "float" and isinstance(value, bool):
+            problems.append(FieldError(spec.name, "must be a number, got boolean"))
+    if problems:
+        fields = ", ".join(dict.fromkeys(str(p["field"]) for p in problems))
+        msgs = "; ".join(f"{p['field']}: {p['message']}" if p["field"] else p["message"] for p in problems)
+        raise RequestError(f"invalid input ({fields}): {msgs}", details=problems)
+    values: dict[str, Any] = {}
+    for spec in interface.inputs:
+        if spec.name in body:
+            value = body[spec.name]
+            if spec.kind == "float":
+                value = float(value)
+            elif spec.kind in ("int", "seed") and isinstance(value, float):
+                value = int(value)
+            values[spec.name] = value
+        elif spec.kind == "seed":
+            values[spec.name] = None
+        else:
+            values[spec.name] = spec.default
+    return values
