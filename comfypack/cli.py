@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -317,12 +316,9 @@ def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyu
     cmd = [bentoml, "serve", "comfypack.bento_service:ComfyPack", "--host", host, "--port", str(port)]
     _console(stderr=True).print(f"serving {workflow} at http://{host}:{port}/{endpoint.strip('/')} "
                                 f"(docs: http://{host}:{port}/docs)")
-    proc = subprocess.Popen(cmd, env=env)
-    try:
-        sys.exit(proc.wait())
-    except KeyboardInterrupt:
-        proc.terminate()
-        sys.exit(proc.wait())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(bentoml, cmd, env)  # bentoml takes this PID: signals reach it directly
 
 
 def main() -> None:

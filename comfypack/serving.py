@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+import bentoml
+from pydantic import ConfigDict, model_validator
 
 from .errors import ComfyPackError, ComfyUIUnavailable
 from .runner import WorkflowRunner
@@ -104,9 +105,59 @@ def _coerce_multipart(interface: Interface, body: Any) -> Any:
     return body
 
 
+class ErrorShapeMiddleware:
+    """Give BentoML's own 4xx answers (e.g. a body that is not JSON) comfypack's error shape."""
+
+    def __init__(self, app: Any, route: str) -> None:
+        self.app = app
+        self.route = route
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path") != self.route:
+            await self.app(scope, receive, send)
+            return
+        held: dict[str, Any] = {}
+
+        async def wrapped(message: Any) -> None:
+            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+                held["start"] = message
+                held["body"] = b""
+                return
+            if "start" in held and message["type"] == "http.response.body":
+                held["body"] += message.get("body", b"")
+                if message.get("more_body"):
+                    return
+                body = _reshape_error(held["body"], held["start"]["status"])
+                start = dict(held["start"])
+                start["headers"] = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                start["headers"].append((b"content-length", str(len(body)).encode()))
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
+
+
+def _reshape_error(raw: bytes, status: int) -> bytes:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = {"error": raw.decode("utf-8", "replace")}
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and "type" in err:
+        return raw  # already ours
+    details = data.get("detail") if isinstance(data, dict) else None
+    message = str(err or "bad request")
+    if isinstance(details, list) and details and isinstance(details[0], dict) and details[0].get("msg"):
+        message = "; ".join(str(d.get("msg")) for d in details)
+        details = [{"field": None, "message": str(d.get("msg"))} for d in details]
+    kind = "invalid_body" if status == 400 else "bad_request"
+    return json.dumps({"error": {"type": kind, "message": message, "details": details}}).encode()
+
+
 def make_service(config: ServeConfig) -> type[Any]:
     """Return a ``@bentoml.service`` class serving ``config.workflow``."""
-    import bentoml
     from starlette.responses import JSONResponse, Response
 
     workflow = load_workflow(config.workflow)
@@ -185,11 +236,12 @@ def make_service(config: ServeConfig) -> type[Any]:
                 return False
             return bool(self.client.connected)
 
-        @bentoml.api(route=route, input_spec=InputModel, output_spec=OutputModel)
-        async def generate(self, comfypack_body: Any = None) -> Response:
+        async def generate(self, ctx: bentoml.Context, comfypack_body: Any = None) -> Response:
             started = time.perf_counter()
             try:
-                body = _coerce_multipart(self.interface, comfypack_body)
+                body = comfypack_body
+                if ctx.request.headers.get("content-type", "").startswith("multipart/form-data"):
+                    body = _coerce_multipart(self.interface, body)
                 request = await self.runner.prepare(body if body is not None else {})
                 client = await self._client()
                 result = await self.runner.run(client, request, timeout=config.timeout)
@@ -207,6 +259,9 @@ def make_service(config: ServeConfig) -> type[Any]:
                 return Response(single.data, media_type=single.media_type, headers=headers)
             return JSONResponse(result.to_json(), headers=headers)
 
+        generate.__doc__ = doc
+        generate = bentoml.api(route=route, input_spec=InputModel, output_spec=OutputModel)(generate)
+
         @bentoml.on_shutdown
         async def _stop(self) -> None:
             if self.client is not None:
@@ -214,7 +269,6 @@ def make_service(config: ServeConfig) -> type[Any]:
             if self.process is not None:
                 await asyncio.to_thread(self.process.stop)
 
-    ComfyPackService.__doc__ = doc
-    ComfyPackService.generate.__doc__ = doc  # type: ignore[attr-defined]
+    ComfyPackService.add_asgi_middleware(ErrorShapeMiddleware, route=route)
     return ComfyPackService
 

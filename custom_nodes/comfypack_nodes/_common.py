@@ -125,7 +125,9 @@ def resolve_input_file(value: str) -> str:
     if base_dir is None:
         base_dir = folder_paths.get_input_directory()
     if os.path.isabs(name):
-        raise ValueError(f"{value!r} is an absolute path; give a path relative to ComfyUI's input directory")
+        raise ValueError(
+            f"{value!r} is an absolute path; give a path relative to ComfyUI's input directory"
+        )
     base_dir = os.path.abspath(base_dir)
     path = os.path.abspath(os.path.join(base_dir, name))
     if os.path.commonpath((base_dir, path)) != base_dir:
@@ -191,7 +193,9 @@ def file_stamp(value: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def next_output_path(filename_prefix: str, extension: str, width: int = 0, height: int = 0) -> tuple[str, ui.SavedResult]:
+def next_output_path(
+    filename_prefix: str, extension: str, width: int = 0, height: int = 0
+) -> tuple[str, ui.SavedResult]:
     """Reserve the next ``<prefix>_NNNNN_.<extension>`` name in ComfyUI's output directory.
 
     Returns the absolute path to write and the ``SavedResult``
@@ -234,9 +238,9 @@ def exif_metadata(image, prompt: Any, extra_pnginfo: dict | None):
     if not _metadata_enabled():
         return exif
     if prompt is not None:
-        exif[0x0110] = "prompt:{}".format(json.dumps(prompt))  # Model
+        exif[0x0110] = f"prompt:{json.dumps(prompt)}"  # Model
     tag = 0x010F  # Make, then counting down
     for key, value in (extra_pnginfo or {}).items():
-        exif[tag] = "{}:{}".format(key, json.dumps(value))
+        exif[tag] = f"{key}:{json.dumps(value)}"
         tag -= 1
     return exif

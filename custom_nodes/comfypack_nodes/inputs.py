@@ -113,7 +113,9 @@ class InputString(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, default: str | None = None, max_length: int | None = None) -> bool | str:
+    def validate_inputs(
+        cls, default: str | None = None, max_length: int | None = None
+    ) -> bool | str:
         if default is None or max_length is None:
             return True
         if max_length < 0:
@@ -146,7 +148,11 @@ class InputInt(io.ComfyNode):
             inputs=[
                 name_input("steps"),
                 description_input(),
-                widget("default", 0, "The value used on the canvas, and in the API when the request leaves the field out."),
+                widget(
+                    "default",
+                    0,
+                    "The value used on the canvas, and in the API when the request leaves the field out.",
+                ),
                 widget("min", 0, "Smallest value the API accepts."),
                 widget("max", 100, "Largest value the API accepts."),
                 io.Int.Input(
@@ -161,14 +167,18 @@ class InputInt(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, default: int | None = None, min: int | None = None, max: int | None = None) -> bool | str:  # noqa: A002
+    def validate_inputs(
+        cls, default: int | None = None, min: int | None = None, max: int | None = None
+    ) -> bool | str:
         for label, value in (("default", default), ("min", min), ("max", max)):
             if value is not None and not INT64_MIN <= value <= INT64_MAX:
                 return f"{label} {value} does not fit a signed 64-bit integer."
         return _check_range("int", default, min, max)
 
     @classmethod
-    def execute(cls, name: str, description: str, default: int, min: int, max: int, step: int) -> io.NodeOutput:  # noqa: A002
+    def execute(
+        cls, name: str, description: str, default: int, min: int, max: int, step: int
+    ) -> io.NodeOutput:
         return io.NodeOutput(default)
 
 
@@ -183,7 +193,13 @@ class InputFloat(io.ComfyNode):
         def widget(id_: str, default: float, tooltip: str) -> io.Float.Input:
             # round=False: keep exactly the value typed (or set by comfypack), no snapping to step.
             return io.Float.Input(
-                id_, default=default, min=-FLOAT_LIMIT, max=FLOAT_LIMIT, step=0.01, round=False, tooltip=tooltip
+                id_,
+                default=default,
+                min=-FLOAT_LIMIT,
+                max=FLOAT_LIMIT,
+                step=0.01,
+                round=False,
+                tooltip=tooltip,
             )
 
         return io.Schema(
@@ -194,7 +210,11 @@ class InputFloat(io.ComfyNode):
             inputs=[
                 name_input("strength"),
                 description_input(),
-                widget("default", 0.0, "The value used on the canvas, and in the API when the request leaves the field out."),
+                widget(
+                    "default",
+                    0.0,
+                    "The value used on the canvas, and in the API when the request leaves the field out.",
+                ),
                 widget("min", 0.0, "Smallest value the API accepts."),
                 widget("max", 1.0, "Largest value the API accepts."),
                 io.Float.Input(
@@ -211,14 +231,20 @@ class InputFloat(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, default: float | None = None, min: float | None = None, max: float | None = None) -> bool | str:  # noqa: A002
+    def validate_inputs(
+        cls, default: float | None = None, min: float | None = None, max: float | None = None
+    ) -> bool | str:
         for label, value in (("default", default), ("min", min), ("max", max)):
-            if value is not None and not (math.isfinite(value) and -FLOAT_LIMIT <= value <= FLOAT_LIMIT):
+            if value is not None and not (
+                math.isfinite(value) and -FLOAT_LIMIT <= value <= FLOAT_LIMIT
+            ):
                 return f"{label} must be a finite number within ±{FLOAT_LIMIT:g}, not {value}."
         return _check_range("float", default, min, max)
 
     @classmethod
-    def execute(cls, name: str, description: str, default: float, min: float, max: float, step: float) -> io.NodeOutput:  # noqa: A002
+    def execute(
+        cls, name: str, description: str, default: float, min: float, max: float, step: float
+    ) -> io.NodeOutput:
         return io.NodeOutput(default)
 
 
@@ -497,7 +523,11 @@ class InputVideo(io.ComfyNode):
                     tooltip="Video file in ComfyUI's input directory (subfolders allowed, e.g. 'comfypack/x.mp4').",
                 ),
             ],
-            outputs=[io.Video.Output(tooltip="The video; frames and audio are decoded by the node that uses it.")],
+            outputs=[
+                io.Video.Output(
+                    tooltip="The video; frames and audio are decoded by the node that uses it."
+                )
+            ],
         )
 
     @classmethod

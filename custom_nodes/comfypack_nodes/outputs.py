@@ -36,7 +36,14 @@ from typing import Any
 
 from comfy_api.latest import io, ui
 
-from ._common import OUTPUT_CATEGORY, exif_metadata, filename_prefix_input, name_input, next_output_path, png_metadata
+from ._common import (
+    OUTPUT_CATEGORY,
+    exif_metadata,
+    filename_prefix_input,
+    name_input,
+    next_output_path,
+    png_metadata,
+)
 
 __all__ = [
     "OutputImage",
@@ -52,6 +59,20 @@ __all__ = [
 IMAGE_FORMATS = ("png", "webp", "jpeg")
 AUDIO_FORMATS = ("flac", "mp3", "opus")
 """The containers ComfyUI's AudioSaveHelper can write."""
+
+
+def _check_option(
+    label: str, value: str | None, options: list[str] | tuple[str, ...]
+) -> bool | str:
+    """``validate_inputs`` body for a COMBO widget.
+
+    ComfyUI 0.3.75 does not check V3 COMBO values against their options when a
+    prompt is queued; doing it here turns a typo into a 400 from ``/prompt``
+    instead of a failure halfway through the run.
+    """
+    if value is None or value in options:
+        return True
+    return f"{label} {value!r} is not supported; use one of {list(options)}."
 
 
 class _OutputNode(io.ComfyNode):
@@ -78,7 +99,12 @@ class OutputImage(_OutputNode):
             inputs=[
                 io.Image.Input("images", tooltip="The images to return."),
                 name_input("image", output=True),
-                io.Combo.Input("format", options=list(IMAGE_FORMATS), default="png", tooltip="File format of the saved images."),
+                io.Combo.Input(
+                    "format",
+                    options=list(IMAGE_FORMATS),
+                    default="png",
+                    tooltip="File format of the saved images.",
+                ),
                 io.Int.Input(
                     "quality",
                     default=95,
@@ -92,12 +118,20 @@ class OutputImage(_OutputNode):
         )
 
     @classmethod
-    def execute(cls, images, name: str, format: str, quality: int, filename_prefix: str) -> io.NodeOutput:  # noqa: A002
+    def validate_inputs(cls, format: str | None = None) -> bool | str:
+        return _check_option("format", format, IMAGE_FORMATS)
+
+    @classmethod
+    def execute(
+        cls, images, name: str, format: str, quality: int, filename_prefix: str
+    ) -> io.NodeOutput:
         import numpy as np
         from PIL import Image
 
         if format not in IMAGE_FORMATS:
-            raise ValueError(f"Output {name!r}: unknown image format {format!r}; use one of {list(IMAGE_FORMATS)}.")
+            raise ValueError(
+                f"Output {name!r}: unknown image format {format!r}; use one of {list(IMAGE_FORMATS)}."
+            )
         extension = "jpg" if format == "jpeg" else format
         prompt, extra = cls.hidden.prompt, cls.hidden.extra_pnginfo
         results = []
@@ -253,7 +287,9 @@ class OutputFile(_OutputNode):
     @classmethod
     def execute(cls, path: str, name: str, filename_prefix: str) -> io.NodeOutput:
         if not isinstance(path, str) or not os.path.isfile(path):
-            raise FileNotFoundError(f"Output {name!r}: {path!r} is not a file; the node feeding it must produce a file path.")
+            raise FileNotFoundError(
+                f"Output {name!r}: {path!r} is not a file; the node feeding it must produce a file path."
+            )
         extension = os.path.splitext(path)[1].lstrip(".")
         target, saved = next_output_path(filename_prefix, extension)
         shutil.copyfile(path, target)
@@ -276,17 +312,30 @@ class OutputAudio(_OutputNode):
             inputs=[
                 io.Audio.Input("audio", tooltip="The audio to return."),
                 name_input("audio", output=True),
-                io.Combo.Input("format", options=list(AUDIO_FORMATS), default="flac", tooltip="File format (flac is lossless)."),
+                io.Combo.Input(
+                    "format",
+                    options=list(AUDIO_FORMATS),
+                    default="flac",
+                    tooltip="File format (flac is lossless).",
+                ),
                 filename_prefix_input(),
             ],
             is_output_node=True,
         )
 
     @classmethod
-    def execute(cls, audio: dict, name: str, format: str, filename_prefix: str) -> io.NodeOutput:  # noqa: A002
+    def validate_inputs(cls, format: str | None = None) -> bool | str:
+        return _check_option("format", format, AUDIO_FORMATS)
+
+    @classmethod
+    def execute(cls, audio: dict, name: str, format: str, filename_prefix: str) -> io.NodeOutput:
         if format not in AUDIO_FORMATS:
-            raise ValueError(f"Output {name!r}: unknown audio format {format!r}; use one of {list(AUDIO_FORMATS)}.")
-        return io.NodeOutput(ui=ui.AudioSaveHelper.get_save_audio_ui(audio, filename_prefix, cls, format=format))
+            raise ValueError(
+                f"Output {name!r}: unknown audio format {format!r}; use one of {list(AUDIO_FORMATS)}."
+            )
+        return io.NodeOutput(
+            ui=ui.AudioSaveHelper.get_save_audio_ui(audio, filename_prefix, cls, format=format)
+        )
 
 
 class OutputVideo(_OutputNode):
@@ -325,12 +374,25 @@ class OutputVideo(_OutputNode):
         )
 
     @classmethod
-    def execute(cls, video, name: str, format: str, codec: str, filename_prefix: str) -> io.NodeOutput:  # noqa: A002
+    def validate_inputs(cls, format: str | None = None, codec: str | None = None) -> bool | str:
+        from comfy_api.latest import Types
+
+        checked = _check_option("format", format, Types.VideoContainer.as_input())
+        if checked is not True:
+            return checked
+        return _check_option("codec", codec, Types.VideoCodec.as_input())
+
+    @classmethod
+    def execute(
+        cls, video, name: str, format: str, codec: str, filename_prefix: str
+    ) -> io.NodeOutput:
         from comfy.cli_args import args
         from comfy_api.latest import Types
 
         width, height = video.get_dimensions()
-        path, saved = next_output_path(filename_prefix, Types.VideoContainer.get_extension(format), width, height)
+        path, saved = next_output_path(
+            filename_prefix, Types.VideoContainer.get_extension(format), width, height
+        )
         metadata = None
         if not args.disable_metadata:
             metadata = dict(cls.hidden.extra_pnginfo or {})

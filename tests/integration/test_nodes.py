@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
+pytestmark = pytest.mark.integration
+
 INPUT_CATEGORY = "comfypack/inputs"
 OUTPUT_CATEGORY = "comfypack/outputs"
 
@@ -85,7 +87,9 @@ def submit(http: httpx.Client, prompt: dict[str, Any]) -> httpx.Response:
     return http.post("/prompt", json={"prompt": prompt, "client_id": uuid.uuid4().hex})
 
 
-def run_prompt(http: httpx.Client, prompt: dict[str, Any], *, succeed: bool = True) -> dict[str, Any]:
+def run_prompt(
+    http: httpx.Client, prompt: dict[str, Any], *, succeed: bool = True
+) -> dict[str, Any]:
     """Queue ``prompt``, wait for it, and return its ``/history`` entry."""
     response = submit(http, prompt)
     assert response.status_code == 200, response.text
@@ -109,7 +113,9 @@ def execution_error(entry: dict[str, Any]) -> str:
     return errors[0]["exception_message"]
 
 
-def upload(http: httpx.Client, filename: str, data: bytes, subfolder: str = "comfypack-test") -> str:
+def upload(
+    http: httpx.Client, filename: str, data: bytes, subfolder: str = "comfypack-test"
+) -> str:
     """Put a file in ComfyUI's input directory; return the widget value naming it."""
     response = http.post(
         "/upload/image",
@@ -138,11 +144,18 @@ def png_bytes(pixels: list[list[tuple[int, int, int]]]) -> bytes:
     height, width = len(pixels), len(pixels[0])
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     raw = b"".join(b"\x00" + bytes(c for px in row for c in px) for row in pixels)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def decode_png_rgb(data: bytes) -> list[list[tuple[int, int, int]]]:
@@ -163,7 +176,10 @@ def decode_png_rgb(data: bytes) -> list[list[tuple[int, int, int]]]:
     rows: list[bytearray] = []
     prev = bytearray(stride)
     for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
         for i in range(stride):
             left = line[i - bpp] if i >= bpp else 0
             up, up_left = prev[i], (prev[i - bpp] if i >= bpp else 0)
@@ -190,11 +206,19 @@ def wav_bytes(seconds: float = 0.25, rate: int = 16000) -> bytes:
         w.setsampwidth(2)
         w.setframerate(rate)
         frames = int(seconds * rate)
-        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(frames)))
+        w.writeframes(
+            b"".join(
+                struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
+                for i in range(frames)
+            )
+        )
     return buffer.getvalue()
 
 
-TEST_PIXELS = [[((x * 60 + y * 7) % 256, (y * 80) % 256, (x * y * 13) % 256) for x in range(4)] for y in range(3)]
+TEST_PIXELS = [
+    [((x * 60 + y * 7) % 256, (y * 80) % 256, (x * y * 13) % 256) for x in range(4)]
+    for y in range(3)
+]
 
 
 # --------------------------------------------------------------------------
@@ -221,7 +245,11 @@ def test_input_node_shape(http: httpx.Client, node_id: str) -> None:
     name_type, name_opts = widget(info, "name")
     assert name_type == "STRING" and name_opts["multiline"] is False and name_opts["default"]
     description_type, description_opts = widget(info, "description")
-    assert description_type == "STRING" and description_opts["multiline"] is True and description_opts["default"] == ""
+    assert (
+        description_type == "STRING"
+        and description_opts["multiline"] is True
+        and description_opts["default"] == ""
+    )
 
 
 @pytest.mark.parametrize("node_id", sorted(OUTPUT_NODES))
@@ -253,7 +281,11 @@ def test_int_input_widgets(http: httpx.Client) -> None:
     for name in ("default", "min", "max"):
         kind, opts = widget(info, name)
         assert kind == "INT" and opts["min"] == INT64_MIN and opts["max"] == INT64_MAX
-    assert widget(info, "min")[1]["default"] <= widget(info, "default")[1]["default"] <= widget(info, "max")[1]["default"]
+    assert (
+        widget(info, "min")[1]["default"]
+        <= widget(info, "default")[1]["default"]
+        <= widget(info, "max")[1]["default"]
+    )
     kind, opts = widget(info, "step")
     assert kind == "INT" and opts["min"] == 1 and opts["default"] == 1
 
@@ -278,7 +310,9 @@ def test_boolean_input_widgets(http: httpx.Client) -> None:
 
 def test_choice_input_widgets(http: httpx.Client) -> None:
     info = node_info(http, "ComfyPackInputChoice")
-    assert widget(info, "options")[0] == "STRING" and widget(info, "options")[1]["multiline"] is True
+    assert (
+        widget(info, "options")[0] == "STRING" and widget(info, "options")[1]["multiline"] is True
+    )
     assert widget(info, "default")[0] == "STRING"
     assert info["output"] == ["*"]
 
@@ -299,7 +333,9 @@ def test_seed_input_widgets(http: httpx.Client) -> None:
         ("ComfyPackInputVideo", "video", "video_upload"),
     ],
 )
-def test_media_inputs_are_upload_combos(http: httpx.Client, node_id: str, widget_name: str, upload_flag: str) -> None:
+def test_media_inputs_are_upload_combos(
+    http: httpx.Client, node_id: str, widget_name: str, upload_flag: str
+) -> None:
     kind, opts = widget(node_info(http, node_id), widget_name)
     assert kind == "COMBO"
     assert isinstance(opts["options"], list)
@@ -332,8 +368,14 @@ def test_output_widgets(http: httpx.Client) -> None:
 
     video = node_info(http, "ComfyPackOutputVideo")
     assert widget(video, "video")[0] == "VIDEO"
-    assert "mp4" in widget(video, "format")[1]["options"] and widget(video, "format")[1]["default"] == "auto"
-    assert "h264" in widget(video, "codec")[1]["options"] and widget(video, "codec")[1]["default"] == "auto"
+    assert (
+        "mp4" in widget(video, "format")[1]["options"]
+        and widget(video, "format")[1]["default"] == "auto"
+    )
+    assert (
+        "h264" in widget(video, "codec")[1]["options"]
+        and widget(video, "codec")[1]["default"] == "auto"
+    )
 
 
 def test_web_extension_is_served(http: httpx.Client) -> None:
@@ -351,7 +393,14 @@ def test_image_round_trip_inverts_and_always_reexecutes(http: httpx.Client) -> N
     prompt = {
         "1": node("ComfyPackInputImage", name="image", description="", image=image),
         "2": node("ImageInvert", image=["1", 0]),
-        "3": node("ComfyPackOutputImage", images=["2", 0], name="out", format="png", quality=95, filename_prefix=unique_prefix()),
+        "3": node(
+            "ComfyPackOutputImage",
+            images=["2", 0],
+            name="out",
+            format="png",
+            quality=95,
+            filename_prefix=unique_prefix(),
+        ),
     }
     first = run_prompt(http, prompt)["outputs"]["3"]
     assert list(first) == ["images"] and len(first["images"]) == 1
@@ -359,7 +408,10 @@ def test_image_round_trip_inverts_and_always_reexecutes(http: httpx.Client) -> N
     for got_row, src_row in zip(got, TEST_PIXELS, strict=True):
         for got_px, src_px in zip(got_row, src_row, strict=True):
             # ComfyUI converts with float math and truncates: off by at most one.
-            assert all(abs(g - (255 - s)) <= 1 for g, s in zip(got_px, src_px)), (got_px, src_px)
+            assert all(abs(g - (255 - s)) <= 1 for g, s in zip(got_px, src_px, strict=True)), (
+                got_px,
+                src_px,
+            )
 
     # An identical prompt: the output node is not served from cache, it writes a new file.
     second = run_prompt(http, prompt)["outputs"]["3"]
@@ -371,7 +423,14 @@ def test_image_output_formats(http: httpx.Client, fmt: str, magic: bytes) -> Non
     image = upload(http, f"{uuid.uuid4().hex}.png", png_bytes(TEST_PIXELS))
     prompt = {
         "1": node("ComfyPackInputImage", name="image", description="", image=image),
-        "2": node("ComfyPackOutputImage", images=["1", 0], name="out", format=fmt, quality=90, filename_prefix=unique_prefix()),
+        "2": node(
+            "ComfyPackOutputImage",
+            images=["1", 0],
+            name="out",
+            format=fmt,
+            quality=90,
+            filename_prefix=unique_prefix(),
+        ),
     }
     saved = run_prompt(http, prompt)["outputs"]["2"]["images"][0]
     assert download(http, saved).startswith(magic)
@@ -380,23 +439,55 @@ def test_image_output_formats(http: httpx.Client, fmt: str, magic: bytes) -> Non
 def test_scalar_inputs_reach_outputs(http: httpx.Client) -> None:
     image = upload(http, f"{uuid.uuid4().hex}.png", png_bytes(TEST_PIXELS))
     prompt = {
-        "1": node("ComfyPackInputString", name="text", description="", default="hello", max_length=0),
+        "1": node(
+            "ComfyPackInputString", name="text", description="", default="hello", max_length=0
+        ),
         "2": node("StringConcatenate", string_a=["1", 0], string_b="world", delimiter=", "),
         "3": node("ComfyPackOutputText", value=["2", 0], name="text"),
-        "4": node("ComfyPackInputInt", name="steps", description="", default=7, min=0, max=10, step=1),
+        "4": node(
+            "ComfyPackInputInt", name="steps", description="", default=7, min=0, max=10, step=1
+        ),
         "5": node("ComfyPackOutputNumber", value=["4", 0], name="steps"),
-        "6": node("ComfyPackInputFloat", name="cfg", description="", default=0.123456789, min=0.0, max=1.0, step=0.01),
+        "6": node(
+            "ComfyPackInputFloat",
+            name="cfg",
+            description="",
+            default=0.123456789,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+        ),
         "7": node("ComfyPackOutputNumber", value=["6", 0], name="cfg"),
         "8": node("ComfyPackInputBoolean", name="flag", description="", default=True),
         "9": node("ComfyPackOutputNumber", value=["8", 0], name="flag"),
         "10": node("ComfyPackInputSeed", name="seed", description="", default=0xFFFFFFFFFFFFFFFF),
         "11": node("ComfyPackOutputJSON", value=["10", 0], name="seed"),
-        "12": node("ComfyPackInputChoice", name="method", description="", options="bilinear\n nearest-exact \narea", default="nearest-exact "),
+        "12": node(
+            "ComfyPackInputChoice",
+            name="method",
+            description="",
+            options="bilinear\n nearest-exact \narea",
+            default="nearest-exact ",
+        ),
         "13": node("ComfyPackOutputJSON", value=["12", 0], name="method"),
         # The choice drives a COMBO input of a core node.
         "14": node("ComfyPackInputImage", name="image", description="", image=image),
-        "15": node("ImageScale", image=["14", 0], upscale_method=["12", 0], width=8, height=6, crop="disabled"),
-        "16": node("ComfyPackOutputImage", images=["15", 0], name="scaled", format="png", quality=95, filename_prefix=unique_prefix()),
+        "15": node(
+            "ImageScale",
+            image=["14", 0],
+            upscale_method=["12", 0],
+            width=8,
+            height=6,
+            crop="disabled",
+        ),
+        "16": node(
+            "ComfyPackOutputImage",
+            images=["15", 0],
+            name="scaled",
+            format="png",
+            quality=95,
+            filename_prefix=unique_prefix(),
+        ),
     }
     outputs = run_prompt(http, prompt)["outputs"]
     assert outputs["3"] == {"text": ["hello, world"]}
@@ -414,7 +505,9 @@ def test_file_round_trip_is_byte_identical(http: httpx.Client) -> None:
     name = upload(http, f"{uuid.uuid4().hex}.bin", payload)
     prompt = {
         "1": node("ComfyPackInputFile", name="file", description="", file=name),
-        "2": node("ComfyPackOutputFile", path=["1", 0], name="file", filename_prefix=unique_prefix()),
+        "2": node(
+            "ComfyPackOutputFile", path=["1", 0], name="file", filename_prefix=unique_prefix()
+        ),
     }
     outputs = run_prompt(http, prompt)["outputs"]
     saved = outputs["2"]["files"][0]
@@ -427,7 +520,13 @@ def test_audio_round_trip(http: httpx.Client) -> None:
     prompt = {
         "1": node("ComfyPackInputAudio", name="audio", description="", audio=name),
         "2": node("AudioAdjustVolume", audio=["1", 0], volume=-6),
-        "3": node("ComfyPackOutputAudio", audio=["2", 0], name="audio", format="flac", filename_prefix=unique_prefix()),
+        "3": node(
+            "ComfyPackOutputAudio",
+            audio=["2", 0],
+            name="audio",
+            format="flac",
+            filename_prefix=unique_prefix(),
+        ),
     }
     outputs = run_prompt(http, prompt)["outputs"]
     assert list(outputs["3"]) == ["audio"]
@@ -440,7 +539,14 @@ def test_video_round_trip(http: httpx.Client) -> None:
         "1": node("ComfyPackInputImage", name="image", description="", image=image),
         "2": node("RepeatImageBatch", image=["1", 0], amount=4),
         "3": node("CreateVideo", images=["2", 0], fps=8.0),
-        "4": node("ComfyPackOutputVideo", video=["3", 0], name="video", format="mp4", codec="h264", filename_prefix=unique_prefix()),
+        "4": node(
+            "ComfyPackOutputVideo",
+            video=["3", 0],
+            name="video",
+            format="mp4",
+            codec="h264",
+            filename_prefix=unique_prefix(),
+        ),
     }
     ui = run_prompt(http, make)["outputs"]["4"]
     assert ui["animated"] == [True] and len(ui["images"]) == 1
@@ -454,7 +560,14 @@ def test_video_round_trip(http: httpx.Client) -> None:
         "1": node("ComfyPackInputVideo", name="video", description="", video=annotated),
         "2": node("GetVideoComponents", video=["1", 0]),
         "3": node("ComfyPackOutputNumber", value=["2", 2], name="fps"),
-        "4": node("ComfyPackOutputVideo", video=["1", 0], name="video", format="auto", codec="auto", filename_prefix=unique_prefix()),
+        "4": node(
+            "ComfyPackOutputVideo",
+            video=["1", 0],
+            name="video",
+            format="auto",
+            codec="auto",
+            filename_prefix=unique_prefix(),
+        ),
     }
     outputs = run_prompt(http, reuse)["outputs"]
     assert outputs["3"] == {"number": [8.0]}
@@ -468,27 +581,87 @@ def test_video_round_trip(http: httpx.Client) -> None:
 
 def test_invalid_widget_values_fail_validation(http: httpx.Client) -> None:
     prompt = {
-        "1": node("ComfyPackInputInt", name="steps", description="", default=11, min=0, max=10, step=1),
+        "1": node(
+            "ComfyPackInputInt", name="steps", description="", default=11, min=0, max=10, step=1
+        ),
         "2": node("ComfyPackOutputNumber", value=["1", 0], name="steps"),
         "3": node("ComfyPackInputChoice", name="mode", description="", options="a\nb", default="c"),
         "4": node("ComfyPackOutputJSON", value=["3", 0], name="mode"),
         "5": node("ComfyPackInputFile", name="file", description="", file="../../../etc/passwd"),
-        "6": node("ComfyPackOutputFile", path=["5", 0], name="file", filename_prefix=unique_prefix()),
-        "7": node("ComfyPackInputImage", name="image", description="", image="comfypack-test/does-not-exist.png"),
-        "8": node("ComfyPackOutputImage", images=["7", 0], name="image", format="png", quality=95, filename_prefix=unique_prefix()),
-        "9": node("ComfyPackInputString", name="text", description="", default="too long", max_length=3),
+        "6": node(
+            "ComfyPackOutputFile", path=["5", 0], name="file", filename_prefix=unique_prefix()
+        ),
+        "7": node(
+            "ComfyPackInputImage",
+            name="image",
+            description="",
+            image="comfypack-test/does-not-exist.png",
+        ),
+        "8": node(
+            "ComfyPackOutputImage",
+            images=["7", 0],
+            name="image",
+            format="png",
+            quality=95,
+            filename_prefix=unique_prefix(),
+        ),
+        "9": node(
+            "ComfyPackInputString", name="text", description="", default="too long", max_length=3
+        ),
         "10": node("ComfyPackOutputText", value=["9", 0], name="text"),
     }
     response = submit(http, prompt)
     assert response.status_code == 400
     node_errors = response.json()["node_errors"]
     assert set(node_errors) == {"1", "3", "5", "7", "9"}
-    details = {nid: " ".join(e["details"] for e in errs["errors"]) for nid, errs in node_errors.items()}
+    details = {
+        nid: " ".join(e["details"] for e in errs["errors"]) for nid, errs in node_errors.items()
+    }
     assert "outside [0, 10]" in details["1"]
     assert "not one of the options" in details["3"]
     assert "outside" in details["5"]
     assert "no such file" in details["7"]
     assert "max_length 3" in details["9"]
+
+
+def test_unsupported_output_formats_fail_validation(http: httpx.Client) -> None:
+    image = upload(http, f"{uuid.uuid4().hex}.png", png_bytes(TEST_PIXELS))
+    audio = upload(http, f"{uuid.uuid4().hex}.wav", wav_bytes())
+    prefix = unique_prefix()
+    prompt = {
+        "1": node("ComfyPackInputImage", name="image", description="", image=image),
+        "2": node(
+            "ComfyPackOutputImage",
+            images=["1", 0],
+            name="image",
+            format="gif",
+            quality=95,
+            filename_prefix=prefix,
+        ),
+        "3": node("ComfyPackInputAudio", name="audio", description="", audio=audio),
+        "4": node(
+            "ComfyPackOutputAudio",
+            audio=["3", 0],
+            name="audio",
+            format="wav",
+            filename_prefix=prefix,
+        ),
+        "5": node("CreateVideo", images=["1", 0], fps=8.0),
+        "6": node(
+            "ComfyPackOutputVideo",
+            video=["5", 0],
+            name="video",
+            format="webm",
+            codec="auto",
+            filename_prefix=prefix,
+        ),
+    }
+    response = submit(http, prompt)
+    assert response.status_code == 400
+    node_errors = response.json()["node_errors"]
+    assert set(node_errors) == {"2", "4", "6"}
+    for errors in node_errors.values():
+        assert any("is not supported" in e["details"] for e in errors["errors"])
 
 
 def test_number_output_rejects_non_numbers(http: httpx.Client) -> None:
