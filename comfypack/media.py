@@ -16,10 +16,18 @@ from urllib.parse import unquote, urlparse
 
 from .errors import InputFetchError
 
-__all__ = ["MediaFile", "decode_media", "fetch_url", "sniff", "DEFAULT_MAX_BYTES"]
+__all__ = ["MediaFile", "Upload", "decode_media", "fetch_url", "sniff", "DEFAULT_MAX_BYTES"]
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?)(?P<b64>;base64)?,(?P<data>.*)$", re.S)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file sent as a multipart upload: its bytes and the client's file name."""
+
+    data: bytes
+    filename: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ def sniff(kind: str, data: bytes, field: str) -> tuple[str, str]:
             with Image.open(io.BytesIO(data)) as im:
                 fmt = (im.format or "png").lower()
                 im.verify()
+        except Image.DecompressionBombError as e:  # a small file claiming billions of pixels
+            raise InputFetchError.for_field(field, f"is too large an image ({e})", status=413) from e
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise InputFetchError.for_field(field, f"is not a readable image ({e.__class__.__name__}: {e})") from e
         ext = {"jpeg": ".jpg", "mpo": ".jpg"}.get(fmt, f".{fmt}")
@@ -99,10 +109,13 @@ async def fetch_url(url: str, field: str, *, max_bytes: int = DEFAULT_MAX_BYTES,
         raise InputFetchError.for_field(field, f"cannot fetch {url}: {e.__class__.__name__}: {e}") from e
 
 
-async def decode_media(kind: str, value: bytes | str, field: str, *,
+async def decode_media(kind: str, value: Upload | bytes | str, field: str, *,
                        filename: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> MediaFile:
     """Decode one file input of ``kind`` (image/file/audio/video) and check it."""
-    if isinstance(value, (bytes, bytearray)):
+    if isinstance(value, Upload):
+        data = value.data
+        filename = filename or value.filename
+    elif isinstance(value, (bytes, bytearray)):
         data = bytes(value)
     elif isinstance(value, str):
         text = value.strip()
@@ -127,8 +140,11 @@ async def decode_media(kind: str, value: bytes | str, field: str, *,
         raise InputFetchError.for_field(field, f"is larger than {max_bytes} bytes", status=413)
     media_type, ext = sniff(kind, data, field)
     if kind == "file":
-        guessed = mimetypes.guess_type(filename or "")[0]
+        # the client's name only lends a plain extension: never a path, spaces or a long tail
+        base = re.split(r"[/\\]", filename or "")[-1]
+        guessed = mimetypes.guess_type(base)[0]
         media_type = guessed or media_type
-        ext = "." + filename.rsplit(".", 1)[1] if filename and "." in filename else ""
+        suffix = base.rsplit(".", 1)[1] if "." in base else ""
+        ext = f".{suffix}" if re.fullmatch(r"[A-Za-z0-9_-]{1,16}", suffix) else ""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", field)
     return MediaFile(data, f"{safe}{ext}", media_type)

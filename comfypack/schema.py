@@ -11,6 +11,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .errors import FieldError, RequestError
+from .media import Upload
 from .workflow import FILE_KINDS, Interface, InputSpec, OutputSpec
 
 __all__ = [
@@ -74,19 +75,18 @@ def input_schema(interface: Interface) -> dict[str, Any]:
 
 
 def _output_property(spec: OutputSpec) -> dict[str, Any]:
+    # RunOutput.to_json gives one value, or a list when the node produced several (a batch)
     if spec.kind in FILE_KINDS:
-        prop: dict[str, Any] = {
-            "type": "string",
-            "description": f"{spec.kind} as a base64 data: URI (a list of them for a batch)",
-        }
+        one: dict[str, Any] = {"type": "string"}
+        description = f"{spec.kind} as a base64 data: URI (a list of them for a batch)"
     elif spec.kind == "text":
-        prop = {"type": "string"}
+        one, description = {"type": "string"}, "text (a list when the node produced several)"
     elif spec.kind == "number":
-        prop = {"type": "number"}
+        one, description = {"type": "number"}, "a number (a list when the node produced several)"
     else:
-        prop = {"description": "any JSON value"}
-    prop["title"] = spec.name
-    return prop
+        return {"description": "any JSON value", "title": spec.name}
+    return {"anyOf": [one, {"type": "array", "items": one}], "description": description,
+            "title": spec.name}
 
 
 def output_schema(interface: Interface) -> dict[str, Any]:
@@ -208,7 +208,7 @@ def _json_type(value: Any) -> str:
         return "string"
     if isinstance(value, list):
         return "array"
-    if isinstance(value, (bytes, bytearray)):
+    if isinstance(value, (bytes, bytearray, Upload)):
         return "file"
     return "object"
 
@@ -228,7 +228,7 @@ def validate_request(interface: Interface, body: Any) -> dict[str, Any]:
         problems.extend(_describe(error, body, interface))
     for spec in interface.inputs:
         value = body.get(spec.name)
-        if spec.is_file and spec.name in body and not isinstance(value, (str, bytes, bytearray)):
+        if spec.is_file and spec.name in body and not isinstance(value, (str, bytes, bytearray, Upload)):
             problems.append(FieldError(spec.name, (
                 f"must be a file upload, an http(s) URL or base64 text, got {_json_type(value)}")))
         if spec.kind == "float" and isinstance(value, bool):

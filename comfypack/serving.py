@@ -25,10 +25,10 @@ from typing import Any
 import bentoml
 from pydantic import ConfigDict, model_validator
 
-from .errors import ComfyPackError, ComfyUIUnavailable
+from .errors import ComfyPackError, ComfyUIUnavailable, FieldError, RequestError
 from .runner import WorkflowRunner
 from .schema import input_schema, output_schema
-from .workflow import Interface, load_workflow, parse_interface
+from .workflow import FILE_KINDS, Interface, load_workflow, parse_interface
 
 __all__ = ["ServeConfig", "make_service", "BODY_FIELD"]
 
@@ -94,15 +94,107 @@ def _schema_model(name: str, schema: dict[str, Any]) -> type[Any]:
     return _Model
 
 
-def _coerce_multipart(interface: Interface, body: Any) -> Any:
-    """Multipart form values arrive JSON-decoded when they parse; string inputs want text."""
-    if not isinstance(body, dict):
-        return body
-    for spec in interface.inputs:
-        value = body.get(spec.name)
-        if spec.kind in ("string", "choice") and value is not None and not isinstance(value, str):
-            body[spec.name] = json.dumps(value)
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def form_to_body(interface: Interface, items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A multipart form as a request body: text fields typed by the Interface, files as Uploads.
+
+    Text that does not parse as the field's type is kept as text, so validation names the field.
+    """
+    kinds = {s.name: s.kind for s in interface.inputs}
+    body: dict[str, Any] = {}
+    for key, value in items:
+        kind = kinds.get(key)
+        if not isinstance(value, str) or kind in (None, "string", "choice") or kind in FILE_KINDS:
+            body[key] = value
+        elif kind == "boolean" and value.strip().lower() in _TRUE | _FALSE:
+            body[key] = value.strip().lower() in _TRUE
+        elif kind in ("int", "float", "seed"):
+            try:
+                body[key] = json.loads(value)
+            except ValueError:
+                body[key] = value
+        else:
+            body[key] = value
     return body
+
+
+class MultipartMiddleware:
+    """Parse ``multipart/form-data`` on the endpoint ourselves (BentoML's parser would JSON-decode
+    uploaded bytes); the form goes to the endpoint in ``scope``, BentoML sees an empty JSON body."""
+
+    def __init__(self, app: Any, route: str, max_bytes: int) -> None:
+        self.app = app
+        self.route = route
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path") != self.route or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if not headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
+            await self.app(scope, receive, send)
+            return
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+
+        from .media import Upload
+
+        try:
+            length = int(headers.get(b"content-length", b"0"))
+        except ValueError:
+            length = 0
+        if length > self.max_bytes:
+            err = RequestError(f"the request is larger than {self.max_bytes} bytes", status=413,
+                               details=[FieldError(None, "request too large")])
+            await JSONResponse(err.to_dict(), status_code=413)(scope, receive, send)
+            return
+        try:
+            form = await Request(scope, receive).form(max_files=64, max_fields=256)
+            items: list[tuple[str, Any]] = []
+            for key, value in form.multi_items():
+                if isinstance(value, str):
+                    items.append((key, value))
+                else:
+                    items.append((key, Upload(await value.read(), value.filename)))
+            await form.close()
+        except Exception as e:  # starlette raises several types for malformed forms
+            err = RequestError(f"cannot parse the multipart form: {e}", status=400,
+                               details=[FieldError(None, str(e))])
+            await JSONResponse(err.to_dict(), status_code=400)(scope, receive, send)
+            return
+        scope["comfypack.form"] = items
+        scope["headers"] = [(k, v) for k, v in scope["headers"]
+                            if k not in (b"content-type", b"content-length")]
+        scope["headers"] += [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        sent = False
+
+        async def empty_json() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"{}", "more_body": False}
+            return await receive()
+
+        await self.app(scope, empty_json, send)
+
+
+class DocsMiddleware:
+    """``/docs`` → BentoML's Swagger UI (served at ``/``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and scope.get("path") in ("/docs", "/docs/"):
+            from starlette.responses import RedirectResponse
+
+            await RedirectResponse("/", status_code=307)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class ErrorShapeMiddleware:
@@ -239,15 +331,15 @@ def make_service(config: ServeConfig) -> type[Any]:
         async def generate(self, ctx: bentoml.Context, comfypack_body: Any = None) -> Response:
             started = time.perf_counter()
             try:
-                body = comfypack_body
-                if ctx.request.headers.get("content-type", "").startswith("multipart/form-data"):
-                    body = _coerce_multipart(self.interface, body)
+                form = ctx.request.scope.get("comfypack.form")
+                body = comfypack_body if form is None else form_to_body(self.interface, form)
                 request = await self.runner.prepare(body if body is not None else {})
                 client = await self._client()
                 result = await self.runner.run(client, request, timeout=config.timeout)
             except ComfyPackError as e:
                 if e.status >= 500:
                     logger.error("%s failed: %s", route, e.message)
+                ctx.response.status_code = e.status  # BentoML applies the context's status
                 return error_response(e)
             headers = {"X-ComfyPack-Prompt-Id": result.prompt_id,
                        "X-ComfyPack-Duration-Ms": f"{(time.perf_counter() - started) * 1000:.1f}"}
@@ -269,6 +361,8 @@ def make_service(config: ServeConfig) -> type[Any]:
             if self.process is not None:
                 await asyncio.to_thread(self.process.stop)
 
+    ComfyPackService.add_asgi_middleware(DocsMiddleware)
     ComfyPackService.add_asgi_middleware(ErrorShapeMiddleware, route=route)
+    ComfyPackService.add_asgi_middleware(MultipartMiddleware, route=route, max_bytes=config.max_upload_bytes)
     return ComfyPackService
 

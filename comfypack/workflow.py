@@ -153,8 +153,9 @@ def load_workflow(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
             f"{where}: this is a UI-format workflow (what ComfyUI's Save writes). Export it with "
             "'Export (API)' in ComfyUI, or use the API-format JSON."
         )
-    if "prompt" in data and isinstance(data["prompt"], dict) and "client_id" in data:
-        data = data["prompt"]  # a captured /prompt request body
+    prompt = data.get("prompt")
+    if isinstance(prompt, dict) and ("client_id" in data or "class_type" not in prompt):
+        data = prompt  # a captured /prompt request body (client_id is optional there)
     for node_id, node in data.items():
         if not isinstance(node, dict) or "class_type" not in node:
             raise WorkflowError(
@@ -303,8 +304,9 @@ def _parse_output(node_id: str, node: Mapping[str, Any], problems: list[FieldErr
                   kind: str, fallback: bool) -> OutputSpec | None:
     r = _Reader(node_id, node, problems)
     if fallback:
-        return OutputSpec(name=f"{node['class_type'].lower()}_{node_id}".replace("-", "_"),
-                          kind=kind, node_id=node_id, format="png")
+        # node ids may be "12:3" (expanded subgraphs): keep the name an identifier
+        name = re.sub(r"[^A-Za-z0-9_]", "_", f"{node['class_type'].lower()}_{node_id}")
+        return OutputSpec(name=name, kind=kind, node_id=node_id, format="png")
     name = r.get("name", (str,), required=True)
     if not isinstance(name, str):
         return None

@@ -171,8 +171,7 @@ class ComfyUIClient:
                 pending.future.set_result(None)
             elif pending.on_progress:
                 pending.on_progress(ProgressEvent(prompt_id, data.get("node")))
-        elif kind == "execution_success":
-            pending.future.set_result(None)
+        # (``execution_success`` comes before ComfyUI writes the history; wait for executing/null)
         elif kind == "progress" and pending.on_progress:
             pending.on_progress(ProgressEvent(prompt_id, data.get("node"), data.get("value"), data.get("max")))
         elif kind == "execution_error":

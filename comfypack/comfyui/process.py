@@ -71,12 +71,13 @@ class ComfyUIProcess:
 
     ``comfyui_dir``: a ComfyUI source tree (with ``main.py``). ``python``: the interpreter that
     runs it (default: this one). ``workdir``: where its input/output/temp/user dirs go (default: a
-    fresh temp dir, removed on :meth:`stop`).
+    fresh temp dir, removed on :meth:`stop`). ``metadata``: let ComfyUI embed the workflow in
+    the files it saves (off by default: API clients should not receive the graph).
     """
 
     def __init__(self, comfyui_dir: str | Path, *, python: str | None = None, port: int | None = None,
                  cpu: bool | None = None, workdir: str | Path | None = None,
-                 extra_args: list[str] | None = None, log_lines: int = 400,
+                 extra_args: list[str] | None = None, log_lines: int = 400, metadata: bool = False,
                  startup_timeout: float = 120.0) -> None:
         self.comfyui_dir = Path(comfyui_dir).resolve()
         if not (self.comfyui_dir / "main.py").is_file():
@@ -89,6 +90,7 @@ class ComfyUIProcess:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else None
         self.extra_args = list(extra_args or [])
+        self.metadata = metadata
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: deque[str] = deque(maxlen=log_lines)
@@ -137,6 +139,8 @@ class ComfyUIProcess:
                "--database-url", "sqlite:///:memory:"]
         if self.cpu:
             cmd.append("--cpu")
+        if not self.metadata:
+            cmd.append("--disable-metadata")  # served outputs must not carry the whole workflow
         return cmd + self.extra_args
 
     def start(self) -> None:

@@ -1,0 +1,34 @@
+# comfypack — the two commands of the README's quick start are `make setup` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+EXAMPLE ?= text_tools
+PORT ?= 3000
+export COMFYPACK_HOME ?= $(CURDIR)/.cache
+
+.PHONY: setup serve-example test test-unit test-integration test-e2e bench lint clean-cache
+
+setup:  ## create .venv, install everything, provision ComfyUI (repeatable)
+	bash scripts/setup.sh
+
+serve-example: ## serve examples/workflows/$(EXAMPLE) on http://127.0.0.1:$(PORT)
+	$(BIN)/comfypack serve examples/workflows/$(EXAMPLE)/workflow_api.json --port $(PORT)
+
+test:  ## every test: unit, integration (real ComfyUI), e2e (real bentoml serve)
+	COMFYPACK_REQUIRE_COMFYUI=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+test-unit:
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration:
+	COMFYPACK_REQUIRE_COMFYUI=1 $(BIN)/python -m pytest -q tests/integration
+
+test-e2e:
+	COMFYPACK_REQUIRE_COMFYUI=1 $(BIN)/python -m pytest -q tests/e2e
+
+bench:
+	$(BIN)/python bench/serve_overhead.py
+
+lint:
+	$(BIN)/ruff check comfypack service tests bench
+	$(BIN)/mypy comfypack --ignore-missing-imports
