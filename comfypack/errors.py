@@ -83,7 +83,7 @@ class RequestError(ComfyPackError):
 
     @property
     def fields(self) -> list[str]:
-        return [d.get("field") for d in (self.details or []) if isinstance(d, dict)]
+        return [str(d.get("field")) for d in (self.details or []) if isinstance(d, dict)]
 
 
 class InputFetchError(RequestError):

@@ -160,14 +160,14 @@ class WorkflowRunner:
 
     async def _collect(self, client: ComfyUIClient, spec: OutputSpec, ui: Mapping[str, Any]) -> list[Any]:
         if spec.kind in FILE_KINDS:
-            refs = []
+            refs: list[FileRef] = []
             for key in _FILE_KEYS[spec.kind]:
                 refs.extend(FileRef.from_ui(item) for item in ui.get(key) or [] if isinstance(item, dict))
                 if refs:
                     break
             datas = await asyncio.gather(*(client.read_file(r) for r in refs))
             return [OutputFile(d, mimetypes.guess_type(r.filename)[0] or "application/octet-stream", r.filename)
-                    for r, d in zip(refs, datas)]
+                    for r, d in zip(refs, datas, strict=True)]
         return list(ui.get(_VALUE_KEYS[spec.kind]) or [])
 
     def _cleanup(self, client: ComfyUIClient, run_id: str, uploaded: list[FileRef]) -> None:

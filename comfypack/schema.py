@@ -6,13 +6,13 @@ prints and what :func:`validate_request` checks requests against (with ``jsonsch
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .errors import FieldError, RequestError
 from .media import Upload
-from .workflow import FILE_KINDS, Interface, InputSpec, OutputSpec
+from .workflow import FILE_KINDS, InputSpec, Interface, OutputSpec
 
 __all__ = [
     "input_schema",
@@ -134,7 +134,7 @@ def _annotation(spec: InputSpec) -> tuple[Any, Any]:
         typ: Any = int if spec.kind == "int" else float
         return typ, Field(spec.default, ge=spec.minimum, le=spec.maximum, **kw)
     if spec.kind == "seed":
-        return Optional[int], Field(None, ge=0, le=spec.maximum, **kw)
+        return int | None, Field(None, ge=0, le=spec.maximum, **kw)
     if spec.kind == "boolean":
         return bool, Field(spec.default, **kw)
     if spec.kind == "choice":

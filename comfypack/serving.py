@@ -280,6 +280,7 @@ def make_service(config: ServeConfig) -> type[Any]:
             if config.comfyui_url is None:
                 from .comfyui.process import ComfyUIProcess
 
+                assert config.comfyui_dir is not None
                 self.process = ComfyUIProcess(config.comfyui_dir, python=config.python,
                                               startup_timeout=config.startup_timeout)
                 self.process.start()
@@ -299,6 +300,7 @@ def make_service(config: ServeConfig) -> type[Any]:
                     client = ComfyUIClient(url, output_dir=self.process.output_dir,
                                            input_dir=self.process.input_dir)
                 else:
+                    assert config.comfyui_url is not None
                     client = ComfyUIClient(config.comfyui_url)
                 await client.connect()
                 self.client = client
@@ -361,8 +363,11 @@ def make_service(config: ServeConfig) -> type[Any]:
             if self.process is not None:
                 await asyncio.to_thread(self.process.stop)
 
-    ComfyPackService.add_asgi_middleware(DocsMiddleware)
-    ComfyPackService.add_asgi_middleware(ErrorShapeMiddleware, route=route)
-    ComfyPackService.add_asgi_middleware(MultipartMiddleware, route=route, max_bytes=config.max_upload_bytes)
+    ComfyPackService.add_asgi_middleware(  # type: ignore[attr-defined]
+        DocsMiddleware)
+    ComfyPackService.add_asgi_middleware(  # type: ignore[attr-defined]
+        ErrorShapeMiddleware, route=route)
+    ComfyPackService.add_asgi_middleware(  # type: ignore[attr-defined]
+        MultipartMiddleware, route=route, max_bytes=config.max_upload_bytes)
     return ComfyPackService
 

@@ -162,7 +162,7 @@ class ComfyUIClient:
     def _dispatch(self, message: Mapping[str, Any]) -> None:
         kind = message.get("type")
         data = message.get("data") or {}
-        prompt_id = data.get("prompt_id")
+        prompt_id = str(data.get("prompt_id") or "")
         pending = self._pending.get(prompt_id) if prompt_id else None
         if pending is None or pending.future.done():
             return
