@@ -205,3 +205,19 @@ def test_openapi_matches_inspect(example: str, comfyui: object, tmp_path: Path) 
         for key in ("type", "default", "minimum", "maximum", "enum", "description", "maxLength"):
             assert shown.get(key) == prop.get(key), (example, name, key)
     assert sorted(body.get("required", [])) == sorted(inspected["required"])
+
+
+def test_stopping_the_service_stops_its_comfyui(tmp_path: Path) -> None:
+    import psutil
+
+    with bentoml_serve(EXAMPLES / "text_tools" / "workflow_api.json", tmp_path) as served:
+        kids = psutil.Process(served.proc.pid).children(recursive=True)
+        comfy = [p for p in kids if any(a.endswith("main.py") for a in p.cmdline())]
+        assert len(comfy) == 1, [p.cmdline() for p in kids]
+        assert "--listen" in comfy[0].cmdline() and "127.0.0.1" in comfy[0].cmdline()
+        r = httpx.post(f"{served.url}/generate", json={"text": "x"}, timeout=60)
+        assert r.status_code == 200 and r.json()["text"] == "X COMFYUI"
+    # bentoml_serve sent SIGTERM to the server's process group; ComfyUI runs in its own session
+    # and must go with it (shutdown hook, or PR_SET_PDEATHSIG if the worker died first).
+    gone, alive = psutil.wait_procs(comfy, timeout=20)
+    assert not alive, f"ComfyUI outlived the service: {[p.pid for p in alive]}"
