@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from .errors import ComfyPackError, RequestError
+from .media import Upload
 
 __all__ = ["main", "cli"]
 
@@ -182,7 +183,7 @@ def _parse_inputs(interface: Any, pairs: tuple[str, ...]) -> dict[str, Any]:
         elif kind in ("image", "file", "audio", "video"):
             path = Path(raw[1:] if raw.startswith("@") else raw).expanduser()
             if path.is_file():
-                body[key] = path.read_bytes()
+                body[key] = Upload(path.read_bytes(), path.name)
             elif raw.startswith(("http://", "https://", "data:")):
                 body[key] = raw
             else:

@@ -82,8 +82,9 @@ class RequestError(ComfyPackError):
         return cls(prefix + message, details=[FieldError(field, message)], **kw)
 
     @property
-    def fields(self) -> list[str]:
-        return [str(d.get("field")) for d in (self.details or []) if isinstance(d, dict)]
+    def fields(self) -> list[str | None]:
+        """The field each problem names (``None`` for the body as a whole, never ``"None"``)."""
+        return [d.get("field") for d in (self.details or []) if isinstance(d, dict)]
 
 
 class InputFetchError(RequestError):

@@ -38,13 +38,13 @@ class MediaFile:
 
 
 # magic numbers of the formats ComfyUI can load, by kind
-_AUDIO_MAGIC = [(0, b"RIFF", "audio/wav", ".wav"), (0, b"fLaC", "audio/flac", ".flac"),
+_AUDIO_MAGIC = [(8, b"WAVE", "audio/wav", ".wav"), (0, b"fLaC", "audio/flac", ".flac"),
                 (0, b"OggS", "audio/ogg", ".ogg"), (0, b"ID3", "audio/mpeg", ".mp3"),
                 (0, b"\xff\xfb", "audio/mpeg", ".mp3"), (0, b"\xff\xf3", "audio/mpeg", ".mp3"),
                 (0, b"\xff\xf2", "audio/mpeg", ".mp3"), (4, b"ftyp", "audio/mp4", ".m4a"),
                 (0, b"\x1a\x45\xdf\xa3", "audio/webm", ".webm")]
 _VIDEO_MAGIC = [(4, b"ftyp", "video/mp4", ".mp4"), (0, b"\x1a\x45\xdf\xa3", "video/webm", ".webm"),
-                (0, b"RIFF", "video/x-msvideo", ".avi"), (0, b"GIF8", "image/gif", ".gif"),
+                (8, b"AVI ", "video/x-msvideo", ".avi"), (0, b"GIF8", "image/gif", ".gif"),
                 (0, b"OggS", "video/ogg", ".ogv")]
 
 

@@ -156,7 +156,7 @@ class WorkflowRunner:
             return RunOutput(result.prompt_id, outputs, self._specs, request.seeds)
         finally:
             if self.cleanup:
-                self._cleanup(client, run_id, uploaded_refs)
+                await self._cleanup(client, run_id, uploaded_refs)
 
     async def _collect(self, client: ComfyUIClient, spec: OutputSpec, ui: Mapping[str, Any]) -> list[Any]:
         if spec.kind in FILE_KINDS:
@@ -170,8 +170,11 @@ class WorkflowRunner:
                     for r, d in zip(refs, datas, strict=True)]
         return list(ui.get(_VALUE_KEYS[spec.kind]) or [])
 
-    def _cleanup(self, client: ComfyUIClient, run_id: str, uploaded: list[FileRef]) -> None:
+    async def _cleanup(self, client: ComfyUIClient, run_id: str, uploaded: list[FileRef]) -> None:
         out = client.local_path(FileRef(run_id, "comfypack", "output"))
+        if out is None:  # ComfyUI's folders are not ours to reach: ask its comfypack routes
+            await client.delete_run(run_id)
+            return
         if out is not None and out.is_dir():
             shutil.rmtree(out, ignore_errors=True)
         for ref in uploaded:

@@ -31,6 +31,12 @@ _MEDIA_HELP = (
 )
 
 
+def _int_step(spec: InputSpec) -> bool:
+    """An Int's step is a JSON Schema ``multipleOf`` when its range starts on a multiple of it."""
+    return (spec.kind == "int" and spec.step is not None and spec.step > 1
+            and int(spec.minimum or 0) % int(spec.step) == 0)
+
+
 def _input_property(spec: InputSpec) -> dict[str, Any]:
     prop: dict[str, Any] = {}
     if spec.kind == "string":
@@ -45,6 +51,8 @@ def _input_property(spec: InputSpec) -> dict[str, Any]:
             prop["minimum"] = spec.minimum
         if spec.maximum is not None:
             prop["maximum"] = spec.maximum
+        if _int_step(spec):
+            prop["multipleOf"] = int(spec.step)  # type: ignore[arg-type]
     elif spec.kind == "boolean":
         prop = {"type": "boolean", "default": spec.default}
     elif spec.kind == "choice":
@@ -132,7 +140,8 @@ def _annotation(spec: InputSpec) -> tuple[Any, Any]:
         return str, Field(spec.default, max_length=spec.max_length, **kw)
     if spec.kind in ("int", "float"):
         typ: Any = int if spec.kind == "int" else float
-        return typ, Field(spec.default, ge=spec.minimum, le=spec.maximum, **kw)
+        step = int(spec.step) if _int_step(spec) else None  # type: ignore[arg-type]
+        return typ, Field(spec.default, ge=spec.minimum, le=spec.maximum, multiple_of=step, **kw)
     if spec.kind == "seed":
         return int | None, Field(None, ge=0, le=spec.maximum, **kw)
     if spec.kind == "boolean":
@@ -222,6 +231,9 @@ def validate_request(interface: Interface, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestError(f"the request body must be a JSON object, got {_json_type(body)}",
                            details=[FieldError(None, "expected a JSON object")], status=400)
+    # a Seed sent as null means "pick one", like leaving it out
+    body = {k: v for k, v in body.items()
+            if not (v is None and k in {s.name for s in interface.seed_inputs})}
     validator = _cached_validator(interface)
     problems: list[FieldError] = []
     for error in sorted(validator.iter_errors(body), key=lambda e: list(e.path)):

@@ -124,14 +124,14 @@ class ComfyUIClient:
             self._reader = asyncio.create_task(self._read_loop(self._ws), name="comfyui-ws")
 
     async def close(self) -> None:
+        ws, self._ws = self._ws, None
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
             self._reader = None
-        if self._ws is not None:
-            await self._ws.close()
-            self._ws = None
+        if ws is not None:
+            await ws.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -258,13 +258,14 @@ class ComfyUIClient:
         pending = _Pending(loop.create_future(), on_progress)
         self._pending[prompt_id] = pending
         try:
-            await self.queue_prompt(prompt, prompt_id)
             try:
+                await self.queue_prompt(prompt, prompt_id)
                 await asyncio.wait_for(asyncio.shield(pending.future), timeout)
             except asyncio.TimeoutError as e:
                 await self.cancel(prompt_id)
                 raise ComfyUIError(f"the prompt did not finish within {timeout:g} s; it was cancelled") from e
             except asyncio.CancelledError:
+                # the caller went away (maybe mid-POST): ComfyUI may hold the prompt already
                 await asyncio.shield(self.cancel(prompt_id))
                 raise
             history = await self.get_json(f"/history/{prompt_id}")
@@ -282,6 +283,16 @@ class ComfyUIClient:
             resp.release()
             resp = await self._request("POST", "/interrupt", json={"prompt_id": prompt_id})
             resp.release()
+
+    async def delete_run(self, run_id: str) -> bool:
+        """Ask ComfyUI (comfypack's node routes) to delete a run's inputs and outputs."""
+        try:
+            resp = await self._request("DELETE", f"/comfypack/runs/{run_id}",
+                                       timeout=aiohttp.ClientTimeout(total=10))
+        except ComfyUIUnavailable:
+            return False
+        async with resp:
+            return resp.status == 200
 
     async def read_file(self, ref: FileRef) -> bytes:
         """The bytes of a file ComfyUI wrote (from disk when local, else ``GET /view``)."""

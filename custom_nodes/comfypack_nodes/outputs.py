@@ -34,6 +34,8 @@ import os
 import shutil
 from typing import Any
 
+import folder_paths
+
 from comfy_api.latest import io, ui
 
 from ._common import (
@@ -289,6 +291,17 @@ class OutputFile(_OutputNode):
         if not isinstance(path, str) or not os.path.isfile(path):
             raise FileNotFoundError(
                 f"Output {name!r}: {path!r} is not a file; the node feeding it must produce a file path."
+            )
+        # Only files ComfyUI itself holds may leave the server: a path typed by an API caller
+        # must never turn this node into a reader of arbitrary files.
+        real = os.path.realpath(path)
+        allowed = [os.path.realpath(d) for d in (folder_paths.get_input_directory(),
+                                                 folder_paths.get_output_directory(),
+                                                 folder_paths.get_temp_directory())]
+        if not any(os.path.commonpath([real, d]) == d for d in allowed):
+            raise PermissionError(
+                f"Output {name!r}: {path!r} is outside ComfyUI's input, output and temp directories; "
+                "only files there can be returned."
             )
         extension = os.path.splitext(path)[1].lstrip(".")
         target, saved = next_output_path(filename_prefix, extension)

@@ -69,7 +69,7 @@ def check_multi_outputs(out: dict, image: bytes, attachment: bytes, caption: str
     assert set(out) == {"inverted", "mask", "noisy", "caption", "width", "attachment", "seeds"}
     media, inv = decode_data_uri(out["inverted"])
     assert media == "image/png"
-    assert all(max(abs(a - b) for a, b in zip(px, (245, 155, 55))) <= 1 for px in pixels(inv))
+    assert all(max(abs(a - b) for a, b in zip(px, (245, 155, 55), strict=True)) <= 1 for px in pixels(inv))
     media, mask = decode_data_uri(out["mask"])
     assert media == "image/webp"
     assert out["caption"] == caption

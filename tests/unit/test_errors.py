@@ -1,0 +1,107 @@
+"""comfypack.errors: every class's HTTP status, CLI exit code, type and JSON shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from comfypack.errors import (
+    ComfyPackError,
+    ComfyUIError,
+    ComfyUIUnavailable,
+    ExecutionFailed,
+    FieldError,
+    InputFetchError,
+    PromptRejected,
+    ProvisionError,
+    RequestError,
+    ServiceError,
+    WorkflowError,
+)
+
+# class → (HTTP status, exit code, type, parent)
+TABLE = [
+    (ComfyPackError, 500, 1, "internal_error", Exception),
+    (WorkflowError, 400, 2, "workflow_error", ComfyPackError),
+    (RequestError, 422, 2, "validation_error", ComfyPackError),
+    (InputFetchError, 422, 2, "input_error", RequestError),
+    (ComfyUIError, 502, 1, "comfyui_error", ComfyPackError),
+    (ComfyUIUnavailable, 503, 1, "comfyui_unavailable", ComfyUIError),
+    (PromptRejected, 400, 2, "prompt_rejected", ComfyUIError),
+    (ExecutionFailed, 500, 1, "execution_failed", ComfyUIError),
+    (ProvisionError, 500, 1, "provision_error", ComfyPackError),
+    (ServiceError, 500, 1, "service_error", ComfyPackError),
+]
+
+
+@pytest.mark.parametrize(("cls", "status", "exit_code", "type_", "parent"), TABLE,
+                         ids=[row[0].__name__ for row in TABLE])
+def test_status_exit_code_type_and_parent(cls, status, exit_code, type_, parent):
+    err = cls("boom")
+    assert err.status == status
+    assert err.exit_code == exit_code
+    assert err.type == type_
+    assert type(err).__mro__[1] is parent
+    assert isinstance(err, ComfyPackError)
+    assert str(err) == "boom"
+    assert err.message == "boom"
+    assert err.details is None
+
+
+def test_client_errors_are_4xx_and_exit_2_server_errors_5xx_and_exit_1():
+    for cls, status, exit_code, *_ in TABLE:
+        if 400 <= status < 500:
+            assert exit_code == 2, cls
+        else:
+            assert status >= 500 and exit_code == 1, cls
+
+
+def test_to_dict_shape_and_is_json_serialisable():
+    details = [FieldError("width", "must be at most 2048")]
+    err = RequestError("width: must be at most 2048", details=details)
+    body = err.to_dict()
+    assert body == {"error": {"type": "validation_error", "message": "width: must be at most 2048",
+                              "details": [{"field": "width", "message": "must be at most 2048"}]}}
+    assert json.loads(json.dumps(body)) == body
+
+
+def test_to_dict_without_details():
+    assert ComfyUIUnavailable("down").to_dict() == {
+        "error": {"type": "comfyui_unavailable", "message": "down", "details": None}}
+
+
+def test_field_error_is_a_plain_dict():
+    fe = FieldError(None, "expected a JSON object")
+    assert fe == {"field": None, "message": "expected a JSON object"}
+    assert isinstance(fe, dict)
+
+
+def test_request_error_for_field():
+    err = RequestError.for_field("seed", "must be an integer")
+    assert err.message == "seed: must be an integer"
+    assert err.details == [{"field": "seed", "message": "must be an integer"}]
+    assert err.fields == ["seed"]
+    assert err.status == 422
+
+
+def test_request_error_for_field_without_field_and_custom_status():
+    err = InputFetchError.for_field(None, "too large", status=413)
+    assert err.message == "too large"
+    assert err.status == 413
+    assert err.fields == [None]
+    assert isinstance(err, InputFetchError)
+    # the override is per instance, never the class default
+    assert InputFetchError.status == 422 and RequestError("x").status == 422
+
+
+def test_request_error_fields_ignores_non_dict_details():
+    assert RequestError("x", details=None).fields == []
+    assert RequestError("x", details=["text", {"field": "a", "message": "m"}]).fields == ["a"]
+
+
+def test_details_pass_through_for_comfyui_errors():
+    node_errors = {"3": {"errors": [{"message": "bad"}], "class_type": "X"}}
+    err = PromptRejected("rejected", details={"node_errors": node_errors})
+    assert err.to_dict()["error"]["details"]["node_errors"] == node_errors
+    assert err.to_dict()["error"]["type"] == "prompt_rejected"

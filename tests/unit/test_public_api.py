@@ -1,0 +1,105 @@
+"""Pin the public surface: ``comfypack.__all__`` and each module's ``__all__``.
+
+A refactor that adds, removes or renames a public name must change this file on purpose.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+import comfypack
+
+PACKAGE = Path(comfypack.__file__).resolve().parent
+
+EXPECTED: dict[str, set[str]] = {
+    "comfypack": {
+        "__version__", "ComfyPackError", "ComfyUIError", "ComfyUIUnavailable", "ExecutionFailed",
+        "PromptRejected", "RequestError", "WorkflowError", "InputSpec", "Interface", "OutputSpec",
+        "load_workflow", "parse_interface", "input_schema", "output_schema", "pydantic_model",
+        "validate_request",
+    },
+    "comfypack.errors": {
+        "ComfyPackError", "WorkflowError", "RequestError", "InputFetchError", "ComfyUIError",
+        "ComfyUIUnavailable", "PromptRejected", "ExecutionFailed", "ProvisionError", "ServiceError",
+        "FieldError",
+    },
+    "comfypack.workflow": {
+        "INPUT_NODES", "OUTPUT_NODES", "FILE_KINDS", "InputSpec", "OutputSpec", "Interface",
+        "load_workflow", "parse_interface", "RESERVED_NAMES",
+    },
+    "comfypack.schema": {
+        "input_schema", "output_schema", "interface_document", "pydantic_model", "validate_request",
+        "MEDIA_TYPES",
+    },
+    "comfypack.media": {"MediaFile", "Upload", "decode_media", "fetch_url", "sniff", "DEFAULT_MAX_BYTES"},
+    "comfypack.runner": {"WorkflowRunner", "RunOutput", "OutputFile", "PreparedRequest"},
+    "comfypack.config": {"comfypack_home", "default_comfyui_dir", "record_default_comfyui"},
+    "comfypack.cli": {"main", "cli"},
+    "comfypack.comfyui": {
+        "ComfyUIClient", "ComfyUIProcess", "DEFAULT_PACKAGED", "FileRef", "GitSource",
+        "PackagedSource", "ProgressEvent", "RunResult", "free_port", "install", "install_requirements",
+    },
+    "comfypack.comfyui.client": {"ComfyUIClient", "RunResult", "FileRef", "ProgressEvent"},
+    "comfypack.comfyui.process": {"ComfyUIProcess", "free_port", "node_package_dir", "has_gpu"},
+    "comfypack.comfyui.source": {
+        "ComfyUISource", "GitSource", "PackagedSource", "DEFAULT_PACKAGED", "TORCH_PINS", "install",
+        "install_requirements", "read_marker", "comfyui_version",
+    },
+}
+
+# Modules that import bentoml at import time: their __all__ is read from the source (fast).
+EXPECTED_STATIC: dict[str, set[str]] = {
+    "comfypack.serving": {"ServeConfig", "make_service", "BODY_FIELD"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(EXPECTED))
+def test_module_all_is_pinned(module):
+    mod = importlib.import_module(module)
+    assert set(mod.__all__) == EXPECTED[module]
+    assert len(mod.__all__) == len(set(mod.__all__)), f"{module}.__all__ lists a name twice"
+    missing = [name for name in mod.__all__ if not hasattr(mod, name)]
+    assert missing == [], f"{module}.__all__ names what it does not define: {missing}"
+
+
+def _static_all(module: str) -> list[str]:
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise AssertionError(f"{module} has no __all__")
+
+
+@pytest.mark.parametrize("module", sorted(EXPECTED_STATIC))
+def test_module_all_is_pinned_without_importing(module):
+    names = _static_all(module)
+    assert set(names) == EXPECTED_STATIC[module]
+    assert len(names) == len(set(names))
+
+
+def test_every_module_has_an_all():
+    """A new module must declare its surface (and be pinned above)."""
+    pinned = set(EXPECTED) | set(EXPECTED_STATIC)
+    unpinned = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        module = ".".join(rel.parts).removesuffix(".__init__")
+        if module == "comfypack.bento_service":  # the `bentoml serve` entry point, not an API
+            continue
+        if module not in pinned:
+            unpinned.append(module)
+    assert unpinned == [], f"modules without a pinned __all__: {unpinned}"
+
+
+def test_top_level_reexports_are_the_same_objects():
+    from comfypack import errors, schema, workflow
+
+    assert comfypack.WorkflowError is errors.WorkflowError
+    assert comfypack.parse_interface is workflow.parse_interface
+    assert comfypack.validate_request is schema.validate_request
+    assert comfypack.__version__ == "0.1.0"
