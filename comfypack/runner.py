@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import mimetypes
+import os
 import random
-import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -128,7 +129,7 @@ class WorkflowRunner:
         for out in self.interface.outputs:
             node = prompt[out.node_id]["inputs"]
             if out.is_file and "filename_prefix" in node:
-                node["filename_prefix"] = f"comfypack/{run_id}/{out.name}"
+                node["filename_prefix"] = f"comfypack/{run_id}_{out.name}"
         return prompt
 
     async def run(self, client: ComfyUIClient, request: PreparedRequest, *, timeout: float | None = None,
@@ -171,12 +172,16 @@ class WorkflowRunner:
         return list(ui.get(_VALUE_KEYS[spec.kind]) or [])
 
     async def _cleanup(self, client: ComfyUIClient, run_id: str, uploaded: list[FileRef]) -> None:
-        out = client.local_path(FileRef(run_id, "comfypack", "output"))
+        """Remove this run's uploads and outputs (``comfypack/<run_id>_*``): unlinks, no rmtree."""
+        out = client.local_path(FileRef("", "comfypack", "output"))
         if out is None:  # ComfyUI's folders are not ours to reach: ask its comfypack routes
             await client.delete_run(run_id)
             return
-        if out is not None and out.is_dir():
-            shutil.rmtree(out, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(out):
+                if entry.name.startswith(run_id + "_"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
         for ref in uploaded:
             path = client.local_path(ref)
             if path is not None:

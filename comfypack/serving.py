@@ -8,6 +8,10 @@ Validation is ours, not pydantic's: the BentoML input model declares the exact J
 (so ``/docs.json`` shows types, defaults, bounds, enums and descriptions) but accepts any
 body, and :meth:`WorkflowRunner.prepare` checks it with ``jsonschema`` so every error is
 ``{"error": {"type", "message", "details"}}`` naming the field.
+
+Requests go to a :class:`~comfypack.pool.WorkerPool` of headless ComfyUIs behind a bounded queue
+(full → 503 + ``Retry-After``). ``POST /<endpoint>/submit`` (BentoML's task API) runs a request
+as a job with ``status`` / ``get``; comfypack adds ``progress`` and a real ``cancel``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +30,19 @@ from typing import Any
 import bentoml
 from pydantic import ConfigDict, model_validator
 
-from .errors import ComfyPackError, ComfyUIUnavailable, FieldError, RequestError
+from .errors import ComfyPackError, ComfyUIUnavailable, ExecutionFailed
+from .http import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    DocsMiddleware,
+    ErrorShapeMiddleware,
+    JobsMiddleware,
+    MultipartMiddleware,
+    form_to_body,
+)
 from .runner import WorkflowRunner
 from .schema import input_schema, output_schema
-from .workflow import FILE_KINDS, Interface, load_workflow, parse_interface
+from .workflow import load_workflow, parse_interface
 
 __all__ = ["ServeConfig", "make_service", "BODY_FIELD"]
 
@@ -50,6 +64,10 @@ class ServeConfig:
     timeout: float = 600.0
     startup_timeout: float = 180.0
     max_upload_bytes: int = 100 * 1024 * 1024
+    workers: int | None = None  # default: one per GPU, one on CPU
+    max_queue: int = 64
+    api_key: str | None = None
+    warmup: bool = False
 
     @classmethod
     def from_env(cls, default_workflow: Path | None = None) -> ServeConfig:
@@ -70,6 +88,10 @@ class ServeConfig:
             timeout=float(env.get("COMFYPACK_TIMEOUT", 600)),
             startup_timeout=float(env.get("COMFYPACK_STARTUP_TIMEOUT", 180)),
             max_upload_bytes=int(env.get("COMFYPACK_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)),
+            workers=int(env["COMFYPACK_WORKERS"]) if env.get("COMFYPACK_WORKERS") else None,
+            max_queue=int(env.get("COMFYPACK_MAX_QUEUE", 64)),
+            api_key=env.get("COMFYPACK_API_KEY") or None,
+            warmup=env.get("COMFYPACK_WARMUP", "0").lower() in ("1", "true", "yes"),
         )
 
 
@@ -94,256 +116,186 @@ def _schema_model(name: str, schema: dict[str, Any]) -> type[Any]:
     return _Model
 
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+class _Jobs:
+    """Progress and cancellation of the requests in flight, keyed by BentoML task id."""
+
+    def __init__(self, keep: int = 1000) -> None:
+        self.state: dict[str, dict[str, Any]] = {}
+        self.running: dict[str, asyncio.Task[Any]] = {}
+        self.keep = keep
+
+    def start(self, task_id: str, total_nodes: int) -> dict[str, Any]:
+        state = {"task_id": task_id, "status": "queued", "node": None, "nodes_done": 0,
+                 "nodes_total": total_nodes, "step": None, "steps": None, "progress": 0.0}
+        self.state[task_id] = state
+        while len(self.state) > self.keep:
+            self.state.pop(next(iter(self.state)))
+        return state
+
+    def progress(self, task_id: str) -> dict[str, Any] | None:
+        return self.state.get(task_id)
+
+    def cancel(self, task_id: str) -> bool:
+        task = self.running.get(task_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
 
 
-def form_to_body(interface: Interface, items: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A multipart form as a request body: text fields typed by the Interface, files as Uploads.
+def _warmup_body(interface: Any) -> dict[str, Any] | None:
+    """A request that exercises the workflow with defaults and tiny synthetic media."""
+    import base64
+    import io
 
-    Text that does not parse as the field's type is kept as text, so validation names the field.
-    """
-    kinds = {s.name: s.kind for s in interface.inputs}
     body: dict[str, Any] = {}
-    for key, value in items:
-        kind = kinds.get(key)
-        if not isinstance(value, str) or kind in (None, "string", "choice") or kind in FILE_KINDS:
-            body[key] = value
-        elif kind == "boolean" and value.strip().lower() in _TRUE | _FALSE:
-            body[key] = value.strip().lower() in _TRUE
-        elif kind in ("int", "float", "seed"):
-            try:
-                body[key] = json.loads(value)
-            except ValueError:
-                body[key] = value
-        else:
-            body[key] = value
+    for spec in interface.inputs:
+        if spec.kind == "image":
+            from PIL import Image
+
+            buf = io.BytesIO()
+            Image.new("RGB", (64, 64), (128, 128, 128)).save(buf, format="PNG")
+            body[spec.name] = base64.b64encode(buf.getvalue()).decode()
+        elif spec.kind == "file":
+            body[spec.name] = base64.b64encode(b"warm-up").decode()
+        elif spec.required:
+            return None  # audio/video: no cheap synthetic sample; skip warm-up
     return body
-
-
-class MultipartMiddleware:
-    """Parse ``multipart/form-data`` on the endpoint ourselves (BentoML's parser would JSON-decode
-    uploaded bytes); the form goes to the endpoint in ``scope``, BentoML sees an empty JSON body."""
-
-    def __init__(self, app: Any, route: str, max_bytes: int) -> None:
-        self.app = app
-        self.route = route
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("path") != self.route or scope.get("method") != "POST":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        if not headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
-            await self.app(scope, receive, send)
-            return
-        from starlette.requests import Request
-        from starlette.responses import JSONResponse
-
-        from .media import Upload
-
-        try:
-            length = int(headers.get(b"content-length", b"0"))
-        except ValueError:
-            length = 0
-        if length > self.max_bytes:
-            err = RequestError(f"the request is larger than {self.max_bytes} bytes", status=413,
-                               details=[FieldError(None, "request too large")])
-            await JSONResponse(err.to_dict(), status_code=413)(scope, receive, send)
-            return
-        try:
-            form = await Request(scope, receive).form(max_files=64, max_fields=256)
-            items: list[tuple[str, Any]] = []
-            for key, value in form.multi_items():
-                if isinstance(value, str):
-                    items.append((key, value))
-                else:
-                    items.append((key, Upload(await value.read(), value.filename)))
-            await form.close()
-        except Exception as e:  # starlette raises several types for malformed forms
-            err = RequestError(f"cannot parse the multipart form: {e}", status=400,
-                               details=[FieldError(None, str(e))])
-            await JSONResponse(err.to_dict(), status_code=400)(scope, receive, send)
-            return
-        scope["comfypack.form"] = items
-        scope["headers"] = [(k, v) for k, v in scope["headers"]
-                            if k not in (b"content-type", b"content-length")]
-        scope["headers"] += [(b"content-type", b"application/json"), (b"content-length", b"2")]
-        sent = False
-
-        async def empty_json() -> Any:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": b"{}", "more_body": False}
-            return await receive()
-
-        await self.app(scope, empty_json, send)
-
-
-class DocsMiddleware:
-    """``/docs`` → BentoML's Swagger UI (served at ``/``)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") == "http" and scope.get("path") in ("/docs", "/docs/"):
-            from starlette.responses import RedirectResponse
-
-            await RedirectResponse("/", status_code=307)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
-class ErrorShapeMiddleware:
-    """Give BentoML's own 4xx answers (e.g. a body that is not JSON) comfypack's error shape."""
-
-    def __init__(self, app: Any, route: str) -> None:
-        self.app = app
-        self.route = route
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("path") != self.route:
-            await self.app(scope, receive, send)
-            return
-        held: dict[str, Any] = {}
-
-        async def wrapped(message: Any) -> None:
-            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
-                held["start"] = message
-                held["body"] = b""
-                return
-            if "start" in held and message["type"] == "http.response.body":
-                held["body"] += message.get("body", b"")
-                if message.get("more_body"):
-                    return
-                body = _reshape_error(held["body"], held["start"]["status"])
-                start = dict(held["start"])
-                start["headers"] = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
-                start["headers"].append((b"content-length", str(len(body)).encode()))
-                await send(start)
-                await send({"type": "http.response.body", "body": body})
-                return
-            await send(message)
-
-        await self.app(scope, receive, wrapped)
-
-
-def _reshape_error(raw: bytes, status: int) -> bytes:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        data = {"error": raw.decode("utf-8", "replace")}
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict) and "type" in err:
-        return raw  # already ours
-    details = data.get("detail") if isinstance(data, dict) else None
-    message = str(err or "bad request")
-    if isinstance(details, list) and details and isinstance(details[0], dict) and details[0].get("msg"):
-        message = "; ".join(str(d.get("msg")) for d in details)
-        details = [{"field": None, "message": str(d.get("msg"))} for d in details]
-    kind = "invalid_body" if status == 400 else "bad_request"
-    return json.dumps({"error": {"type": kind, "message": message, "details": details}}).encode()
 
 
 def make_service(config: ServeConfig) -> type[Any]:
     """Return a ``@bentoml.service`` class serving ``config.workflow``."""
     from starlette.responses import JSONResponse, Response
 
+    from .pool import Overloaded, WorkerPool
+
     workflow = load_workflow(config.workflow)
     interface = parse_interface(workflow)
     InputModel = _schema_model("GenerateInput", input_schema(interface))
     OutputModel = _schema_model("GenerateOutput", output_schema(interface))
     route = "/" + config.endpoint
-    doc = (f"Run the workflow `{config.workflow.name}`. Inputs: "
+    label = config.workflow.parent.name if config.workflow.name == "workflow_api.json" else config.workflow.stem
+    doc = (f"Run the workflow `{label}`. Inputs: "
            + (", ".join(f"`{s.name}` ({s.kind})" for s in interface.inputs) or "none")
            + ". Outputs: " + (", ".join(f"`{o.name}` ({o.kind})" for o in interface.outputs) or "none")
            + ". Send JSON, or multipart/form-data to upload files. One file output comes back as the "
-             "file itself; otherwise a JSON object with every named output (files as data: URIs).")
-
-    def error_response(err: ComfyPackError, headers: dict[str, str] | None = None) -> Response:
-        return JSONResponse(err.to_dict(), status_code=err.status, headers=headers)
+             "file itself; otherwise a JSON object with every named output (files as data: URIs). "
+             f"`POST {route}/submit` runs it as a job: `GET {route}/status|progress|get?task_id=`, "
+             f"`PUT {route}/cancel?task_id=`.")
+    jobs = _Jobs()
+    metrics = _Metrics(label)
+    total_nodes = len(workflow)
 
     @bentoml.service(name=config.name, traffic={"timeout": config.timeout + 30}, workers=1)
     class ComfyPackService:
         def __init__(self) -> None:
-            self.config = config
             self.interface = interface
             self.runner = WorkflowRunner(workflow, interface, max_upload_bytes=config.max_upload_bytes)
-            self.process: Any = None
-            self.client: Any = None
-            self._ready = False
+            urls = [u.strip() for u in (config.comfyui_url or "").split(",") if u.strip()]
+            self.pool = WorkerPool(comfyui_dir=config.comfyui_dir, urls=urls or None, n=config.workers,
+                                   python=config.python, max_queue=config.max_queue,
+                                   startup_timeout=config.startup_timeout,
+                                   on_restart=lambda w: metrics.restarts.labels(workflow=label).inc(),
+                                   on_change=metrics.observe_pool)
             self._startup: asyncio.Task[None] | None = None
             self._startup_error: BaseException | None = None
-            if config.comfyui_url is None:
-                from .comfyui.process import ComfyUIProcess
-
-                assert config.comfyui_dir is not None
-                self.process = ComfyUIProcess(config.comfyui_dir, python=config.python,
-                                              startup_timeout=config.startup_timeout)
-                self.process.start()
 
         @bentoml.on_startup
         async def _start(self) -> None:
-            self._startup = asyncio.create_task(self._connect())
+            self._startup = asyncio.create_task(self._bring_up())
 
-        async def _connect(self) -> None:
-            from .comfyui.client import ComfyUIClient
-
+        async def _bring_up(self) -> None:
             started = time.monotonic()
             try:
-                if self.process is not None:
-                    await asyncio.to_thread(self.process.wait_ready)
-                    url = self.process.url
-                    client = ComfyUIClient(url, output_dir=self.process.output_dir,
-                                           input_dir=self.process.input_dir)
-                else:
-                    assert config.comfyui_url is not None
-                    client = ComfyUIClient(config.comfyui_url)
-                await client.connect()
-                self.client = client
-                self._ready = True
-                logger.info("ComfyUI ready after %.1f s; serving POST %s", time.monotonic() - started, route)
+                await self.pool.start()
             except BaseException as e:
                 self._startup_error = e
                 logger.error("ComfyUI failed to start: %s", e)
                 raise
+            logger.info("%d ComfyUI worker(s) ready after %.1f s; serving POST %s",
+                        len(self.pool.workers), time.monotonic() - started, route)
+            if config.warmup:
+                await self._warmup()
 
-        async def _client(self) -> Any:
+        async def _warmup(self) -> None:
+            body = _warmup_body(self.interface)
+            if body is None:
+                logger.info("warm-up skipped: the workflow needs audio/video input")
+                return
+            for _ in self.pool.workers:
+                started = time.perf_counter()
+                try:
+                    request = await self.runner.prepare(body)
+                    async with self.pool.acquire() as worker:
+                        assert worker.client is not None
+                        await self.runner.run(worker.client, request, timeout=config.timeout)
+                    logger.info("warm-up run took %.0f ms", (time.perf_counter() - started) * 1000)
+                except ComfyPackError as e:
+                    logger.warning("warm-up run failed (serving anyway): %s", e.message)
+
+        async def _wait_started(self) -> None:
             if self._startup is not None and not self._startup.done():
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(self._startup), config.startup_timeout)
-            if self.client is None:
+            if not self.pool.ready:
                 raise ComfyUIUnavailable(
-                    f"ComfyUI is not available: {self._startup_error or 'still starting'}")
-            if self.process is not None and not self.process.is_running():
-                raise ComfyUIUnavailable(
-                    f"ComfyUI exited (code {self.process.returncode}); see the service log")
-            return self.client
+                    f"no ComfyUI worker is up: {self._startup_error or 'starting or restarting'}")
 
         async def __is_ready__(self) -> bool:
-            if not self._ready or self.client is None:
-                return False
-            if self.process is not None and not self.process.is_running():
-                return False
-            return bool(self.client.connected)
+            return self.pool.ready
+
+        async def _execute(self, ctx: bentoml.Context, body: Any, job: dict[str, Any] | None) -> Any:
+            request = await self.runner.prepare(body if body is not None else {})
+            await self._wait_started()
+            async with self.pool.acquire(timeout=config.timeout) as worker:
+                assert worker.client is not None
+                if job is not None:
+                    job["status"] = "running"
+                on_progress = _progress_hook(job) if job is not None else None
+                return await self.runner.run(worker.client, request, timeout=config.timeout,
+                                             on_progress=on_progress)
 
         async def generate(self, ctx: bentoml.Context, comfypack_body: Any = None) -> Response:
             started = time.perf_counter()
+            request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
+            form = ctx.request.scope.get("comfypack.form")
+            body = comfypack_body if form is None else form_to_body(self.interface, form)
+            task_id = getattr(ctx.request.state, "task_id", None)
+            job = jobs.start(task_id, total_nodes) if task_id else None
+            run = asyncio.ensure_future(self._execute(ctx, body, job))
+            outcome = "ok"
             try:
-                form = ctx.request.scope.get("comfypack.form")
-                body = comfypack_body if form is None else form_to_body(self.interface, form)
-                request = await self.runner.prepare(body if body is not None else {})
-                client = await self._client()
-                result = await self.runner.run(client, request, timeout=config.timeout)
+                if task_id:
+                    jobs.running[task_id] = run
+                    result = await run
+                else:
+                    result = await _unless_disconnected(run, ctx.request.receive)
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+                if job is not None:
+                    job["status"] = "cancelled"
+                err = ComfyPackError("the request was cancelled; its prompt was removed from ComfyUI")
+                err.status, err.type = 499, "cancelled"
+                return self._error(ctx, err, request_id)
             except ComfyPackError as e:
-                if e.status >= 500:
-                    logger.error("%s failed: %s", route, e.message)
-                ctx.response.status_code = e.status  # BentoML applies the context's status
-                return error_response(e)
-            headers = {"X-ComfyPack-Prompt-Id": result.prompt_id,
+                outcome = e.type
+                if isinstance(e, ExecutionFailed):
+                    node_type = (e.details or {}).get("node_type") or "unknown"
+                    metrics.node_failures.labels(workflow=label, node_type=str(node_type)).inc()
+                if job is not None:
+                    job["status"] = "failed"
+                headers = {"Retry-After": str(e.retry_after)} if isinstance(e, Overloaded) else None
+                return self._error(ctx, e, request_id, headers)
+            finally:
+                elapsed = time.perf_counter() - started
+                metrics.latency.labels(workflow=label, outcome=outcome).observe(elapsed)
+                if task_id:
+                    jobs.running.pop(task_id, None)
+                logger.info("request_id=%s route=%s task_id=%s outcome=%s duration_ms=%.1f",
+                            request_id, route, task_id or "-", outcome, elapsed * 1000)
+            if job is not None:
+                job.update(status="completed", progress=1.0, nodes_done=total_nodes)
+            headers = {"X-ComfyPack-Prompt-Id": result.prompt_id, "X-Request-ID": request_id,
                        "X-ComfyPack-Duration-Ms": f"{(time.perf_counter() - started) * 1000:.1f}"}
             if result.seeds:
                 headers["X-ComfyPack-Seeds"] = json.dumps(result.seeds)
@@ -353,21 +305,106 @@ def make_service(config: ServeConfig) -> type[Any]:
                 return Response(single.data, media_type=single.media_type, headers=headers)
             return JSONResponse(result.to_json(), headers=headers)
 
+        def _error(self, ctx: bentoml.Context, err: ComfyPackError, request_id: str,
+                   headers: dict[str, str] | None = None) -> Response:
+            if err.status >= 500:
+                logger.error("request_id=%s %s failed: %s", request_id, route, err.message)
+            ctx.response.status_code = err.status  # BentoML applies the context's status
+            return JSONResponse(err.to_dict(), status_code=err.status,
+                                headers={**(headers or {}), "X-Request-ID": request_id})
+
         generate.__doc__ = doc
-        generate = bentoml.api(route=route, input_spec=InputModel, output_spec=OutputModel)(generate)
+        generate = bentoml.task(route=route, input_spec=InputModel, output_spec=OutputModel)(generate)
 
         @bentoml.on_shutdown
         async def _stop(self) -> None:
-            if self.client is not None:
-                await self.client.close()
-            if self.process is not None:
-                await asyncio.to_thread(self.process.stop)
+            await self.pool.close()
 
+    # outermost first
+    ComfyPackService.add_asgi_middleware(DocsMiddleware)  # type: ignore[attr-defined]
+    if config.api_key:
+        ComfyPackService.add_asgi_middleware(AuthMiddleware, api_key=config.api_key)  # type: ignore[attr-defined]
     ComfyPackService.add_asgi_middleware(  # type: ignore[attr-defined]
-        DocsMiddleware)
+        BodyLimitMiddleware, max_bytes=config.max_upload_bytes)
+    ComfyPackService.add_asgi_middleware(ErrorShapeMiddleware, route=route)  # type: ignore[attr-defined]
     ComfyPackService.add_asgi_middleware(  # type: ignore[attr-defined]
-        ErrorShapeMiddleware, route=route)
-    ComfyPackService.add_asgi_middleware(  # type: ignore[attr-defined]
-        MultipartMiddleware, route=route, max_bytes=config.max_upload_bytes)
+        JobsMiddleware, route=route, progress=jobs.progress, cancel=jobs.cancel)
+    ComfyPackService.add_asgi_middleware(MultipartMiddleware, route=route)  # type: ignore[attr-defined]
     return ComfyPackService
 
+
+def _progress_hook(job: dict[str, Any]) -> Any:
+    seen: set[str] = set()
+
+    def on_progress(event: Any) -> None:
+        if event.node is not None and event.value is None and event.node not in seen:
+            seen.add(event.node)
+            job["nodes_done"] = len(seen) - 1
+            job["node"] = event.node
+            job["step"] = job["steps"] = None
+        elif event.value is not None:
+            job["step"], job["steps"] = event.value, event.max
+        total = max(1, job["nodes_total"])
+        frac = job["nodes_done"] / total
+        if job["step"] is not None and job["steps"]:
+            frac += (job["step"] / job["steps"]) / total
+        job["progress"] = round(min(frac, 0.99), 4)
+
+    return on_progress
+
+
+async def _unless_disconnected(run: asyncio.Future[Any], receive: Any) -> Any:
+    """Await ``run``; if the HTTP client disconnects first, cancel it (and so its prompt)."""
+
+    async def disconnected() -> None:
+        while True:
+            message = await receive()
+            if message.get("type") == "http.disconnect":
+                return
+
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        done, _ = await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if run in done:
+            return run.result()
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await run
+        raise asyncio.CancelledError
+    finally:
+        watch.cancel()
+
+
+class _Metrics:
+    """Prometheus metrics, exposed by BentoML at ``/metrics``."""
+
+    _made: dict[str, Any] = {}
+
+    def __init__(self, workflow: str) -> None:
+        m = bentoml.metrics
+        made = _Metrics._made
+        if not made:
+            made["queue"] = m.Gauge(name="comfypack_queue_depth", documentation="requests waiting for a worker",
+                                    labelnames=["workflow"])
+            made["busy"] = m.Gauge(name="comfypack_busy_workers", documentation="workers running a prompt",
+                                   labelnames=["workflow"])
+            made["latency"] = m.Histogram(
+                name="comfypack_request_duration_seconds", documentation="end-to-end request latency",
+                labelnames=["workflow", "outcome"],
+                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+            made["node_failures"] = m.Counter(name="comfypack_node_failures_total",
+                                              documentation="nodes that raised while executing",
+                                              labelnames=["workflow", "node_type"])
+            made["restarts"] = m.Counter(name="comfypack_worker_restarts_total",
+                                         documentation="ComfyUI workers restarted after a crash",
+                                         labelnames=["workflow"])
+        self.queue = made["queue"]
+        self.busy = made["busy"]
+        self.latency = made["latency"]
+        self.node_failures = made["node_failures"]
+        self.restarts = made["restarts"]
+        self.workflow = workflow
+
+    def observe_pool(self, pool: Any) -> None:
+        self.queue.labels(workflow=self.workflow).set(pool.queue_depth)
+        self.busy.labels(workflow=self.workflow).set(pool.busy_count)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import ComfyUIUnavailable, ProvisionError
 
-__all__ = ["ComfyUIProcess", "free_port", "node_package_dir", "has_gpu"]
+__all__ = ["ComfyUIProcess", "free_port", "node_package_dir", "has_gpu", "gpu_count"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,15 @@ def node_package_dir() -> Path:
 
 def has_gpu() -> bool:
     """Whether an NVIDIA GPU is visible (cheap check, no torch import)."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
-        return False
-    return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None and Path("/proc/driver/nvidia").exists()
+    return gpu_count() > 0
+
+
+def gpu_count() -> int:
+    """How many NVIDIA GPUs this process may use (``CUDA_VISIBLE_DEVICES`` respected; no torch)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return len(list(Path("/dev").glob("nvidia[0-9]*")))
 
 
 def _pdeathsig() -> None:  # runs in the child before exec
@@ -71,13 +77,19 @@ class ComfyUIProcess:
 
     ``comfyui_dir``: a ComfyUI source tree (with ``main.py``). ``python``: the interpreter that
     runs it (default: this one). ``workdir``: where its input/output/temp/user dirs go (default: a
-    fresh temp dir, removed on :meth:`stop`). ``metadata``: let ComfyUI embed the workflow in
+    fresh temp dir, removed on :meth:`stop`). ``env``: extra environment (e.g.
+    ``CUDA_VISIBLE_DEVICES`` to pin a GPU).
+
+    The child gets ``PR_SET_PDEATHSIG``, which Linux ties to the *thread* that forked it: call
+    :meth:`start` / :meth:`restart` from a long-lived thread (the main / event-loop thread), not
+    from a short-lived worker thread. ``metadata``: let ComfyUI embed the workflow in
     the files it saves (off by default: API clients should not receive the graph).
     """
 
     def __init__(self, comfyui_dir: str | Path, *, python: str | None = None, port: int | None = None,
                  cpu: bool | None = None, workdir: str | Path | None = None,
                  extra_args: list[str] | None = None, log_lines: int = 400, metadata: bool = False,
+                 env: dict[str, str] | None = None,
                  startup_timeout: float = 120.0) -> None:
         self.comfyui_dir = Path(comfyui_dir).resolve()
         if not (self.comfyui_dir / "main.py").is_file():
@@ -91,6 +103,7 @@ class ComfyUIProcess:
         self.workdir = Path(workdir) if workdir else None
         self.extra_args = list(extra_args or [])
         self.metadata = metadata
+        self.env = dict(env or {})
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: deque[str] = deque(maxlen=log_lines)
@@ -156,7 +169,7 @@ class ComfyUIProcess:
             f"comfypack:\n  base_path: {self.comfyui_dir}\n  custom_nodes: {nodes_dir}\n")
         if self.port is None:
             self.port = free_port()
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("DO_NOT_TRACK", "1")
         logger.info("starting ComfyUI on %s (%s)", self.url, "cpu" if self.cpu else "gpu")

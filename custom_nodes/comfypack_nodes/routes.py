@@ -4,7 +4,7 @@ Written as a small object with :meth:`ComfyPackRoutes.add_routes`, so the routes
 registered on any aiohttp ``RouteTableDef`` (ComfyUI's ``PromptServer.instance.routes``).
 
 - ``DELETE /comfypack/runs/{run_id}``: remove what one comfypack run left in ComfyUI — its
-  uploaded inputs (``input/comfypack/<run_id>_*``) and outputs (``output/comfypack/<run_id>/``).
+  uploaded inputs (``input/comfypack/<run_id>_*``) and outputs (``output/comfypack/<run_id>_*``).
   A service attached to a ComfyUI by URL cannot reach those folders itself.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 
 from aiohttp import web
 
@@ -38,14 +37,11 @@ class ComfyPackRoutes:
         if not _RUN_ID.match(run_id):
             return _error(400, "bad_request", "run_id must be 32 lowercase hex digits")
         removed = 0
-        outputs = os.path.join(self.output_dir, "comfypack", run_id)
-        if os.path.isdir(outputs):
-            removed += sum(len(files) for _, _, files in os.walk(outputs))
-            shutil.rmtree(outputs, ignore_errors=True)
-        inputs = os.path.join(self.input_dir, "comfypack")
-        if os.path.isdir(inputs):
-            for name in os.listdir(inputs):
-                if name.startswith(run_id + "_"):
-                    os.unlink(os.path.join(inputs, name))
-                    removed += 1
+        for base in (self.input_dir, self.output_dir):
+            folder = os.path.join(base, "comfypack")
+            if os.path.isdir(folder):
+                for name in os.listdir(folder):
+                    if name.startswith(run_id + "_"):
+                        os.unlink(os.path.join(folder, name))
+                        removed += 1
         return web.json_response({"run_id": run_id, "removed": removed})

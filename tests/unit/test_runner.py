@@ -133,7 +133,7 @@ def test_build_prompt_replaces_value_widgets_and_leaves_the_workflow_alone():
     assert prompt["1"]["inputs"]["image"] == "comfypack/run1_image.png"
     assert prompt["2"]["inputs"]["default"] == "area"
     assert [prompt[n]["inputs"]["default"] for n in ("3", "4", "5", "6")] == [256, 128, 3, 2.5]
-    assert prompt["10"]["inputs"]["filename_prefix"] == "comfypack/run1/image"
+    assert prompt["10"]["inputs"]["filename_prefix"] == "comfypack/run1_image"
     # other widgets and links are kept
     assert prompt["2"]["inputs"]["options"] == original["2"]["inputs"]["options"]
     assert prompt["7"] == original["7"]
@@ -153,8 +153,8 @@ def test_build_prompt_file_outputs_only():
     assert prompt["5"]["inputs"]["file"] == "comfypack/b.txt"
     assert prompt["2"]["inputs"]["default"] == 7
     assert {n: prompt[n]["inputs"]["filename_prefix"] for n in ("10", "11", "12", "15")} == {
-        "10": "comfypack/R/inverted", "11": "comfypack/R/mask", "12": "comfypack/R/noisy",
-        "15": "comfypack/R/attachment"}
+        "10": "comfypack/R_inverted", "11": "comfypack/R_mask", "12": "comfypack/R_noisy",
+        "15": "comfypack/R_attachment"}
     assert "filename_prefix" not in prompt["13"]["inputs"]  # a Text output has no files
     assert "filename_prefix" not in prompt["14"]["inputs"]
 
@@ -164,7 +164,7 @@ def test_build_prompt_fallback_save_image():
           "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ComfyUI"}}}
     runner = WorkflowRunner(wf, parse_interface(wf))
     prompt = runner.build_prompt({}, {}, "abc")
-    assert prompt["2"]["inputs"]["filename_prefix"] == "comfypack/abc/saveimage_2"
+    assert prompt["2"]["inputs"]["filename_prefix"] == "comfypack/abc_saveimage_2"
 
 
 # -- RunOutput ----------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def test_run_image_adjust_end_to_end():
     assert fake.prompts[0]["prompt_id"] == pid
     assert prompt["1"]["inputs"]["image"] == f"comfypack/{pid}_image.png"
     assert prompt["3"]["inputs"]["default"] == 32
-    assert prompt["10"]["inputs"]["filename_prefix"] == f"comfypack/{pid}/image"
+    assert prompt["10"]["inputs"]["filename_prefix"] == f"comfypack/{pid}_image"
     assert fake.views == [{"filename": "image_00001_.png", "subfolder": f"comfypack/{pid}", "type": "output"}]
     single = result.single_file()
     assert single == OutputFile(PNG_OUT, "image/png", "image_00001_.png")
@@ -324,24 +324,24 @@ def test_run_with_local_dirs_reads_from_disk_and_cleans_up(tmp_path):
     async def scenario():
         async with FakeComfyUI(input_dir=input_dir, output_dir=output_dir) as fake:
             def finish(pid):
-                target = output_dir / "comfypack" / pid / "audio_00001_.flac"
-                target.parent.mkdir(parents=True)
+                target = output_dir / "comfypack" / f"{pid}_audio_00001_.flac"
+                target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(b"fLaC local")
                 seen["files"] = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
 
             fake.on_finish = finish
             fake.outputs = lambda pid: {"4": {"audio": [
-                {"filename": "audio_00001_.flac", "subfolder": f"comfypack/{pid}", "type": "output"}]}}
+                {"filename": f"{pid}_audio_00001_.flac", "subfolder": "comfypack", "type": "output"}]}}
             async with ComfyUIClient(fake.url, input_dir=input_dir, output_dir=output_dir) as client:
                 result = await runner.run(client, await runner.prepare({"audio": wav_bytes()}))
             return fake, result
 
     fake, result = run_async(scenario())
     pid = result.prompt_id
-    assert seen["files"] == [f"input/comfypack/{pid}_audio.wav", f"output/comfypack/{pid}/audio_00001_.flac"]
-    assert result.single_file() == OutputFile(b"fLaC local", "audio/flac", "audio_00001_.flac")
+    assert seen["files"] == [f"input/comfypack/{pid}_audio.wav", f"output/comfypack/{pid}_audio_00001_.flac"]
+    assert result.single_file() == OutputFile(b"fLaC local", "audio/flac", f"{pid}_audio_00001_.flac")
     assert fake.views == []
-    assert not (output_dir / "comfypack" / pid).exists()
+    assert not (output_dir / "comfypack" / f"{pid}_audio_00001_.flac").exists()
     assert not (input_dir / "comfypack" / f"{pid}_audio.wav").exists()
 
 

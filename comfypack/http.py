@@ -1,0 +1,304 @@
+"""ASGI pieces of the service's HTTP edge (pure ASGI middlewares, cheap on the hot path).
+
+- :class:`AuthMiddleware`: ``COMFYPACK_API_KEY`` → 401 without ``Authorization: Bearer <key>`` or
+  ``X-API-Key: <key>`` on every route but ``/livez`` and ``/readyz``.
+- :class:`BodyLimitMiddleware`: request bodies over the limit → 413 (by ``Content-Length`` and
+  while streaming).
+- :class:`MultipartMiddleware`: parses ``multipart/form-data`` for the endpoint itself.
+- :class:`JobsMiddleware`: ``GET <route>/progress`` and ``PUT|POST <route>/cancel`` for async jobs.
+- :class:`DocsMiddleware`: ``/docs`` → BentoML's Swagger UI.
+- :class:`ErrorShapeMiddleware`: BentoML's own 4xx answers get comfypack's error shape.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .errors import ComfyPackError, FieldError, RequestError
+from .workflow import FILE_KINDS, Interface
+
+__all__ = [
+    "AuthMiddleware",
+    "BodyLimitMiddleware",
+    "DocsMiddleware",
+    "ErrorShapeMiddleware",
+    "JobsMiddleware",
+    "MultipartMiddleware",
+    "form_to_body",
+    "send_error",
+]
+
+PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/healthz"})
+
+
+async def send_error(err: ComfyPackError, scope: Any, receive: Any, send: Any,
+                     headers: dict[str, str] | None = None) -> None:
+    from starlette.responses import JSONResponse
+
+    await JSONResponse(err.to_dict(), status_code=err.status, headers=headers)(scope, receive, send)
+
+
+class AuthMiddleware:
+    def __init__(self, app: Any, api_key: str) -> None:
+        self.app = app
+        self.key = api_key.encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path") in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-api-key", b"")
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer ":
+            given = auth[7:].strip()
+        if given and hmac.compare_digest(given, self.key):
+            await self.app(scope, receive, send)
+            return
+        err = ComfyPackError("missing or wrong API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+        err.status, err.type = 401, "unauthorized"
+        await send_error(err, scope, receive, send, headers={"WWW-Authenticate": "Bearer"})
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over ``max_bytes``. HTTP/1.1 framing holds a body to its Content-Length, so
+    a declared length is checked up front; a chunked body is read (counted) and replayed."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> RequestError:
+        return RequestError(f"the request body is larger than the {self.max_bytes}-byte limit",
+                            status=413, details=[FieldError(None, "request too large")])
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                declared = self.max_bytes + 1
+            if declared > self.max_bytes:
+                await send_error(self._too_large(), scope, receive, send, headers={"Connection": "close"})
+                return
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await send_error(self._too_large(), scope, receive, send, headers={"Connection": "close"})
+                return
+            if not message.get("more_body"):
+                break
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def form_to_body(interface: Interface, items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A multipart form as a request body: text fields typed by the Interface, files as Uploads.
+
+    Text that does not parse as the field's type is kept as text, so validation names the field.
+    """
+    kinds = {s.name: s.kind for s in interface.inputs}
+    body: dict[str, Any] = {}
+    for key, value in items:
+        kind = kinds.get(key)
+        if not isinstance(value, str) or kind in (None, "string", "choice") or kind in FILE_KINDS:
+            body[key] = value
+        elif kind == "boolean" and value.strip().lower() in _TRUE | _FALSE:
+            body[key] = value.strip().lower() in _TRUE
+        elif kind in ("int", "float", "seed"):
+            try:
+                body[key] = json.loads(value)
+            except ValueError:
+                body[key] = value
+        else:
+            body[key] = value
+    return body
+
+
+class MultipartMiddleware:
+    """Parse ``multipart/form-data`` on the endpoint ourselves (BentoML's parser would JSON-decode
+    uploaded bytes); the form goes to the endpoint in ``scope``, BentoML sees an empty JSON body."""
+
+    def __init__(self, app: Any, route: str) -> None:
+        self.app = app
+        self.route = route
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path") != self.route or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if not headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
+            await self.app(scope, receive, send)
+            return
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+
+        from .media import Upload
+
+        try:
+            form = await Request(scope, receive).form(max_files=64, max_fields=256)
+            items: list[tuple[str, Any]] = []
+            for key, value in form.multi_items():
+                if isinstance(value, str):
+                    items.append((key, value))
+                else:
+                    items.append((key, Upload(await value.read(), value.filename)))
+            await form.close()
+        except Exception as e:  # starlette raises several types for malformed forms
+            err = RequestError(f"cannot parse the multipart form: {e}", status=400,
+                               details=[FieldError(None, str(e))])
+            await JSONResponse(err.to_dict(), status_code=400)(scope, receive, send)
+            return
+        scope["comfypack.form"] = items
+        scope["headers"] = [(k, v) for k, v in scope["headers"]
+                            if k not in (b"content-type", b"content-length")]
+        scope["headers"] += [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        sent = False
+
+        async def empty_json() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"{}", "more_body": False}
+            return await receive()
+
+        await self.app(scope, empty_json, send)
+
+
+class JobsMiddleware:
+    """Progress and cancel for async jobs (``<route>/submit`` comes from BentoML's task API)."""
+
+    def __init__(self, app: Any, route: str, progress: Callable[[str], dict[str, Any] | None],
+                 cancel: Callable[[str], bool]) -> None:
+        self.app = app
+        self.paths = {f"{route}/progress": "progress", f"{route}/cancel": "cancel"}
+        self.progress = progress
+        self.cancel = cancel
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        action = self.paths.get(scope.get("path", "")) if scope.get("type") == "http" else None
+        if action is None:
+            await self.app(scope, receive, send)
+            return
+        from urllib.parse import parse_qs
+
+        from starlette.responses import JSONResponse
+
+        task_id = (parse_qs(scope.get("query_string", b"").decode()).get("task_id") or [""])[0]
+        if not task_id:
+            await send_error(RequestError.for_field("task_id", "is required", status=400), scope, receive, send)
+            return
+        if action == "progress":
+            state = self.progress(task_id)
+            if state is None:
+                err = RequestError.for_field("task_id", f"no running or recent job {task_id}", status=404)
+                await send_error(err, scope, receive, send)
+                return
+            await JSONResponse(state)(scope, receive, send)
+            return
+        if scope.get("method") not in ("PUT", "POST"):
+            await send_error(RequestError("use PUT or POST to cancel", status=405), scope, receive, send)
+            return
+        if not self.cancel(task_id):
+            err = RequestError.for_field("task_id", f"job {task_id} is not running (finished or unknown)",
+                                         status=409)
+            await send_error(err, scope, receive, send)
+            return
+        await JSONResponse({"task_id": task_id, "status": "cancelling"})(scope, receive, send)
+
+
+class DocsMiddleware:
+    """``/docs`` → BentoML's Swagger UI (served at ``/``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and scope.get("path") in ("/docs", "/docs/"):
+            from starlette.responses import RedirectResponse
+
+            await RedirectResponse("/", status_code=307)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class ErrorShapeMiddleware:
+    """Give BentoML's own 4xx answers (e.g. a body that is not JSON) comfypack's error shape."""
+
+    def __init__(self, app: Any, route: str) -> None:
+        self.app = app
+        self.route = route
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path") != self.route:
+            await self.app(scope, receive, send)
+            return
+        held: dict[str, Any] = {}
+
+        async def wrapped(message: Any) -> None:
+            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+                held["start"] = message
+                held["body"] = b""
+                return
+            if "start" in held and message["type"] == "http.response.body":
+                held["body"] += message.get("body", b"")
+                if message.get("more_body"):
+                    return
+                body = _reshape_error(held["body"], held["start"]["status"])
+                start = dict(held["start"])
+                start["headers"] = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                start["headers"].append((b"content-length", str(len(body)).encode()))
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
+
+
+def _reshape_error(raw: bytes, status: int) -> bytes:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = {"error": raw.decode("utf-8", "replace")}
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and "type" in err:
+        return raw  # already ours
+    details = data.get("detail") if isinstance(data, dict) else None
+    message = str(err or "bad request")
+    if isinstance(details, list) and details and isinstance(details[0], dict) and details[0].get("msg"):
+        message = "; ".join(str(d.get("msg")) for d in details)
+        details = [{"field": None, "message": str(d.get("msg"))} for d in details]
+    kind = "invalid_body" if status == 400 else "bad_request"
+    return json.dumps({"error": {"type": kind, "message": message, "details": details}}).encode()
+
+
