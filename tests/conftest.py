@@ -25,6 +25,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "workflows"
+TEST_WORKFLOWS = ROOT / "tests" / "workflows"
+# every ComfyUI the tests start (directly or through `comfypack serve`) also loads the test nodes
+os.environ.setdefault("COMFYPACK_EXTRA_NODES_DIRS", str(ROOT / "tests" / "nodes"))
 
 
 def _comfyui_dir() -> Path:

@@ -164,9 +164,12 @@ class ComfyUIProcess:
             self.workdir = Path(tempfile.mkdtemp(prefix="comfypack-worker-"))
         for sub in ("input", "output", "temp", "user"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
-        nodes_dir = node_package_dir()
+        node_dirs = [str(node_package_dir())]
+        # more node folders (e.g. the test node set): COMFYPACK_EXTRA_NODES_DIRS, os.pathsep-separated
+        node_dirs += [d for d in os.environ.get("COMFYPACK_EXTRA_NODES_DIRS", "").split(os.pathsep) if d]
+        custom_nodes = "|\n" + "".join(f"    {d}\n" for d in node_dirs)
         (self.workdir / "comfypack_extra_paths.yaml").write_text(
-            f"comfypack:\n  base_path: {self.comfyui_dir}\n  custom_nodes: {nodes_dir}\n")
+            f"comfypack:\n  base_path: {self.comfyui_dir}\n  custom_nodes: {custom_nodes}")
         if self.port is None:
             self.port = free_port()
         env = {**os.environ, **self.env}
