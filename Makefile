@@ -6,7 +6,7 @@ EXAMPLE ?= text_tools
 PORT ?= 3000
 export COMFYPACK_HOME ?= $(CURDIR)/.cache
 
-.PHONY: setup serve-example test test-unit test-integration test-e2e bench lint clean-cache
+.PHONY: setup serve-example test test-unit test-integration test-e2e test-browser ui-examples bench lint clean-cache
 
 setup:  ## create .venv, install everything, provision ComfyUI (repeatable)
 	bash scripts/setup.sh
@@ -25,6 +25,12 @@ test-integration:
 
 test-e2e:
 	COMFYPACK_REQUIRE_COMFYUI=1 $(BIN)/python -m pytest -q tests/e2e
+
+test-browser:  ## UI → API conversion vs ComfyUI's real frontend (headless Chromium)
+	COMFYPACK_REQUIRE_COMFYUI=1 $(BIN)/python -m pytest -q tests/browser
+
+ui-examples:  ## regenerate examples/workflows/*/workflow.json with ComfyUI's frontend
+	$(BIN)/python scripts/make_ui_examples.py
 
 bench:
 	$(BIN)/python bench/serve_overhead.py

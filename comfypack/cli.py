@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import ComfyPackError, RequestError
+from .errors import ComfyPackError, RequestError, WorkflowError
 from .media import Upload
 
 __all__ = ["main", "cli"]
@@ -118,16 +118,30 @@ def comfyui_install(dest: Path | None, source: str, url: str, commit: str | None
 # inspect
 
 
+_UI_COMFYUI_HELP = ("ComfyUI tree whose node definitions convert a UI-format WORKFLOW (default: the "
+                    "provisioned one; started once, then cached).")
+_UI_URL_HELP = "Read the node definitions for a UI-format WORKFLOW from a running ComfyUI at this URL."
+
+
+def _load_any(workflow: Path, comfyui_dir: Path | None, comfyui_url: str | None) -> dict[str, Any]:
+    """Load WORKFLOW in either format; a UI-format one (ComfyUI's Save) is converted to API format."""
+    from .uiformat import load_any_workflow
+
+    return load_any_workflow(workflow, comfyui_dir=comfyui_dir, comfyui_url=comfyui_url)
+
+
 @cli.command()
 @click.argument("workflow", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the interface document (JSON Schema) as JSON.")
+@click.option("--comfyui", "comfyui_dir", type=click.Path(path_type=Path), default=None, help=_UI_COMFYUI_HELP)
+@click.option("--comfyui-url", default=None, help=_UI_URL_HELP)
 @_errors
-def inspect(workflow: Path, as_json: bool) -> None:
-    """Print the typed interface (inputs, outputs, JSON Schema) of WORKFLOW."""
+def inspect(workflow: Path, as_json: bool, comfyui_dir: Path | None, comfyui_url: str | None) -> None:
+    """Print the typed interface (inputs, outputs, JSON Schema) of WORKFLOW (API or UI format)."""
     from .schema import interface_document
-    from .workflow import load_workflow, parse_interface
+    from .workflow import parse_interface
 
-    interface = parse_interface(load_workflow(workflow))
+    interface = parse_interface(_load_any(workflow, comfyui_dir, comfyui_url))
     doc = interface_document(interface)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
@@ -238,12 +252,15 @@ def _write_outputs(result: Any, outdir: Path) -> list[Path]:
 @_errors
 def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path | None,
         comfyui_url: str | None, timeout: float, as_json: bool) -> None:
-    """Run WORKFLOW once on a headless ComfyUI (no server) and write its outputs to --output."""
+    """Run WORKFLOW (API or UI format, or a .cpack.zip) once on a headless ComfyUI (no server)
+    and write its outputs to --output."""
     from .config import default_comfyui_dir
     from .runner import WorkflowRunner
-    from .workflow import load_workflow, parse_interface
+    from .workflow import parse_interface
 
-    wf = load_workflow(workflow)
+    workflow, pack_comfyui = _workflow_or_pack(workflow, comfyui_dir)
+    comfyui_dir = pack_comfyui or comfyui_dir
+    wf = _load_any(workflow, comfyui_dir, comfyui_url)
     interface = parse_interface(wf)
     runner = WorkflowRunner(wf, interface)
     body = _parse_inputs(interface, inputs)
@@ -260,6 +277,8 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
         try:
             with _console(stderr=True).status("starting ComfyUI …"):
                 proc.start()
+                if pack_comfyui is not None:
+                    _copy_missing(pack_comfyui / "input", proc.input_dir)  # the pack's assets
                 await asyncio.to_thread(proc.wait_ready)
             async with ComfyUIClient(proc.url, output_dir=proc.output_dir, input_dir=proc.input_dir) as client:
                 return await runner.run(client, request, timeout=timeout)
@@ -295,14 +314,16 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
 @_errors
 def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyui_url: str | None,
           endpoint: str, timeout: float) -> None:
-    """Serve WORKFLOW as a typed REST endpoint (runs `bentoml serve`)."""
+    """Serve WORKFLOW (API or UI format, or a .cpack.zip) as a typed REST endpoint (runs
+    `bentoml serve`)."""
     from .config import default_comfyui_dir
-    from .workflow import load_workflow, parse_interface
+    from .workflow import parse_interface
 
-    if workflow.suffix == ".zip":
-        raise ComfyPackError("serving a .cpack.zip needs `comfypack unpack`, which this version does not have "
-                             "yet; serve the workflow's API-format JSON instead")
-    parse_interface(load_workflow(workflow))  # fail here, clearly, not inside bentoml
+    workflow, pack_comfyui = _workflow_or_pack(workflow, comfyui_dir)
+    comfyui_dir = pack_comfyui or comfyui_dir
+    api = _load_any(workflow, comfyui_dir, comfyui_url)
+    parse_interface(api)  # fail here, clearly, not inside bentoml
+    workflow = _api_file_for(workflow, api)
     env = dict(os.environ)
     env["COMFYPACK_WORKFLOW"] = str(workflow.resolve())
     env["COMFYPACK_ENDPOINT"] = endpoint
@@ -320,6 +341,287 @@ def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyu
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(bentoml, cmd, env)  # bentoml takes this PID: signals reach it directly
+
+
+def _api_file_for(workflow: Path, api: dict[str, Any]) -> Path:
+    """``workflow`` itself when it is API format; for a UI-format one, its conversion written once
+    to ``$COMFYPACK_HOME/converted/<sha256>/<name>/workflow_api.json`` (the service reads that)."""
+    import hashlib
+
+    from .uiformat import is_ui_format
+
+    try:
+        if not is_ui_format(json.loads(workflow.read_text(encoding="utf-8"))):
+            return workflow
+    except (OSError, ValueError):
+        return workflow
+    from .config import comfypack_home
+
+    text = json.dumps(api, indent=2) + "\n"
+    label = workflow.parent.name if workflow.name == "workflow.json" and workflow.parent.name else workflow.stem
+    target = (comfypack_home() / "converted" / hashlib.sha256(text.encode()).hexdigest()[:16]
+              / (label or "workflow") / "workflow_api.json")
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".partial")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    logger.info("converted the UI-format %s to API format: %s", workflow, target)
+    return target
+
+
+# ----------------------------------------------------------------------------------------------
+# packs for run / serve
+
+
+def _is_pack(path: Path) -> bool:
+    return path.name.endswith(".zip")
+
+
+def _workflow_or_pack(path: Path, comfyui_dir: Path | None = None) -> tuple[Path, Path | None]:
+    """``(workflow, None)`` for a workflow file; for a ``.cpack.zip``, restore it (no venv: this
+    interpreter runs ComfyUI) into ``$COMFYPACK_HOME/workspaces/<pack sha256[:16]>`` — a quick
+    check when it is already there — and return ``(its workflow, its ComfyUI)``."""
+    if not _is_pack(path):
+        return path, None
+    if comfyui_dir is not None:
+        raise click.UsageError("--comfyui cannot be used with a pack: the pack brings its own ComfyUI "
+                               "(use `comfypack unpack` and serve its workflow to mix them)")
+    if not path.is_file():
+        raise WorkflowError(f"{path}: no such file")
+    from .config import comfypack_home
+    from .hashing import sha256_file
+    from .restore import unpack
+
+    dest = comfypack_home() / "workspaces" / sha256_file(path)[:16]
+    logger.info("restoring %s into %s", path, dest)
+    ep = _endpoints()
+    ws = unpack(path, dest, venv=False, progress=sys.stderr.isatty(), hf_endpoint=ep["hf_endpoint"],
+                civitai_url=ep["civitai_url"])
+    _warn_package_drift(ws.lock)
+    return ws.workflow_path, ws.comfyui_dir
+
+
+def _endpoints() -> dict[str, str | None]:
+    """Model-hub endpoints from the environment (mirrors, or local stand-ins in tests)."""
+    return {"hf_endpoint": os.environ.get("HF_ENDPOINT") or None,
+            "civitai_url": os.environ.get("COMFYPACK_CIVITAI_URL") or None}
+
+
+def _warn_package_drift(lock: Any) -> None:
+    from .lock import list_packages
+
+    try:
+        have = {p.name: p.version for p in list_packages(sys.executable)}
+    except ComfyPackError:
+        return
+    differ = [f"{p.name} {have.get(p.name, 'missing')} (locked {p.version})"
+              for p in lock.packages if have.get(p.name) != p.version]
+    if differ:
+        logger.warning("this Python differs from the lock in %d package(s): %s%s — `comfypack "
+                       "unpack` without --no-venv builds an exact venv", len(differ),
+                       ", ".join(differ[:5]), " …" if len(differ) > 5 else "")
+
+
+def _copy_missing(src: Path, dst: Path) -> None:
+    """Copy the files under ``src`` into ``dst`` where ``dst`` has none by that name."""
+    if not src.is_dir():
+        return
+    for path in sorted(src.rglob("*")):
+        target = dst / path.relative_to(src)
+        if path.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+
+
+# ----------------------------------------------------------------------------------------------
+# lock / pack / unpack
+
+
+def _default_python() -> str:
+    return os.environ.get("COMFYPACK_PYTHON") or sys.executable
+
+
+def _resolvers(sources_file: Path | None, offline: bool) -> Any:
+    from .sources import default_resolvers
+
+    ep = _endpoints()
+    return default_resolvers(sources_file, hf_endpoint=ep["hf_endpoint"], civitai_url=ep["civitai_url"],
+                             offline=offline)
+
+
+def _lock_kwargs(sources_file: Path | None, strict: bool, python: str | None,
+                 offline: bool) -> dict[str, Any]:
+    from .hashing import default_hash_cache
+
+    return {"python": python or _default_python(), "resolvers": _resolvers(sources_file, offline),
+            "hash_cache": default_hash_cache(), "strict": strict, "progress": sys.stderr.isatty()}
+
+
+def _report_lock(lock: Any, con: Any) -> None:
+    from .lock import missing_sources
+
+    con.print(f"{len(lock.models)} model(s), {len(lock.custom_nodes)} custom node(s), "
+              f"{len(lock.packages)} package(s); ComfyUI {lock.comfyui.version} "
+              f"({lock.comfyui.source.type})")
+    missing = missing_sources(lock)
+    if missing:
+        con.print(f"[yellow]no download source for:[/] {', '.join(missing)} — a restore will need "
+                  "--sources FILE (sha256 or file name → URL)")
+
+
+_SOURCES_HELP = ("JSON file mapping a model's sha256 (or file name) to a download URL; "
+                 "\"huggingface_repos\": [\"org/name\", …] adds repos to look in.")
+
+
+@cli.command("lock")
+@click.argument("workflow", type=click.Path(path_type=Path))
+@click.option("--comfyui", "comfyui_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The ComfyUI tree the workflow runs on (default: the provisioned one).")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("comfypack.lock.json"), show_default=True, help="Where to write the lock.")
+@click.option("--sources", "sources_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help=_SOURCES_HELP)
+@click.option("--strict", is_flag=True, help="Fail (instead of warning) on uncommitted changes in a custom node.")
+@click.option("--python", default=None, help="The interpreter that runs ComfyUI (default: this one, "
+              "or $COMFYPACK_PYTHON).")
+@click.option("--offline", is_flag=True, help="Look up model sources only in the sources file and "
+              "the Hugging Face cache (no network).")
+@_errors
+def lock_cmd(workflow: Path, comfyui_dir: Path | None, output: Path, sources_file: Path | None,
+             strict: bool, python: str | None, offline: bool) -> None:
+    """Record WORKFLOW's environment (ComfyUI, custom nodes, packages, models) in a lock file."""
+    from .config import default_comfyui_dir
+    from .lock import create_lock
+    from .lockfile import write_lock
+
+    lock = create_lock(workflow, comfyui_dir or default_comfyui_dir(),
+                       **_lock_kwargs(sources_file, strict, python, offline))
+    write_lock(lock, output)
+    con = _console()
+    _report_lock(lock, con)
+    con.print(f"wrote {output}")
+
+
+def _default_pack_name(workflow: Path) -> Path:
+    stem = workflow.parent.name if workflow.name == "workflow_api.json" and workflow.parent.name else \
+        workflow.name.removesuffix(".json")
+    return Path(f"{stem or 'workflow'}.cpack.zip")
+
+
+@cli.command("pack")
+@click.argument("workflow", type=click.Path(path_type=Path))
+@click.option("--comfyui", "comfyui_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The ComfyUI tree the workflow runs on (default: the provisioned one).")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The pack to write (default: NAME.cpack.zip, NAME from the workflow).")
+@click.option("--lock", "lock_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help="Use this lock instead of locking now.")
+@click.option("--include-models", is_flag=True, help="Carry the model weights in the pack too.")
+@click.option("--ui-workflow", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="The UI-format workflow (ComfyUI's Save) to include as workflow.json.")
+@click.option("--sources", "sources_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help=_SOURCES_HELP)
+@click.option("--strict", is_flag=True, help="Fail on uncommitted changes in a custom node.")
+@click.option("--python", default=None, help="The interpreter that runs ComfyUI.")
+@click.option("--offline", is_flag=True, help="Look up model sources without network.")
+@_errors
+def pack_cmd(workflow: Path, comfyui_dir: Path | None, output: Path | None, lock_file: Path | None,
+             include_models: bool, ui_workflow: Path | None, sources_file: Path | None, strict: bool,
+             python: str | None, offline: bool) -> None:
+    """Bundle WORKFLOW, its lock, interface and input assets into a .cpack.zip."""
+    from .config import default_comfyui_dir
+    from .lock import create_lock
+    from .lockfile import read_lock
+    from .pack import create_pack
+
+    target = comfyui_dir or default_comfyui_dir()
+    if lock_file is not None:
+        lock = read_lock(lock_file)
+    else:
+        lock = create_lock(workflow, target, **_lock_kwargs(sources_file, strict, python, offline))
+    out = output or _default_pack_name(workflow)
+    create_pack(workflow, target, out, lock=lock, ui_workflow=ui_workflow, include_models=include_models)
+    con = _console()
+    _report_lock(lock, con)
+    con.print(f"wrote {out} ({out.stat().st_size} bytes)")
+
+
+@cli.command("unpack")
+@click.argument("pack", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--dir", "dest", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="The workspace folder to create (or check).")
+@click.option("--verify", "verify_only", is_flag=True,
+              help="Only check an existing workspace against the pack's lock; change nothing.")
+@click.option("--force", is_flag=True, help="Add to a non-empty folder that is not a comfypack workspace "
+              "(never deletes or overwrites anything there).")
+@click.option("--no-venv", is_flag=True, help="Do not build a venv; run on this Python environment.")
+@click.option("--sources", "sources_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help=_SOURCES_HELP)
+@_errors
+def unpack_cmd(pack: Path, dest: Path, verify_only: bool, force: bool, no_venv: bool,
+               sources_file: Path | None) -> None:
+    """Recreate PACK's workspace in --dir: ComfyUI, custom nodes, venv and verified models."""
+    from .restore import read_pack, unpack, verify
+
+    con = _console()
+    if verify_only:
+        if not dest.is_dir():
+            raise WorkflowError(f"{dest}: no such workspace to verify")
+        contents = read_pack(pack)
+        diffs = verify(dest, contents.lock, progress=sys.stderr.isatty())
+        if not diffs:
+            con.print(f"{dest} matches the lock of {pack.name}")
+            return
+        err = _console(stderr=True)
+        err.print(f"[bold red]{len(diffs)} difference(s)[/] between {dest} and the lock of {pack.name}:")
+        for d in diffs:
+            err.print(f"  - {d}", markup=False, soft_wrap=True)
+        sys.exit(1)
+    ep = _endpoints()
+    ws = unpack(pack, dest, force=force, venv=not no_venv, sources_file=sources_file,
+                progress=sys.stderr.isatty(), hf_endpoint=ep["hf_endpoint"], civitai_url=ep["civitai_url"])
+    con.print(f"restored {pack.name} into {ws.root}")
+    con.print(f"  ComfyUI: {ws.comfyui_dir}")
+    con.print(f"  Python:  {ws.python}")
+    env = f"COMFYPACK_PYTHON={ws.python} " if ws.python != sys.executable else ""
+    con.print(f"serve it:  {env}comfypack serve {ws.workflow_path} --comfyui {ws.comfyui_dir}")
+
+
+# ----------------------------------------------------------------------------------------------
+# client
+
+
+@cli.command("client")
+@click.argument("workflow", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where to write the module (default: print it).")
+@click.option("--endpoint", default="generate", show_default=True,
+              help="Route of the service's endpoint (`comfypack serve --endpoint`).")
+@click.option("--name", default=None, help="The workflow's name in the client (default: from the file name).")
+@_errors
+def client_cmd(workflow: Path, output: Path | None, endpoint: str, name: str | None) -> None:
+    """Generate a typed Python client module for WORKFLOW (an API-format JSON, or a .cpack.zip)."""
+    from .codegen import generate_client
+    from .workflow import load_workflow, parse_interface
+
+    if _is_pack(workflow):
+        from .restore import read_pack
+
+        graph = read_pack(workflow).workflow
+        label = workflow.name.removesuffix(".zip").removesuffix(".cpack")
+    else:
+        graph = load_workflow(workflow)
+        label = _default_pack_name(workflow).name.removesuffix(".cpack.zip")
+    try:
+        source = generate_client(parse_interface(graph), workflow_name=name or label, endpoint=endpoint)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--endpoint") from e
+    if output is None:
+        click.echo(source, nl=False)
+        return
+    output.write_text(source, encoding="utf-8")
+    _console(stderr=True).print(f"wrote {output}")
 
 
 def main() -> None:

@@ -10,7 +10,10 @@ Every error carries an HTTP status (used by the service) and a CLI exit code (us
     ├── ComfyUIError                  502 / exit 1   talking to ComfyUI failed
     │   ├── ComfyUIUnavailable        503 / exit 1   ComfyUI is not running / not reachable
     │   ├── PromptRejected            400 / exit 2   ComfyUI refused the prompt (node_errors)
-    │   └── ExecutionFailed           500 / exit 1   a node raised while running
+    │   ├── ExecutionFailed           500 / exit 1   a node raised while running
+    │   └── ComfyUITimeout            504 / exit 1   the prompt ran past its timeout (cancelled)
+    ├── LockError                     400 / exit 2   a lock file is unreadable, invalid or too new
+    ├── RestoreError                  500 / exit 1   recreating a workspace from a pack failed
     ├── ProvisionError                500 / exit 1   installing ComfyUI failed
     └── ServiceError                  500 / exit 1   the serving layer itself misbehaved
 """
@@ -28,6 +31,9 @@ __all__ = [
     "ComfyUIUnavailable",
     "PromptRejected",
     "ExecutionFailed",
+    "ComfyUITimeout",
+    "LockError",
+    "RestoreError",
     "ProvisionError",
     "ServiceError",
     "FieldError",
@@ -114,6 +120,27 @@ class ExecutionFailed(ComfyUIError):
 
     status = 500
     type = "execution_failed"
+
+
+class ComfyUITimeout(ComfyUIError):
+    """The prompt did not finish in time; it was cancelled in ComfyUI."""
+
+    status = 504
+    type = "timeout"
+
+
+class LockError(ComfyPackError):
+    """A lock file cannot be used: not JSON, fails the schema, or written by a newer comfypack."""
+
+    status = 400
+    exit_code = 2
+    type = "lock_error"
+
+
+class RestoreError(ComfyPackError):
+    """Recreating a workspace failed (a source is unreachable, a hash does not match, ...)."""
+
+    type = "restore_error"
 
 
 class ProvisionError(ComfyPackError):

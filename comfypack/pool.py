@@ -1,7 +1,10 @@
 """A pool of headless ComfyUI workers behind one bounded queue.
 
-ComfyUI runs one prompt at a time, so each worker (one ComfyUI process, or one attached URL)
-takes one request at a time. Requests wait for an idle worker in FIFO order; when
+ComfyUI runs one prompt at a time. Each worker (one ComfyUI process, or one attached URL) takes
+up to ``pipeline`` requests at once (default 2): while one prompt executes, the next is already
+in ComfyUI's own queue, so ComfyUI never idles between requests for our upload / history round
+trips. A worker's slots are handed out round-robin with the other workers' (an idle worker is
+preferred to a half-busy one). Requests wait for a free slot in FIFO order; when
 ``max_queue`` requests are already waiting, :meth:`WorkerPool.acquire` raises
 :class:`Overloaded` at once (the service answers 503 with ``Retry-After``) instead of piling up.
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -54,7 +58,7 @@ class Worker:
     client: ComfyUIClient | None = None
     up: bool = False
     restarts: int = 0
-    busy: bool = False
+    inflight: int = 0
     gen: int = 0  # bumped each time the worker comes up; stale queue entries are dropped
     last_error: str | None = None
     _watch: threading.Thread | None = field(default=None, repr=False)
@@ -71,7 +75,7 @@ class WorkerPool:
                  python: str | None = None, max_queue: int = 64, startup_timeout: float = 180.0,
                  restart: bool = True, on_restart: Callable[[Worker], None] | None = None,
                  on_change: Callable[[WorkerPool], None] | None = None,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, pipeline: int = 2) -> None:
         if not urls and comfyui_dir is None:
             raise ValueError("give comfyui_dir (start workers) or urls (attach)")
         self.comfyui_dir = comfyui_dir
@@ -82,6 +86,7 @@ class WorkerPool:
         self.on_restart = on_restart
         self.on_change = on_change or (lambda pool: None)
         self.extra_args = extra_args
+        self.pipeline = max(1, pipeline)
         gpus = gpu_count()
         if urls:
             self.workers = [Worker(i, None, u.rstrip("/")) for i, u in enumerate(urls)]
@@ -109,6 +114,7 @@ class WorkerPool:
             if w.process is not None:
                 w.process.start()  # Popen from the event loop's (main) thread: see process.py
         results = await asyncio.gather(*(self._bring_up(w) for w in self.workers), return_exceptions=True)
+        self._interleave()
         errors = [r for r in results if isinstance(r, BaseException)]
         if len(errors) == len(self.workers):
             raise errors[0]
@@ -126,9 +132,22 @@ class WorkerPool:
         await w.client.connect()
         w.up = True
         w.gen += 1
+        w.inflight = 0
         w.last_error = None
-        self._idle.put_nowait((w, w.gen))
+        for _ in range(self.pipeline):
+            self._idle.put_nowait((w, w.gen))
         logger.info("worker %d up at %s (pid %s)", w.index, w.url, w.pid)
+
+    def _interleave(self) -> None:
+        """Order the free slots w0, w1, …, w0, w1, … so the first requests spread over workers."""
+        per_worker: dict[int, list[tuple[Worker, int]]] = {}
+        while not self._idle.empty():
+            slot = self._idle.get_nowait()
+            per_worker.setdefault(slot[0].index, []).append(slot)
+        for round_ in itertools.zip_longest(*per_worker.values()):
+            for slot in round_:
+                if slot is not None:
+                    self._idle.put_nowait(slot)
 
     def _watch(self, w: Worker) -> None:
         proc = w.process
@@ -198,12 +217,12 @@ class WorkerPool:
 
     @property
     def busy_count(self) -> int:
-        return sum(1 for w in self.workers if w.busy)
+        return sum(1 for w in self.workers if w.inflight)
 
     def retry_after(self) -> int:
         recent = self.durations[-50:]
         per_run = sum(recent) / len(recent) if recent else 1.0
-        up = max(1, sum(1 for w in self.workers if w.up))
+        up = max(1, sum(self.pipeline for w in self.workers if w.up))
         return max(1, round(per_run * (self._waiting + 1) / up))
 
     @contextlib.asynccontextmanager
@@ -224,13 +243,13 @@ class WorkerPool:
                     break  # a worker that died while idle is dropped; its restart re-queues it
         finally:
             self._waiting -= 1
-        w.busy = True
+        w.inflight += 1
         self.on_change(self)
         started = time.monotonic()
         try:
             yield w
         finally:
-            w.busy = False
+            w.inflight -= 1
             self.on_change(self)
             self.durations.append(time.monotonic() - started)
             del self.durations[:-200]

@@ -139,7 +139,7 @@ class WorkflowRunner:
         try:
             uploaded: dict[str, str] = {}
             for name, media in request.files.items():
-                stored = await client.upload(media.data, f"{run_id}_{media.filename}", subfolder="comfypack")
+                stored = await self._store_input(client, media.data, f"{run_id}_{media.filename}")
                 uploaded[name] = stored
                 sub, _, fname = stored.rpartition("/")
                 uploaded_refs.append(FileRef(fname, sub, "input"))
@@ -158,6 +158,22 @@ class WorkflowRunner:
         finally:
             if self.cleanup:
                 await self._cleanup(client, run_id, uploaded_refs)
+
+    async def _store_input(self, client: ComfyUIClient, data: bytes, filename: str) -> str:
+        """Put an input file where ComfyUI reads it: straight into a local worker's input dir
+        (no HTTP round trip), else ``POST /upload/image``."""
+        folder = client.local_path(FileRef("", "comfypack", "input"))
+        if folder is None:
+            return await client.upload(data, filename, subfolder="comfypack")
+
+        def write() -> None:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{filename}.partial"
+            tmp.write_bytes(data)
+            os.replace(tmp, folder / filename)
+
+        await asyncio.to_thread(write) if len(data) > 1 << 20 else write()
+        return f"comfypack/{filename}"
 
     async def _collect(self, client: ComfyUIClient, spec: OutputSpec, ui: Mapping[str, Any]) -> list[Any]:
         if spec.kind in FILE_KINDS:

@@ -66,6 +66,7 @@ class ServeConfig:
     max_upload_bytes: int = 100 * 1024 * 1024
     workers: int | None = None  # default: one per GPU, one on CPU
     max_queue: int = 64
+    pipeline: int = 2  # prompts each worker holds at once (the next one waits in ComfyUI's queue)
     api_key: str | None = None
     warmup: bool = False
 
@@ -90,6 +91,7 @@ class ServeConfig:
             max_upload_bytes=int(env.get("COMFYPACK_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)),
             workers=int(env["COMFYPACK_WORKERS"]) if env.get("COMFYPACK_WORKERS") else None,
             max_queue=int(env.get("COMFYPACK_MAX_QUEUE", 64)),
+            pipeline=int(env.get("COMFYPACK_PIPELINE", 2)),
             api_key=env.get("COMFYPACK_API_KEY") or None,
             warmup=env.get("COMFYPACK_WARMUP", "0").lower() in ("1", "true", "yes"),
         )
@@ -194,6 +196,7 @@ def make_service(config: ServeConfig) -> type[Any]:
             urls = [u.strip() for u in (config.comfyui_url or "").split(",") if u.strip()]
             self.pool = WorkerPool(comfyui_dir=config.comfyui_dir, urls=urls or None, n=config.workers,
                                    python=config.python, max_queue=config.max_queue,
+                                   pipeline=config.pipeline,
                                    startup_timeout=config.startup_timeout,
                                    on_restart=lambda w: metrics.restarts.labels(workflow=label).inc(),
                                    on_change=metrics.observe_pool)

@@ -15,6 +15,19 @@ TORCH="torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
+# Chromium for the browser tests (Playwright drives the system browser: its own download cannot
+# run here). Debian's package; needs root.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing Chromium (apt-get) for the browser tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "note: /usr/bin/chromium is missing and this is not root: the browser tests will be" \
+         "skipped (run: sudo apt-get install -y chromium chromium-driver)" >&2
+  fi
+fi
+
 "$PYTHON" - <<'PY' || { echo "comfypack needs Python >= 3.10 (found $("$PYTHON" --version))" >&2; exit 2; }
 import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)
 PY

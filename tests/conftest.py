@@ -161,7 +161,8 @@ def bentoml_serve(workflow: Path, log_dir: Path, *, env: dict[str, str] | None =
     log = log_dir / f"serve-{workflow.parent.name}-{port}.log"
     cmd = [sys.executable, "-m", "comfypack.cli", "serve", str(workflow), "--port", str(port),
            "--comfyui", str(comfyui_dir)]
-    full_env = {**os.environ, **(env or {})}
+    # each service its own BENTOML_HOME: `bentoml serve` recreates its task database there at start
+    full_env = {**os.environ, "BENTOML_HOME": str(log_dir / f"bentoml-home-{port}"), **(env or {})}
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env,
                                 start_new_session=True, cwd=ROOT)

@@ -27,7 +27,13 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import ComfyUIError, ComfyUIUnavailable, ExecutionFailed, PromptRejected
+from ..errors import (
+    ComfyUIError,
+    ComfyUITimeout,
+    ComfyUIUnavailable,
+    ExecutionFailed,
+    PromptRejected,
+)
 
 __all__ = ["ComfyUIClient", "RunResult", "FileRef", "ProgressEvent"]
 
@@ -91,7 +97,11 @@ class ComfyUIClient:
     # -- connection -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> ComfyUIClient:
-        await self.connect()
+        try:
+            await self.connect()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -263,7 +273,7 @@ class ComfyUIClient:
                 await asyncio.wait_for(asyncio.shield(pending.future), timeout)
             except asyncio.TimeoutError as e:
                 await self.cancel(prompt_id)
-                raise ComfyUIError(f"the prompt did not finish within {timeout:g} s; it was cancelled") from e
+                raise ComfyUITimeout(f"the prompt did not finish within {timeout:g} s; it was cancelled") from e
             except asyncio.CancelledError:
                 # the caller went away (maybe mid-POST): ComfyUI may hold the prompt already
                 await asyncio.shield(self.cancel(prompt_id))

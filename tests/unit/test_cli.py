@@ -143,11 +143,10 @@ def test_run_unreadable_image_file_exits_2(runner, tmp_path):
 # -- serve ----------------------------------------------------------------------------------------
 
 
-def test_serve_a_zip_exits_with_a_clear_message(runner, tmp_path):
+def test_serve_a_missing_pack_exits_with_a_clear_message(runner, tmp_path):
     result = invoke(runner, "serve", str(tmp_path / "my.cpack.zip"))
-    assert result.exit_code == 1
-    line = one_line_error(result)
-    assert "comfypack unpack" in line and "API-format JSON" in line
+    assert result.exit_code == 2
+    assert "my.cpack.zip: no such file" in one_line_error(result)
 
 
 def test_serve_a_bad_workflow_fails_before_bentoml(runner, tmp_path):

@@ -9,13 +9,16 @@ import pytest
 from comfypack.errors import (
     ComfyPackError,
     ComfyUIError,
+    ComfyUITimeout,
     ComfyUIUnavailable,
     ExecutionFailed,
     FieldError,
     InputFetchError,
+    LockError,
     PromptRejected,
     ProvisionError,
     RequestError,
+    RestoreError,
     ServiceError,
     WorkflowError,
 )
@@ -30,6 +33,9 @@ TABLE = [
     (ComfyUIUnavailable, 503, 1, "comfyui_unavailable", ComfyUIError),
     (PromptRejected, 400, 2, "prompt_rejected", ComfyUIError),
     (ExecutionFailed, 500, 1, "execution_failed", ComfyUIError),
+    (ComfyUITimeout, 504, 1, "timeout", ComfyUIError),
+    (LockError, 400, 2, "lock_error", ComfyPackError),
+    (RestoreError, 500, 1, "restore_error", ComfyPackError),
     (ProvisionError, 500, 1, "provision_error", ComfyPackError),
     (ServiceError, 500, 1, "service_error", ComfyPackError),
 ]

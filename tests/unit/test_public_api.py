@@ -25,7 +25,29 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.errors": {
         "ComfyPackError", "WorkflowError", "RequestError", "InputFetchError", "ComfyUIError",
         "ComfyUIUnavailable", "PromptRejected", "ExecutionFailed", "ProvisionError", "ServiceError",
-        "FieldError",
+        "FieldError", "LockError", "RestoreError", "ComfyUITimeout",
+    },
+    "comfypack.hashing": {"sha256_file", "HashCache", "default_hash_cache", "hash_files"},
+    "comfypack.lockfile": {
+        "LOCK_VERSION", "GitSource", "PackagedSource", "TreeSource", "ModelSource", "PythonInfo",
+        "ComfyUIInfo", "CustomNode", "Package", "Model", "WorkflowInfo", "Lock", "dumps", "loads",
+        "read_lock", "write_lock", "lock_schema",
+    },
+    "comfypack.sources": {
+        "ModelFile", "Resolver", "SourcesFile", "HFCacheResolver", "HFApiResolver", "CivitaiResolver",
+        "default_resolvers", "resolve_sources", "default_sources_cache", "source_url", "download",
+    },
+    "comfypack.lock": {
+        "find_models", "custom_nodes", "list_packages", "python_info", "comfyui_info", "tree_sha256",
+        "workflow_sha256", "create_lock", "missing_sources", "COMFYPACK_NODES", "DEV_TOOLS",
+    },
+    "comfypack.pack": {
+        "create_pack", "find_assets", "WORKFLOW_ENTRY", "UI_WORKFLOW_ENTRY", "LOCK_ENTRY",
+        "INTERFACE_ENTRY", "ZIP_DATE",
+    },
+    "comfypack.restore": {
+        "PackContents", "Workspace", "read_pack", "unpack", "verify", "model_cache_dir",
+        "WORKSPACE_MARKER",
     },
     "comfypack.workflow": {
         "INPUT_NODES", "OUTPUT_NODES", "FILE_KINDS", "InputSpec", "OutputSpec", "Interface",
@@ -38,13 +60,20 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.media": {"MediaFile", "Upload", "decode_media", "fetch_url", "sniff", "DEFAULT_MAX_BYTES"},
     "comfypack.runner": {"WorkflowRunner", "RunOutput", "OutputFile", "PreparedRequest"},
     "comfypack.config": {"comfypack_home", "default_comfyui_dir", "record_default_comfyui"},
+    "comfypack.uiformat": {"is_ui_format", "convert", "missing_node_types", "load_any_workflow",
+                           "dynamic_prompt"},
+    "comfypack.objectinfo": {"object_info_for", "fetch_object_info", "object_info_cache_key"},
     "comfypack.cli": {"main", "cli"},
     "comfypack.comfyui": {
         "ComfyUIClient", "ComfyUIProcess", "DEFAULT_PACKAGED", "FileRef", "GitSource",
         "PackagedSource", "ProgressEvent", "RunResult", "free_port", "install", "install_requirements",
     },
     "comfypack.comfyui.client": {"ComfyUIClient", "RunResult", "FileRef", "ProgressEvent"},
-    "comfypack.comfyui.process": {"ComfyUIProcess", "free_port", "node_package_dir", "has_gpu"},
+    "comfypack.comfyui.process": {"ComfyUIProcess", "free_port", "node_package_dir", "has_gpu", "gpu_count"},
+    "comfypack.pool": {"Worker", "WorkerPool", "Overloaded", "default_worker_count"},
+    "comfypack.http": {"AuthMiddleware", "BodyLimitMiddleware", "DocsMiddleware", "ErrorShapeMiddleware",
+                       "JobsMiddleware", "MultipartMiddleware", "form_to_body", "send_error"},
+    "comfypack.codegen": {"generate_client"},
     "comfypack.comfyui.source": {
         "ComfyUISource", "GitSource", "PackagedSource", "DEFAULT_PACKAGED", "TORCH_PINS", "install",
         "install_requirements", "read_marker", "comfyui_version",

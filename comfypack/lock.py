@@ -1,0 +1,504 @@
+"""Record the environment a workflow runs in: ``comfypack.lock.json``.
+
+:func:`create_lock` gathers, for one workflow and one ComfyUI tree:
+
+- the Python that runs ComfyUI (version, platform) and its packages (:func:`list_packages` asks
+  *that* interpreter, which need not be the one running comfypack);
+- ComfyUI's version and source (git URL + commit for a checkout, else the packaged source that
+  ``comfypack comfyui install`` recorded);
+- every custom node folder (:func:`custom_nodes`: git remote + commit + dirty, or a content hash
+  of the tree), and comfypack's own node package;
+- every model the workflow names (:func:`find_models`: candidate paths in ComfyUI's model folders
+  and ``extra_model_paths.yaml``, never a scan), with size, sha256 and download sources;
+- the workflow's own hash.
+
+The file format (schema, deterministic serialisation) lives in :mod:`comfypack.lockfile`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import posixpath
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import LockError
+from .hashing import HashCache, hash_files
+from .lockfile import (
+    ComfyUIInfo,
+    CustomNode,
+    GitSource,
+    Lock,
+    Model,
+    Package,
+    PackagedSource,
+    PythonInfo,
+    TreeSource,
+    WorkflowInfo,
+)
+from .sources import ModelFile, Resolver, default_resolvers, resolve_sources
+
+__all__ = [
+    "find_models",
+    "custom_nodes",
+    "list_packages",
+    "python_info",
+    "comfyui_info",
+    "tree_sha256",
+    "workflow_sha256",
+    "create_lock",
+    "missing_sources",
+    "COMFYPACK_NODES",
+    "DEV_TOOLS",
+]
+
+logger = logging.getLogger(__name__)
+
+#: the name under which comfypack's own node package is recorded (and which restore skips:
+#: comfypack itself provides it).
+COMFYPACK_NODES = "comfypack_nodes"
+
+#: comfypack itself and its development tools: not part of the environment ComfyUI needs (what
+#: only they depend on is left out too; see :func:`list_packages`). pip: a venv brings its own.
+DEV_TOOLS = frozenset({"comfypack", "pytest", "mypy", "ruff", "pip"})
+_DEV_PREFIXES = ("pytest-", "types-")
+
+#: model folders whose files ship with ComfyUI itself (not models to fetch).
+_SOURCE_FOLDERS = frozenset({"configs"})
+#: written by ``comfypack comfyui install`` into the tree it installs (not a local change).
+_INSTALL_MARKER = ".comfypack-source.json"
+_SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".DS_Store"})
+
+
+# ----------------------------------------------------------------------------------------------
+# models
+
+
+def _model_dirs(comfyui_dir: Path) -> list[tuple[str, Path]]:
+    """ComfyUI's model folders as ``(folder name, directory)``, in ComfyUI's search order."""
+    dirs: list[tuple[str, Path]] = []
+    models = comfyui_dir / "models"
+    if models.is_dir():
+        for sub in sorted(models.iterdir()):
+            if sub.is_dir() and not sub.name.startswith(".") and sub.name not in _SOURCE_FOLDERS:
+                dirs.append((sub.name, sub))
+    dirs += _extra_model_dirs(comfyui_dir / "extra_model_paths.yaml")
+    return dirs
+
+
+def _extra_model_dirs(yaml_path: Path) -> list[tuple[str, Path]]:
+    """The folders an ``extra_model_paths.yaml`` adds, read the way ComfyUI reads it."""
+    if not yaml_path.is_file():
+        return []
+    import yaml
+
+    try:
+        config = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise LockError(f"{yaml_path}: cannot read it ({e}); fix or move it aside") from e
+    if config is None:
+        return []
+    if not isinstance(config, dict):
+        raise LockError(f"{yaml_path}: expected a mapping of sections, got {type(config).__name__}")
+    out: list[tuple[str, Path]] = []
+    for section in config.values():
+        if not isinstance(section, dict):
+            continue
+        conf = dict(section)
+        base = conf.pop("base_path", None)
+        conf.pop("is_default", None)
+        base_path: Path | None = None
+        if isinstance(base, str) and base:
+            base_path = Path(os.path.expandvars(os.path.expanduser(base)))
+            if not base_path.is_absolute():
+                base_path = yaml_path.parent / base_path
+        for folder, value in conf.items():
+            if folder == "custom_nodes" or folder in _SOURCE_FOLDERS or not isinstance(value, str):
+                continue
+            for line in value.split("\n"):
+                line = line.strip()
+                if not line:
+                    continue
+                if base_path is not None:
+                    full = base_path / line
+                elif os.path.isabs(line):
+                    full = Path(line)
+                else:
+                    full = yaml_path.parent / line
+                out.append((str(folder), Path(os.path.normpath(full))))
+    return out
+
+
+def _safe_relpath(value: str) -> str | None:
+    """``value`` as a clean relative POSIX path inside a folder, or ``None`` if it cannot be one."""
+    if not value or len(value) > 1024 or "\x00" in value or "\n" in value:
+        return None
+    rel = value.replace("\\", "/")
+    if rel.startswith("/") or re.match(r"^[A-Za-z]:", rel):
+        return None
+    rel = posixpath.normpath(rel)
+    if rel in (".", "") or rel == ".." or rel.startswith("../"):
+        return None
+    return rel
+
+
+def _string_values(workflow: Mapping[str, Any]) -> list[str]:
+    seen: dict[str, None] = {}
+    for node in workflow.values():
+        if not isinstance(node, Mapping):
+            continue
+        inputs = node.get("inputs")
+        if not isinstance(inputs, Mapping):
+            continue
+        for value in inputs.values():
+            if isinstance(value, str):
+                seen.setdefault(value, None)
+    return list(seen)
+
+
+def find_models(workflow: Mapping[str, Any], comfyui_dir: Path) -> list[tuple[str, str, Path]]:
+    """Every model file the workflow names, as ``(folder, relative path, file)``, sorted.
+
+    A string input value names a model when ``<folder dir>/<value>`` is a file in one of ComfyUI's
+    model folders (``models/<folder>/`` of the tree, then each folder that
+    ``extra_model_paths.yaml`` adds). Only those candidate paths are checked. The first match per
+    folder name wins, as in ComfyUI; a name found in several folders is recorded for each.
+    """
+    comfyui_dir = Path(comfyui_dir)
+    dirs = _model_dirs(comfyui_dir)
+    found: dict[tuple[str, str], Path] = {}
+    for value in _string_values(workflow):
+        rel = _safe_relpath(value)
+        if rel is None:
+            continue
+        for folder, directory in dirs:
+            if (folder, rel) in found:
+                continue
+            path = directory / rel
+            if path.is_file():
+                found[(folder, rel)] = path
+    return [(folder, rel, found[(folder, rel)]) for folder, rel in sorted(found)]
+
+
+# ----------------------------------------------------------------------------------------------
+# trees and custom nodes
+
+
+def _tree_files(root: Path) -> list[tuple[str, Path]]:
+    out: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        keep = []
+        for d in sorted(dirnames):
+            if d in _SKIP_DIRS:
+                continue
+            full = Path(dirpath) / d
+            if full.is_symlink():  # recorded as a link, not followed
+                out.append((full.relative_to(root).as_posix(), full))
+            else:
+                keep.append(d)
+        dirnames[:] = keep
+        for name in filenames:
+            if name in _SKIP_DIRS or name.endswith((".pyc", ".pyo")):
+                continue
+            full = Path(dirpath) / name
+            out.append((full.relative_to(root).as_posix(), full))
+    return sorted(out)
+
+
+def tree_sha256(root: Path) -> str:
+    """A content hash of a folder: relative paths, executable bits, file hashes, link targets.
+
+    ``__pycache__``, ``*.pyc`` and VCS folders are left out, so importing a node does not change it.
+    """
+    root = Path(root)
+    h = hashlib.sha256(b"comfypack-tree-v1\n")
+    for rel, path in _tree_files(root):
+        if path.is_symlink():
+            h.update(f"L {rel}\0{os.readlink(path)}\n".encode())
+            continue
+        mode = "x" if path.stat().st_mode & 0o111 else "f"
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        h.update(f"{mode} {rel}\0{digest.hexdigest()}\n".encode())
+    return h.hexdigest()
+
+
+def _clean_url(url: str) -> str:
+    """A remote URL without credentials (``https://user:token@host`` → ``https://host``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.scheme and "@" in parts.netloc:
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def _git_state(path: Path) -> tuple[str | None, str, bool] | None:
+    """``(remote url or None, HEAD commit, dirty)`` of the git work tree at ``path`` itself."""
+    if not (path / ".git").exists():
+        return None
+    import git
+
+    try:
+        repo = git.Repo(path, search_parent_directories=False)
+        commit = repo.head.commit.hexsha
+        remotes = {r.name: r for r in repo.remotes}
+        remote = remotes.get("origin") or (next(iter(remotes.values())) if remotes else None)
+        url = _clean_url(next(iter(remote.urls))) if remote is not None else None
+        untracked = [p for p in repo.untracked_files
+                     if "__pycache__" not in p.split("/") and not p.endswith((".pyc", ".pyo"))
+                     and p != _INSTALL_MARKER]
+        dirty = repo.is_dirty(untracked_files=False) or bool(untracked)
+    except (git.InvalidGitRepositoryError, git.GitCommandError, ValueError) as e:
+        raise LockError(f"{path}: cannot read its git state ({e})") from e
+    return url, commit, dirty
+
+
+def _node_entry(name: str, path: Path) -> CustomNode:
+    state = _git_state(path)
+    if state is not None:
+        url, commit, dirty = state
+        if url:
+            return CustomNode(name=name, source=GitSource(type="git", url=url, commit=commit), dirty=dirty)
+        logger.warning("custom node %s is a git repo without a remote; recording its content instead", name)
+    return CustomNode(name=name, source=TreeSource(type="tree", sha256=tree_sha256(path)), dirty=False)
+
+
+def custom_nodes(comfyui_dir: Path) -> list[CustomNode]:
+    """Every folder in ``custom_nodes/`` (git: remote, commit, dirty; otherwise a content hash),
+    plus comfypack's own node package, sorted by name."""
+    from .comfyui.process import node_package_dir
+
+    nodes: dict[str, CustomNode] = {}
+    folder = Path(comfyui_dir) / "custom_nodes"
+    if folder.is_dir():
+        for entry in sorted(folder.iterdir()):
+            if entry.name.startswith(".") or entry.name in _SKIP_DIRS or not entry.is_dir():
+                continue
+            nodes[entry.name] = _node_entry(entry.name, entry)
+    if COMFYPACK_NODES not in nodes:
+        own = node_package_dir() / COMFYPACK_NODES
+        nodes[COMFYPACK_NODES] = CustomNode(
+            name=COMFYPACK_NODES, source=TreeSource(type="tree", sha256=tree_sha256(own)), dirty=False)
+    return [nodes[k] for k in sorted(nodes)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Python
+
+
+_PROBE = r"""
+import json, platform, re, sysconfig
+from importlib import metadata
+pkgs = {}
+for d in metadata.distributions():
+    name = d.metadata["Name"]
+    if name and name not in pkgs:
+        reqs = []
+        for r in d.requires or []:
+            if "extra" in r.partition(";")[2]:
+                continue  # only what an install without extras pulls in
+            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", r)
+            if m:
+                reqs.append(m.group(1))
+        pkgs[name] = {"version": d.version, "requires": reqs}
+print(json.dumps({"version": platform.python_version(), "platform": sysconfig.get_platform(),
+                  "packages": pkgs}))
+"""
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _probe(python: str) -> dict[str, Any]:
+    try:
+        proc = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONNOUSERSITE": "1"})
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise LockError(f"cannot run {python} to list its packages: {e}; pass --python PY") from e
+    if proc.returncode != 0:
+        raise LockError(f"{python} failed to list its packages: {proc.stderr.strip()[-500:]}")
+    try:
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError) as e:
+        raise LockError(f"{python} printed no package list: {proc.stdout[-300:]!r}") from e
+    return dict(data)
+
+
+def _is_dev_tool(name: str) -> bool:
+    canon = _canonical(name)
+    return canon in DEV_TOOLS or canon.startswith(_DEV_PREFIXES)
+
+
+def _closure(roots: set[str], deps: Mapping[str, set[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(deps.get(name, ()))
+    return seen
+
+
+def _packages(data: Mapping[str, Any]) -> list[Package]:
+    """Every installed distribution except comfypack's tooling: the dev tools themselves and what
+    only they pull in (pytest's pluggy, mypy's mypy-extensions …). comfypack's own dependencies
+    stay (bentoml serves the pack)."""
+    versions: dict[str, str] = {}
+    deps: dict[str, set[str]] = {}
+    for name, info in data.get("packages", {}).items():
+        canon = _canonical(name)
+        if canon in versions:
+            continue
+        versions[canon] = str(info["version"])
+        deps[canon] = {_canonical(r) for r in info.get("requires", [])}
+    for canon in deps:
+        deps[canon] &= set(versions)
+    dev = {n for n in versions if _is_dev_tool(n)}
+    required = set().union(*deps.values()) if deps else set()
+    roots = {n for n in versions if n not in dev and n not in required} | deps.get("comfypack", set())
+    keep = _closure(roots, {n: d - dev for n, d in deps.items() if n not in dev})
+    only_tooling = _closure(dev, deps) - keep
+    excluded = dev | only_tooling
+    return [Package(name=n, version=versions[n]) for n in sorted(versions) if n not in excluded]
+
+
+def list_packages(python: str) -> list[Package]:
+    """The packages installed for the interpreter ``python`` (asked in a subprocess), by canonical
+    name and exact version, without comfypack, its development tools and what only they need."""
+    return _packages(_probe(python))
+
+
+def python_info(python: str) -> PythonInfo:
+    data = _probe(python)
+    return PythonInfo(version=data["version"], platform=data["platform"])
+
+
+# ----------------------------------------------------------------------------------------------
+# ComfyUI and workflow
+
+
+def comfyui_info(comfyui_dir: Path, *, strict: bool = False) -> ComfyUIInfo:
+    """ComfyUI's version and where the tree came from (a git checkout, or the source recorded by
+    ``comfypack comfyui install``)."""
+    from .comfyui.source import comfyui_version, read_marker
+
+    comfyui_dir = Path(comfyui_dir)
+    version = comfyui_version(comfyui_dir)
+    if not (comfyui_dir / "main.py").is_file() or version is None:
+        raise LockError(f"{comfyui_dir} is not a ComfyUI tree (no main.py / comfyui_version.py); "
+                        "pass --comfyui DIR")
+    state = _git_state(comfyui_dir)
+    if state is not None:
+        url, commit, dirty = state
+        if not url:
+            raise LockError(f"{comfyui_dir} is a git checkout without a remote; add one (git remote add "
+                            "origin URL) so the lock can say where ComfyUI comes from")
+        if dirty:
+            _dirty(f"ComfyUI at {comfyui_dir} has local changes the lock does not capture", strict)
+        return ComfyUIInfo(version=version, source=GitSource(type="git", url=url, commit=commit))
+    marker = read_marker(comfyui_dir)
+    source = (marker or {}).get("source")
+    if isinstance(source, dict) and source.get("type") == "git":
+        return ComfyUIInfo(version=version, source=GitSource(type="git", url=source["url"],
+                                                             commit=source["commit"]))
+    if isinstance(source, dict) and source.get("type") == "packaged":
+        return ComfyUIInfo(version=version, source=PackagedSource(
+            type="packaged", package=source["package"], version=source["version"],
+            sha256=source["sha256"], tree=source["tree"]))
+    raise LockError(
+        f"cannot tell where the ComfyUI at {comfyui_dir} came from: it is neither a git checkout nor "
+        "installed by `comfypack comfyui install`. Use a git clone of ComfyUI or install one with "
+        "`comfypack comfyui install`")
+
+
+def workflow_sha256(workflow: Mapping[str, Any]) -> str:
+    """sha256 of the workflow's canonical JSON (sorted keys, compact, UTF-8)."""
+    text = json.dumps(workflow, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _dirty(message: str, strict: bool) -> None:
+    if strict:
+        raise LockError(message + " (--strict); commit or stash them, or lock without --strict")
+    logger.warning("%s", message)
+
+
+# ----------------------------------------------------------------------------------------------
+# the lock
+
+
+def create_lock(workflow_path: Path, comfyui_dir: Path, *, python: str | None = None,
+                resolvers: list[Resolver] | None = None, hash_cache: HashCache | None = None,
+                strict: bool = False, progress: bool = False,
+                sources_cache: Path | None = None) -> Lock:
+    """Lock the environment of ``workflow_path`` running on ``comfyui_dir`` (see the module doc).
+
+    ``python``: the interpreter that runs ComfyUI (default: this one). ``resolvers``: where to
+    look for model download sources, in order (default: the offline ones of
+    :func:`comfypack.sources.default_resolvers`). ``sources_cache``: the lookup cache (default
+    ``$COMFYPACK_HOME/cache/sources.json``). ``hash_cache``: a stat-keyed cache of file hashes
+    (default: in memory). ``strict``: a dirty custom node or ComfyUI is an error, not a warning.
+    """
+    from . import __version__
+    from .workflow import load_workflow
+
+    workflow = load_workflow(workflow_path)
+    comfyui_dir = Path(comfyui_dir)
+    comfy = comfyui_info(comfyui_dir, strict=strict)
+
+    nodes = custom_nodes(comfyui_dir)
+    for n in nodes:
+        if n.dirty:
+            _dirty(f"custom node {n.name} has local changes the lock does not capture", strict)
+
+    probe = _probe(python or sys.executable)
+    py = PythonInfo(version=probe["version"], platform=probe["platform"])
+    packages = _packages(probe)
+
+    found = find_models(workflow, comfyui_dir)
+    cache = hash_cache if hash_cache is not None else HashCache(None)
+    digests = hash_files([p for _, _, p in found], cache=cache, progress=progress)
+    if hash_cache is not None:
+        hash_cache.save()
+    files = [ModelFile(folder=folder, path=rel, size=path.stat().st_size, sha256=digests[path],
+                       local_path=path) for folder, rel, path in found]
+    if resolvers is None:
+        resolvers = default_resolvers(None, offline=True)
+    sources = resolve_sources(files, resolvers, cache_path=sources_cache) if files else {}
+    models = [Model(folder=f.folder, path=f.path, size=f.size, sha256=f.sha256,
+                    sources=list(sources.get(f.sha256, []))) for f in files]
+    missing = [f"{m.folder}/{m.path}" for m in models if not m.sources]
+    if missing:
+        logger.warning("no download source found for %s; a restore will need --sources FILE "
+                       "(sha256 or file name → URL)", ", ".join(missing))
+
+    return Lock(
+        created_by=f"comfypack {__version__}",
+        python=py,
+        comfyui=comfy,
+        custom_nodes=nodes,
+        packages=packages,
+        models=models,
+        workflow=WorkflowInfo(sha256=workflow_sha256(workflow)),
+    )
+
+
+def missing_sources(lock: Lock) -> list[str]:
+    """``folder/path`` of every locked model without a download source."""
+    return [f"{m.folder}/{m.path}" for m in lock.models if not m.sources]
+

@@ -1,0 +1,291 @@
+"""The lock file ``comfypack.lock.json``: models, (de)serialisation and validation.
+
+Modelled on PEP 751 (``pylock.toml``): a format version and the tool that wrote it; VCS sources
+pinned to an immutable commit; every fetched file pinned by size and sha256; deterministic output
+(sorted keys and lists, no timestamps) so the same environment gives the same bytes.
+
+The JSON Schema shipped as ``comfypack/schemas/lock.schema.json`` is generated from these models
+(``python -m comfypack.lockfile`` rewrites it; a unit test checks that it is current). Every read
+and every write is validated against it with ``jsonschema``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import LockError
+
+__all__ = [
+    "LOCK_VERSION",
+    "GitSource",
+    "PackagedSource",
+    "TreeSource",
+    "ModelSource",
+    "PythonInfo",
+    "ComfyUIInfo",
+    "CustomNode",
+    "Package",
+    "Model",
+    "WorkflowInfo",
+    "Lock",
+    "dumps",
+    "loads",
+    "read_lock",
+    "write_lock",
+    "lock_schema",
+]
+
+#: The major format version this comfypack reads and writes.
+LOCK_VERSION: Final = 1
+
+_SHA256 = r"^[0-9a-f]{64}$"
+_COMMIT = r"^[0-9a-f]{40}([0-9a-f]{24})?$"  # sha1 or sha256 object names
+# One path component: not empty, not "." or "..", no separators.
+_NAME = r"^(?!\.\.?$)[^/\\\x00]+$"
+# A relative path with forward slashes: no leading "/", no drive, no "." / ".." / empty segment.
+_RELPATH = r"^(?![A-Za-z]:)(?!.*(^|/)\.{0,2}(/|$))[^\\\x00]+$"
+_URL = r"^https?://[^\s]+$"
+
+Sha256 = Annotated[str, Field(pattern=_SHA256, description="lowercase hex sha256")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, regex_engine="python-re")
+
+
+class GitSource(_Model):
+    """A git repository at an immutable commit."""
+
+    type: Literal["git"] = "git"
+    url: str = Field(min_length=1, description="the remote it was cloned from (git URL or path)")
+    commit: str = Field(pattern=_COMMIT, description="full commit id")
+
+
+class PackagedSource(_Model):
+    """A ComfyUI tree carried inside a package on an index (a wheel), pinned by the wheel's hash."""
+
+    type: Literal["packaged"] = "packaged"
+    package: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    sha256: Sha256 = Field(description="sha256 of the wheel")
+    tree: str = Field(pattern=_RELPATH, description="folder inside the wheel")
+
+
+class TreeSource(_Model):
+    """A folder that is not a git checkout, pinned by a content hash of its tree."""
+
+    type: Literal["tree"] = "tree"
+    sha256: Sha256
+
+
+class ModelSource(_Model):
+    """Where a model file can be downloaded from."""
+
+    type: Literal["huggingface", "civitai", "url"]
+    url: str = Field(pattern=_URL, description="a direct download URL")
+    repo: str | None = Field(default=None, description="Hugging Face repo id (org/name)")
+    revision: str | None = Field(default=None, description="Hugging Face commit")
+    file: str | None = Field(default=None, description="path of the file in the repo")
+    model_version_id: int | None = Field(default=None, ge=0, description="Civitai model version id")
+
+
+class PythonInfo(_Model):
+    version: str = Field(min_length=1, description="e.g. 3.11.7")
+    platform: str = Field(min_length=1, description="e.g. linux-x86_64")
+
+
+ComfyUISourceField = Annotated[GitSource | PackagedSource, Field(discriminator="type")]
+NodeSourceField = Annotated[GitSource | TreeSource, Field(discriminator="type")]
+
+
+class ComfyUIInfo(_Model):
+    version: str | None = Field(default=None, description="ComfyUI's comfyui_version.py, if any")
+    source: ComfyUISourceField
+
+
+class CustomNode(_Model):
+    name: str = Field(pattern=_NAME, description="its folder name in custom_nodes/")
+    source: NodeSourceField
+    dirty: bool = Field(default=False, description="the git work tree had uncommitted changes")
+
+
+class Package(_Model):
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+
+
+class Model(_Model):
+    folder: str = Field(pattern=_NAME, description="ComfyUI model folder, e.g. checkpoints")
+    path: str = Field(pattern=_RELPATH, description="path inside that folder, '/'-separated")
+    size: int = Field(ge=0)
+    sha256: Sha256
+    sources: list[ModelSource] = Field(default_factory=list,
+                                       description="in order of preference; empty: none known")
+
+
+class WorkflowInfo(_Model):
+    sha256: Sha256 = Field(description="sha256 of the API workflow as canonical JSON (sorted keys)")
+
+
+class Lock(_Model):
+    """``comfypack.lock.json``."""
+
+    lock_version: Literal[1] = LOCK_VERSION
+    created_by: str = Field(min_length=1, description="e.g. comfypack 0.1.0")
+    python: PythonInfo
+    comfyui: ComfyUIInfo
+    custom_nodes: list[CustomNode] = Field(default_factory=list)
+    packages: list[Package] = Field(default_factory=list)
+    models: list[Model] = Field(default_factory=list)
+    workflow: WorkflowInfo
+
+    @field_validator("lock_version", mode="before")
+    @classmethod
+    def _not_a_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # True == 1 in Python; not in JSON Schema
+            raise ValueError("lock_version must be an integer")
+        return v
+
+
+# -- JSON Schema ----------------------------------------------------------------------------
+
+
+def _tighten(node: Any) -> None:
+    """Every property written by :func:`dumps` is required (only ``None``-default ones may be
+    absent: dumps leaves ``None`` out); no ``default`` noise in the file."""
+    if isinstance(node, dict):
+        props = node.get("properties")
+        if isinstance(props, dict):
+            node["required"] = [k for k, v in props.items()
+                                if not (isinstance(v, dict) and "default" in v and v["default"] is None)]
+            for v in props.values():
+                if isinstance(v, dict):
+                    v.pop("default", None)
+        for v in node.values():
+            _tighten(v)
+    elif isinstance(node, list):
+        for v in node:
+            _tighten(v)
+
+
+def lock_schema() -> dict[str, Any]:
+    """The lock's JSON Schema, generated from the models (what the shipped file holds)."""
+    schema = Lock.model_json_schema()
+    _tighten(schema)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "comfypack.lock.json",
+        "description": f"comfypack lock file, lock_version {LOCK_VERSION}. Generated from "
+                       "comfypack.lockfile; regenerate with `python -m comfypack.lockfile`.",
+        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+    }
+
+
+def _schema_text() -> str:
+    return json.dumps(lock_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    text = resources.files("comfypack").joinpath("schemas/lock.schema.json").read_text(encoding="utf-8")
+    schema = json.loads(text)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _validate(data: Any, what: str) -> None:
+    errors = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors[:10]:
+            where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+            lines.append(f"{where}: {err.message}")
+        more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+        raise LockError(f"{what} does not match the lock schema: " + "; ".join(lines) + more,
+                        details=lines)
+
+
+# -- (de)serialisation ----------------------------------------------------------------------
+
+
+def _sorted_data(lock: Lock) -> dict[str, Any]:
+    data = lock.model_dump(mode="json", exclude_none=True)
+    data["custom_nodes"].sort(key=lambda n: n["name"])
+    data["packages"].sort(key=lambda p: (p["name"].lower(), p["name"], p["version"]))
+    data["models"].sort(key=lambda m: (m["folder"], m["path"]))
+    return data
+
+
+def dumps(lock: Lock) -> str:
+    """The lock as deterministic JSON: sorted keys, custom nodes and packages by name, models by
+    (folder, path), model sources in their order of preference, indent 2, trailing newline."""
+    data = _sorted_data(lock)
+    _validate(data, "the lock being written")
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def loads(text: str | bytes) -> Lock:
+    """Parse and validate a lock. A lock from a newer comfypack (another ``lock_version``) is
+    refused with a message that says to upgrade."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise LockError(f"the lock is not valid JSON: {e}") from e
+    if isinstance(data, dict):
+        version = data.get("lock_version")
+        if isinstance(version, int) and not isinstance(version, bool) and version != LOCK_VERSION:
+            if version > LOCK_VERSION:
+                raise LockError(
+                    f"this lock was written by a newer comfypack (lock_version {version}); this "
+                    f"comfypack reads lock_version {LOCK_VERSION}. Upgrade comfypack "
+                    "(pip install -U comfypack) to use it.")
+            raise LockError(f"unsupported lock_version {version} (this comfypack reads {LOCK_VERSION})")
+    _validate(data, "the lock")
+    return Lock.model_validate(data)
+
+
+def read_lock(path: Path) -> Lock:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise LockError(f"cannot read the lock {path}: {e.strerror or e}") from e
+    try:
+        return loads(text)
+    except LockError as e:
+        raise LockError(f"{path}: {e.message}", details=e.details) from e
+
+
+def write_lock(lock: Lock, path: Path) -> None:
+    """Write ``dumps(lock)`` to ``path`` atomically (a temp file in the same folder, renamed)."""
+    text = dumps(lock)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+if __name__ == "__main__":  # regenerate the shipped schema
+    target = Path(__file__).resolve().parent / "schemas" / "lock.schema.json"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(_schema_text(), encoding="utf-8")
+    print(f"wrote {target}")

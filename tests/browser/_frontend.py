@@ -1,0 +1,93 @@
+"""Drive ComfyUI's real frontend in headless Chromium (Playwright) — the ground truth for the
+UI → API conversion. Used by ``test_ui_conversion.py`` and ``scripts/make_ui_examples.py``.
+
+Playwright's own browser download cannot run here: the system Chromium (``apt-get install
+chromium``, done by ``scripts/setup.sh``) is launched instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+CHROMIUM = os.environ.get("COMFYPACK_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
+
+_READY = """() => window.app && window.app.graph && window.LiteGraph
+    && window.LiteGraph.registered_node_types && window.LiteGraph.registered_node_types['KSampler']"""
+
+_LOAD_UI = """async (wf) => {
+    await window.app.loadGraphData(wf, true, true, null,
+        {showMissingNodesDialog: false, showMissingModelsDialog: false});
+    return (await window.app.graphToPrompt()).output;
+}"""
+
+_LOAD_API = """async ([api, name]) => {
+    window.app.loadApiJson(api, name);
+    await new Promise((r) => setTimeout(r, 50));
+    return JSON.parse(JSON.stringify(window.app.graph.serialize()));  // as Save writes it
+}"""
+
+# dialogs (the first-run template browser) and toasts would cover every screenshot
+_QUIET_CSS = ".p-dialog-mask, .p-toast { display: none !important; }"
+
+
+def chromium_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install -e '.[dev]')"
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        return f"no Chromium at {CHROMIUM} (scripts/setup.sh installs it: apt-get install chromium)"
+    return None
+
+
+class Frontend:
+    """ComfyUI's page at ``url`` in headless Chromium, ready to load graphs."""
+
+    def __init__(self, url: str, *, timeout_ms: int = 60_000) -> None:
+        self.url = url
+        self.timeout_ms = timeout_ms
+        self.console: list[str] = []
+
+    def __enter__(self) -> Frontend:
+        from playwright.sync_api import sync_playwright
+
+        self._pw = sync_playwright().start()
+        try:
+            self._browser = self._pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            self.page = self._browser.new_page(viewport={"width": 1280, "height": 800})
+            self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+            self.page.goto(self.url, wait_until="domcontentloaded", timeout=self.timeout_ms)
+            self.page.wait_for_function(_READY, timeout=self.timeout_ms)
+            self.page.add_style_tag(content=_QUIET_CSS)
+        except BaseException:
+            self._pw.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            self._browser.close()
+        finally:
+            self._pw.stop()
+
+    def graph_to_prompt(self, ui: dict[str, Any]) -> dict[str, Any]:
+        """Load a UI-format workflow and return the frontend's API export (``graphToPrompt``)."""
+        result: dict[str, Any] = self.page.evaluate(_LOAD_UI, ui)
+        return result
+
+    def api_to_ui(self, api: dict[str, Any], name: str) -> dict[str, Any]:
+        """Load an API-format workflow (``loadApiJson``) and return the graph ComfyUI would Save."""
+        result: dict[str, Any] = self.page.evaluate(_LOAD_API, [api, name])
+        return result
+
+    def screenshot(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(path))

