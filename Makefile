@@ -32,8 +32,10 @@ test-browser:  ## UI → API conversion vs ComfyUI's real frontend (headless Chr
 ui-examples:  ## regenerate examples/workflows/*/workflow.json with ComfyUI's frontend
 	$(BIN)/python scripts/make_ui_examples.py
 
-bench:
+bench:  ## every benchmark; each prints a table with ratios against a baseline from the same run
 	$(BIN)/python bench/serve_overhead.py
+	$(BIN)/python bench/serve_load.py
+	$(BIN)/python bench/hash.py
 
 lint:
 	$(BIN)/ruff check comfypack service tests bench
