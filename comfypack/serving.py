@@ -165,8 +165,26 @@ def _warmup_body(interface: Any) -> dict[str, Any] | None:
     return body
 
 
+def _setup_logging() -> None:
+    """comfypack's own log lines (request lines, worker events) next to BentoML's, on stderr.
+    Level: ``COMFYPACK_LOG_LEVEL`` (default INFO)."""
+    import sys
+
+    root = logging.getLogger("comfypack")
+    if any(getattr(h, "_comfypack", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler._comfypack = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] [%(name)s] %(message)s",
+                                           "%Y-%m-%dT%H:%M:%S%z"))
+    root.addHandler(handler)
+    root.setLevel(os.environ.get("COMFYPACK_LOG_LEVEL", "INFO").upper())
+    root.propagate = False
+
+
 def make_service(config: ServeConfig) -> type[Any]:
     """Return a ``@bentoml.service`` class serving ``config.workflow``."""
+    _setup_logging()
     from starlette.responses import JSONResponse, Response
 
     from .pool import Overloaded, WorkerPool

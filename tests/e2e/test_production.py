@@ -145,19 +145,29 @@ def test_64_concurrent_requests_none_lost_or_mixed(tmp_path: Path) -> None:
     assert rejected >= 1, "a queue bounded at 16 must turn some of 64 simultaneous requests away"
 
 
-def test_auth_and_upload_limit(comfyui: object, tmp_path: Path) -> None:
-    env = {"COMFYPACK_API_KEY": "s3cret", "COMFYPACK_MAX_UPLOAD_BYTES": "50000",
+def test_auth_upload_limit_and_warmup(comfyui: object, tmp_path: Path) -> None:
+    env = {"COMFYPACK_API_KEY": "s3cret", "COMFYPACK_MAX_UPLOAD_BYTES": "50000", "COMFYPACK_WARMUP": "1",
            "COMFYPACK_COMFYUI_URL": comfyui.url}  # type: ignore[attr-defined]
     with bentoml_serve(TEXT, tmp_path, env=env) as served:
         url = served.url
+        deadline = time.monotonic() + 30
+        while "warm-up run took" not in served.log.read_text():
+            assert time.monotonic() < deadline, "COMFYPACK_WARMUP=1 must run the workflow once at start"
+            time.sleep(0.2)
         assert httpx.get(f"{url}/readyz").status_code == 200  # health stays open
         assert httpx.get(f"{url}/livez").status_code == 200
         denied = httpx.post(f"{url}/generate", json={"text": "x"})
         assert denied.status_code == 401 and denied.json()["error"]["type"] == "unauthorized"
         assert httpx.get(f"{url}/docs.json").status_code == 401
         assert httpx.post(f"{url}/generate", json={"text": "x"}, headers={"X-API-Key": "wrong"}).status_code == 401
-        ok = httpx.post(f"{url}/generate", json={"text": "x"}, headers={"Authorization": "Bearer s3cret"})
+        ok = httpx.post(f"{url}/generate", json={"text": "x"},
+                        headers={"Authorization": "Bearer s3cret", "X-Request-ID": "req-abc-123"})
         assert ok.status_code == 200 and ok.json()["text"] == "X COMFYUI"
+        assert ok.headers["x-request-id"] == "req-abc-123"
+        deadline = time.monotonic() + 10
+        while "request_id=req-abc-123 route=/generate" not in served.log.read_text():
+            assert time.monotonic() < deadline, "each request is logged with its request id"
+            time.sleep(0.1)
         big = httpx.post(f"{url}/generate", json={"text": "y" * 60000}, headers={"X-API-Key": "s3cret"})
         assert big.status_code == 413 and big.json()["error"]["details"][0]["message"] == "request too large"
 
