@@ -6,13 +6,16 @@ EXAMPLE ?= text_tools
 PORT ?= 3000
 export COMFYPACK_HOME ?= $(CURDIR)/.cache
 
-.PHONY: setup serve-example test test-unit test-integration test-e2e test-browser ui-examples bench lint clean-cache
+.PHONY: setup serve-example bento test test-unit test-integration test-e2e test-browser ui-examples bench lint clean-cache
 
 setup:  ## create .venv, install everything, provision ComfyUI (repeatable)
 	bash scripts/setup.sh
 
 serve-example: ## serve examples/workflows/$(EXAMPLE) on http://127.0.0.1:$(PORT)
 	$(BIN)/comfypack serve examples/workflows/$(EXAMPLE)/workflow_api.json --port $(PORT)
+
+bento:  ## build the example service into a Bento (bentofile.yaml; `comfypack build PACK` for a pack)
+	$(BIN)/bentoml build
 
 test:  ## every test: unit, integration (real ComfyUI), e2e (real bentoml serve)
 	COMFYPACK_REQUIRE_COMFYUI=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests

@@ -5,8 +5,13 @@ Its settings come from ``COMFYPACK_*`` environment variables (see :class:`ServeC
 
 from pathlib import Path
 
+from .build import apply_bento_settings
 from .serving import ServeConfig, make_service
 
-_REPO_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "workflows" / "image_adjust" / "workflow_api.json"
+_ROOT = Path(__file__).resolve().parents[1]
+_REPO_EXAMPLE = _ROOT / "examples" / "workflows" / "image_adjust" / "workflow_api.json"
 
+# inside a Bento from `comfypack build`: its settings (COMFYPACK_PACK, …) where the environment
+# sets none
+apply_bento_settings(_ROOT)
 ComfyPack = make_service(ServeConfig.from_env(default_workflow=_REPO_EXAMPLE))

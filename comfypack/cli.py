@@ -124,7 +124,12 @@ _UI_URL_HELP = "Read the node definitions for a UI-format WORKFLOW from a runnin
 
 
 def _load_any(workflow: Path, comfyui_dir: Path | None, comfyui_url: str | None) -> dict[str, Any]:
-    """Load WORKFLOW in either format; a UI-format one (ComfyUI's Save) is converted to API format."""
+    """Load WORKFLOW in either format (a UI-format one, ComfyUI's Save, is converted to API format),
+    or the workflow inside a ``.cpack.zip``."""
+    if workflow.suffix == ".zip" and workflow.is_file():
+        from .restore import read_pack
+
+        return dict(read_pack(workflow).workflow)
     from .uiformat import load_any_workflow
 
     return load_any_workflow(workflow, comfyui_dir=comfyui_dir, comfyui_url=comfyui_url)
@@ -319,6 +324,7 @@ def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyu
     from .config import default_comfyui_dir
     from .workflow import parse_interface
 
+    example = workflow.parent / "request.json"  # an example request next to the workflow: /docs shows it
     workflow, pack_comfyui = _workflow_or_pack(workflow, comfyui_dir)
     comfyui_dir = pack_comfyui or comfyui_dir
     api = _load_any(workflow, comfyui_dir, comfyui_url)
@@ -328,6 +334,8 @@ def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyu
     env["COMFYPACK_WORKFLOW"] = str(workflow.resolve())
     env["COMFYPACK_ENDPOINT"] = endpoint
     env["COMFYPACK_TIMEOUT"] = str(timeout)
+    if example.is_file() and "COMFYPACK_EXAMPLE" not in env:
+        env["COMFYPACK_EXAMPLE"] = str(example.resolve())
     if comfyui_url:
         env["COMFYPACK_COMFYUI_URL"] = comfyui_url
     else:
@@ -622,6 +630,202 @@ def client_cmd(workflow: Path, output: Path | None, endpoint: str, name: str | N
         return
     output.write_text(source, encoding="utf-8")
     _console(stderr=True).print(f"wrote {output}")
+
+
+# ----------------------------------------------------------------------------------------------
+# build / deploy
+
+
+def _bento_options(func: F) -> F:
+    """The flags that decide what goes into a pack's Bento (shared by build and deploy)."""
+    for option in reversed([
+        click.option("--version", "bento_version", default=None,
+                     help="Bento version (default: a hash of the pack, these settings and comfypack)."),
+        click.option("--gpu", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="GPUs per replica (BentoML resources; Kubernetes nvidia.com/gpu)."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600,
+                     show_default=True, help="Seconds one request may run."),
+        click.option("--concurrency", type=click.IntRange(min=1), default=None,
+                     help="Requests one replica takes at once (default: 2 per ComfyUI worker)."),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="ComfyUI workers per replica (default: one per GPU, one on CPU)."),
+        click.option("--endpoint", default="generate", show_default=True, help="Route of the endpoint."),
+        click.option("--include-models", is_flag=True,
+                     help="Carry the model weights in the Bento (default: fetched from their "
+                          "sources at start and verified by sha256)."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _options(bento_name: str | None, bento_version: str | None, gpu: int, timeout: float,
+             concurrency: int | None, workers: int | None, endpoint: str,
+             include_models: bool) -> Any:
+    from .build import BuildOptions
+
+    return BuildOptions(name=bento_name, version=bento_version, gpu=gpu, timeout=timeout,
+                        concurrency=concurrency, workers=workers, endpoint=endpoint,
+                        include_models=include_models)
+
+
+def _pack_arg(pack: Path) -> Path:
+    if not _is_pack(pack):
+        raise click.BadParameter(f"{pack} is not a .cpack.zip; make one with `comfypack pack "
+                                 "WORKFLOW`", param_hint="PACK")
+    return pack
+
+
+def _build_with_status(pack: Path, options: Any, *, reuse: bool = False) -> Any:
+    from .build import build_bento
+
+    ep = _endpoints()
+    with _console(stderr=True).status(f"building a Bento from {pack.name} …"):
+        return build_bento(pack, options, hf_endpoint=ep["hf_endpoint"], civitai_url=ep["civitai_url"],
+                           reuse=reuse)
+
+
+@cli.command("build")
+@click.argument("pack", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--name", "bento_name", default=None, help="Bento name (default: from the pack's file name).")
+@_bento_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_errors
+def build_cmd(pack: Path, bento_name: str | None, bento_version: str | None, gpu: int, timeout: float,
+              concurrency: int | None, workers: int | None, endpoint: str, include_models: bool,
+              as_json: bool) -> None:
+    """Build a Bento that serves PACK (a .cpack.zip): the pack, the service, the node package
+    and comfypack; its image restores the locked ComfyUI, custom nodes and packages."""
+    result = _build_with_status(_pack_arg(pack), _options(bento_name, bento_version, gpu, timeout,
+                                                          concurrency, workers, endpoint,
+                                                          include_models))
+    if as_json:
+        click.echo(json.dumps({"tag": result.tag, "built": result.built,
+                               "envs": result.plan.envs, "labels": result.plan.labels}, indent=2))
+        return
+    con = _console()
+    con.print(f"{'built' if result.built else 'already built:'} {result.tag}")
+    con.print(f"  serve it:        bentoml serve {result.tag}")
+    con.print(f"  make the image:  bentoml containerize {result.tag}")
+
+
+@cli.command("deploy")
+@click.argument("pack", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--target", type=click.Choice(["bentocloud", "kubernetes"]), required=True)
+@click.option("--dry-run", is_flag=True, help="bentocloud: print the deployment config and stop "
+              "(no build, no network); kubernetes: print the manifests instead of writing them.")
+@click.option("--name", default=None, help="Deployment name (default: the Bento's name).")
+@click.option("--bento-name", default=None, help="Bento name (default: from the pack's file name).")
+@_bento_options
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
+              help="How --dry-run prints.")
+@click.option("--cluster", default=None, help="bentocloud: the cluster to deploy to.")
+@click.option("--instance-type", default=None, help="bentocloud: instance type (e.g. gpu.l4.1).")
+@click.option("--scaling-min", type=click.IntRange(min=0), default=1, show_default=True,
+              help="bentocloud: fewest replicas.")
+@click.option("--scaling-max", type=click.IntRange(min=1), default=1, show_default=True,
+              help="bentocloud: most replicas.")
+@click.option("--access-authorization/--public", default=True, show_default=True,
+              help="bentocloud: require a BentoCloud API token to call the endpoint.")
+@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="bentocloud: an extra "
+              "environment variable (e.g. COMFYPACK_API_KEY=…). Repeatable.")
+@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="kubernetes: the folder to write the manifests into.")
+@click.option("--image", default=None, help="kubernetes: the image the cluster pulls (default: "
+              "the Bento's tag, as `bentoml containerize` names it).")
+@click.option("--namespace", default=None, help="kubernetes: the namespace of every object.")
+@click.option("--replicas", type=click.IntRange(min=0), default=1, show_default=True,
+              help="kubernetes: replicas (without an HPA).")
+@click.option("--hpa-min", type=click.IntRange(min=1), default=None, help="kubernetes: HPA fewest replicas.")
+@click.option("--hpa-max", type=click.IntRange(min=1), default=None,
+              help="kubernetes: add a HorizontalPodAutoscaler with this many replicas at most.")
+@click.option("--cpu", default="2", show_default=True, help="kubernetes: CPU request and limit.")
+@click.option("--memory", default="8Gi", show_default=True, help="kubernetes: memory request and limit.")
+@click.option("--model-cache-size", default="50Gi", show_default=True,
+              help="kubernetes: size of the model cache volume (PVC).")
+@click.option("--storage-class", default=None, help="kubernetes: storage class of the model cache.")
+@click.option("--writable-root", is_flag=True,
+              help="kubernetes: do not make the container's root file system read-only.")
+@_errors
+def deploy_cmd(pack: Path, target: str, dry_run: bool, name: str | None, bento_name: str | None,
+               bento_version: str | None, gpu: int, timeout: float, concurrency: int | None,
+               workers: int | None, endpoint: str, include_models: bool, fmt: str, cluster: str | None,
+               instance_type: str | None, scaling_min: int, scaling_max: int,
+               access_authorization: bool, envs: tuple[str, ...], out_dir: Path | None,
+               image: str | None, namespace: str | None, replicas: int, hpa_min: int | None,
+               hpa_max: int | None, cpu: str, memory: str, model_cache_size: str,
+               storage_class: str | None, writable_root: bool) -> None:
+    """Ship PACK: to BentoCloud (build if needed, push, create or update the deployment) or as
+    Kubernetes manifests for the containerized Bento (-o DIR)."""
+    from .build import plan_build
+
+    pack = _pack_arg(pack)
+    options = _options(bento_name, bento_version, gpu, timeout, concurrency, workers, endpoint,
+                       include_models)
+    if hpa_min is not None and hpa_max is None:
+        raise click.UsageError("--hpa-min needs --hpa-max")
+    if target == "kubernetes":
+        _deploy_kubernetes(pack, options, dry_run=dry_run, out_dir=out_dir, name=name, image=image,
+                           namespace=namespace, gpu=gpu, replicas=replicas, hpa_min=hpa_min,
+                           hpa_max=hpa_max, cpu=cpu, memory=memory,
+                           model_cache_size=model_cache_size, storage_class=storage_class,
+                           read_only_root=not writable_root)
+        return
+    from .deploy import bentocloud_config, deploy_bentocloud, dumps_config, require_cloud_login
+
+    extra: dict[str, str] = {}
+    for pair in envs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r}: use KEY=VALUE", param_hint="--env")
+        extra[key.strip()] = value
+    config = bentocloud_config(plan_build(pack, options), name=name, cluster=cluster,
+                               instance_type=instance_type, scaling_min=scaling_min,
+                               scaling_max=scaling_max, access_authorization=access_authorization,
+                               envs=extra)
+    if dry_run:
+        click.echo(dumps_config(config, fmt), nl=False)
+        return
+    require_cloud_login()
+    result = _build_with_status(pack, options, reuse=True)
+    con = _console(stderr=True)
+    con.print(f"{'built' if result.built else 'using'} {result.tag}")
+    with con.status(f"pushing {result.tag} and deploying {config['name']} …"):
+        action, deployment = deploy_bentocloud(config)
+    url = getattr(deployment, "admin_console", None) or ""
+    _console().print(f"{action} deployment {config['name']} ({result.tag}) {url}".rstrip())
+
+
+def _deploy_kubernetes(pack: Path, options: Any, *, dry_run: bool, out_dir: Path | None,
+                       **kw: Any) -> None:
+    import shlex
+
+    from .build import plan_build
+    from .deploy import (
+        KubernetesOptions,
+        build_command_for,
+        kubernetes_manifests,
+        kubernetes_readme,
+        write_kubernetes,
+    )
+
+    if out_dir is None and not dry_run:
+        raise click.UsageError("--target kubernetes needs -o DIR (or --dry-run)")
+    plan = plan_build(pack, options)
+    kopts = KubernetesOptions(**kw)
+    manifests = kubernetes_manifests(plan, kopts)
+    if dry_run:
+        import yaml
+
+        click.echo(yaml.safe_dump_all(list(manifests.values()), sort_keys=False), nl=False)
+        return
+    assert out_dir is not None
+    build_command = build_command_for(pack, options, plan)
+    written = write_kubernetes(out_dir, manifests, kubernetes_readme(plan, kopts, build_command,
+                                                                     shlex.quote(str(out_dir))))
+    con = _console()
+    for path in written:
+        con.print(f"wrote {path}")
+    con.print(f"next: {build_command} && bentoml containerize {plan.tag} — see {out_dir / 'README.md'}")
 
 
 def main() -> None:

@@ -15,7 +15,8 @@ Every error carries an HTTP status (used by the service) and a CLI exit code (us
     ├── LockError                     400 / exit 2   a lock file is unreadable, invalid or too new
     ├── RestoreError                  500 / exit 1   recreating a workspace from a pack failed
     ├── ProvisionError                500 / exit 1   installing ComfyUI failed
-    └── ServiceError                  500 / exit 1   the serving layer itself misbehaved
+    ├── ServiceError                  500 / exit 1   the serving layer itself misbehaved
+    └── DeployError                   500 / exit 1   building, pushing or deploying a Bento failed
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "RestoreError",
     "ProvisionError",
     "ServiceError",
+    "DeployError",
     "FieldError",
 ]
 
@@ -149,3 +151,9 @@ class ProvisionError(ComfyPackError):
 
 class ServiceError(ComfyPackError):
     type = "service_error"
+
+
+class DeployError(ComfyPackError):
+    """``comfypack build`` / ``deploy`` failed: bentoml build, BentoCloud (login, push, deployment)."""
+
+    type = "deploy_error"

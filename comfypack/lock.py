@@ -68,7 +68,7 @@ COMFYPACK_NODES = "comfypack_nodes"
 
 #: comfypack itself and its development tools: not part of the environment ComfyUI needs (what
 #: only they depend on is left out too; see :func:`list_packages`). pip: a venv brings its own.
-DEV_TOOLS = frozenset({"comfypack", "pytest", "mypy", "ruff", "pip"})
+DEV_TOOLS = frozenset({"comfypack", "pytest", "mypy", "ruff", "pip", "playwright", "kubernetes-validate"})
 _DEV_PREFIXES = ("pytest-", "types-")
 
 #: model folders whose files ship with ComfyUI itself (not models to fetch).

@@ -696,13 +696,14 @@ def _cleanup_on_failure(dest: Path, created: bool, was_empty: bool) -> Iterator[
 
 def unpack(pack: Path, dest: Path, *, force: bool = False, venv: bool = True,
            sources_file: Path | None = None, progress: bool = True, hf_endpoint: str | None = None,
-           civitai_url: str | None = None, home: Path | None = None) -> Workspace:
+           civitai_url: str | None = None, home: Path | None = None, models: bool = True) -> Workspace:
     """Restore ``pack`` into the workspace ``dest`` (see the module doc) and return it.
 
     A second call with the same pack is a quick check. ``venv=False`` skips the venv (the
     workspace then runs on this interpreter). ``sources_file``: extra model sources (sha256 or
     file name → URL), tried before the lock's. ``home``: ``$COMFYPACK_HOME`` (model cache,
-    ComfyUI wheels, hash cache).
+    ComfyUI wheels, hash cache). ``models=False`` leaves the models out (an image build
+    restores ComfyUI and nodes; a later call at start-up adds the models).
     """
     from .config import comfypack_home
 
@@ -715,7 +716,8 @@ def unpack(pack: Path, dest: Path, *, force: bool = False, venv: bool = True,
     hashes = HashCache(home / "cache" / "hashes.json")
     try:
         cached = _fetch_models(contents, model_cache_dir(home), hashes, sources_file=sources_file,
-                               progress=progress, hf_endpoint=hf_endpoint, civitai_url=civitai_url)
+                               progress=progress, hf_endpoint=hf_endpoint,
+                               civitai_url=civitai_url) if models else None
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RestoreError(f"cannot write {e.filename or home}: {e.strerror or e}") from e
@@ -729,7 +731,7 @@ def unpack(pack: Path, dest: Path, *, force: bool = False, venv: bool = True,
                            f"{e.strerror or e}") from e
 
 
-def _build(contents: PackContents, dest: Path, cached: dict[str, Path], hashes: HashCache, *,
+def _build(contents: PackContents, dest: Path, cached: dict[str, Path] | None, hashes: HashCache, *,
            home: Path, venv: bool, lock_sha: str) -> Workspace:
     from .comfyui.source import install
 
@@ -760,9 +762,10 @@ def _build(contents: PackContents, dest: Path, cached: dict[str, Path], hashes: 
             _restore_git_node(node.name, node.source.url, node.source.commit, target, conflicts)
         else:
             _restore_tree_node(contents, node.name, node.source.sha256, target, conflicts)
-    for m in lock.models:
-        _link_model(cached[m.sha256], comfyui_dir / "models" / m.folder / m.path, m, hashes,
-                    conflicts)
+    if cached is not None:  # None: models left out
+        for m in lock.models:
+            _link_model(cached[m.sha256], comfyui_dir / "models" / m.folder / m.path, m, hashes,
+                        conflicts)
     hashes.save()
     if contents.assets:
         with zipfile.ZipFile(contents.path) as zf:

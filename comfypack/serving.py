@@ -69,19 +69,32 @@ class ServeConfig:
     pipeline: int = 2  # prompts each worker holds at once (the next one waits in ComfyUI's queue)
     api_key: str | None = None
     warmup: bool = False
+    # a .cpack.zip to serve (its workflow; restored into `workspace` at start-up, which gives the
+    # ComfyUI to run): what a Bento from `comfypack build` serves
+    pack: Path | None = None
+    workspace: Path | None = None  # default: $COMFYPACK_HOME/workspaces/<pack sha256[:16]>
+    gpu: int | None = None  # GPUs the service asks BentoML for (resources.gpu)
+    concurrency: int | None = None  # BentoML traffic.concurrency (a scaling hint)
+    example: Any = None  # the OpenAPI request example (default: the inputs' defaults)
 
     @classmethod
     def from_env(cls, default_workflow: Path | None = None) -> ServeConfig:
         from .config import default_comfyui_dir
 
         env = os.environ
-        workflow = env.get("COMFYPACK_WORKFLOW") or (str(default_workflow) if default_workflow else "")
+        pack = env.get("COMFYPACK_PACK") or None
+        workflow = pack or env.get("COMFYPACK_WORKFLOW") or (str(default_workflow) if default_workflow else "")
         if not workflow:
             raise ComfyPackError("set COMFYPACK_WORKFLOW to the API-format workflow to serve")
         url = env.get("COMFYPACK_COMFYUI_URL") or None
         return cls(
             workflow=Path(workflow),
-            comfyui_dir=None if url else Path(env.get("COMFYPACK_COMFYUI_DIR") or default_comfyui_dir()),
+            pack=Path(pack) if pack else None,
+            workspace=Path(env["COMFYPACK_WORKSPACE"]) if env.get("COMFYPACK_WORKSPACE") else None,
+            gpu=int(env["COMFYPACK_GPU"]) if env.get("COMFYPACK_GPU") else None,
+            concurrency=int(env["COMFYPACK_CONCURRENCY"]) if env.get("COMFYPACK_CONCURRENCY") else None,
+            example=_read_example(env.get("COMFYPACK_EXAMPLE")),
+            comfyui_dir=None if url or pack else Path(env.get("COMFYPACK_COMFYUI_DIR") or default_comfyui_dir()),
             comfyui_url=url,
             python=env.get("COMFYPACK_PYTHON") or None,
             endpoint=env.get("COMFYPACK_ENDPOINT", "generate").strip("/") or "generate",
@@ -95,6 +108,22 @@ class ServeConfig:
             api_key=env.get("COMFYPACK_API_KEY") or None,
             warmup=env.get("COMFYPACK_WARMUP", "0").lower() in ("1", "true", "yes"),
         )
+
+
+def _read_example(path: str | None) -> Any:
+    """``COMFYPACK_EXAMPLE``: a JSON file with an example request body (for ``/docs.json``)."""
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ComfyPackError(f"COMFYPACK_EXAMPLE={path}: not a readable JSON file ({e})") from e
+
+
+def _default_example(schema: dict[str, Any]) -> dict[str, Any]:
+    """An example body from the inputs' defaults (file inputs, which have none, are left out)."""
+    return {k: p["default"] for k, p in schema.get("properties", {}).items()
+            if isinstance(p, dict) and p.get("default") is not None}
 
 
 def _schema_model(name: str, schema: dict[str, Any]) -> type[Any]:
@@ -189,12 +218,20 @@ def make_service(config: ServeConfig) -> type[Any]:
 
     from .pool import Overloaded, WorkerPool
 
-    workflow = load_workflow(config.workflow)
+    if config.pack is not None:
+        from .restore import read_pack
+
+        workflow = read_pack(config.pack).workflow
+    else:
+        workflow = load_workflow(config.workflow)
     interface = parse_interface(workflow)
-    InputModel = _schema_model("GenerateInput", input_schema(interface))
+    request_schema = input_schema(interface)
+    request_schema["example"] = config.example if config.example is not None else _default_example(request_schema)
+    InputModel = _schema_model("GenerateInput", request_schema)
     OutputModel = _schema_model("GenerateOutput", output_schema(interface))
     route = "/" + config.endpoint
-    label = config.workflow.parent.name if config.workflow.name == "workflow_api.json" else config.workflow.stem
+    label = config.workflow.parent.name if config.workflow.name == "workflow_api.json" else \
+        config.workflow.name.removesuffix(".zip").removesuffix(".cpack").removesuffix(".json")
     doc = (f"Run the workflow `{label}`. Inputs: "
            + (", ".join(f"`{s.name}` ({s.kind})" for s in interface.inputs) or "none")
            + ". Outputs: " + (", ".join(f"`{o.name}` ({o.kind})" for o in interface.outputs) or "none")
@@ -206,20 +243,30 @@ def make_service(config: ServeConfig) -> type[Any]:
     metrics = _Metrics(label)
     total_nodes = len(workflow)
 
-    @bentoml.service(name=config.name, traffic={"timeout": config.timeout + 30}, workers=1)
+    traffic: dict[str, Any] = {"timeout": config.timeout + 30}
+    if config.concurrency:
+        traffic["concurrency"] = config.concurrency
+    extra: dict[str, Any] = {"resources": {"gpu": config.gpu}} if config.gpu else {}
+
+    @bentoml.service(name=config.name, traffic=traffic, workers=1, **extra)
     class ComfyPackService:
         def __init__(self) -> None:
             self.interface = interface
             self.runner = WorkflowRunner(workflow, interface, max_upload_bytes=config.max_upload_bytes)
             urls = [u.strip() for u in (config.comfyui_url or "").split(",") if u.strip()]
-            self.pool = WorkerPool(comfyui_dir=config.comfyui_dir, urls=urls or None, n=config.workers,
-                                   python=config.python, max_queue=config.max_queue,
-                                   pipeline=config.pipeline,
-                                   startup_timeout=config.startup_timeout,
-                                   on_restart=lambda w: metrics.restarts.labels(workflow=label).inc(),
-                                   on_change=metrics.observe_pool)
+            # a pack without a ComfyUI URL: the pool comes once the pack is restored (start-up)
+            self.pool: WorkerPool | None = None if config.pack and not urls else \
+                self._new_pool(config.comfyui_dir, urls)
             self._startup: asyncio.Task[None] | None = None
             self._startup_error: BaseException | None = None
+
+        def _new_pool(self, comfyui_dir: Path | None, urls: list[str] | None = None) -> WorkerPool:
+            return WorkerPool(comfyui_dir=comfyui_dir, urls=urls or None, n=config.workers,
+                              python=config.python, max_queue=config.max_queue,
+                              pipeline=config.pipeline,
+                              startup_timeout=config.startup_timeout,
+                              on_restart=lambda w: metrics.restarts.labels(workflow=label).inc(),
+                              on_change=metrics.observe_pool)
 
         @bentoml.on_startup
         async def _start(self) -> None:
@@ -228,7 +275,16 @@ def make_service(config: ServeConfig) -> type[Any]:
         async def _bring_up(self) -> None:
             started = time.monotonic()
             try:
+                workspace = None
+                if self.pool is None and config.pack is not None:  # restore it, then run its ComfyUI
+                    from .build import restore_workspace, seed_inputs
+
+                    workspace = await asyncio.to_thread(restore_workspace, config.pack, config.workspace)
+                    self.pool = self._new_pool(workspace.comfyui_dir)
+                assert self.pool is not None
                 await self.pool.start()
+                if workspace is not None:
+                    seed_inputs(workspace, self.pool)
             except BaseException as e:
                 self._startup_error = e
                 logger.error("ComfyUI failed to start: %s", e)
@@ -243,6 +299,7 @@ def make_service(config: ServeConfig) -> type[Any]:
             if body is None:
                 logger.info("warm-up skipped: the workflow needs audio/video input")
                 return
+            assert self.pool is not None
             for _ in self.pool.workers:
                 started = time.perf_counter()
                 try:
@@ -258,16 +315,17 @@ def make_service(config: ServeConfig) -> type[Any]:
             if self._startup is not None and not self._startup.done():
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(self._startup), config.startup_timeout)
-            if not self.pool.ready:
+            if self.pool is None or not self.pool.ready:
                 raise ComfyUIUnavailable(
                     f"no ComfyUI worker is up: {self._startup_error or 'starting or restarting'}")
 
         async def __is_ready__(self) -> bool:
-            return self.pool.ready
+            return self.pool is not None and self.pool.ready
 
         async def _execute(self, ctx: bentoml.Context, body: Any, job: dict[str, Any] | None) -> Any:
             request = await self.runner.prepare(body if body is not None else {})
             await self._wait_started()
+            assert self.pool is not None
             async with self.pool.acquire(timeout=config.timeout) as worker:
                 assert worker.client is not None
                 if job is not None:
@@ -339,7 +397,8 @@ def make_service(config: ServeConfig) -> type[Any]:
 
         @bentoml.on_shutdown
         async def _stop(self) -> None:
-            await self.pool.close()
+            if self.pool is not None:
+                await self.pool.close()
 
     # outermost first
     ComfyPackService.add_asgi_middleware(DocsMiddleware)  # type: ignore[attr-defined]

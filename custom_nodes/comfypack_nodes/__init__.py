@@ -5,8 +5,10 @@ nodes (category ``comfypack/inputs``) become the request fields of the
 generated service, ``ComfyPackOutput*`` nodes (``comfypack/outputs``) its
 response fields; see :mod:`.inputs` and :mod:`.outputs` for the widgets each
 one has. The node schemas are built when ComfyUI asks for them; the only thing done at
-import is registering comfypack's few routes (see :mod:`.routes`) on ComfyUI's server.
+import is registering comfypack's routes (see :mod:`.routes`) on ComfyUI's server.
 """
+
+import os
 
 from .inputs import INPUT_NODES
 from .outputs import OUTPUT_NODES
@@ -30,8 +32,8 @@ def _register_routes() -> None:
         return
     from .routes import ComfyPackRoutes
 
-    ComfyPackRoutes(folder_paths.get_input_directory(), folder_paths.get_output_directory()).add_routes(
-        PromptServer.instance.routes)
+    ComfyPackRoutes(folder_paths.get_input_directory(), folder_paths.get_output_directory(),
+                    os.path.dirname(os.path.abspath(folder_paths.__file__))).add_routes(PromptServer.instance.routes)
 
 
 _register_routes()

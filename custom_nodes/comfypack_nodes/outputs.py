@@ -35,7 +35,6 @@ import shutil
 from typing import Any
 
 import folder_paths
-
 from comfy_api.latest import io, ui
 
 from ._common import (

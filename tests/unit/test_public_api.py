@@ -25,7 +25,7 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.errors": {
         "ComfyPackError", "WorkflowError", "RequestError", "InputFetchError", "ComfyUIError",
         "ComfyUIUnavailable", "PromptRejected", "ExecutionFailed", "ProvisionError", "ServiceError",
-        "FieldError", "LockError", "RestoreError", "ComfyUITimeout",
+        "FieldError", "LockError", "RestoreError", "ComfyUITimeout", "DeployError",
     },
     "comfypack.hashing": {"sha256_file", "HashCache", "default_hash_cache", "hash_files"},
     "comfypack.lockfile": {
@@ -74,6 +74,16 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.http": {"AuthMiddleware", "BodyLimitMiddleware", "DocsMiddleware", "ErrorShapeMiddleware",
                        "JobsMiddleware", "MultipartMiddleware", "form_to_body", "send_error"},
     "comfypack.codegen": {"generate_client"},
+    "comfypack.build": {
+        "BuildOptions", "BuildPlan", "BuildResult", "plan_build", "write_build_context", "build_bento",
+        "bento_exists", "apply_bento_settings", "restore_workspace", "prepare_workspace", "seed_inputs",
+        "SETTINGS_FILE", "IMAGE_WORKSPACE",
+    },
+    "comfypack.deploy": {
+        "bentocloud_config", "deploy_bentocloud", "require_cloud_login", "KubernetesOptions",
+        "kubernetes_manifests", "kubernetes_readme", "build_command_for", "write_kubernetes", "dumps_config",
+        "MODEL_CACHE_PATH", "LOGIN_HINT",
+    },
     "comfypack.comfyui.source": {
         "ComfyUISource", "GitSource", "PackagedSource", "DEFAULT_PACKAGED", "TORCH_PINS", "install",
         "install_requirements", "read_marker", "comfyui_version",
