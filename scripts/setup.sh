@@ -23,8 +23,8 @@ if [ ! -x /usr/bin/chromium ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
   else
-    echo "note: /usr/bin/chromium is missing and this is not root: the browser tests will be" \
-         "skipped (run: sudo apt-get install -y chromium chromium-driver)" >&2
+    echo "note: /usr/bin/chromium is missing and this is not root: install it for the browser" \
+         "tests (sudo apt-get install -y chromium chromium-driver); make test fails without it" >&2
   fi
 fi
 
