@@ -188,6 +188,15 @@ def test_pack_downloads_a_cpack_zip(frontend: Frontend, tmp_path: Path) -> None:
     assert contents.interface is not None
     assert [s.name for s in parse_interface(contents.workflow).inputs] == \
         ["text", "suffix", "case", "needle", "case_sensitive"]
+    # and the CLI takes it as it is
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "comfypack.cli", "inspect", "--json", str(pack)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert list(json.loads(out.stdout)["input_schema"]["properties"]) == \
+        ["text", "suffix", "case", "needle", "case_sensitive"]
 
 
 def test_deploy_says_what_it_can_do(frontend: Frontend, http: httpx.Client) -> None:
