@@ -496,3 +496,36 @@ def setup_logging(verbose: bool) -> None:
         sys.path.insert(0, str(ROOT))
 
 
+def phase_client(url: str, input_dir: Path, output_dir: Path) -> Any:
+    """comfypack's :class:`~comfypack.comfyui.client.ComfyUIClient`, unchanged but for timing its
+    calls into ``client.parts`` (ms); the class is made here so comfypack is imported lazily."""
+    from comfypack.comfyui.client import ComfyUIClient
+
+    class Timed(ComfyUIClient):
+        parts: dict[str, float]
+
+        async def _timed(self, key: str, coro: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await coro
+            finally:
+                self.parts[key] = self.parts.get(key, 0.0) + (time.perf_counter() - t0) * 1000.0
+
+        async def upload(self, *a: Any, **kw: Any) -> Any:
+            return await self._timed("upload", super().upload(*a, **kw))
+
+        async def queue_prompt(self, *a: Any, **kw: Any) -> Any:
+            return await self._timed("prompt", super().queue_prompt(*a, **kw))
+
+        async def get_json(self, *a: Any, **kw: Any) -> Any:
+            return await self._timed("history", super().get_json(*a, **kw))
+
+        async def read_file(self, *a: Any, **kw: Any) -> Any:
+            return await self._timed("read_file", super().read_file(*a, **kw))
+
+        async def run(self, *a: Any, **kw: Any) -> Any:
+            return await self._timed("client.run", super().run(*a, **kw))
+
+    client = Timed(url, input_dir=input_dir, output_dir=output_dir)
+    client.parts = {}
+    return client

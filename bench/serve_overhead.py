@@ -70,6 +70,7 @@ from _common import (
     cancel_on_signals,
     check_inverted,
     make_png,
+    phase_client,
     served_comfyui,
     setup_logging,
     sigterm_as_interrupt,
@@ -108,34 +109,8 @@ class RunnerInProcess:
         self.runner: Any = None
 
     async def __aenter__(self) -> RunnerInProcess:
-        from comfypack.comfyui.client import ComfyUIClient
         from comfypack.runner import WorkflowRunner
         from comfypack.workflow import load_workflow, parse_interface
-
-        class TimedClient(ComfyUIClient):
-            parts: dict[str, float] = {}
-
-            async def _timed(self, key: str, coro: Any) -> Any:
-                t0 = time.perf_counter()
-                try:
-                    return await coro
-                finally:
-                    self.parts[key] = self.parts.get(key, 0.0) + (time.perf_counter() - t0) * 1000.0
-
-            async def upload(self, *a: Any, **kw: Any) -> Any:
-                return await self._timed("upload", super().upload(*a, **kw))
-
-            async def queue_prompt(self, *a: Any, **kw: Any) -> Any:
-                return await self._timed("prompt", super().queue_prompt(*a, **kw))
-
-            async def get_json(self, *a: Any, **kw: Any) -> Any:
-                return await self._timed("history", super().get_json(*a, **kw))
-
-            async def read_file(self, *a: Any, **kw: Any) -> Any:
-                return await self._timed("read_file", super().read_file(*a, **kw))
-
-            async def run(self, *a: Any, **kw: Any) -> Any:
-                return await self._timed("client.run", super().run(*a, **kw))
 
         class TimedRunner(WorkflowRunner):
             def _cleanup(self, client: Any, *a: Any, **kw: Any) -> Any:  # sync or async upstream
@@ -159,7 +134,7 @@ class RunnerInProcess:
 
         wf = load_workflow(self.workflow_path)
         self.runner = TimedRunner(wf, parse_interface(wf))
-        self.client = TimedClient(self.raw.url, output_dir=self.raw.output_dir, input_dir=self.raw.input_dir)
+        self.client = phase_client(self.raw.url, self.raw.input_dir, self.raw.output_dir)
         await self.client.connect()
         return self
 

@@ -31,7 +31,7 @@ from .config import comfypack_home
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-__all__ = ["sha256_file", "HashCache", "default_hash_cache", "hash_files"]
+__all__ = ["sha256_file", "HashCache", "default_hash_cache", "hash_files", "shared_progress"]
 
 logger = logging.getLogger(__name__)
 
@@ -229,43 +229,52 @@ _shared: dict[str, Any] = {"progress": None, "users": 0}
 
 
 @contextlib.contextmanager
+def shared_progress() -> Iterator[Progress]:
+    """The process's one rich byte-progress display (stderr), shared by every concurrent user:
+    rich allows one live display at a time. Reference-counted; stops when the last user leaves."""
+    with _shared_lock:
+        if _shared["users"] == 0:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            prog = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                            TransferSpeedColumn(), TimeRemainingColumn(),
+                            console=Console(stderr=True), transient=True)
+            prog.start()
+            _shared["progress"] = prog
+        _shared["users"] += 1
+        prog = _shared["progress"]
+    try:
+        yield prog
+    finally:
+        with _shared_lock:
+            _shared["users"] -= 1
+            if _shared["users"] == 0:
+                prog.stop()
+                _shared["progress"] = None
+
+
+@contextlib.contextmanager
 def _progress_bar(progress: bool | Progress, description: str, total: int) -> Iterator[_Bar | None]:
-    """A progress task for ``total`` bytes. ``True``: on one display (stderr) shared by every
-    concurrent user in this process (rich allows one live display at a time); a ``Progress``:
-    a task on it; ``False``: ``None``."""
+    """A progress task for ``total`` bytes. ``True``: on the :func:`shared_progress` display; a
+    ``Progress``: a task on it; ``False``: ``None``."""
     if progress is False:
         yield None
         return
-    if progress is True:
-        with _shared_lock:
-            if _shared["users"] == 0:
-                from rich.console import Console
-                from rich.progress import (
-                    BarColumn,
-                    DownloadColumn,
-                    Progress,
-                    TextColumn,
-                    TimeRemainingColumn,
-                    TransferSpeedColumn,
-                )
-
-                prog = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                TransferSpeedColumn(), TimeRemainingColumn(),
-                                console=Console(stderr=True), transient=True)
-                prog.start()
-                _shared["progress"] = prog
-            _shared["users"] += 1
-            prog = _shared["progress"]
-    else:
-        prog = progress
-    task = prog.add_task(description, total=total)
-    try:
-        yield _Bar(prog, task, total)
-    finally:
-        if progress is True:
-            prog.remove_task(task)
-            with _shared_lock:
-                _shared["users"] -= 1
-                if _shared["users"] == 0:
-                    prog.stop()
-                    _shared["progress"] = None
+    shared = progress is True
+    display: contextlib.AbstractContextManager[Progress] = (
+        shared_progress() if shared else contextlib.nullcontext(progress))  # type: ignore[arg-type]
+    with display as prog:
+        task = prog.add_task(description, total=total)
+        try:
+            yield _Bar(prog, task, total)
+        finally:
+            if shared:  # a caller's own display keeps its finished tasks
+                prog.remove_task(task)

@@ -419,25 +419,14 @@ def _from_pack(pack: Path, entry: str, model: Model, target: Path) -> None:
 
 @contextlib.contextmanager
 def _shared_progress(enabled: bool) -> Iterator[Any]:
-    """One rich progress display the parallel downloads add their bars to (rich allows only
-    one live display at a time); ``False`` when disabled."""
+    """The display the parallel downloads add their bars to (hashing's process-wide one);
+    ``False`` when disabled."""
     if not enabled:
         yield False
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from .hashing import shared_progress
 
-    prog = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                    transient=True)
-    with prog:
+    with shared_progress() as prog:
         yield prog
 
 

@@ -60,6 +60,19 @@ def comfyui() -> Iterator[object]:
         proc.stop()
 
 
+def stop_group(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """SIGTERM the process group ``proc`` leads (started with ``start_new_session``), SIGKILL it
+    after ``grace`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 def group_members(pgid: int) -> list[int]:
     """PIDs of the live (not zombie) processes in process group ``pgid`` (Linux ``/proc``)."""
     found = []
@@ -198,11 +211,4 @@ def bentoml_serve(workflow: Path, log_dir: Path, *, env: dict[str, str] | None =
             time.sleep(0.5)
         yield Served(url, proc, log)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_group(proc)

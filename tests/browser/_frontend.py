@@ -47,6 +47,18 @@ def chromium_missing() -> str | None:
     return None
 
 
+def require_chromium() -> None:
+    """Skip (with the reason) when the browser cannot run — a failure under `make test` / CI
+    (COMFYPACK_REQUIRE_COMFYUI=1), where a missing browser is a gap, not a skip."""
+    import pytest
+
+    why = chromium_missing()
+    if why:
+        if os.environ.get("COMFYPACK_REQUIRE_COMFYUI") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+
+
 class Frontend:
     """ComfyUI's page at ``url`` in headless Chromium, ready to load graphs."""
 

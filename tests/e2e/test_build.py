@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import EXAMPLES, ROOT, require_comfyui
+from conftest import EXAMPLES, ROOT, require_comfyui, stop_group
 
 pytestmark = pytest.mark.e2e
 
@@ -67,13 +66,11 @@ def test_build_a_pack_then_bentoml_serve_the_bento(tmp_path: Path) -> None:
     pack = tmp_path / "text_tools.cpack.zip"
     _comfypack("pack", str(EXAMPLES / "text_tools" / "workflow_api.json"), "--comfyui", str(comfyui_dir),
                "-o", str(pack), "--offline", env=env)
-    started = time.monotonic()
     out = json.loads(_comfypack("build", str(pack), "--timeout", "120", "--json", env=env).stdout)
     assert out["built"] is True
     tag = out["tag"]
     name, version = tag.split(":")
     assert name == "text_tools"
-    build_s = time.monotonic() - started
 
     bento = tmp_path / "bentoml" / "bentos" / name / version
     info = yaml.safe_load((bento / "bento.yaml").read_text())
@@ -123,12 +120,4 @@ def test_build_a_pack_then_bentoml_serve_the_bento(tmp_path: Path) -> None:
         workspaces = list((home / "workspaces").iterdir())
         assert len(workspaces) == 1 and (workspaces[0] / "comfyui" / "main.py").is_file()
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    assert build_s < 60, f"comfypack build took {build_s:.0f} s"
+        stop_group(proc)

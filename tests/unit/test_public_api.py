@@ -27,7 +27,7 @@ EXPECTED: dict[str, set[str]] = {
         "ComfyUIUnavailable", "PromptRejected", "ExecutionFailed", "ProvisionError", "ServiceError",
         "FieldError", "LockError", "RestoreError", "ComfyUITimeout", "DeployError",
     },
-    "comfypack.hashing": {"sha256_file", "HashCache", "default_hash_cache", "hash_files"},
+    "comfypack.hashing": {"sha256_file", "HashCache", "default_hash_cache", "hash_files", "shared_progress"},
     "comfypack.lockfile": {
         "LOCK_VERSION", "GitSource", "PackagedSource", "TreeSource", "ModelSource", "PythonInfo",
         "ComfyUIInfo", "CustomNode", "Package", "Model", "WorkflowInfo", "Lock", "dumps", "loads",
