@@ -6,7 +6,7 @@ EXAMPLE ?= text_tools
 PORT ?= 3000
 export COMFYPACK_HOME ?= $(CURDIR)/.cache
 
-.PHONY: setup serve-example bento test test-unit test-integration test-e2e test-browser ui-examples bench lint clean-cache
+.PHONY: setup serve-example bento test test-current test-unit test-integration test-e2e test-browser ui-examples bench lint clean-cache
 
 setup:  ## create .venv, install everything, provision ComfyUI (repeatable)
 	bash scripts/setup.sh
@@ -17,8 +17,11 @@ serve-example: ## serve examples/workflows/$(EXAMPLE) on http://127.0.0.1:$(PORT
 bento:  ## build the example service into a Bento (bentofile.yaml; `comfypack build PACK` for a pack)
 	$(BIN)/bentoml build
 
-test:  ## every test: unit, integration (real ComfyUI), e2e (real bentoml serve)
-	COMFYPACK_REQUIRE_COMFYUI=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests
+test:  ## every test (unit, integration, e2e, browser) on the default ComfyUI, then on the current line
+	bash scripts/test_matrix.sh
+
+test-current:  ## integration, e2e and browser suites on the current ComfyUI line only (.cache/current)
+	COMFYPACK_REQUIRE_COMFYUI=1 .cache/current/venv/bin/python -m pytest -q tests/integration tests/e2e tests/browser
 
 test-unit:
 	$(BIN)/python -m pytest -q tests/unit

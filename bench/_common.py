@@ -281,7 +281,7 @@ class RawComfyUI:
         self.base_url = base_url.rstrip("/")
         self.workflow = workflow
         self.timeout = timeout
-        self.client_id = uuid.uuid4().hex
+        self.client_id = str(uuid.uuid4())
         self.session: Any = None
         self.ws: Any = None
 

@@ -412,6 +412,7 @@ def write_build_context(plan: BuildPlan, ctx: Path, *, hf_endpoint: str | None =
     source = lock.comfyui.source
     comfyui = f"ComfyUI {lock.comfyui.version or '?'} from " + (
         f"git {getattr(source, 'url', '')}@{getattr(source, 'commit', '')[:12]}" if source.type == "git"
+        else f"archive {getattr(source, 'url', '')}" if source.type == "archive"
         else f"{getattr(source, 'package', '')}=={getattr(source, 'version', '')}")
     text = _SETUP_SH.format(name=plan.name, sha=plan.pack_sha256[:16] + "…", comfyui=comfyui,
                             workspace=IMAGE_WORKSPACE, mark=_PAYLOAD_MARK)

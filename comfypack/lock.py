@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import LockError
 from .hashing import HashCache, hash_files
 from .lockfile import (
+    ArchiveSource,
     ComfyUIInfo,
     CustomNode,
     GitSource,
@@ -416,6 +417,10 @@ def comfyui_info(comfyui_dir: Path, *, strict: bool = False) -> ComfyUIInfo:
     if isinstance(source, dict) and source.get("type") == "git":
         return ComfyUIInfo(version=version, source=GitSource(type="git", url=source["url"],
                                                              commit=source["commit"]))
+    if isinstance(source, dict) and source.get("type") == "archive":
+        return ComfyUIInfo(version=version, source=ArchiveSource(
+            type="archive", url=source["url"], sha256=source["sha256"], size=source["size"],
+            root=source.get("root", "")))
     if isinstance(source, dict) and source.get("type") == "packaged":
         return ComfyUIInfo(version=version, source=PackagedSource(
             type="packaged", package=source["package"], version=source["version"],

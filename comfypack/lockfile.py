@@ -28,6 +28,7 @@ __all__ = [
     "LOCK_VERSION",
     "GitSource",
     "PackagedSource",
+    "ArchiveSource",
     "TreeSource",
     "ModelSource",
     "PythonInfo",
@@ -80,6 +81,17 @@ class PackagedSource(_Model):
     tree: str = Field(pattern=_RELPATH, description="folder inside the wheel")
 
 
+class ArchiveSource(_Model):
+    """A release archive of the ComfyUI tree (``.tar.gz`` / ``.zip``), pinned by size and sha256."""
+
+    type: Literal["archive"] = "archive"
+    url: str = Field(pattern=r"^(https?|file)://[^\s]+$", description="http(s) URL, or file:// on this machine")
+    sha256: Sha256 = Field(description="sha256 of the archive")
+    size: int = Field(ge=0, description="size of the archive in bytes")
+    root: str = Field(default="", pattern=r"^([^/\\\x00.][^/\\\x00]*)?$",
+                      description="the archive's top folder (empty: a single top folder is stripped)")
+
+
 class TreeSource(_Model):
     """A folder that is not a git checkout, pinned by a content hash of its tree."""
 
@@ -103,7 +115,7 @@ class PythonInfo(_Model):
     platform: str = Field(min_length=1, description="e.g. linux-x86_64")
 
 
-ComfyUISourceField = Annotated[GitSource | PackagedSource, Field(discriminator="type")]
+ComfyUISourceField = Annotated[GitSource | PackagedSource | ArchiveSource, Field(discriminator="type")]
 NodeSourceField = Annotated[GitSource | TreeSource, Field(discriminator="type")]
 
 

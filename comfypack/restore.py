@@ -51,7 +51,16 @@ from .lock import (
     tree_sha256,
     workflow_sha256,
 )
-from .lockfile import GitSource, Lock, Model, ModelSource, PackagedSource, TreeSource, loads
+from .lockfile import (
+    ArchiveSource,
+    GitSource,
+    Lock,
+    Model,
+    ModelSource,
+    PackagedSource,
+    TreeSource,
+    loads,
+)
 from .pack import INTERFACE_ENTRY, LOCK_ENTRY, UI_WORKFLOW_ENTRY, WORKFLOW_ENTRY
 
 __all__ = [
@@ -546,6 +555,8 @@ def _comfyui_source(lock: Lock) -> Any:
     s = lock.comfyui.source
     if isinstance(s, GitSource):
         return src.GitSource(s.url, s.commit)
+    if isinstance(s, ArchiveSource):
+        return src.ArchiveSource(url=s.url, sha256=s.sha256, size=s.size, root=s.root)
     return src.PackagedSource(package=s.package, version=s.version, sha256=s.sha256, tree=s.tree)
 
 
@@ -818,10 +829,12 @@ def verify(dest: Path, lock: Lock | None = None, *, progress: bool = False) -> l
                 say(f"comfyui: at {state[1] if state else 'no git commit'}, locked {src.commit}")
             elif state[2]:
                 say("comfyui: the git work tree has local changes")
-        elif isinstance(src, PackagedSource):
+        elif isinstance(src, (PackagedSource, ArchiveSource)):
             marker = (read_marker(comfyui_dir) or {}).get("source")
             if marker != src.model_dump(mode="json"):
-                say(f"comfyui: installed from {marker}, locked {src.package}=={src.version}")
+                locked = (f"{src.package}=={src.version}" if isinstance(src, PackagedSource)
+                          else f"archive {src.url} ({src.sha256[:12]}…)")
+                say(f"comfyui: installed from {marker}, locked {locked}")
 
     for node in lock.custom_nodes:
         if node.name == COMFYPACK_NODES:

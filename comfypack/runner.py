@@ -134,7 +134,7 @@ class WorkflowRunner:
 
     async def run(self, client: ComfyUIClient, request: PreparedRequest, *, timeout: float | None = None,
                   on_progress: Callable[[ProgressEvent], None] | None = None) -> RunOutput:
-        run_id = uuid.uuid4().hex
+        run_id = str(uuid.uuid4())
         uploaded_refs: list[FileRef] = []
         try:
             uploaded: dict[str, str] = {}

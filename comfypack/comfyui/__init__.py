@@ -2,9 +2,17 @@
 
 from .client import ComfyUIClient, FileRef, ProgressEvent, RunResult
 from .process import ComfyUIProcess, free_port
-from .source import DEFAULT_PACKAGED, GitSource, PackagedSource, install, install_requirements
+from .source import (
+    DEFAULT_PACKAGED,
+    ArchiveSource,
+    GitSource,
+    PackagedSource,
+    install,
+    install_requirements,
+)
 
 __all__ = [
+    "ArchiveSource",
     "ComfyUIClient",
     "ComfyUIProcess",
     "DEFAULT_PACKAGED",

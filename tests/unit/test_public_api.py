@@ -29,7 +29,7 @@ EXPECTED: dict[str, set[str]] = {
     },
     "comfypack.hashing": {"sha256_file", "HashCache", "default_hash_cache", "hash_files", "shared_progress"},
     "comfypack.lockfile": {
-        "LOCK_VERSION", "GitSource", "PackagedSource", "TreeSource", "ModelSource", "PythonInfo",
+        "LOCK_VERSION", "GitSource", "PackagedSource", "ArchiveSource", "TreeSource", "ModelSource", "PythonInfo",
         "ComfyUIInfo", "CustomNode", "Package", "Model", "WorkflowInfo", "Lock", "dumps", "loads",
         "read_lock", "write_lock", "lock_schema",
     },
@@ -65,7 +65,7 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.objectinfo": {"object_info_for", "fetch_object_info", "object_info_cache_key"},
     "comfypack.cli": {"main", "cli"},
     "comfypack.comfyui": {
-        "ComfyUIClient", "ComfyUIProcess", "DEFAULT_PACKAGED", "FileRef", "GitSource",
+        "ArchiveSource", "ComfyUIClient", "ComfyUIProcess", "DEFAULT_PACKAGED", "FileRef", "GitSource",
         "PackagedSource", "ProgressEvent", "RunResult", "free_port", "install", "install_requirements",
     },
     "comfypack.comfyui.client": {"ComfyUIClient", "RunResult", "FileRef", "ProgressEvent"},
@@ -85,7 +85,7 @@ EXPECTED: dict[str, set[str]] = {
         "MODEL_CACHE_PATH", "LOGIN_HINT",
     },
     "comfypack.comfyui.source": {
-        "ComfyUISource", "GitSource", "PackagedSource", "DEFAULT_PACKAGED", "TORCH_PINS", "install",
+        "ComfyUISource", "GitSource", "PackagedSource", "ArchiveSource", "DEFAULT_PACKAGED", "TORCH_PINS", "install",
         "install_requirements", "read_marker", "comfyui_version",
     },
 }
