@@ -42,6 +42,34 @@ __all__ = [
 ]
 
 
+#: caps on what an error body may carry
+MAX_MESSAGE = 2000
+MAX_DETAILS = 50
+
+
+def _cap_text(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else f"{text[:MAX_MESSAGE]}… ({len(text) - MAX_MESSAGE} more characters)"
+
+
+def _cap(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return _cap_text(value)
+    if depth > 6:
+        return "…"
+    if isinstance(value, dict):
+        items = list(value.items())
+        out = {str(k)[:200]: _cap(v, depth + 1) for k, v in items[:MAX_DETAILS]}
+        if len(items) > MAX_DETAILS:
+            out["…"] = f"{len(items) - MAX_DETAILS} more"
+        return out
+    if isinstance(value, (list, tuple)):
+        out_list = [_cap(v, depth + 1) for v in value[:MAX_DETAILS]]
+        if len(value) > MAX_DETAILS:
+            out_list.append({"field": None, "message": f"… and {len(value) - MAX_DETAILS} more"})
+        return out_list
+    return value
+
+
 class FieldError(dict):  # type: ignore[type-arg]
     """One problem with one field: ``{"field": name, "message": text}`` (a plain dict for JSON)."""
 
@@ -62,8 +90,11 @@ class ComfyPackError(Exception):
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON error body: ``{"error": {"type", "message", "details"}}``."""
-        return {"error": {"type": self.type, "message": self.message, "details": self.details}}
+        """The JSON error body: ``{"error": {"type", "message", "details"}}``, capped: the
+        message at :data:`MAX_MESSAGE` characters, ``details`` at :data:`MAX_DETAILS` items and
+        every string in it at :data:`MAX_MESSAGE` (an error never echoes a large input back)."""
+        return {"error": {"type": self.type, "message": _cap_text(self.message),
+                          "details": _cap(self.details, 0)}}
 
 
 class WorkflowError(ComfyPackError):

@@ -4,6 +4,8 @@
   ``X-API-Key: <key>`` on every route but ``/livez`` and ``/readyz``.
 - :class:`BodyLimitMiddleware`: request bodies over the limit → 413 (by ``Content-Length`` and
   while streaming).
+- :class:`BodyTypeMiddleware`: the endpoint takes ``application/json`` or ``multipart/form-data``
+  only (415 otherwise); a JSON body is parsed here, once, with bounded nesting.
 - :class:`MultipartMiddleware`: parses ``multipart/form-data`` for the endpoint itself.
 - :class:`JobsMiddleware`: ``GET <route>/progress`` and ``PUT|POST <route>/cancel`` for async jobs.
 - :class:`DocsMiddleware`: ``/docs`` → BentoML's Swagger UI.
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -23,15 +27,26 @@ from .workflow import FILE_KINDS, Interface
 __all__ = [
     "AuthMiddleware",
     "BodyLimitMiddleware",
+    "BodyTypeMiddleware",
     "DocsMiddleware",
     "ErrorShapeMiddleware",
     "JobsMiddleware",
     "MultipartMiddleware",
     "form_to_body",
+    "request_id",
     "send_error",
 ]
 
 PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/healthz"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+#: how deeply a JSON body may nest (a request body is an object of fields: a few levels suffice)
+MAX_JSON_DEPTH = 32
+
+
+def request_id(given: str | None) -> str:
+    """The caller's ``X-Request-ID`` when it is 1–128 of ``A-Z a-z 0-9 . _ : -`` (safe to log
+    and echo), else a fresh one."""
+    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 async def send_error(err: ComfyPackError, scope: Any, receive: Any, send: Any,
@@ -141,6 +156,104 @@ def form_to_body(interface: Interface, items: list[tuple[str, Any]]) -> dict[str
         else:
             body[key] = value
     return body
+
+
+def _json_depth_ok(raw: bytes, limit: int) -> bool:
+    """Whether ``raw`` nests ``[``/``{`` at most ``limit`` deep (strings skipped), in one pass
+    without building anything."""
+    depth = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def parse_json_body(raw: bytes | bytearray, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """A request's JSON body, or :class:`RequestError` 400. Nesting is checked before parsing;
+    ``NaN`` / ``Infinity`` parse as floats, for validation to refuse in the field's name."""
+    if len(raw) < 64 and not raw.strip():
+        return {}
+    if max_depth and raw.count(b"[") + raw.count(b"{") > max_depth and not _json_depth_ok(raw, max_depth):
+        raise RequestError(f"the JSON body nests deeper than {max_depth} levels", status=400,
+                           details=[FieldError(None, "too deeply nested")])
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        text = str(e)[:200]
+        raise RequestError(f"the body is not valid JSON ({text})", status=400,
+                           details=[FieldError(None, text)]) from None
+
+
+class BodyTypeMiddleware:
+    """``POST <route>`` and ``<route>/submit`` take ``application/json`` or
+    ``multipart/form-data`` only (415 otherwise: no ``text/plain`` or form-urlencoded bodies, the
+    ones a cross-site page can send without asking). A JSON body for ``<route>`` is parsed here
+    (bounded nesting, one copy) and handed to the endpoint in ``scope``."""
+
+    def __init__(self, app: Any, route: str) -> None:
+        self.app = app
+        self.route = route
+        self.paths = {route, f"{route}/submit"}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        ctype = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+        if ctype == b"multipart/form-data":
+            await self.app(scope, receive, send)
+            return
+        if ctype != b"application/json":
+            shown = ctype.decode("latin-1")[:100] or "none"
+            err = RequestError(f"send the body as application/json or multipart/form-data (Content-Type "
+                               f"was {shown})", status=415, details=[FieldError(None, "unsupported media type")])
+            err.type = "unsupported_media_type"
+            await send_error(err, scope, receive, send)
+            return
+        if scope.get("path") != self.route:
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            scope["comfypack.json"] = parse_json_body(body)
+        except RequestError as e:
+            await send_error(e, scope, receive, send)
+            return
+        del body
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+        scope["headers"].append((b"content-length", b"2"))
+        sent = False
+
+        async def empty_json() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"{}", "more_body": False}
+            return await receive()
+
+        await self.app(scope, empty_json, send)
 
 
 class MultipartMiddleware:

@@ -30,7 +30,7 @@ from .comfyui.client import ComfyUIClient
 from .comfyui.process import ComfyUIProcess, gpu_count
 from .errors import ComfyUIUnavailable
 
-__all__ = ["Worker", "WorkerPool", "Overloaded", "default_worker_count"]
+__all__ = ["Admission", "Worker", "WorkerPool", "Overloaded", "default_worker_count"]
 
 logger = logging.getLogger("comfypack.pool")
 
@@ -43,6 +43,13 @@ class Overloaded(ComfyUIUnavailable):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, details={"retry_after": retry_after})
         self.retry_after = retry_after
+
+
+@dataclass
+class Admission:
+    """A request's place in the queue (see :meth:`WorkerPool.admission`)."""
+
+    waiting: bool = True
 
 
 def default_worker_count() -> int:
@@ -225,14 +232,40 @@ class WorkerPool:
         up = max(1, sum(self.pipeline for w in self.workers if w.up))
         return max(1, round(per_run * (self._waiting + 1) / up))
 
+    def _overloaded(self) -> Overloaded:
+        return Overloaded(f"all {len(self.workers)} workers are busy and {self._waiting} requests "
+                          "are waiting; retry later", retry_after=self.retry_after())
+
     @contextlib.asynccontextmanager
-    async def acquire(self, timeout: float | None = None) -> AsyncIterator[Worker]:
-        """An idle, healthy worker for one run; :class:`Overloaded` when the queue is full."""
-        if self._idle.empty() and self._waiting >= self.max_queue:
-            raise Overloaded(f"all {len(self.workers)} workers are busy and {self._waiting} requests "
-                             "are waiting; retry later", retry_after=self.retry_after())
+    async def admission(self) -> AsyncIterator[Admission]:
+        """A place in the queue for a request's work *before* it needs a worker (fetching its URL
+        inputs): counted as waiting, so a full queue refuses it (:class:`Overloaded`) before it
+        fetches anything. Inside it, take the worker with ``acquire(admitted=<the admission>)``;
+        the place is given up once the worker is taken (or the block ends)."""
+        if self._waiting >= self.max_queue + self._idle.qsize():
+            raise self._overloaded()
+        ticket = Admission()
         self._waiting += 1
         self.on_change(self)
+        try:
+            yield ticket
+        finally:
+            if ticket.waiting:
+                ticket.waiting = False
+                self._waiting -= 1
+                self.on_change(self)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self, timeout: float | None = None, *,
+                      admitted: Admission | None = None) -> AsyncIterator[Worker]:
+        """An idle, healthy worker for one run; :class:`Overloaded` when the queue is full
+        (``admitted``: the caller's :meth:`admission`, which already holds its place)."""
+        if admitted is None or not admitted.waiting:
+            if self._idle.empty() and self._waiting >= self.max_queue:
+                raise self._overloaded()
+            admitted = Admission()
+            self._waiting += 1
+            self.on_change(self)
         try:
             while True:
                 try:
@@ -242,6 +275,7 @@ class WorkerPool:
                 if gen == w.gen and w.up and (w.process is None or w.process.is_running()):
                     break  # a worker that died while idle is dropped; its restart re-queues it
         finally:
+            admitted.waiting = False
             self._waiting -= 1
         w.inflight += 1
         self.on_change(self)

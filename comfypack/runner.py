@@ -24,7 +24,7 @@ from typing import Any
 
 from .comfyui.client import ComfyUIClient, FileRef, ProgressEvent
 from .errors import ComfyUIError, FieldError, PromptRejected, RequestError
-from .media import DEFAULT_MAX_BYTES, MediaFile, decode_media
+from .media import DEFAULT_MAX_BYTES, InputLimits, MediaFile, decode_media
 from .schema import validate_request
 from .workflow import FILE_KINDS, Interface, OutputSpec
 
@@ -83,24 +83,36 @@ class WorkflowRunner:
     """Runs one workflow (API format) with its :class:`Interface` on a :class:`ComfyUIClient`."""
 
     def __init__(self, workflow: Mapping[str, Any], interface: Interface, *,
-                 max_upload_bytes: int = DEFAULT_MAX_BYTES, cleanup: bool = True) -> None:
+                 max_upload_bytes: int = DEFAULT_MAX_BYTES, cleanup: bool = True,
+                 limits: InputLimits | None = None) -> None:
         self._workflow_json = json.dumps(workflow)
         self.workflow = json.loads(self._workflow_json)
         self.interface = interface
         self.max_upload_bytes = max_upload_bytes
+        #: URL policy and pixel limits of file inputs (default: public URLs only)
+        self.limits = limits or InputLimits(max_bytes=max_upload_bytes)
         self.cleanup = cleanup
         self._specs = {o.name: o for o in interface.outputs}
 
     # -- 1. the caller's side -------------------------------------------------------------------
 
     async def prepare(self, body: Any) -> PreparedRequest:
-        values = validate_request(self.interface, body)
+        """:meth:`validate` then :meth:`decode`."""
+        return await self.decode(self.validate(body))
+
+    def validate(self, body: Any) -> dict[str, Any]:
+        """The request's values, checked against the interface (cheap: nothing is fetched)."""
+        return validate_request(self.interface, body)
+
+    async def decode(self, values: dict[str, Any]) -> PreparedRequest:
+        """Decode (and fetch) the file inputs of validated ``values``; draw missing seeds."""
         files: dict[str, MediaFile] = {}
         problems: list[RequestError] = []
 
         async def one(name: str, kind: str) -> None:
             try:
-                files[name] = await decode_media(kind, values[name], name, max_bytes=self.max_upload_bytes)
+                files[name] = await decode_media(kind, values[name], name, max_bytes=self.max_upload_bytes,
+                                                 limits=self.limits)
             except RequestError as e:
                 problems.append(e)
 
@@ -112,6 +124,13 @@ class WorkflowRunner:
             details = [d for p in problems for d in (p.details or [])]
             status = max(p.status for p in problems)
             raise RequestError("; ".join(p.message for p in problems), details=details, status=status)
+        images = {name: f.pixels for name, f in files.items() if f.pixels}
+        total = sum(images.values())
+        if total > self.limits.max_request_pixels:
+            message = (f"the images together are {total / 1e6:.1f} Mpx; the limit per request is "
+                       f"{self.limits.max_request_pixels / 1e6:.1f} Mpx (send smaller images)")
+            raise RequestError(f"{', '.join(images)}: {message}", status=413,
+                               details=[FieldError(name, message) for name in images])
         seeds = {}
         for spec in self.interface.seed_inputs:
             if values.get(spec.name) is None:

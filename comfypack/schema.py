@@ -6,6 +6,8 @@ prints and what :func:`validate_request` checks requests against (with ``jsonsch
 
 from __future__ import annotations
 
+import math
+import reprlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -186,22 +188,49 @@ def _cached_validator(interface: Interface) -> Any:
     return v[1]
 
 
+#: how many unknown fields one error lists, and how much of a bad value it shows
+_MAX_UNKNOWN = 20
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 80
+_SHOW.maxlist = _SHOW.maxdict = _SHOW.maxtuple = 5
+
+
+def _shown(value: Any) -> str:
+    """A short repr of a caller's value (an error never echoes a large input back)."""
+    return _SHOW.repr(value)
+
+
+def _name(key: Any) -> str:
+    text = str(key)
+    return text if len(text) <= 64 else text[:64] + "…"
+
+
 def _describe(error: Any, body: dict[str, Any], interface: Interface) -> list[FieldError]:
     if error.validator == "required":
         missing = [r for r in error.validator_value if r not in body]
         return [FieldError(m, "is required") for m in missing]
     if error.validator == "additionalProperties":
         known = {s.name for s in interface.inputs}
-        extra = sorted(k for k in body if k not in known)
+        extra = [k for k in body if k not in known]
         hint = f"; the inputs are: {', '.join(sorted(known))}" if known else "; this workflow takes no inputs"
-        return [FieldError(k, f"unknown field{hint}") for k in extra]
+        listed = [FieldError(_name(k), f"unknown field{hint}") for k in sorted(extra[:1000])[:_MAX_UNKNOWN]]
+        if len(extra) > _MAX_UNKNOWN:
+            listed.append(FieldError(None, f"and {len(extra) - _MAX_UNKNOWN} more unknown fields"))
+        return listed
     field = str(error.path[0]) if error.path else None
     if error.validator == "type":
         expected = error.validator_value
-        return [FieldError(field, f"must be of type {expected}, got {_json_type(error.instance)} {error.instance!r}")]
+        return [FieldError(field, f"must be of type {expected}, got {_json_type(error.instance)} "
+                                  f"{_shown(error.instance)}")]
     if error.validator == "enum":
-        return [FieldError(field, f"must be one of {error.validator_value}, got {error.instance!r}")]
-    return [FieldError(field, error.message)]
+        return [FieldError(field, f"must be one of {error.validator_value}, got {_shown(error.instance)}")]
+    if error.validator == "maxLength":
+        return [FieldError(field, f"is too long: {len(error.instance)} characters, at most "
+                                  f"{error.validator_value}")]
+    message = error.message
+    if len(message) > 300:
+        message = message[:300] + "…"
+    return [FieldError(field, message)]
 
 
 def _json_type(value: Any) -> str:
@@ -240,6 +269,9 @@ def validate_request(interface: Interface, body: Any) -> dict[str, Any]:
         problems.extend(_describe(error, body, interface))
     for spec in interface.inputs:
         value = body.get(spec.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(FieldError(spec.name, f"must be a finite number, got {value!r}"))
+            continue
         if spec.is_file and spec.name in body and not isinstance(value, (str, bytes, bytearray, Upload)):
             problems.append(FieldError(spec.name, (
                 f"must be a file upload, an http(s) URL or base64 text, got {_json_type(value)}")))

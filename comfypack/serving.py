@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +33,17 @@ from .errors import ComfyPackError, ComfyUIUnavailable, ExecutionFailed
 from .http import (
     AuthMiddleware,
     BodyLimitMiddleware,
+    BodyTypeMiddleware,
     DocsMiddleware,
     ErrorShapeMiddleware,
     JobsMiddleware,
     MultipartMiddleware,
     form_to_body,
 )
+from .http import (
+    request_id as checked_request_id,
+)
+from .media import InputLimits
 from .runner import WorkflowRunner
 from .schema import input_schema, output_schema
 from .workflow import load_workflow, parse_interface
@@ -76,6 +80,7 @@ class ServeConfig:
     gpu: int | None = None  # GPUs the service asks BentoML for (resources.gpu)
     concurrency: int | None = None  # BentoML traffic.concurrency (a scaling hint)
     example: Any = None  # the OpenAPI request example (default: the inputs' defaults)
+    limits: InputLimits | None = None  # URL policy and pixel limits of file inputs (see media.py)
 
     @classmethod
     def from_env(cls, default_workflow: Path | None = None) -> ServeConfig:
@@ -107,6 +112,8 @@ class ServeConfig:
             pipeline=int(env.get("COMFYPACK_PIPELINE", 2)),
             api_key=env.get("COMFYPACK_API_KEY") or None,
             warmup=env.get("COMFYPACK_WARMUP", "0").lower() in ("1", "true", "yes"),
+            limits=InputLimits.from_env(env, max_bytes=int(env.get("COMFYPACK_MAX_UPLOAD_BYTES",
+                                                                   100 * 1024 * 1024))),
         )
 
 
@@ -252,7 +259,8 @@ def make_service(config: ServeConfig) -> type[Any]:
     class ComfyPackService:
         def __init__(self) -> None:
             self.interface = interface
-            self.runner = WorkflowRunner(workflow, interface, max_upload_bytes=config.max_upload_bytes)
+            self.runner = WorkflowRunner(workflow, interface, max_upload_bytes=config.max_upload_bytes,
+                                         limits=_request_limits(config))
             urls = [u.strip() for u in (config.comfyui_url or "").split(",") if u.strip()]
             # a pack without a ComfyUI URL: the pool comes once the pack is restored (start-up)
             self.pool: WorkerPool | None = None if config.pack and not urls else \
@@ -323,22 +331,29 @@ def make_service(config: ServeConfig) -> type[Any]:
             return self.pool is not None and self.pool.ready
 
         async def _execute(self, ctx: bentoml.Context, body: Any, job: dict[str, Any] | None) -> Any:
-            request = await self.runner.prepare(body if body is not None else {})
+            deadline = time.monotonic() + config.timeout
+            values = self.runner.validate(body if body is not None else {})
             await self._wait_started()
             assert self.pool is not None
-            async with self.pool.acquire(timeout=config.timeout) as worker:
-                assert worker.client is not None
-                if job is not None:
-                    job["status"] = "running"
-                on_progress = _progress_hook(job) if job is not None else None
-                return await self.runner.run(worker.client, request, timeout=config.timeout,
-                                             on_progress=on_progress)
+            # URL inputs are fetched inside the request's place in the queue (a full queue refuses
+            # before fetching), within its timeout, and are cancelled with it
+            async with self.pool.admission() as place:
+                request = await self.runner.decode(values)
+                left = max(0.001, deadline - time.monotonic())
+                async with self.pool.acquire(timeout=left, admitted=place) as worker:
+                    assert worker.client is not None
+                    if job is not None:
+                        job["status"] = "running"
+                    on_progress = _progress_hook(job) if job is not None else None
+                    return await self.runner.run(worker.client, request, on_progress=on_progress,
+                                                 timeout=max(0.001, deadline - time.monotonic()))
 
         async def generate(self, ctx: bentoml.Context, comfypack_body: Any = None) -> Response:
             started = time.perf_counter()
-            request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
+            request_id = checked_request_id(ctx.request.headers.get("x-request-id"))
             form = ctx.request.scope.get("comfypack.form")
             body = comfypack_body if form is None else form_to_body(self.interface, form)
+            body = ctx.request.scope.get("comfypack.json", body)  # parsed by BodyTypeMiddleware
             task_id = getattr(ctx.request.state, "task_id", None)
             job = jobs.start(task_id, total_nodes) if task_id else None
             run = asyncio.ensure_future(self._execute(ctx, body, job))
@@ -409,8 +424,17 @@ def make_service(config: ServeConfig) -> type[Any]:
     ComfyPackService.add_asgi_middleware(ErrorShapeMiddleware, route=route)  # type: ignore[attr-defined]
     ComfyPackService.add_asgi_middleware(  # type: ignore[attr-defined]
         JobsMiddleware, route=route, progress=jobs.progress, cancel=jobs.cancel)
+    ComfyPackService.add_asgi_middleware(BodyTypeMiddleware, route=route)  # type: ignore[attr-defined]
     ComfyPackService.add_asgi_middleware(MultipartMiddleware, route=route)  # type: ignore[attr-defined]
     return ComfyPackService
+
+
+def _request_limits(config: ServeConfig) -> InputLimits:
+    """The file-input limits, with no URL fetch allowed to outlast the request's timeout."""
+    from dataclasses import replace
+
+    limits = config.limits or InputLimits(max_bytes=config.max_upload_bytes)
+    return replace(limits, url=replace(limits.url, timeout=min(limits.url.timeout, config.timeout)))
 
 
 def _progress_hook(job: dict[str, Any]) -> Any:

@@ -185,11 +185,18 @@ class ComfyUIClient:
         elif kind == "progress" and pending.on_progress:
             pending.on_progress(ProgressEvent(prompt_id, data.get("node"), data.get("value"), data.get("max")))
         elif kind == "execution_error":
+            # the caller gets the node, its type and the message; the traceback (server paths,
+            # code) goes to the log only
             node = data.get("node_id")
+            message = str(data.get("exception_message") or "").strip()[:1000]
+            trace = data.get("traceback")
+            logger.error("prompt %s: node %s (%s) failed: %s\n%s", prompt_id, node, data.get("node_type"),
+                         message, "".join(trace) if isinstance(trace, list) else trace or "")
             pending.future.set_exception(ExecutionFailed(
-                f"node {node} ({data.get('node_type')}) failed: {data.get('exception_message', '').strip()}",
-                details={k: data.get(k) for k in ("node_id", "node_type", "exception_type",
-                                                   "exception_message", "traceback")}))
+                f"node {node} ({data.get('node_type')}) failed: {message}",
+                details={"node_id": node, "node_type": data.get("node_type"),
+                         "exception_type": str(data.get("exception_type") or "").rsplit(".", 1)[-1],
+                         "exception_message": message}))
         elif kind == "execution_interrupted":
             pending.future.set_exception(ComfyUIError(
                 f"the prompt was interrupted in ComfyUI at node {data.get('node_id')}"))
@@ -242,12 +249,19 @@ class ComfyUIClient:
                 payload = await resp.json(content_type=None)
             except (ValueError, aiohttp.ContentTypeError):
                 payload = {"error": {"message": (await resp.text())[:500]}}
-            if resp.status == 200:
+            node_errors = payload.get("node_errors") if isinstance(payload, dict) else None
+            if resp.status == 200 and not node_errors:
                 return
+            if resp.status == 200:
+                # ComfyUI queued the outputs it could and reported the others' errors: the
+                # workflow as a whole was not accepted; take it back out of the queue
+                await self.cancel(prompt_id)
+                summary = _summarize_node_errors(node_errors if isinstance(node_errors, Mapping) else {})
+                raise PromptRejected("ComfyUI rejected part of the prompt" + (f" ({summary})" if summary else ""),
+                                     details={"node_errors": node_errors, "error": None})
             err = payload.get("error") if isinstance(payload, dict) else None
             message = err.get("message") if isinstance(err, dict) else str(err)
             detail = err.get("details") if isinstance(err, dict) else None
-            node_errors = payload.get("node_errors") if isinstance(payload, dict) else None
             if resp.status == 400:
                 text = message or "ComfyUI rejected the prompt"
                 if detail:
