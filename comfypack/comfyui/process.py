@@ -108,6 +108,7 @@ class ComfyUIProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: deque[str] = deque(maxlen=log_lines)
         self._log_thread: threading.Thread | None = None
+        self._node_args: list[str] = []
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -149,7 +150,7 @@ class ComfyUIProcess:
                "--input-directory", str(self.input_dir), "--output-directory", str(self.output_dir),
                "--temp-directory", str(self.workdir / "temp"), "--user-directory", str(self.workdir / "user"),
                "--extra-model-paths-config", str(self.workdir / "comfypack_extra_paths.yaml"),
-               "--database-url", "sqlite:///:memory:"]
+               "--database-url", "sqlite:///:memory:", *self._node_args]
         if self.cpu:
             cmd.append("--cpu")
         if not self.metadata:
@@ -164,9 +165,7 @@ class ComfyUIProcess:
             self.workdir = Path(tempfile.mkdtemp(prefix="comfypack-worker-"))
         for sub in ("input", "output", "temp", "user"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
-        node_dirs = [str(node_package_dir())]
-        # more node folders (e.g. the test node set): COMFYPACK_EXTRA_NODES_DIRS, os.pathsep-separated
-        node_dirs += [d for d in os.environ.get("COMFYPACK_EXTRA_NODES_DIRS", "").split(os.pathsep) if d]
+        node_dirs, self._node_args = self._node_setup()
         custom_nodes = "|\n" + "".join(f"    {d}\n" for d in node_dirs)
         (self.workdir / "comfypack_extra_paths.yaml").write_text(
             f"comfypack:\n  base_path: {self.comfyui_dir}\n  custom_nodes: {custom_nodes}")
@@ -182,6 +181,39 @@ class ComfyUIProcess:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_pdeathsig)
         self._log_thread = threading.Thread(target=self._pump, args=(self._proc,), daemon=True)
         self._log_thread.start()
+
+    def _node_setup(self) -> tuple[list[str], list[str]]:
+        """The node folders to add, and the ComfyUI flags that make *this* comfypack's node package
+        the one that loads.
+
+        ComfyUI loads every ``comfypack_nodes`` it finds; with two copies the routes of the first
+        and the node classes of the last win. A tree whose ``custom_nodes/comfypack_nodes`` is
+        this package (a link) needs nothing added; a *different* copy (another comfypack version)
+        is skipped: this package is exposed under another folder name and every other custom node
+        is allow-listed by name (``--disable-all-custom-nodes --whitelist-custom-nodes``).
+        """
+        assert self.workdir is not None
+        own = node_package_dir()
+        extra = [d for d in os.environ.get("COMFYPACK_EXTRA_NODES_DIRS", "").split(os.pathsep) if d]
+        tree_nodes = self.comfyui_dir / "custom_nodes"
+        copy = tree_nodes / "comfypack_nodes"
+        if not copy.exists():
+            return [str(own), *extra], []
+        if copy.resolve() == (own / "comfypack_nodes").resolve():
+            return extra, []  # the tree loads this very package already
+        logger.warning("%s is a different copy of comfypack's node package; this worker skips it and "
+                       "loads %s", copy, own / "comfypack_nodes")
+        exposed = self.workdir / "nodes"
+        exposed.mkdir(exist_ok=True)
+        link = exposed / "comfypack_nodes_active"
+        if not link.is_symlink():
+            link.symlink_to(own / "comfypack_nodes", target_is_directory=True)
+        names = {"comfypack_nodes_active"}
+        for folder in [tree_nodes, *map(Path, extra)]:
+            with contextlib.suppress(OSError):
+                names.update(e.name for e in folder.iterdir() if e.name != "comfypack_nodes")
+        return [str(exposed), *extra], ["--disable-all-custom-nodes", "--whitelist-custom-nodes",
+                                        *sorted(names)]
 
     def _pump(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None

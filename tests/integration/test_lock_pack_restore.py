@@ -29,7 +29,8 @@ from click.testing import CliRunner
 from conftest import FileServer, require_comfyui
 
 from comfypack.cli import cli
-from comfypack.lockfile import GitSource, PackagedSource, loads
+from comfypack.comfyui.source import comfyui_version
+from comfypack.lockfile import ArchiveSource, GitSource, PackagedSource, loads
 
 pytestmark = pytest.mark.integration
 
@@ -169,7 +170,9 @@ def test_lock_pack_unpack_run_reproduces_the_output(tmp_path: Path, file_server:
     lock_text = (tmp_path / "lock1.json").read_text()
     assert (tmp_path / "lock2.json").read_text() == lock_text
     lock = loads(lock_text)
-    assert isinstance(lock.comfyui.source, PackagedSource) and lock.comfyui.version == "0.3.75"
+    # make setup's ComfyUI comes from the packaged wheel, the current line from its release archive
+    assert isinstance(lock.comfyui.source, (PackagedSource, ArchiveSource))
+    assert lock.comfyui.version == comfyui_version(comfy)
     (m,) = lock.models
     assert (m.folder, m.path, m.sha256, m.size) == ("upscale_models", MODEL, digest, model.stat().st_size)
     assert [s.url for s in m.sources] == [url]

@@ -19,6 +19,8 @@ import httpx
 import pytest
 from conftest import EXAMPLES, group_members
 
+from comfypack.comfyui.source import comfyui_version
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 TEXT_TOOLS = EXAMPLES / "text_tools"
@@ -112,19 +114,27 @@ def test_interface_of_a_broken_body_is_a_400(http: httpx.Client, body: dict[str,
 # -- safety ------------------------------------------------------------------------------------
 
 
+def _refused(r: httpx.Response, comfyui: Any, mention: str = "") -> None:
+    """A 403: comfypack's JSON refusal, or — on ComfyUI 0.2x, which checks Sec-Fetch-Site and a
+    Host/Origin mismatch itself before any route runs — ComfyUI's own plain-text one."""
+    assert r.status_code == 403
+    if r.headers.get("content-type", "").startswith("application/json"):
+        assert r.json()["error"]["type"] == "forbidden" and mention in r.json()["error"]["message"]
+    else:
+        assert comfyui_version(comfyui.comfyui_dir) != "0.3.75", r.text
+
+
 def test_cross_origin_posts_are_refused(http: httpx.Client, comfyui: Any) -> None:
     body = {"workflow": _api()}
     # a browser says where the request comes from: Sec-Fetch-Site (ComfyUI itself does not look)
     r = http.post("/comfypack/interface", json=body, headers={"Sec-Fetch-Site": "cross-site"})
-    assert r.status_code == 403
-    assert r.json()["error"]["type"] == "forbidden"
+    _refused(r, comfyui)
     assert http.post("/comfypack/pack", json=body, headers={"Sec-Fetch-Site": "same-site"}).status_code == 403
     # an Origin that is not this host: refused by comfypack even where ComfyUI's own loopback-only
     # check does not apply (a ComfyUI reached by a LAN name)
     r = http.post("/comfypack/serve", json=body, headers={"Origin": "http://evil.example",
                                                           "Host": "comfy.lan:8188"})
-    assert r.status_code == 403 and r.json()["error"]["type"] == "forbidden"
-    assert "evil.example" in r.json()["error"]["message"]
+    _refused(r, comfyui, "evil.example")
     r = http.post("/comfypack/interface", json=body, headers={"Origin": "null", "Host": "comfy.lan:8188"})
     assert r.status_code == 403
     # ... and on loopback (whoever answers first, it is a 403)
@@ -301,5 +311,7 @@ def test_build_and_deploy_answer_clearly(http: httpx.Client) -> None:
 
 
 def test_runs_route_still_cleans_up(http: httpx.Client) -> None:
-    assert http.delete(f"/comfypack/runs/{'a' * 32}").json() == {"run_id": "a" * 32, "removed": 0}
+    run_id = "0b9c4d1e-2f3a-4b5c-8d6e-7f8091a2b3c4"
+    assert http.delete(f"/comfypack/runs/{run_id}").json() == {"run_id": run_id, "removed": 0}
     assert http.delete("/comfypack/runs/nope").status_code == 400
+    assert http.delete(f"/comfypack/runs/{'a' * 32}").status_code == 400  # ids are canonical UUIDs

@@ -281,3 +281,64 @@ def test_install_requirements_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(source_mod.subprocess, "run", lambda cmd, *a, **k: subprocess.CompletedProcess(cmd, 3))
     with pytest.raises(ProvisionError, match=r"pip install failed \(exit 3\)"):
         install_requirements(tmp_path, "py")
+
+
+# -- release archives (ArchiveSource) -----------------------------------------------------------
+
+
+def build_tarball(path: Path, top: str = "ComfyUI-9.9.9", extra: dict[str, str] | None = None) -> Path:
+    import io
+    import tarfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files = {f"{top}/main.py": "print('fake ComfyUI')\n", f"{top}/comfyui_version.py": '__version__ = "9.9.9"\n',
+             f"{top}/comfy/__init__.py": "", **(extra or {})}
+    with tarfile.open(path, "w:gz") as tf:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_archive_from_file_pins_hash_size_and_top_folder(tmp_path):
+    archive = build_tarball(tmp_path / "ComfyUI-9.9.9.tar.gz")
+    src = source_mod.ArchiveSource.from_file(archive)
+    assert src.sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert src.size == archive.stat().st_size
+    assert src.root == "ComfyUI-9.9.9"
+    assert src.url == archive.resolve().as_uri()
+    assert src.describe()["type"] == "archive"
+
+
+def test_install_from_an_archive_strips_its_top_folder(tmp_path, cache):
+    archive = build_tarball(tmp_path / "ComfyUI-9.9.9.tar.gz")
+    dest, changed = install(source_mod.ArchiveSource.from_file(archive), tmp_path / "comfyui", cache_dir=cache)
+    assert changed and (dest / "main.py").is_file() and comfyui_version(dest) == "9.9.9"
+    assert read_marker(dest)["source"]["type"] == "archive"
+    assert not list(dest.glob(".extract-*"))
+    # cached by sha256; a second install of the same source is a no-op
+    assert install(source_mod.ArchiveSource.from_file(archive), dest, cache_dir=cache) == (dest, False)
+
+
+def test_archive_with_a_changed_file_is_refused(tmp_path, cache):
+    archive = build_tarball(tmp_path / "ComfyUI-9.9.9.tar.gz")
+    src = source_mod.ArchiveSource.from_file(archive)
+    build_tarball(archive, extra={"ComfyUI-9.9.9/evil.py": "x"})  # same path, other bytes
+    with pytest.raises(ProvisionError, match="sha256"):
+        install(src, tmp_path / "comfyui", cache_dir=cache)
+    assert not (tmp_path / "comfyui").exists()
+
+
+def test_archive_entries_escaping_the_target_are_refused(tmp_path, cache):
+    archive = build_tarball(tmp_path / "evil.tar.gz", extra={"../escaped.py": "x"})
+    with pytest.raises(ProvisionError, match="extract"):
+        install(source_mod.ArchiveSource.from_file(archive), tmp_path / "comfyui", cache_dir=cache)
+    assert not (tmp_path / "escaped.py").exists() and not (tmp_path / "comfyui").exists()
+
+
+def test_archive_url_scheme_is_checked(tmp_path, cache):
+    src = source_mod.ArchiveSource(url="ftp://example.org/c.tar.gz", sha256="0" * 64, size=1)
+    with pytest.raises(ProvisionError, match="scheme"):
+        install(src, tmp_path / "comfyui", cache_dir=cache)
