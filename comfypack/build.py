@@ -158,13 +158,16 @@ def _source_tree_sha256() -> str:
 def plan_build(pack: Path, options: BuildOptions | None = None) -> BuildPlan:
     """Read and check ``pack`` and decide what its Bento holds. No side effects."""
     from . import __version__
-    from .lockfile import GitSource
-    from .restore import read_pack
+    from .lockfile import GitSource, requirement
+    from .restore import check_sources, read_pack
 
     options = options or BuildOptions()
     pack = Path(pack)
     contents = read_pack(pack)
     lock = contents.lock
+    # the image build runs pip and git on the lock: refuse what they must not see; local
+    # sources only where the restore may use them (COMFYPACK_ALLOW_LOCAL_SOURCES)
+    check_sources(lock, allow_local=_allow_local_sources())
     name = _check_name(options.name or default_name(pack))
     endpoint = options.endpoint.strip("/") or "generate"
     if options.gpu < 0 or (options.workers is not None and options.workers < 1) \
@@ -187,7 +190,7 @@ def plan_build(pack: Path, options: BuildOptions | None = None) -> BuildPlan:
     if lock.python.platform != _LOCK_PLATFORM:
         logger.warning("the pack was locked on %s; the image is %s — some pinned packages may not "
                        "install there", lock.python.platform, _LOCK_PLATFORM)
-    requirements = [f"{p.name}=={p.version}" for p in lock.packages]
+    requirements = [requirement(p.name, p.version) for p in lock.packages]
     locked = {p.name.lower().replace("_", "-") for p in lock.packages}
     for req in _own_requirements():
         if re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].lower().replace("_", "-") not in locked:
@@ -537,6 +540,11 @@ def _seed_cache(weights: Path, cache: Path) -> None:
                 os.symlink(path.resolve(), target)
 
 
+def _allow_local_sources() -> bool:
+    """``COMFYPACK_ALLOW_LOCAL_SOURCES=1``: restore the lock's file:// sources (a trusted pack)."""
+    return os.environ.get("COMFYPACK_ALLOW_LOCAL_SOURCES", "").lower() in ("1", "true", "yes")
+
+
 def restore_workspace(pack: Path, workspace: Path | None = None, *, home: Path | None = None) -> Any:
     """The service's start-up: restore ``pack`` (on this Python) into ``workspace`` (default:
     ``$COMFYPACK_HOME/workspaces/<pack sha256[:16]>``) with its models, and return the
@@ -554,7 +562,8 @@ def restore_workspace(pack: Path, workspace: Path | None = None, *, home: Path |
     dest = workspace or home / "workspaces" / sha256_file(pack)[:16]
     return unpack(pack, dest, venv=False, progress=False, home=home,
                   hf_endpoint=os.environ.get("HF_ENDPOINT") or None,
-                  civitai_url=os.environ.get("COMFYPACK_CIVITAI_URL") or None)
+                  civitai_url=os.environ.get("COMFYPACK_CIVITAI_URL") or None,
+                  allow_local_sources=_allow_local_sources())
 
 
 def seed_inputs(workspace: Any, pool: Any) -> None:
@@ -577,7 +586,8 @@ def prepare_workspace(pack: Path, workspace: Path) -> Any:
     """The image build's step: restore ``pack`` into ``workspace`` without models."""
     from .restore import unpack
 
-    ws = unpack(Path(pack), Path(workspace), venv=False, models=False, progress=False)
+    ws = unpack(Path(pack), Path(workspace), venv=False, models=False, progress=False,
+                allow_local_sources=_allow_local_sources())
     for sub in ("models", "input"):  # written at start (model links, assets): volumes go there
         (ws.comfyui_dir / sub).mkdir(exist_ok=True)
     return ws

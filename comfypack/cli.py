@@ -292,7 +292,9 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
     comfyui_dir = pack_comfyui or comfyui_dir
     wf = _load_any(workflow, comfyui_dir, comfyui_url)
     interface = parse_interface(wf)
-    runner = WorkflowRunner(wf, interface)
+    from .media import InputLimits
+
+    runner = WorkflowRunner(wf, interface, limits=InputLimits.from_env())
     body = _parse_inputs(interface, inputs)
 
     async def go() -> Any:
@@ -430,9 +432,14 @@ def _workflow_or_pack(path: Path, comfyui_dir: Path | None = None) -> tuple[Path
     logger.info("restoring %s into %s", path, dest)
     ep = _endpoints()
     ws = unpack(path, dest, venv=False, progress=sys.stderr.isatty(), hf_endpoint=ep["hf_endpoint"],
-                civitai_url=ep["civitai_url"])
+                civitai_url=ep["civitai_url"], allow_local_sources=_allow_local_sources())
     _warn_package_drift(ws.lock)
     return ws.workflow_path, ws.comfyui_dir
+
+
+def _allow_local_sources(flag: bool = False) -> bool:
+    """``--allow-local-sources``, or ``COMFYPACK_ALLOW_LOCAL_SOURCES=1``."""
+    return flag or os.environ.get("COMFYPACK_ALLOW_LOCAL_SOURCES", "").lower() in ("1", "true", "yes")
 
 
 def _endpoints() -> dict[str, str | None]:
@@ -591,9 +598,13 @@ def pack_cmd(workflow: Path, comfyui_dir: Path | None, output: Path | None, lock
 @click.option("--no-venv", is_flag=True, help="Do not build a venv; run on this Python environment.")
 @click.option("--sources", "sources_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               default=None, help=_SOURCES_HELP)
+@click.option("--allow-local-sources", is_flag=True,
+              help="Restore file:// (or path) git remotes and ComfyUI archives named by the lock; they "
+                   "read this machine's files, so only for a pack you trust "
+                   "(also COMFYPACK_ALLOW_LOCAL_SOURCES=1).")
 @_errors
 def unpack_cmd(pack: Path, dest: Path, verify_only: bool, force: bool, no_venv: bool,
-               sources_file: Path | None) -> None:
+               sources_file: Path | None, allow_local_sources: bool) -> None:
     """Recreate PACK's workspace in --dir: ComfyUI, custom nodes, venv and verified models."""
     from .restore import read_pack, unpack, verify
 
@@ -613,7 +624,8 @@ def unpack_cmd(pack: Path, dest: Path, verify_only: bool, force: bool, no_venv: 
         sys.exit(1)
     ep = _endpoints()
     ws = unpack(pack, dest, force=force, venv=not no_venv, sources_file=sources_file,
-                progress=sys.stderr.isatty(), hf_endpoint=ep["hf_endpoint"], civitai_url=ep["civitai_url"])
+                progress=sys.stderr.isatty(), hf_endpoint=ep["hf_endpoint"], civitai_url=ep["civitai_url"],
+                allow_local_sources=_allow_local_sources(allow_local_sources))
     con.print(f"restored {pack.name} into {ws.root}")
     con.print(f"  ComfyUI: {ws.comfyui_dir}")
     con.print(f"  Python:  {ws.python}")

@@ -44,6 +44,7 @@ from .lockfile import (
     PythonInfo,
     TreeSource,
     WorkflowInfo,
+    valid_package,
 )
 from .sources import ModelFile, Resolver, default_resolvers, resolve_sources
 
@@ -375,7 +376,12 @@ def _packages(data: Mapping[str, Any]) -> list[Package]:
     keep = _closure(roots, {n: d - dev for n, d in deps.items() if n not in dev})
     only_tooling = _closure(dev, deps) - keep
     excluded = dev | only_tooling
-    return [Package(name=n, version=versions[n]) for n in sorted(versions) if n not in excluded]
+    invalid = sorted(n for n in versions if n not in excluded and not valid_package(n, versions[n]))
+    if invalid:  # a lock pins PEP 508 names to PEP 440 versions only (what pip can take safely)
+        logger.warning("leaving out packages whose version is not PEP 440: %s",
+                       ", ".join(f"{n} {versions[n]!r}" for n in invalid))
+    return [Package(name=n, version=versions[n]) for n in sorted(versions)
+            if n not in excluded and n not in invalid]
 
 
 def list_packages(python: str) -> list[Package]:

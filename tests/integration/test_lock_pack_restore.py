@@ -116,7 +116,8 @@ def _tiny_node(upstream: Path) -> list[str]:
 
 
 def _comfypack(*args: str, home: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COMFYPACK_HOME": str(home)}
+    # the tiny node comes from a file:// remote: this test's packs are trusted, local ones
+    env = {**os.environ, "COMFYPACK_HOME": str(home), "COMFYPACK_ALLOW_LOCAL_SOURCES": "1"}
     env.pop("COMFYPACK_COMFYUI_DIR", None)
     return subprocess.run([sys.executable, "-m", "comfypack.cli", *args], capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=ROOT)
@@ -194,7 +195,12 @@ def test_lock_pack_unpack_run_reproduces_the_output(tmp_path: Path, file_server:
     home2 = tmp_path / "home-elsewhere"
     _seed_wheels(home2)
     fresh = tmp_path / "elsewhere" / "ws"
+    # the node's remote is a file:// URL: refused (one line, exit 2, nothing written) unless allowed
     code, out = _invoke(monkeypatch, home2, "unpack", str(pack), "--dir", str(fresh), "--no-venv")
+    assert code == 2 and "--allow-local-sources" in out and len(out.strip().splitlines()) == 1, out
+    assert not fresh.exists()
+    code, out = _invoke(monkeypatch, home2, "unpack", str(pack), "--dir", str(fresh), "--no-venv",
+                        "--allow-local-sources")
     assert code == 0, out
     cached = home2 / "models" / "sha256" / digest
     assert cached.read_bytes() == model.read_bytes()
@@ -287,6 +293,7 @@ def test_tampered_packs_are_refused_without_writing_anything(tmp_path: Path, fil
 
     # the untampered pack restores (weights carried in it: no source needed)
     dest = tmp_path / "targets" / "good"
-    code, out = _invoke(monkeypatch, home, "unpack", str(good), "--dir", str(dest), "--no-venv")
+    code, out = _invoke(monkeypatch, home, "unpack", str(good), "--dir", str(dest), "--no-venv",
+                        "--allow-local-sources")
     assert code == 0, out
     assert (dest / "comfyui" / "models" / "upscale_models" / MODEL).read_bytes() == weights

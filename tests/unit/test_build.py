@@ -49,6 +49,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def home(tmp_path, monkeypatch):
     h = tmp_path / "home"
     monkeypatch.setenv("COMFYPACK_HOME", str(h))
+    # the fixtures' ComfyUI and nodes come from file:// remotes: a trusted, local pack
+    monkeypatch.setenv("COMFYPACK_ALLOW_LOCAL_SOURCES", "1")
     return h
 
 

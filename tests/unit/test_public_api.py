@@ -31,7 +31,7 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.lockfile": {
         "LOCK_VERSION", "GitSource", "PackagedSource", "ArchiveSource", "TreeSource", "ModelSource", "PythonInfo",
         "ComfyUIInfo", "CustomNode", "Package", "Model", "WorkflowInfo", "Lock", "dumps", "loads",
-        "read_lock", "write_lock", "lock_schema",
+        "read_lock", "write_lock", "lock_schema", "requirement", "valid_package", "is_local_url",
     },
     "comfypack.sources": {
         "ModelFile", "Resolver", "SourcesFile", "HFCacheResolver", "HFApiResolver", "CivitaiResolver",
@@ -47,7 +47,7 @@ EXPECTED: dict[str, set[str]] = {
     },
     "comfypack.restore": {
         "PackContents", "Workspace", "read_pack", "unpack", "verify", "model_cache_dir",
-        "WORKSPACE_MARKER",
+        "WORKSPACE_MARKER", "PackLimits", "check_sources",
     },
     "comfypack.workflow": {
         "INPUT_NODES", "OUTPUT_NODES", "FILE_KINDS", "InputSpec", "OutputSpec", "Interface",

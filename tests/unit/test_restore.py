@@ -35,6 +35,8 @@ from ._lock_helpers import MODEL_BYTES, fake_env, git, rewrite_zip, sha, sources
 def home(tmp_path, monkeypatch):
     h = tmp_path / "home"
     monkeypatch.setenv("COMFYPACK_HOME", str(h))
+    # the fixtures' ComfyUI and nodes come from file:// remotes: a trusted, local pack
+    monkeypatch.setenv("COMFYPACK_ALLOW_LOCAL_SOURCES", "1")
     return h
 
 
@@ -62,7 +64,7 @@ def _files(root: Path) -> dict[str, float]:
 def test_unpack_restores_comfyui_nodes_models_and_assets_at_the_locked_state(tmp_path, home, file_server):
     env, pack, lock = _served_pack(tmp_path, file_server)
     dest = tmp_path / "ws"
-    ws = unpack(pack, dest, venv=False, progress=False)
+    ws = unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
 
     assert ws.root == dest and ws.comfyui_dir == dest / "comfyui"
     assert ws.python == sys.executable
@@ -90,10 +92,10 @@ def test_unpack_restores_comfyui_nodes_models_and_assets_at_the_locked_state(tmp
 def test_a_second_unpack_is_a_quick_no_op(tmp_path, home, file_server):
     _, pack, _ = _served_pack(tmp_path, file_server)
     dest = tmp_path / "ws"
-    unpack(pack, dest, venv=False, progress=False)
+    unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
     before = _files(dest)
     (file_server.root / "p-tiny.safetensors").unlink()  # the cache serves it now
-    ws = unpack(pack, dest, venv=False, progress=False)
+    ws = unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
     assert _files(dest) == before
     assert verify(ws.root) == []
 
@@ -102,7 +104,7 @@ def test_included_weights_restore_without_any_source(tmp_path, home, file_server
     _, pack, _ = _served_pack(tmp_path, file_server, include_models=True)
     (file_server.root / "p-tiny.safetensors").unlink()
     dest = tmp_path / "ws"
-    unpack(pack, dest, venv=False, progress=False)
+    unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
     assert (dest / "comfyui/models/upscale_models/tiny.safetensors").read_bytes() == MODEL_BYTES
 
 
@@ -112,7 +114,7 @@ def test_included_weights_restore_without_any_source(tmp_path, home, file_server
 def test_verify_lists_every_difference_and_changes_nothing(tmp_path, home, file_server):
     env, pack, _ = _served_pack(tmp_path, file_server)
     dest = tmp_path / "ws"
-    unpack(pack, dest, venv=False, progress=False)
+    unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
     model = dest / "comfyui/models/upscale_models/tiny.safetensors"
     data = bytearray(MODEL_BYTES)
     data[3] ^= 1
@@ -163,7 +165,7 @@ def test_models_without_sources_are_one_error_naming_each(tmp_path, home, file_s
                        hash_cache=HashCache(None))
     dest = tmp_path / "ws"
     with pytest.raises(RestoreError) as e:
-        unpack(pack, dest, venv=False, progress=False)
+        unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
     msg = e.value.message
     assert "2 model(s)" in msg
     assert "checkpoints/big.ckpt" in msg and "upscale_models/tiny.safetensors" in msg
@@ -173,7 +175,7 @@ def test_models_without_sources_are_one_error_naming_each(tmp_path, home, file_s
     sf = sources_file(tmp_path / "s.json", {
         sha(b"checkpoint bytes"): file_server.put("big.ckpt", b"checkpoint bytes"),
         "tiny.safetensors": file_server.put("tiny-by-name", MODEL_BYTES)})
-    unpack(pack, dest, venv=False, progress=False, sources_file=sf)
+    unpack(pack, dest, venv=False, progress=False, allow_local_sources=True, sources_file=sf)
     assert verify(dest) == []
 
 
@@ -183,7 +185,7 @@ def test_a_source_with_wrong_bytes_is_refused_and_never_cached(tmp_path, home, f
     (file_server.root / "p-tiny.safetensors").write_bytes(bad)
     dest = tmp_path / "ws"
     with pytest.raises(RestoreError, match="not the locked file"):
-        unpack(pack, dest, venv=False, progress=False)
+        unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
     assert not dest.exists()
     assert list(model_cache_dir(home).iterdir()) == []  # neither the file nor a .partial
 
@@ -193,7 +195,7 @@ def test_a_second_source_is_tried_when_the_first_fails(tmp_path, home, file_serv
     (file_server.root / "p-tiny.safetensors").unlink()  # the lock's source: 404
     sf = sources_file(tmp_path / "s.json", {sha(MODEL_BYTES): [
         "http://127.0.0.1:1/unreachable", file_server.put("mirror", MODEL_BYTES)]})
-    unpack(pack, tmp_path / "ws", venv=False, progress=False, sources_file=sf)
+    unpack(pack, tmp_path / "ws", venv=False, progress=False, allow_local_sources=True, sources_file=sf)
     assert (tmp_path / "ws/comfyui/models/upscale_models/tiny.safetensors").read_bytes() == MODEL_BYTES
 
 
@@ -222,7 +224,7 @@ def test_unsafe_entries_are_refused_before_anything_is_written(tmp_path, home, f
     bad = rewrite_zip(pack, tmp_path / "bad.cpack.zip", add=add)
     dest = tmp_path / "a" / "b" / "ws"
     with pytest.raises(RestoreError, match="unsafe pack"):
-        unpack(bad, dest, venv=False, progress=False)
+        unpack(bad, dest, venv=False, progress=False, allow_local_sources=True)
     assert not (tmp_path / "a").exists()
     assert not (tmp_path / "evil").exists() and not Path("/tmp/comfypack-abs-evil").exists()
     assert not model_cache_dir(home).exists()  # refused before fetching anything
@@ -234,7 +236,7 @@ def test_a_carried_weight_that_does_not_match_the_lock_is_refused(tmp_path, home
     bad = rewrite_zip(pack, tmp_path / "bad.cpack.zip", replace={name: bytes(reversed(MODEL_BYTES))})
     dest = tmp_path / "ws"
     with pytest.raises(RestoreError, match="pack was modified"):
-        unpack(bad, dest, venv=False, progress=False)
+        unpack(bad, dest, venv=False, progress=False, allow_local_sources=True)
     assert not dest.exists()
     assert list(model_cache_dir(home).iterdir()) == []
 
@@ -280,9 +282,9 @@ def test_a_foreign_folder_needs_force_and_force_only_adds(tmp_path, home, file_s
     dest.mkdir()
     (dest / "notes.txt").write_text("mine")
     with pytest.raises(RestoreError, match="--force"):
-        unpack(pack, dest, venv=False, progress=False)
+        unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
     assert sorted(p.name for p in dest.iterdir()) == ["notes.txt"]
-    unpack(pack, dest, venv=False, progress=False, force=True)
+    unpack(pack, dest, venv=False, progress=False, allow_local_sources=True, force=True)
     assert (dest / "notes.txt").read_text() == "mine"
     assert verify(dest) == []
 
@@ -290,13 +292,13 @@ def test_a_foreign_folder_needs_force_and_force_only_adds(tmp_path, home, file_s
 def test_files_in_the_way_are_never_overwritten(tmp_path, home, file_server):
     _, pack, _ = _served_pack(tmp_path, file_server)
     dest = tmp_path / "ws"
-    unpack(pack, dest, venv=False, progress=False)
+    unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
     model = dest / "comfyui/models/upscale_models/tiny.safetensors"
     model.unlink()
     model.write_bytes(b"someone else's weights")
     (dest / "comfyui/input/in.png").write_bytes(b"someone else's picture")
     with pytest.raises(RestoreError, match="never overwrites") as e:
-        unpack(pack, dest, venv=False, progress=False)
+        unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
     assert "tiny.safetensors" in e.value.message and "in.png" in e.value.message
     assert model.read_bytes() == b"someone else's weights"
     assert (dest / "comfyui/input/in.png").read_bytes() == b"someone else's picture"
@@ -306,9 +308,9 @@ def test_a_workspace_of_another_lock_is_refused(tmp_path, home, file_server):
     _, pack_a, _ = _served_pack(tmp_path, file_server, name="a")
     _, pack_b, _ = _served_pack(tmp_path, file_server, name="b")  # other upstream commits
     dest = tmp_path / "ws"
-    unpack(pack_a, dest, venv=False, progress=False)
+    unpack(pack_a, dest, venv=False, progress=False, allow_local_sources=True)
     with pytest.raises(RestoreError, match="another lock"):
-        unpack(pack_b, dest, venv=False, progress=False)
+        unpack(pack_b, dest, venv=False, progress=False, allow_local_sources=True)
 
 
 def test_a_failed_first_restore_removes_only_what_it_created(tmp_path, home, file_server):
@@ -325,7 +327,7 @@ def test_a_failed_first_restore_removes_only_what_it_created(tmp_path, home, fil
     (parent / "other.txt").write_text("untouched")
     dest = parent / "ws"
     with pytest.raises(RestoreError, match="tiny_node"):
-        unpack(pack, dest, venv=False, progress=False)
+        unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
     assert not dest.exists()
     assert sorted(p.name for p in parent.iterdir()) == ["other.txt"]
     assert (model_cache_dir(home) / sha(MODEL_BYTES)).is_file()  # the verified cache stays
@@ -336,7 +338,7 @@ def test_a_plain_node_missing_from_the_pack_is_an_error(tmp_path, home, file_ser
     bad = rewrite_zip(pack, tmp_path / "bad.cpack.zip", drop=(
         "custom_nodes/plain_node/__init__.py", "custom_nodes/plain_node/data/table.txt"))
     with pytest.raises(RestoreError, match="plain_node"):
-        unpack(bad, tmp_path / "ws", venv=False, progress=False)
+        unpack(bad, tmp_path / "ws", venv=False, progress=False, allow_local_sources=True)
     assert not (tmp_path / "ws").exists()
 
 
@@ -347,7 +349,7 @@ def test_the_venv_gets_exactly_the_locked_packages(tmp_path, home, file_server):
     _, pack, _ = _served_pack(tmp_path, file_server,
                               lock_update={"packages": [Package(name="six", version="1.16.0")]})
     dest = tmp_path / "ws"
-    ws = unpack(pack, dest, venv=True, progress=False)
+    ws = unpack(pack, dest, venv=True, progress=False, allow_local_sources=True)
     assert ws.python == str(dest / "venv" / "bin" / "python")
     out = subprocess.run([ws.python, "-c", "import six; print(six.__version__)"],
                          capture_output=True, text=True, check=True)
@@ -357,7 +359,7 @@ def test_the_venv_gets_exactly_the_locked_packages(tmp_path, home, file_server):
                     "--disable-pip-version-check", "--no-deps", "six==1.17.0"], check=True,
                    capture_output=True)
     assert verify(dest) == ["package six: 1.17.0 installed, locked 1.16.0"]
-    unpack(pack, dest, venv=True, progress=False)  # puts the locked version back
+    unpack(pack, dest, venv=True, progress=False, allow_local_sources=True)  # puts the locked version back
     assert verify(dest) == []
 
 
