@@ -25,7 +25,10 @@ graph as ``ui_workflow`` and a ``name``.
   A service attached to a ComfyUI by URL cannot reach those folders itself.
 
 Safety: every route refuses cross-origin browser requests (``Sec-Fetch-Site`` / ``Origin`` vs the
-``Host``) with 403, POSTs take ``application/json`` only (415), and errors are JSON
+``Host``) with 403, and requests whose ``Host`` is not one of this ComfyUI's names (loopback
+names and addresses, the address it was reached on, ``COMFYPACK_ALLOWED_HOSTS``) with 403 — a
+page on ``evil.example`` whose DNS name was rebound to this machine is same-origin with itself,
+but its ``Host`` gives it away. POSTs take ``application/json`` only (415), and errors are JSON
 ``{"error": {"type", "message", "details"}}``. Long work never runs on ComfyUI's event loop.
 """
 
@@ -97,6 +100,40 @@ def cross_origin(request: web.Request) -> str | None:
     return None
 
 
+def _allowed_hosts() -> set[str]:
+    """``COMFYPACK_ALLOWED_HOSTS``: more names this ComfyUI answers to (comma-separated host
+    names or addresses, no ports; ``*``: any — only behind a proxy that checks Host itself)."""
+    return {h.strip().lower().strip("[]") for h in os.environ.get("COMFYPACK_ALLOWED_HOSTS", "").split(",")
+            if h.strip()}
+
+
+def untrusted_host(request: web.Request) -> str | None:
+    """Why the request's ``Host`` is not a name of this ComfyUI, or None. Trusted: ``localhost``
+    and ``*.localhost``, loopback addresses, the address the connection came in on, and
+    ``COMFYPACK_ALLOWED_HOSTS``."""
+    raw = request.headers.get("Host")
+    if raw is None:
+        return None  # HTTP/1.0 without Host: the socket is all there is
+    try:
+        name = (urlsplit(f"//{raw}").hostname or "") if _HOST.match(raw) else ""
+    except ValueError:
+        name = ""
+    if not name:
+        return f"Host {raw[:100]!r} is not a host name"
+    if name == "localhost" or name.endswith(".localhost") or _is_loopback(name):
+        return None
+    allowed = _allowed_hosts()
+    if name in allowed or "*" in allowed:
+        return None
+    try:
+        if ipaddress.ip_address(name) == ipaddress.ip_address(_own_address(request)[1]):
+            return None  # the address this connection reached
+    except (ValueError, ImportError, AttributeError):
+        pass
+    return (f"Host {raw[:100]!r} is not one of this ComfyUI's names; reach it by its address or "
+            "localhost, or add the name to COMFYPACK_ALLOWED_HOSTS")
+
+
 def guarded(*, json_body: bool) -> Callable[[Handler], Callable[[ComfyPackRoutes, web.Request],
                                                                     Awaitable[web.StreamResponse]]]:
     """Same-origin only; for POSTs an ``application/json`` object body; errors as JSON."""
@@ -104,7 +141,7 @@ def guarded(*, json_body: bool) -> Callable[[Handler], Callable[[ComfyPackRoutes
     def decorate(handler: Handler) -> Callable[[ComfyPackRoutes, web.Request], Awaitable[web.StreamResponse]]:
         @functools.wraps(handler)
         async def wrapper(self: ComfyPackRoutes, request: web.Request) -> web.StreamResponse:
-            why = cross_origin(request)
+            why = cross_origin(request) or untrusted_host(request)
             if why is not None:
                 logger.warning("comfypack: refused a cross-origin %s %s (%s)", request.method, request.path, why)
                 return _error(403, "forbidden", f"comfypack's routes answer same-origin requests only ({why})")

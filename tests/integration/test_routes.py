@@ -149,6 +149,29 @@ def test_cross_origin_posts_are_refused(http: httpx.Client, comfyui: Any) -> Non
     assert r.status_code == 200, r.text
 
 
+def test_dns_rebinding_is_refused_by_host(http: httpx.Client, comfyui: Any) -> None:
+    """A page on evil.example whose name was rebound to this machine: its requests are
+    same-origin (Origin matches Host), but the Host is not one of this ComfyUI's names."""
+    port = comfyui.url.rsplit(":", 1)[1]
+    evil = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}",
+            "Sec-Fetch-Site": "same-origin"}
+    body = {"workflow": _api()}
+    for method, path, kw in [("POST", "/comfypack/serve", {"json": body}),
+                             ("POST", "/comfypack/pack", {"json": body}),
+                             ("POST", "/comfypack/interface", {"json": body}),
+                             ("GET", "/comfypack/serve", {}),
+                             ("DELETE", "/comfypack/serve/0123456789abcdef", {}),
+                             ("POST", "/comfypack/build", {"json": body})]:
+        r = http.request(method, path, headers=evil, **kw)
+        _refused(r, comfyui, "evil.example")
+    assert _live_services(http) == []
+    # the same requests by this ComfyUI's own names are answered
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        r = http.post("/comfypack/interface", json=body,
+                      headers={"Host": host, "Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"})
+        assert r.status_code == 200, (host, r.text)
+
+
 def test_only_json_bodies_are_taken(http: httpx.Client) -> None:
     text = json.dumps({"workflow": _api()})
     r = http.post("/comfypack/interface", content=text, headers={"Content-Type": "text/plain"})

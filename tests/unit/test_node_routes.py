@@ -62,6 +62,27 @@ def test_cross_origin(headers: dict[str, str], refused: bool) -> None:
     assert (routes.cross_origin(_request(headers)) is not None) == refused
 
 
+@pytest.mark.parametrize("host, allowed_setting, refused", [
+    ("127.0.0.1:8188", "", False),
+    ("localhost:8188", "", False),
+    ("LOCALHOST", "", False),
+    ("app.localhost:8188", "", False),  # *.localhost is loopback by definition (RFC 6761)
+    ("[::1]:8188", "", False),
+    ("127.0.0.2", "", False),
+    ("evil.example:8188", "", True),  # DNS rebinding: a foreign name that now points here
+    ("comfy.lan:8188", "", True),
+    ("192.168.1.20:8188", "", True),  # not the address this (mocked) connection reached
+    ("localhost.evil.example", "", True),
+    ("comfy.lan:8188", "comfy.lan, other.lan", False),
+    ("evil.example", "comfy.lan", True),
+    ("anything.example", "*", False),
+    ("bad host", "", True),
+])
+def test_host_allow_list(monkeypatch: pytest.MonkeyPatch, host: str, allowed_setting: str, refused: bool) -> None:
+    monkeypatch.setenv("COMFYPACK_ALLOWED_HOSTS", allowed_setting)
+    assert (routes.untrusted_host(_request({"Host": host})) is not None) == refused
+
+
 @pytest.mark.parametrize("name, expected", [
     ("text_tools", "text_tools"), ("My flow.json", "My_flow"), ("../../etc/passwd", "passwd"),
     ("workflows/a b.json", "a_b"), ("", "workflow"), (None, "workflow"), ("...", "workflow"),
