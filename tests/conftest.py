@@ -181,15 +181,16 @@ class Served:
 
 @contextlib.contextmanager
 def bentoml_serve(workflow: Path, log_dir: Path, *, env: dict[str, str] | None = None,
-                  timeout: float = 180.0) -> Iterator[Served]:
-    """`comfypack serve WORKFLOW` on a free port; waits for /readyz; stops the process group."""
+                  timeout: float = 180.0, comfyui_url: str | None = None) -> Iterator[Served]:
+    """`comfypack serve WORKFLOW` on a free port (its own ComfyUI, or attached to ``comfyui_url``);
+    waits for /readyz; stops the process group."""
     from comfypack.comfyui.process import free_port
 
     comfyui_dir = require_comfyui()
     port = free_port()
     log = log_dir / f"serve-{workflow.parent.name}-{port}.log"
     cmd = [sys.executable, "-m", "comfypack.cli", "serve", str(workflow), "--port", str(port),
-           "--comfyui", str(comfyui_dir)]
+           *(["--comfyui-url", comfyui_url] if comfyui_url else ["--comfyui", str(comfyui_dir)])]
     # each service its own BENTOML_HOME: `bentoml serve` recreates its task database there at start
     full_env = {**os.environ, "BENTOML_HOME": str(log_dir / f"bentoml-home-{port}"), **(env or {})}
     with open(log, "wb") as out:

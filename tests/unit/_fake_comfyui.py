@@ -17,6 +17,7 @@ hang       nothing (the prompt never finishes)
 drop       the server closes the client's websocket
 nohistory  finishes, but ``/history`` has nothing for it
 reject     ``/prompt`` answers 400 with ``node_errors``
+partial    ``/prompt`` answers 200 *with* ``node_errors`` (some outputs queued, others invalid)
 http500    ``/prompt`` answers 500
 ========== ====================================================================================
 """
@@ -127,6 +128,9 @@ class FakeComfyUI:
         if self.mode == "http500":
             return web.Response(status=500, text="internal boom")
         prompt_id = body.get("prompt_id") or "generated"
+        if self.mode == "partial":
+            return web.json_response({"prompt_id": prompt_id, "number": len(self.prompts),
+                                      "node_errors": NODE_ERRORS})
         if self.mode == "eager":
             await self._execute(body["client_id"], prompt_id)
         else:

@@ -7,6 +7,7 @@ test; the integration tests run the same client against a real headless ComfyUI.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 import pytest
@@ -97,6 +98,35 @@ def test_prompt_rejected_carries_node_errors():
     assert "node 3 (ImageScale): Value not in list" in err.message
     assert "'cubic' not in" in err.message
     assert client._pending == {}, "a rejected prompt leaves nothing pending"
+
+
+def test_node_errors_in_a_200_answer_reject_the_prompt_and_take_it_back():
+    async def scenario():
+        async with FakeComfyUI() as fake, ComfyUIClient(fake.url) as client:
+            fake.mode = "partial"
+            with pytest.raises(PromptRejected) as info:
+                await client.run(PROMPT, prompt_id="p1", timeout=5)
+            return info.value, fake, client
+
+    err, fake, client = run_async(scenario())
+    assert err.status == 400 and err.details["node_errors"] == NODE_ERRORS
+    assert "node 3 (ImageScale)" in err.message
+    assert fake.queue_posts == [{"delete": ["p1"]}], "the queued part is taken back out"
+    assert client._pending == {}
+
+
+def test_execution_failed_keeps_the_traceback_out_of_the_error(caplog):
+    async def scenario():
+        async with FakeComfyUI() as fake, ComfyUIClient(fake.url) as client:
+            fake.mode = "error"
+            with pytest.raises(ExecutionFailed) as info:
+                await client.run(PROMPT, prompt_id="p1")
+            return info.value
+
+    with caplog.at_level("ERROR", logger="comfypack.comfyui.client"):
+        err = run_async(scenario())
+    assert "traceback" not in err.details and "File x.py" not in json.dumps(err.to_dict())
+    assert "File x.py" in caplog.text  # logged for the operator
 
 
 def test_prompt_http_500_is_a_comfyui_error():

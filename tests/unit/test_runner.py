@@ -359,3 +359,42 @@ def test_run_without_cleanup_keeps_files(tmp_path):
     assert (input_dir / "comfypack" / f"{result.prompt_id}_audio.wav").is_file()
     assert result.outputs == {"audio": []}
     assert result.single_file() is None
+
+
+# -- pixel limits (issue 11): measured from the header, per image and per request ---------------
+
+
+def _two_images() -> WorkflowRunner:
+    wf = {
+        "1": {"class_type": "ComfyPackInputImage", "inputs": {"name": "a", "description": "", "image": "x.png"}},
+        "2": {"class_type": "ComfyPackInputImage", "inputs": {"name": "b", "description": "", "image": "x.png"}},
+        "3": {"class_type": "ComfyPackOutputImage", "inputs": {"images": ["1", 0], "name": "out", "format": "png",
+                                                              "quality": 95, "filename_prefix": "comfypack"}},
+    }
+    from comfypack.media import InputLimits
+
+    return WorkflowRunner(wf, parse_interface(wf), limits=InputLimits(max_image_pixels=3000,
+                                                                      max_request_pixels=5000))
+
+
+def test_pixel_limits_per_image_and_per_request():
+    runner = _two_images()
+    ok = prepare(runner, {"a": png_bytes((50, 50)), "b": png_bytes((40, 40))})  # 2500 + 1600 px
+    assert ok.files["a"].pixels == 2500 and ok.files["b"].pixels == 1600
+    with pytest.raises(InputFetchError) as info:
+        prepare(runner, {"a": png_bytes((60, 60)), "b": png_bytes((4, 4))})  # one image over 3000 px
+    assert info.value.status == 413 and info.value.fields == ["a"] and "60×60" in info.value.message
+    with pytest.raises(RequestError) as info:
+        prepare(runner, {"a": png_bytes((50, 50)), "b": png_bytes((50, 51))})  # 5050 px > 5000
+    assert info.value.status == 413 and info.value.fields == ["a", "b"]
+    assert "per request" in info.value.message
+
+
+def test_default_pixel_limits_follow_the_machine_memory():
+    from comfypack.media import default_pixel_limits
+
+    assert default_pixel_limits(1024**3) == (8_000_000, 8_000_000)  # a small worker: the floor
+    image, request = default_pixel_limits(16 * 1024**3)
+    assert image == 40_000_000 and request == 16 * 1024**3 // 4 // 48
+    assert default_pixel_limits(10**13) == (40_000_000, 200_000_000)
+    assert 9000 * 9000 > image  # the issue's 9000×9000 PNG is refused on any machine
