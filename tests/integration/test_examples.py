@@ -230,9 +230,26 @@ def test_image_adjust_inverts_each_half_of_a_two_tone_image(comfyui: Any) -> Non
 
 
 def test_image_adjust_takes_an_image_url(comfyui: Any, file_server: Any) -> None:
+    from comfypack.media import InputLimits
+    from comfypack.urlfetch import UrlPolicy
+
     url = file_server.put("uniform.png", png((10, 10), (0, 0, 0)))
-    result = run_example(comfyui, "image_adjust", {"image": url, "width": 16, "height": 8})
-    px = pixels(only_file(result, "image").data)
+    body = {"image": url, "width": 16, "height": 8}
+    # the file server is on 127.0.0.1: URL inputs refuse it by default ...
+    with pytest.raises(InputFetchError, match="public addresses"):
+        run_example(comfyui, "image_adjust", body)
+    # ... and reach it where an operator allows it (COMFYPACK_URL_ALLOW)
+    workflow = example("image_adjust")
+    runner = WorkflowRunner(workflow, parse_interface(workflow),
+                            limits=InputLimits(url=UrlPolicy(*UrlPolicy.parse_allow("127.0.0.1"))))
+
+    async def go() -> RunOutput:
+        request = await runner.prepare(body)
+        async with ComfyUIClient(comfyui.url, output_dir=comfyui.output_dir,
+                                 input_dir=comfyui.input_dir) as client:
+            return await runner.run(client, request, timeout=TIMEOUT)
+
+    px = pixels(only_file(asyncio.run(go()), "image").data)
     assert px.shape == (8, 16, 3) and px.min() >= 253
 
 
