@@ -165,9 +165,9 @@ def plan_build(pack: Path, options: BuildOptions | None = None) -> BuildPlan:
     pack = Path(pack)
     contents = read_pack(pack)
     lock = contents.lock
-    # the image build runs pip and git on the lock: refuse what they must not see; local
-    # sources only where the restore may use them (COMFYPACK_ALLOW_LOCAL_SOURCES)
-    check_sources(lock, allow_local=_allow_local_sources())
+    # the image build runs pip and git on the lock: refuse what they must never see (local
+    # sources are refused where they would be read: the restore, unless allowed there)
+    check_sources(lock, allow_local=True)
     name = _check_name(options.name or default_name(pack))
     endpoint = options.endpoint.strip("/") or "generate"
     if options.gpu < 0 or (options.workers is not None and options.workers < 1) \
