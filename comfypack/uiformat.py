@@ -1,19 +1,26 @@
 """Convert a UI-format workflow (what ComfyUI's *Save* writes) to the API format ``/prompt`` takes.
 
-The conversion mirrors what ComfyUI's own frontend (``comfyui-frontend-package`` 1.32.9) does in
-``app.graphToPrompt()``, using a ComfyUI's ``/object_info`` for the node definitions:
+The conversion mirrors what ComfyUI's own frontend (``comfyui-frontend-package``) does in
+``app.graphToPrompt()``, using a ComfyUI's ``/object_info`` for the node definitions. Frontends
+differ; ``convert(..., frontend="1.45.21")`` picks the one to mirror (tested against the real
+1.32.9, 1.45.21 and 1.58.1; see :class:`Frontend`):
 
 - each node's widgets are rebuilt from its definition (inputs in ``input_order``: required, then
   optional, then what the frontend adds itself, e.g. the image ``upload`` button), and
   ``widgets_values`` are assigned to them in order. Widgets the frontend adds without an input
   (the "control after generate" combo after seeds, the upload buttons) take a value slot but are
-  not sent;
+  not sent. A dynamic combo (``COMFY_DYNAMICCOMBO_V3``) is followed by the widgets of its chosen
+  option, named ``<combo>.<input>`` (e.g. ``resize_type.width``), which take the next values;
 - an input with a link takes the link instead of its widget value; links are followed through
   ``Reroute`` nodes, bypassed nodes (mode 4: an output passes on the first input of a matching
-  type) and subgraphs (node ids become ``"<subgraph node>:<inner node>"``);
+  type) and subgraphs (node ids become ``"<subgraph node>:<inner node>"``; newer frontends first
+  renumber a subgraph's nodes whose ids an earlier definition already uses);
 - ``PrimitiveNode`` values replace the widgets they feed; muted nodes (mode 2), notes and other
-  frontend-only nodes are dropped, and links to dropped nodes removed;
-- ``_meta.title`` is the node's title (or the node type's display name).
+  frontend-only nodes are dropped, and links to dropped nodes removed (newer frontends: a muted
+  node feeding a widget leaves the widget's own value; a muted or bypassed subgraph node drops
+  all it contains);
+- list values are sent as ``{"__value__": [...]}``; ``_meta.title`` is the node's title (or the
+  node type's display name).
 
 Missing node types are one :class:`~comfypack.errors.WorkflowError` listing them all.
 """
@@ -26,6 +33,7 @@ import logging
 import math
 import random
 import re
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,11 +63,14 @@ TYPE_RENAMES = {
 #: Frontend-only nodes: never sent to ComfyUI.
 VIRTUAL_TYPES = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
 
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
+
 #: Input types the frontend draws as widgets (core widgets and its bundled extensions').
 WIDGET_TYPES = frozenset({
     "INT", "FLOAT", "BOOLEAN", "STRING", "MARKDOWN", "COMBO", "IMAGEUPLOAD", "COLOR",
     "IMAGECOMPARE", "CHART", "GALLERIA", "TEXTAREA", "LOAD_3D", "PREVIEW_3D", "AUDIO_UI",
-    "AUDIOUPLOAD", "AUDIO_RECORD", "WEBCAM",
+    "AUDIOUPLOAD", "AUDIO_RECORD", "WEBCAM", "PAINTER", "CURVE", "BOUNDING_BOX", "BOUNDING_BOXES",
+    "RANGE", "COLORS", DYNAMIC_COMBO,
 })
 
 #: Save nodes whose ``filename_prefix`` gets ``%Node.widget%`` / ``%date:…%`` replacements.
@@ -72,10 +83,43 @@ SAVE_NODES = frozenset({
 #: comfypack's own web extension gives its audio input one too, kept out of the prompt.
 AUDIO_UI_NODES: dict[str, bool] = {
     "LoadAudio": True, "SaveAudio": True, "PreviewAudio": True, "SaveAudioMP3": True,
-    "SaveAudioOpus": True, "ComfyPackInputAudio": False,
+    "SaveAudioOpus": True, "SaveAudioAdvanced": True, "ComfyPackInputAudio": False,
 }
 
+#: The buttons newer frontends give ``Load3D`` after its file combo: (name, value), both saved and sent.
+LOAD3D_BUTTONS = (("upload 3d model", "upload3dmodel"), ("upload extra resources", "uploadExtraResources"),
+                  ("clear", "clear"))
+
+_URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
 _UNSET: Any = object()  # JavaScript's `undefined`: the key is left out of the JSON
+
+
+@dataclass(frozen=True)
+class Frontend:
+    """What differs between the frontend versions comfypack mirrors (tested: 1.32.9, the one
+    ComfyUI 0.3.75 pins; 1.45.21, pinned by 0.28.2; 1.58.1). A version between two tested ones
+    behaves as the newer one."""
+
+    version: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, version: str | None) -> Frontend:
+        """``"1.45.21"`` → its behaviour; ``None`` or unreadable → the newest comfypack knows."""
+        nums = re.findall(r"\d+", version or "")
+        return cls(tuple(int(n) for n in nums[:3]) if nums else (99,))
+
+    @property
+    def modern(self) -> bool:
+        """1.33 and later: a muted node feeding an input resolves to nothing (the widget keeps its
+        value); a muted or bypassed subgraph node on the root graph drops everything inside it;
+        the ``PreviewAny`` text preview is not sent; the image-compare widget is sent; curves
+        carry ``__type__``; subgraph node ids are made unique across definitions on load."""
+        return self.version >= (1, 33)
+
+    @property
+    def audio_ui_sent(self) -> bool:
+        """The audio player widget is part of the prompt before 1.46 (1.58: it is not)."""
+        return self.version < (1, 46)
 
 
 def is_ui_format(data: Any) -> bool:
@@ -143,6 +187,65 @@ class _Graph:
     links: dict[Any, _Link] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)  # a subgraph's input slots
     outputs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _unique_subgraph_node_ids(ui: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Newer frontends give a subgraph's node a new id when an earlier definition (or the root
+    graph) already uses its id — the next free one after the graph's last node id — and patch
+    the definition's links and the ``proxyWidgets`` that name it. A copy of ``ui``, so changed."""
+    definitions = (ui.get("definitions") or {}).get("subgraphs") or []
+    if not definitions:
+        return ui
+    ui = copy.deepcopy(dict(ui))
+    definitions = ui["definitions"]["subgraphs"]
+    state = ui.get("state") if ui.get("version") != 0.4 else None
+    last = (state or {}).get("lastNodeId") if isinstance(state, Mapping) else None
+    last = int(last if isinstance(last, int) else ui.get("last_node_id") or 0)
+    used = {n.get("id") for n in ui.get("nodes") or [] if isinstance(n, Mapping) and isinstance(n.get("id"), int)}
+    remapped: dict[Any, dict[int, int]] = {}
+    for sg in definitions:
+        if not isinstance(sg, Mapping):
+            continue
+        mapping: dict[int, int] = {}
+        for n in sg.get("nodes") or []:
+            nid = n.get("id") if isinstance(n, Mapping) else None
+            if not isinstance(nid, int) or isinstance(nid, bool):
+                continue
+            if nid in used:
+                while True:
+                    last += 1
+                    if last not in used:
+                        break
+                mapping[nid] = n["id"] = last
+                used.add(last)
+            else:
+                used.add(nid)
+                last = max(last, nid)
+        if mapping:
+            remapped[sg.get("id")] = mapping
+            for link in sg.get("links") or []:
+                if isinstance(link, dict):
+                    for end in ("origin_id", "target_id"):
+                        link[end] = mapping.get(link.get(end), link.get(end))
+                elif isinstance(link, list) and len(link) >= 5:
+                    link[1], link[3] = mapping.get(link[1], link[1]), mapping.get(link[3], link[3])
+            for w in sg.get("widgets") or []:
+                if isinstance(w, dict) and w.get("id") in mapping:
+                    w["id"] = mapping[w["id"]]
+    all_nodes = list(ui.get("nodes") or []) + [n for sg in definitions if isinstance(sg, Mapping)
+                                                for n in sg.get("nodes") or []]
+    for n in all_nodes:
+        mapping = remapped.get(n.get("type")) if isinstance(n, dict) else None
+        proxies = (n.get("properties") or {}).get("proxyWidgets") if mapping else None
+        for p in proxies if isinstance(proxies, list) else []:
+            if isinstance(p, list) and p:
+                try:
+                    new = mapping.get(int(p[0]))  # type: ignore[union-attr]
+                except (TypeError, ValueError):
+                    continue
+                if new is not None:
+                    p[0] = str(new)
+    return ui
 
 
 def _parse_links(raw: Any) -> dict[Any, _Link]:
@@ -230,7 +333,7 @@ def _combo_default(spec: Mapping[str, Any]) -> Any:
     return "Loading..." if spec.get("remote") else _UNSET
 
 
-def _make_widgets(class_type: str, specs: list[dict[str, Any]]) -> list[_Widget]:
+def _make_widgets(class_type: str, specs: list[dict[str, Any]], fe: Frontend) -> list[_Widget]:
     widgets: list[_Widget] = []
     for spec in specs:
         kind = _widget_kind(spec)
@@ -244,13 +347,24 @@ def _make_widgets(class_type: str, specs: list[dict[str, Any]]) -> list[_Widget]
                 widgets.append(_Widget("control_after_generate", "control", {}, "randomize", sent=False))
         elif kind == "COMBO":
             widgets.append(_Widget(name, kind, spec, _combo_default(spec)))
+            if class_type == "Load3D" and name == "model_file" and fe.modern:  # its buttons (sent)
+                widgets += [_Widget(n, "button", {}, v) for n, v in LOAD3D_BUTTONS]
             if spec.get("control_after_generate") and not spec.get("multi_select"):
                 widgets.append(_Widget("control_after_generate", "control", {}, "randomize", sent=False))
                 widgets.append(_Widget("control_filter_list", "control", {}, "", sent=False))
         elif kind in ("IMAGEUPLOAD", "AUDIOUPLOAD"):
             widgets.append(_Widget(name, kind, spec, "image" if kind == "IMAGEUPLOAD" else "", sent=False))
-        elif kind == "AUDIO_UI":  # an audio player: no value slot, sent as ""
-            widgets.append(_Widget(name, kind, spec, "", slot=False, sent=AUDIO_UI_NODES.get(class_type, True)))
+        elif kind == "AUDIO_UI":  # an audio player: no value slot, sent as "" (or its file's URL)
+            sent = AUDIO_UI_NODES.get(class_type, True) and fe.audio_ui_sent
+            widgets.append(_Widget(name, kind, spec, "", slot=False, sent=sent))
+        elif kind == DYNAMIC_COMBO:  # a combo whose chosen option brings its own widgets
+            keys = [o.get("key") for o in spec.get("options") or [] if isinstance(o, Mapping)]
+            combo = _Widget(name, kind, {**spec, "options": keys, "raw_options": spec.get("options") or []},
+                            keys[0] if keys else _UNSET)
+            widgets.append(combo)
+            widgets += _dynamic_children(class_type, combo, fe)
+        elif kind == "IMAGECOMPARE":  # before/after viewer: no value slot; newer frontends send it
+            widgets.append(_Widget(name, kind, spec, ["", ""], slot=False, sent=fe.modern))
         elif kind == "FLOAT":
             widgets.append(_Widget(name, kind, spec, spec.get("default", 0)))
         elif kind == "BOOLEAN":
@@ -259,9 +373,22 @@ def _make_widgets(class_type: str, specs: list[dict[str, Any]]) -> list[_Widget]
             widgets.append(_Widget(name, kind, spec, spec.get("default") or ""))
         else:
             widgets.append(_Widget(name, kind, spec, spec.get("default", _UNSET)))
-    if class_type == "PreviewAny":  # a read-only text preview the frontend adds (sent, empty)
+    if class_type == "PreviewAny" and not fe.modern:  # a read-only text preview (sent, empty)
         widgets.append(_Widget("preview", "MARKDOWN", {}, "", slot=False))
     return widgets
+
+
+def _dynamic_children(class_type: str, combo: _Widget, fe: Frontend) -> list[_Widget]:
+    """The widgets the chosen option of a dynamic combo brings, named ``<combo>.<input>``
+    (required, then optional; nested dynamic combos expand in turn)."""
+    option = next((o for o in combo.spec.get("raw_options") or []
+                   if isinstance(o, Mapping) and o.get("key") == combo.value), None)
+    if option is None:
+        return []
+    section = option.get("inputs") or {}
+    specs = [_spec(raw, f"{combo.name}.{sub}", optional) for optional, part in ((False, "required"), (True, "optional"))
+             for sub, raw in (section.get(part) or {}).items()]
+    return _make_widgets(class_type, specs, fe)
 
 
 def _migrate_widgets_values(specs: list[dict[str, Any]], widgets: list[_Widget],
@@ -281,8 +408,11 @@ def _migrate_widgets_values(specs: list[dict[str, Any]], widgets: list[_Widget],
 
 
 class _Loader:
-    def __init__(self, ui: Mapping[str, Any], object_info: Mapping[str, Any]):
+    def __init__(self, ui: Mapping[str, Any], object_info: Mapping[str, Any], fe: Frontend):
         self.object_info = object_info
+        self.fe = fe
+        if fe.modern:
+            ui = _unique_subgraph_node_ids(ui)
         self.definitions = {d["id"]: d for d in ((ui.get("definitions") or {}).get("subgraphs") or [])
                             if isinstance(d, Mapping) and "id" in d}
         self.subgraphs: dict[str, _Graph] = {}
@@ -338,7 +468,12 @@ class _Loader:
                     ui_outputs: list[Mapping[str, Any]], values: Any) -> None:
         assert node.definition is not None
         specs = _ordered_specs(node.type, node.definition)
-        node.widgets = _make_widgets(node.type, specs)
+        node.widgets = _make_widgets(node.type, specs, self.fe)
+        if node.type == "CustomCombo" and self.fe.modern:  # its extension: one widget per option
+            count = max(1, len(values) - 2) if isinstance(values, list) else 1
+            node.widgets += [_Widget("index", "INT", {}, -1)]
+            node.widgets += [_Widget(f"option{i}", "STRING", {}, "") for i in range(1, count + 1)]
+        self._assign_values(node, specs, values)
         by_name = {str(i.get("name")): i for i in ui_inputs}
         sockets = [s for s in specs if _widget_kind(s) is None]
         widget_names = {w.name for w in node.widgets}
@@ -360,7 +495,6 @@ class _Loader:
         outputs = list(node.definition.get("output") or [])
         node.output_types = ["COMBO" if isinstance(t, list) else t for t in outputs]
         node.output_types += [o.get("type") for o in ui_outputs[len(outputs):]]
-        self._assign_values(node, specs, values)
 
     def _assign_values(self, node: _Node, specs: list[dict[str, Any]], values: Any) -> None:
         if isinstance(values, Mapping):  # some custom nodes save values by name
@@ -369,9 +503,20 @@ class _Loader:
                     w.value = values[w.name]
         elif isinstance(values, list):
             values = _migrate_widgets_values(specs, node.widgets, values)
-            slots = [w for w in node.widgets if w.slot]
-            for w, v in zip(slots, values, strict=False):
-                w.value = v
+            # one value per widget that takes a slot, in order; a dynamic combo's value replaces
+            # the widgets after it with those of the chosen option, which take the next values
+            index = taken = 0
+            while index < len(node.widgets) and taken < len(values):
+                w = node.widgets[index]
+                index += 1
+                if not w.slot:
+                    continue
+                w.value = values[taken]
+                taken += 1
+                if w.kind == DYNAMIC_COMBO:
+                    prefix = w.name + "."
+                    node.widgets = [x for x in node.widgets if not x.name.startswith(prefix)]
+                    node.widgets[index:index] = _dynamic_children(node.type, w, self.fe)
         sampler = node.widget("sampler_name") if node.type in ("KSampler", "KSamplerAdvanced") else None
         if sampler is not None and isinstance(sampler.value, str) and sampler.value.startswith("sample_"):
             sampler.value = sampler.value[7:]
@@ -401,7 +546,7 @@ class _Loader:
                 target = sub.nodes.get(link.target_id) if link else None
                 if link is None or target is None:
                     continue
-                tin = target.inputs[link.target_slot] if link.target_slot < len(target.inputs) else None
+                tin = next((i for i in target.inputs if i.link == link.id), None)
                 inner = target.widget(tin.widget) if tin else None
                 if inner is not None:
                     node.widgets.append(_Widget(inp.name, inner.kind, inner.spec, copy.deepcopy(inner.value)))
@@ -566,13 +711,15 @@ class _Exec:
         self.dtos: dict[str, tuple[_Node, tuple[Any, ...], _Node | None]] = {}
         self.order: list[str] = []
         for node in loader.root.nodes.values():
-            self._add(node, (), None, set())
+            inactive = node.mode in (MUTED, BYPASSED) and loader.fe.modern
+            self._add(node, (), None, set(), inner=not inactive)
 
-    def _add(self, node: _Node, path: tuple[Any, ...], instance: _Node | None, seen: set[str]) -> None:
+    def _add(self, node: _Node, path: tuple[Any, ...], instance: _Node | None, seen: set[str],
+             inner: bool = True) -> None:
         exec_id = ":".join(str(p) for p in (*path, node.id))
         self.dtos[exec_id] = (node, path, instance)
         self.order.append(exec_id)
-        if node.subgraph is not None:
+        if node.subgraph is not None and inner:
             if node.type in seen:
                 raise WorkflowError(f"subgraph {node.type!r} contains itself (node {exec_id})")
             for inner in node.subgraph.nodes.values():
@@ -622,6 +769,8 @@ class _Exec:
         if key in visited:
             raise WorkflowError(f"links loop back on themselves at node {exec_id} ({node.title})")
         visited.add(key)
+        if node.mode == MUTED and self.loader.fe.modern:
+            return None
         if node.mode == BYPASSED:
             index = self._bypass_slot(node, slot, type_)
             return None if index == -1 else self.resolve_input(exec_id, index, visited)
@@ -716,7 +865,8 @@ def missing_node_types(ui: Mapping[str, Any], object_info: Mapping[str, Any]) ->
 
 
 def convert(ui: Mapping[str, Any], object_info: Mapping[str, Any], *,
-            providers: Mapping[str, str] | None = None, seed: int | None = None) -> dict[str, Any]:
+            providers: Mapping[str, str] | None = None, seed: int | None = None,
+            frontend: str | None = None) -> dict[str, Any]:
     """Convert the UI-format workflow ``ui`` to API format, like the frontend's
     ``graphToPrompt()``, with node definitions from ``object_info`` (ComfyUI's ``/object_info``).
 
@@ -737,7 +887,8 @@ def convert(ui: Mapping[str, Any], object_info: Mapping[str, Any], *,
             f"the workflow uses {len(missing)} node type(s) this ComfyUI does not have: "
             f"{', '.join(where)}. Install the custom nodes that provide them (or remove those "
             "nodes), then try again.", details={"missing_node_types": missing})
-    loader = _Loader(ui, object_info)
+    fe = Frontend.parse(frontend)
+    loader = _Loader(ui, object_info, fe)
     ex = _Exec(loader)
     rng = random.Random(seed)
     _apply_primitives(loader)
@@ -753,7 +904,7 @@ def convert(ui: Mapping[str, Any], object_info: Mapping[str, Any], *,
                 continue
             value = _serialize_widget(node, w, loader, rng)
             if value is not _UNSET:
-                inputs[w.name] = {"__value__": value} if isinstance(value, list) else value
+                inputs[w.name] = _array_value(w, value, fe) if isinstance(value, list) else value
         for i, inp in enumerate(node.inputs):
             r = ex.resolve_input(exec_id, i, set())
             if r is None:
@@ -773,12 +924,25 @@ def convert(ui: Mapping[str, Any], object_info: Mapping[str, Any], *,
     return output
 
 
+def _array_value(w: _Widget, value: list[Any], fe: Frontend) -> dict[str, Any]:
+    if w.kind == "CURVE" and fe.modern:
+        return {"__type__": "CURVE", "__value__": value}
+    return {"__value__": value}
+
+
 def _is_link(v: Any) -> bool:
     return isinstance(v, list) and len(v) == 2
 
 
 def _serialize_widget(node: _Node, w: _Widget, loader: _Loader, rng: random.Random) -> Any:
     value = w.value
+    if w.kind == "AUDIO_UI" and loader.fe.modern and node.widget("upload") is not None:
+        # the player plays the chosen file: /api/view?filename=…&type=input&subfolder=…&rand=…
+        audio = node.widget("audio")
+        path = str(audio.value) if audio is not None and audio.value not in (_UNSET, None) else ""
+        folder, _, name = path.rpartition("/")
+        return (f"/api/view?filename={urllib.parse.quote(name, safe=_URI_SAFE)}&type=input"
+                f"&subfolder={folder}&rand={rng.random()}")
     if value is _UNSET:
         return _UNSET
     if w.kind == "COMBO" and (w.spec.get("image_upload") or w.spec.get("video_upload")

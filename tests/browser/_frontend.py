@@ -20,10 +20,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 _READY = """() => window.app && window.app.graph && window.LiteGraph
     && window.LiteGraph.registered_node_types && window.LiteGraph.registered_node_types['KSampler']"""
 
-_LOAD_UI = """async (wf) => {
-    await window.app.loadGraphData(wf, true, true, null,
-        {showMissingNodesDialog: false, showMissingModelsDialog: false});
-    return (await window.app.graphToPrompt()).output;
+_LOAD_UI = """async ([wf, ms]) => {
+    const work = (async () => {
+        await window.app.loadGraphData(wf, true, true, null,
+            {showMissingNodesDialog: false, showMissingModelsDialog: false});
+        return (await window.app.graphToPrompt()).output;
+    })();
+    const late = new Promise((_, no) => setTimeout(() => no(new Error(`no answer in ${ms} ms`)), ms));
+    return await Promise.race([work, late]);
 }"""
 
 _LOAD_API = """async ([api, name]) => {
@@ -90,9 +94,13 @@ class Frontend:
         finally:
             self._pw.stop()
 
+    def version(self) -> str:
+        """The frontend package's version (``window.__COMFYUI_FRONTEND_VERSION__``)."""
+        return str(self.page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ || 'unknown'"))
+
     def graph_to_prompt(self, ui: dict[str, Any]) -> dict[str, Any]:
         """Load a UI-format workflow and return the frontend's API export (``graphToPrompt``)."""
-        result: dict[str, Any] = self.page.evaluate(_LOAD_UI, ui)
+        result: dict[str, Any] = self.page.evaluate(_LOAD_UI, [ui, self.timeout_ms])
         return result
 
     def api_to_ui(self, api: dict[str, Any], name: str) -> dict[str, Any]:

@@ -78,7 +78,12 @@ class Graph:
         return out
 
 
+#: The frontend ComfyUI 0.3.75 pins (what data/object_info.json comes with).
+FRONTEND = "1.32.9"
+
+
 def conv(g: Graph, **kw: Any) -> dict[str, Any]:
+    kw.setdefault("frontend", FRONTEND)
     return convert(g.ui(), OBJECT_INFO, **kw)
 
 
