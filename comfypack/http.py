@@ -188,14 +188,18 @@ def parse_json_body(raw: bytes | bytearray, *, max_depth: int = MAX_JSON_DEPTH) 
     if len(raw) < 64 and not raw.strip():
         return {}
     if max_depth and raw.count(b"[") + raw.count(b"{") > max_depth and not _json_depth_ok(raw, max_depth):
-        raise RequestError(f"the JSON body nests deeper than {max_depth} levels", status=400,
-                           details=[FieldError(None, "too deeply nested")])
+        raise _invalid_body(f"the JSON body nests deeper than {max_depth} levels", "too deeply nested")
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as e:
         text = str(e)[:200]
-        raise RequestError(f"the body is not valid JSON ({text})", status=400,
-                           details=[FieldError(None, text)]) from None
+        raise _invalid_body(f"the body is not valid JSON ({text})", text) from None
+
+
+def _invalid_body(message: str, detail: str) -> RequestError:
+    err = RequestError(message, status=400, details=[FieldError(None, detail)])
+    err.type = "invalid_body"
+    return err
 
 
 class BodyTypeMiddleware:

@@ -50,7 +50,9 @@ def pixels(data: bytes) -> list[tuple[int, ...]]:
 def attached(comfyui: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The multi-output example served against the session's ComfyUI (attach by URL)."""
     with bentoml_serve(MULTI, tmp_path_factory.mktemp("logs"),
-                       env={"COMFYPACK_COMFYUI_URL": comfyui.url}) as served:  # type: ignore[attr-defined]
+                       # the tests' file server is on 127.0.0.1: allowed, as an operator would
+                       env={"COMFYPACK_COMFYUI_URL": comfyui.url,  # type: ignore[attr-defined]
+                            "COMFYPACK_URL_ALLOW": "127.0.0.1/32"}) as served:
         yield served
 
 
