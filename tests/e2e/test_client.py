@@ -47,8 +47,10 @@ def served(comfyui: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     Each gets its own BENTOML_HOME: `bentoml serve` deletes and re-creates the task database
     `$BENTOML_HOME/task_result.db` at start, so services sharing one clobber each other."""
     logs = tmp_path_factory.mktemp("logs")
+    # COMFYPACK_URL_ALLOW: the tests' file server (URL inputs) is on 127.0.0.1
     managers = {n: bentoml_serve(EXAMPLES / n / "workflow_api.json", logs, env={
-        "COMFYPACK_COMFYUI_URL": comfyui.url, "BENTOML_HOME": str(tmp_path_factory.mktemp(f"bentoml-{n}"))})
+        "COMFYPACK_COMFYUI_URL": comfyui.url, "BENTOML_HOME": str(tmp_path_factory.mktemp(f"bentoml-{n}")),
+        "COMFYPACK_URL_ALLOW": "127.0.0.1/32"})
         for n in NAMES}
     with contextlib.ExitStack() as stack:
         with ThreadPoolExecutor(len(managers)) as pool:
