@@ -7,8 +7,10 @@ chromium``, done by ``scripts/setup.sh``) is launched instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,8 +38,10 @@ _LOAD_API = """async ([api, name]) => {
     return JSON.parse(JSON.stringify(window.app.graph.serialize()));  // as Save writes it
 }"""
 
-# dialogs (the first-run template browser) and toasts would cover every screenshot
-_QUIET_CSS = ".p-dialog-mask, .p-toast { display: none !important; }"
+# modal dialogs: PrimeVue's mask (frontends up to 1.45), the dialog component of 1.58 (z-index 1700)
+DIALOGS = '.p-dialog-mask, [data-testid="dialog-overlay"]'
+_CLOSE = ('[role="dialog"] button[aria-label="Close"], [role="dialog"] button:has(.pi-times), '
+          '.p-dialog button:has(.pi-times), [role="dialog"] button.p-dialog-close-button')
 
 
 def chromium_missing() -> str | None:
@@ -81,7 +85,7 @@ class Frontend:
             self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
             self.page.goto(self.url, wait_until="domcontentloaded", timeout=self.timeout_ms)
             self.page.wait_for_function(_READY, timeout=self.timeout_ms)
-            self.page.add_style_tag(content=_QUIET_CSS)
+            self.dismiss_dialogs()
         except BaseException:
             self._pw.stop()
             raise
@@ -93,6 +97,31 @@ class Frontend:
             self._browser.close()
         finally:
             self._pw.stop()
+
+    def dismiss_dialogs(self, settle_ms: int = 1500) -> int:
+        """Close what the frontend opens over the canvas at start (the template browser, a
+        what's-new dialog), as a user would: Escape, else the dialog's close button. Waits
+        ``settle_ms`` for one to appear first. Returns how many were closed."""
+        closed = 0
+        try:
+            self.page.wait_for_selector(DIALOGS, state="visible", timeout=settle_ms)
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: nothing opened
+            return 0
+        for _ in range(5):
+            dialogs = self.page.locator(DIALOGS)
+            if not any(d.is_visible() for d in dialogs.all()):
+                return closed
+            self.page.keyboard.press("Escape")
+            try:
+                self.page.wait_for_selector(DIALOGS, state="hidden", timeout=3000)
+            except Exception:  # noqa: BLE001 - Escape did not close it: its close (×) button
+                close = self.page.locator(_CLOSE).first
+                if close.count():
+                    close.click()
+                    with contextlib.suppress(Exception):
+                        self.page.wait_for_selector(DIALOGS, state="hidden", timeout=3000)
+            closed += 1
+        raise RuntimeError(f"cannot close the frontend's dialog: {self.page.locator(DIALOGS).first.inner_text()[:300]}")
 
     def version(self) -> str:
         """The frontend package's version (``window.__COMFYUI_FRONTEND_VERSION__``)."""
@@ -111,3 +140,49 @@ class Frontend:
     def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(path))
+
+
+# -- which frontends the browser tests run on -------------------------------------------------
+
+#: The newest frontend package, unpacked by `make setup` (scripts/setup.sh) into .cache/frontends/.
+NEWEST_FRONTEND = "1.58.1"
+PINNED = "pinned"  # the frontend the ComfyUI under test pins (installed in its venv)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def newest_frontend_dir() -> Path:
+    return ROOT / ".cache" / "frontends" / NEWEST_FRONTEND
+
+
+def frontend_variants() -> list[str]:
+    """The frontends to test the canvas and the conversion on: the pinned one, and on the
+    current ComfyUI line (0.25 and later) also the newest package."""
+    import re
+
+    from comfypack.comfyui.source import comfyui_version
+    from comfypack.config import default_comfyui_dir
+
+    version = tuple(int(n) for n in re.findall(r"\d+", comfyui_version(default_comfyui_dir()) or "")[:2])
+    return [PINNED, NEWEST_FRONTEND] if version >= (0, 25) else [PINNED]
+
+
+@contextlib.contextmanager
+def comfyui_with_frontend(variant: str, comfyui: Any) -> Iterator[str]:
+    """The URL of a ComfyUI serving frontend ``variant``: the session's own for the pinned one,
+    else a second ComfyUI on the same tree started with ``--front-end-root``."""
+    if variant == PINNED:
+        yield comfyui.url
+        return
+    import pytest
+
+    from comfypack.comfyui.process import ComfyUIProcess
+
+    root = newest_frontend_dir()
+    if not (root / "index.html").is_file():
+        msg = f"frontend {variant} is not unpacked at {root}: run `make setup`"
+        if os.environ.get("COMFYPACK_REQUIRE_COMFYUI") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    with ComfyUIProcess(comfyui.comfyui_dir, startup_timeout=180,
+                        extra_args=["--front-end-root", str(root)]) as proc:
+        yield proc.url

@@ -12,9 +12,13 @@ canvas, and the top bar's comfypack buttons are clicked like a user would:
   holds exactly the canvas's workflow;
 - **Deploy** says what this installation can do (build / BentoCloud login) and previews the
   deployment (a dry run);
-- the setting hides the buttons.
+- the setting hides the buttons;
+- the panel stays above the frontend's dialogs and toasts.
 
-Screenshots go to ``test-artifacts/canvas/``.
+Every test runs on the frontend the ComfyUI under test pins and, on the current ComfyUI line, on
+the newest frontend package too (``make setup`` unpacks it); the dialogs a frontend opens at start
+(1.58's first-run template browser covers the canvas) are closed as a user would, with Escape.
+Screenshots go to ``test-artifacts/canvas/<frontend>/``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _frontend import Frontend, require_chromium
+from _frontend import DIALOGS, Frontend, comfyui_with_frontend, frontend_variants, require_chromium
 from conftest import EXAMPLES, ROOT, group_members
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
@@ -49,17 +53,25 @@ _RENAME = """([title, value]) => {
 }"""
 
 
+@pytest.fixture(scope="module", params=frontend_variants())
+def served(request: pytest.FixtureRequest, comfyui: Any) -> Iterator[str]:
+    """The URL of a ComfyUI that serves the frontend under test."""
+    with comfyui_with_frontend(request.param, comfyui) as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
-def frontend(comfyui: Any) -> Iterator[Frontend]:
+def frontend(served: str) -> Iterator[Frontend]:
     require_chromium()
-    with Frontend(comfyui.url) as fe:
+    with Frontend(served) as fe:
         fe.page.wait_for_selector("button.comfypack-serve", state="visible", timeout=30_000)
+        fe.dismiss_dialogs(settle_ms=500)  # one that opened late
         yield fe
 
 
 @pytest.fixture(scope="module")
-def http(comfyui: Any) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=comfyui.url, timeout=60) as client:
+def http(served: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served, timeout=60) as client:
         yield client
 
 
@@ -72,7 +84,7 @@ def _load(fe: Frontend, name: str) -> dict[str, Any]:
 
 def _shot(fe: Frontend, name: str) -> None:
     fe.page.wait_for_timeout(300)  # let the progress bar's transition end
-    fe.screenshot(ARTIFACTS / f"{name}.png")
+    fe.screenshot(ARTIFACTS / fe.version() / f"{name}.png")
 
 
 def _wait_panel(fe: Frontend, states: str, timeout_ms: int = 120_000) -> str:
@@ -240,3 +252,38 @@ def test_a_setting_hides_the_buttons(frontend: Frontend) -> None:
     _shot(frontend, "09_buttons_hidden")
     page.evaluate("() => window.app.extensionManager.setting.set('Comfypack.ShowButtons', true)")
     serve.wait_for(state="visible", timeout=10_000)
+
+
+_TOP = """([x, y]) => {
+    const el = document.elementFromPoint(x, y);
+    return el ? (el.closest('#comfypack-panel') ? 'panel' : (el.outerHTML || '').slice(0, 200)) : null;
+}"""
+
+
+def _header_point(fe: Frontend) -> tuple[float, float]:
+    box = fe.page.locator(f"{PANEL} .cp-head").bounding_box()
+    assert box is not None
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def test_the_panel_stays_above_the_frontends_dialogs_and_toasts(frontend: Frontend) -> None:
+    page = frontend.page
+    _load(frontend, "layers")
+    page.evaluate("() => window.app.extensionManager.command.execute('Comfypack.ShowApi')")
+    assert _wait_panel(frontend, "done|error", 30_000) == "done"
+    point = _header_point(frontend)
+    # a toast, where the frontend shows them
+    for i in range(3):
+        page.evaluate("(i) => window.app.extensionManager.toast.add({severity: 'info', summary: 'layers', "
+                      "detail: 'a toast ' + i, life: 20000})", i)
+    page.wait_for_timeout(500)
+    assert page.evaluate(_TOP, list(point)) == "panel", page.evaluate(
+        "() => [...document.querySelectorAll('.p-toast, [data-toast-dock]')].map((t) => getComputedStyle(t).zIndex)")
+    # a dialog of the frontend's own (its settings), opened over everything
+    page.evaluate("() => window.app.extensionManager.command.execute('Comfy.ShowSettingsDialog')")
+    page.wait_for_selector(f"{DIALOGS}", state="visible", timeout=10_000)
+    _shot(frontend, "10_panel_over_dialog")
+    assert page.evaluate(_TOP, list(point)) == "panel"
+    page.locator(f"{PANEL} .cp-close").click()  # the panel's own button is clickable over it
+    assert page.locator(PANEL).count() == 0
+    assert frontend.dismiss_dialogs(settle_ms=500) >= 1  # and the dialog closes like a user would

@@ -1,65 +1,41 @@
 """Ground truth for the UI → API conversion: ComfyUI's own frontend.
 
-Each UI-format workflow is loaded into the real frontend (the ``comfyui-frontend-package`` the
-session's ComfyUI serves) in headless Chromium, and its API export — ``app.graphToPrompt()``,
-what the *Queue* button sends — is compared node by node (ids, class types, inputs) with
-:func:`comfypack.uiformat.convert`. Workflows: this project's examples (``workflow.json``) and real
-templates from the installed ``comfyui-workflow-templates*`` packages (their JSON only) whose node
-types all exist in this ComfyUI.
+Each UI-format workflow is loaded into the real frontend in headless Chromium — the
+``comfyui-frontend-package`` the session's ComfyUI pins, and on the current ComfyUI line also the
+newest package (``make setup`` unpacks it) — and its API export, ``app.graphToPrompt()`` (what the
+*Queue* button sends), is compared node by node (ids, class types, inputs) with
+:func:`comfypack.uiformat.convert` mirroring that frontend's version. Workflows: this project's
+examples (``workflow.json``) and a bounded sample of the templates of the installed
+``comfyui-workflow-templates*`` packages whose node types all exist in this ComfyUI (every feature
+first: subgraphs, primitives, reroutes, bypassed and muted nodes, dynamic combos).
+``scripts/ui_conversion_report.py`` runs every template.
 
 Artifacts (screenshots, both exports where they differ, summary.json) go to
-``test-artifacts/ui_conversion/``.
+``test-artifacts/ui_conversion/<frontend>/``.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from _frontend import Frontend, require_chromium
+from _conversion import FEATURES, compare, features, load_templates, run
+from _frontend import Frontend, comfyui_with_frontend, frontend_variants, require_chromium
 from conftest import EXAMPLES, ROOT
 
-from comfypack.uiformat import convert, is_ui_format, missing_node_types
+from comfypack.comfyui.source import comfyui_version
+from comfypack.uiformat import convert
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 ARTIFACTS = ROOT / "test-artifacts" / "ui_conversion"
-TEMPLATE_COUNT = 24  # at least 15; the whole file stays well under two minutes
-FEATURES = ("subgraph", "primitive", "reroute", "bypass", "mute")
+TEMPLATE_COUNT = 24  # at least 15; the whole file stays well under two minutes per frontend
 
-RESULTS: dict[str, str] = {}  # name → "match" | "differs" | "error"
+RESULTS: dict[str, dict[str, str]] = {}  # frontend → name → "match" | "differs" | "error"
 NOTES: dict[str, Any] = {"skipped_missing_nodes": [], "title_notes": 0}
-
-
-def _templates() -> list[Path]:
-    """UI-format template JSON files of the installed comfyui-workflow-templates* packages."""
-    found: dict[str, Path] = {}
-    for dist in importlib.metadata.distributions():
-        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if not name.startswith("comfyui-workflow-templates"):
-            continue
-        for f in dist.files or []:
-            if f.suffix == ".json" and "templates" in f.parts:
-                found.setdefault(f.name, Path(str(dist.locate_file(f))))
-    return [found[k] for k in sorted(found)]
-
-
-def _features(ui: dict[str, Any]) -> set[str]:
-    subgraphs = (ui.get("definitions") or {}).get("subgraphs") or []
-    nodes = list(ui.get("nodes") or []) + [n for sg in subgraphs for n in sg.get("nodes") or []]
-    types = {n.get("type") for n in nodes}
-    out = {"subgraph"} if subgraphs else set()
-    out |= {"primitive"} if "PrimitiveNode" in types else set()
-    out |= {"reroute"} if "Reroute" in types else set()
-    out |= {"bypass"} if any(n.get("mode") == 4 for n in nodes) else set()
-    out |= {"mute"} if any(n.get("mode") == 2 for n in nodes) else set()
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -68,96 +44,49 @@ def object_info(comfyui: Any) -> dict[str, Any]:
     return info
 
 
-@pytest.fixture(scope="module")
-def frontend(comfyui: Any) -> Iterator[Frontend]:
+@pytest.fixture(scope="module", params=frontend_variants())
+def frontend(request: pytest.FixtureRequest, comfyui: Any) -> Iterator[Frontend]:
     require_chromium()
-    with Frontend(comfyui.url) as fe:
+    with comfyui_with_frontend(request.param, comfyui) as url, Frontend(url) as fe:
         yield fe
 
 
 def _workflows(object_info: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     chosen = [(f"example:{p.parent.name}", json.loads(p.read_text()))
               for p in sorted(EXAMPLES.glob("*/workflow.json"))]
-    usable: list[tuple[str, dict[str, Any], set[str]]] = []
-    for path in _templates():
-        try:
-            ui = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not is_ui_format(ui):
-            continue
-        if missing_node_types(ui, object_info):
-            NOTES["skipped_missing_nodes"].append(path.stem)
-            continue
-        usable.append((f"template:{path.stem}", ui, _features(ui)))
-    # every feature first (the templates that exercise it), then the rest in name order
+    usable, excluded = load_templates(object_info)
+    NOTES["skipped_missing_nodes"] = excluded
+    feats = {name: features(ui, object_info) for name, ui in usable}
+    # every feature first (up to 3 templates that exercise it), then the rest in name order
     picked: dict[str, dict[str, Any]] = {}
     for feature in FEATURES:
-        for name, ui, feats in usable:
-            if feature in feats and sum(feature in f for f in (_features(u) for u in picked.values())) < 3:
+        for name, ui in usable:
+            if feature in feats[name] and sum(feature in feats[p] for p in picked) < 3:
                 picked.setdefault(name, ui)
-    for name, ui, _ in usable:
+    for name, ui in usable:
         if len(picked) >= TEMPLATE_COUNT:
             break
         picked.setdefault(name, ui)
     return chosen + sorted(picked.items())[:TEMPLATE_COUNT]
 
 
-def _saved_title(ui: dict[str, Any], exec_id: str) -> str | None:
-    """The title saved in the UI graph for the node ``exec_id`` ("12" or "12:3"), if any."""
-    nodes = ui.get("nodes") or []
-    subgraphs = {sg.get("id"): sg for sg in (ui.get("definitions") or {}).get("subgraphs") or []}
-    node: dict[str, Any] | None = None
-    for part in exec_id.split(":"):
-        node = next((n for n in nodes if str(n.get("id")) == part), None)
-        if node is None:
-            return None
-        nodes = (subgraphs.get(node.get("type")) or {}).get("nodes") or []
-    return node.get("title") if node else None
-
-
-def compare(ui: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]) -> tuple[list[str], int]:
-    """Differences (ids, class types, inputs; titles the graph saved), and how many untitled nodes
-    got the backend's display name instead of the frontend's bundled one."""
-    diffs: list[str] = []
-    title_notes = 0
-    for node_id in sorted(set(ours) | set(theirs)):
-        if node_id not in ours or node_id not in theirs:
-            side = "frontend" if node_id in theirs else "comfypack"
-            diffs.append(f"node {node_id} only in the {side} export")
-            continue
-        a, b = ours[node_id], theirs[node_id]
-        if a["class_type"] != b.get("class_type"):
-            diffs.append(f"node {node_id}: class_type {a['class_type']} != {b.get('class_type')}")
-        for key in sorted(set(a["inputs"]) | set(b["inputs"])):
-            x, y = a["inputs"].get(key, "<missing>"), b["inputs"].get(key, "<missing>")
-            if x != y:
-                diffs.append(f"node {node_id} ({a['class_type']}).{key}: {x!r:.80} != {y!r:.80}")
-        if a["_meta"]["title"] != b["_meta"]["title"]:
-            if _saved_title(ui, node_id):
-                diffs.append(f"node {node_id}: title {a['_meta']['title']!r} != {b['_meta']['title']!r}")
-            else:
-                title_notes += 1
-    return diffs, title_notes
-
-
-def summary_lines() -> list[str]:
-    matched = sum(v == "match" for v in RESULTS.values())
-    ex = [k for k in RESULTS if k.startswith("example:")]
-    ex_ok = sum(RESULTS[k] == "match" for k in ex)
-    lines = [f"UI -> API conversion vs ComfyUI's frontend (graphToPrompt): {matched} of {len(RESULTS)} "
+def summary_lines(version: str, results: dict[str, str]) -> list[str]:
+    matched = sum(v == "match" for v in results.values())
+    ex = [k for k in results if k.startswith("example:")]
+    ex_ok = sum(results[k] == "match" for k in ex)
+    lines = [f"UI -> API conversion vs frontend {version} (graphToPrompt): {matched} of {len(results)} "
              f"workflows match node by node ({ex_ok} of {len(ex)} examples, {matched - ex_ok} of "
-             f"{len(RESULTS) - len(ex)} templates)"]
+             f"{len(results) - len(ex)} sampled templates)"]
     skipped = NOTES["skipped_missing_nodes"]
     if skipped:
-        lines.append(f"  {len(skipped)} template(s) skipped, node types missing from object_info: "
+        lines.append(f"  {len(skipped)} template(s) excluded, node types missing from object_info: "
                      + ", ".join(skipped))
     if NOTES["title_notes"]:
         lines.append(f"  {NOTES['title_notes']} untitled node(s) carry the backend's display name where the "
                      "frontend shows its bundled English one ('Preview as Text' vs 'Preview Any'); "
                      "ComfyUI ignores _meta.title")
-    lines += [f"  {v}: {k}" for k, v in RESULTS.items() if v != "match"]
-    lines.append(f"  artifacts: {ARTIFACTS.relative_to(ROOT)}/")
+    lines += [f"  {v}: {k}" for k, v in results.items() if v != "match"]
+    lines.append(f"  artifacts: {ARTIFACTS.relative_to(ROOT)}/{version}/")
     return lines
 
 
@@ -165,57 +94,62 @@ def test_ui_conversion_matches_the_frontend(frontend: Frontend, object_info: dic
                                             capsys: pytest.CaptureFixture[str]) -> None:
     workflows = _workflows(object_info)
     assert len([n for n, _ in workflows if n.startswith("template:")]) >= 15
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {}
+    version = frontend.version()
+    out = ARTIFACTS / version
+    out.mkdir(parents=True, exist_ok=True)
+    NOTES["title_notes"] = 0
+    results = RESULTS.setdefault(version, {})
     shots = 0
-    for name, ui in workflows:
-        slug = name.replace(":", "_")
-        started = time.monotonic()
-        try:
-            theirs = frontend.graph_to_prompt(ui)
-            ours = convert(ui, object_info, seed=0)
-        except Exception as e:  # noqa: BLE001 - recorded, then failed below
-            RESULTS[name] = "error"
-            report[name] = {"error": f"{type(e).__name__}: {e}"}
-            continue
-        diffs, notes = compare(ui, ours, theirs)
-        if name.startswith("example:") or diffs or shots < 3:  # screenshots cost ~2 s each
-            shots += not name.startswith("example:")
-            frontend.screenshot(ARTIFACTS / f"{slug}.png")
-        NOTES["title_notes"] += notes
-        RESULTS[name] = "differs" if diffs else "match"
-        report[name] = {"nodes": len(theirs), "differences": diffs, "display_name_titles": notes,
-                        "seconds": round(time.monotonic() - started, 2)}
-        if diffs:
-            (ARTIFACTS / f"{slug}.frontend.json").write_text(json.dumps(theirs, indent=2))
-            (ARTIFACTS / f"{slug}.comfypack.json").write_text(json.dumps(ours, indent=2))
-    matched = sum(v == "match" for v in RESULTS.values())
-    summary = {"matched": matched, "total": len(RESULTS),
-               "skipped_missing_node_types": NOTES["skipped_missing_nodes"], "workflows": report}
-    (ARTIFACTS / "summary.json").write_text(json.dumps(summary, indent=2))
+    outcomes = run(frontend, object_info, workflows, version=version)
+    for o in outcomes:
+        slug = o.name.replace(":", "_")
+        if o.name.startswith("example:") or not o.matched or shots < 3:  # screenshots cost ~2 s each
+            shots += not o.name.startswith("example:")
+            frontend.screenshot(out / f"{slug}.png")
+        NOTES["title_notes"] += o.display_name_titles
+        results[o.name] = "error" if o.error else "differs" if o.differences else "match"
+        if not o.matched:
+            (out / f"{slug}.frontend.json").write_text(json.dumps(o.frontend, indent=2))
+            (out / f"{slug}.comfypack.json").write_text(json.dumps(o.comfypack, indent=2))
+    matched = sum(v == "match" for v in results.values())
+    report = {o.name: o.summary() for o in outcomes}
+    summary = {"frontend": version, "matched": matched, "total": len(results),
+               "excluded_missing_node_types": NOTES["skipped_missing_nodes"], "workflows": report}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     with capsys.disabled():
-        print("\n" + "\n".join(summary_lines()))
+        print("\n" + "\n".join(summary_lines(version, results)))
     bad = {k: v for k, v in report.items() if v.get("error") or v.get("differences")}
-    assert not bad, f"{matched} of {len(RESULTS)} match; differences:\n" + json.dumps(bad, indent=2)[:6000]
+    assert not bad, f"{matched} of {len(results)} match; differences:\n" + json.dumps(bad, indent=2)[:6000]
 
 
 def test_hand_written_unit_graphs_match_the_frontend(frontend: Frontend, object_info: dict[str, Any]) -> None:
-    """The small graphs of tests/unit/test_uiformat.py (one per feature), through the frontend."""
-    from unit.test_uiformat import SCENARIOS
+    """The small graphs of tests/unit/test_uiformat.py (one per feature), through the frontend;
+    those written for this ComfyUI's node set (0.3.75's, or the current line's)."""
+    from unit.test_uiformat import SCENARIOS, SCENARIOS_CURRENT
 
+    version = frontend.version()
+    scenarios = SCENARIOS_CURRENT if _current_line() else SCENARIOS
     bad: dict[str, list[str]] = {}
-    for name, build in SCENARIOS.items():
+    for name, build in scenarios.items():
         ui = build().ui()
         theirs = frontend.graph_to_prompt(ui)
-        diffs, _ = compare(ui, convert(ui, object_info, seed=0), theirs)
+        diffs, _ = compare(ui, convert(ui, object_info, seed=0, frontend=version), theirs)
         if diffs:
             bad[name] = diffs
-            (ARTIFACTS / f"unit_{name}.frontend.json").write_text(json.dumps(theirs, indent=2))
+            (ARTIFACTS / f"unit_{version}_{name}.frontend.json").write_text(json.dumps(theirs, indent=2))
     assert not bad, json.dumps(bad, indent=2)
 
 
-def test_unit_object_info_slice_is_current(object_info: dict[str, Any]) -> None:
-    """tests/unit/data/object_info.json is a slice of this ComfyUI's /object_info."""
-    sliced = json.loads((ROOT / "tests" / "unit" / "data" / "object_info.json").read_text())
-    stale = [name for name, definition in sliced.items() if object_info.get(name) != definition]
-    assert not stale, f"regenerate tests/unit/data/object_info.json; changed: {stale}"
+def _current_line() -> bool:
+    from _frontend import NEWEST_FRONTEND
+
+    return NEWEST_FRONTEND in frontend_variants()
+
+
+def test_unit_object_info_slice_is_current(comfyui: Any, object_info: dict[str, Any]) -> None:
+    """The unit tests' object_info slice for this ComfyUI (tests/unit/data/object_info.json from
+    0.3.75, object_info_0.28.2.json from the current line) is a slice of its /object_info."""
+    name = "object_info_0.28.2.json" if _current_line() else "object_info.json"
+    sliced = json.loads((ROOT / "tests" / "unit" / "data" / name).read_text())
+    stale = [n for n, definition in sliced.items() if object_info.get(n) != definition]
+    assert not stale, f"regenerate tests/unit/data/{name} (ComfyUI {comfyui_version(comfyui.comfyui_dir)}); changed: {stale}"

@@ -7,6 +7,7 @@ pinned here is the frontend's (``app.graphToPrompt()``); tests/browser compares 
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from pathlib import Path
@@ -405,6 +406,125 @@ SCENARIOS = {
     "bypass_no_match": g_bypass_no_match, "muted": g_muted, "bypass_types": g_bypass_types,
     "subgraph": lambda: subgraph_graph([9], linked=False),
     "subgraph_linked": lambda: subgraph_graph([9], linked=True),
+}
+
+
+# -- what newer frontends do (1.45.21, pinned by ComfyUI 0.28.2; 1.58.1) --------------------------
+#
+# Node definitions from data/object_info_0.28.2.json (a slice of the real 0.28.2 /object_info;
+# tests/browser checks it is current). tests/browser runs SCENARIOS_CURRENT through both frontends.
+
+OBJECT_INFO_CURRENT: dict[str, Any] = json.loads(
+    (Path(__file__).parent / "data" / "object_info_0.28.2.json").read_text())
+CURRENT = "1.45.21"
+
+
+def conv_current(g: Graph, **kw: Any) -> dict[str, Any]:
+    kw.setdefault("frontend", CURRENT)
+    return convert(g.ui(), OBJECT_INFO_CURRENT, **kw)
+
+
+def g_dynamic_combo() -> Graph:
+    g = Graph()
+    g.node(1, "EmptyImage", [64, 32, 1, 0], outputs=["IMAGE"])
+    g.node(2, "ResizeImageMaskNode", ["scale dimensions", 300, 200, "disabled", "area"], outputs=["IMAGE"])
+    g.node(3, "PrimitiveInt", [48, "fixed"], outputs=["INT"])
+    g.node(4, "ResizeImageMaskNode", ["scale by multiplier", 1.5, "bicubic"], outputs=["IMAGE"])
+    g.link(1, 0, 2, "input", "IMAGE")
+    g.link(3, 0, 2, "resize_type.width", "INT", widget=True)
+    g.link(1, 0, 4, "input", "IMAGE")
+    return g
+
+
+def test_dynamic_combo_brings_the_chosen_options_widgets_named_after_it():
+    out = conv_current(g_dynamic_combo())
+    assert out["2"]["inputs"] == {"resize_type": "scale dimensions", "resize_type.width": ["3", 0],
+                                  "resize_type.height": 200, "resize_type.crop": "disabled",
+                                  "scale_method": "area", "input": ["1", 0]}
+    # another option, other widgets: the later widget still gets its own value
+    assert out["4"]["inputs"] == {"resize_type": "scale by multiplier", "resize_type.multiplier": 1.5,
+                                  "scale_method": "bicubic", "input": ["1", 0]}
+
+
+def g_muted_current() -> Graph:
+    g = Graph()
+    g.node(1, "PrimitiveInt", [5, "fixed"], mode=2, outputs=["INT"])
+    g.node(2, "EmptyImage", [64, 32, 1, 0], outputs=["IMAGE"])
+    g.link(1, 0, 2, "width", "INT", widget=True)
+    return g
+
+
+def test_muted_node_feeding_a_widget_leaves_the_widgets_value_on_newer_frontends():
+    assert conv_current(g_muted_current())["2"]["inputs"]["width"] == 64
+    assert "width" not in conv_current(g_muted_current(), frontend="1.32.9")["2"]["inputs"]
+
+
+def g_list_values() -> Graph:
+    g = Graph()
+    g.node(1, "EmptyImage", [8, 8, 1, 0], outputs=["IMAGE"])
+    g.node(2, "ImageCompare", [])
+    g.node(3, "CustomCombo", ["b", 1, "a", "b", ""], outputs=["STRING", "INT"])
+    g.link(1, 0, 2, "image_a", "IMAGE")
+    return g
+
+
+def test_list_widget_values_are_wrapped_and_frontend_widgets_are_sent():
+    out = conv_current(g_list_values())
+    assert out["2"]["inputs"] == {"compare_view": {"__value__": ["", ""]}, "image_a": ["1", 0]}
+    # the Custom Combo extension: one widget per saved option, and the index
+    assert out["3"]["inputs"] == {"choice": "b", "index": 1, "option1": "a", "option2": "b", "option3": ""}
+    assert conv_current(g_list_values(), frontend="1.32.9")["2"]["inputs"] == {"image_a": ["1", 0]}
+
+
+def _blur_definition(sid: str, inner_id: int) -> dict[str, Any]:
+    g = subgraph_graph([9], linked=False)
+    d = copy.deepcopy(g.subgraphs[0])
+    d["id"] = sid
+    d["nodes"][0]["id"] = inner_id
+    for link in d["links"]:
+        for end in ("origin_id", "target_id"):
+            if link[end] == 5:
+                link[end] = inner_id
+    return d
+
+
+def g_subgraph_ids(mode: int = 0) -> Graph:
+    """Two subgraph definitions whose inner nodes both have id 5; a root node has id 3."""
+    a, b = "6a1c1b3e-0000-4000-8000-00000000000a", "6a1c1b3e-0000-4000-8000-00000000000b"
+    g = Graph()
+    g.subgraphs += [_blur_definition(a, 5), _blur_definition(b, 5)]
+    g.node(1, "EmptyImage", [8, 8, 1, 0], outputs=["IMAGE"])
+    g.node(10, a, [9], outputs=["IMAGE"])
+    g.node(11, b, [4], outputs=["IMAGE"], mode=mode)
+    g.node(3, "ImageInvert", outputs=["IMAGE"])
+    g.link(1, 0, 10, "image", "IMAGE")
+    g.link(1, 0, 11, "image", "IMAGE")
+    g.link(11, 0, 3, "image", "IMAGE")
+    return g
+
+
+def test_newer_frontends_renumber_subgraph_nodes_whose_ids_are_taken():
+    out = conv_current(g_subgraph_ids())
+    # last_node_id is 11: the second definition's node 5 becomes 12
+    assert set(out) == {"1", "3", "10:5", "11:12"}
+    assert out["3"]["inputs"]["image"] == ["11:12", 0]
+    assert out["11:12"]["inputs"]["blur_radius"] == 4
+    assert set(conv_current(g_subgraph_ids(), frontend="1.32.9")) == {"1", "3", "10:5", "11:5"}
+
+
+def test_a_muted_or_bypassed_subgraph_node_drops_what_it_contains():
+    muted = conv_current(g_subgraph_ids(mode=2))
+    assert set(muted) == {"1", "3", "10:5"} and muted["3"]["inputs"] == {}
+    bypassed = conv_current(g_subgraph_ids(mode=4))
+    assert set(bypassed) == {"1", "3", "10:5"} and bypassed["3"]["inputs"]["image"] == ["1", 0]
+
+
+#: Hand-written graphs for the current ComfyUI line that tests/browser also runs through the real
+#: frontends (1.45.21 and 1.58.1).
+SCENARIOS_CURRENT = {
+    "dynamic_combo": g_dynamic_combo, "muted_current": g_muted_current, "list_values": g_list_values,
+    "subgraph_ids": g_subgraph_ids, "subgraph_muted": lambda: g_subgraph_ids(mode=2),
+    "subgraph_bypassed": lambda: g_subgraph_ids(mode=4),
 }
 
 

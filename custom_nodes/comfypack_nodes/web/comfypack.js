@@ -1,6 +1,6 @@
 // comfypack front-end extension: Serve / Pack / Deploy from the canvas, and the typed API panel.
 //
-// Uses the extension APIs of ComfyUI's current frontend (comfyui-frontend-package 1.32): top-bar
+// Uses the extension APIs of ComfyUI's frontend (comfyui-frontend-package 1.32 to 1.58): top-bar
 // `actionBarButtons`, `commands` + `menuCommands` (a "comfypack" menu), `settings` (a switch that
 // hides the buttons) and the workspace toast. The server side is custom_nodes/comfypack_nodes/
 // routes.py (/comfypack/...): long steps are jobs the panel polls, so its progress is the server's.
@@ -66,9 +66,12 @@ function toast(severity, detail, life = 6000) {
 // ---------------------------------------------------------------------------------------------
 // the panel
 
+// z-index 10001: above the frontend's dialog layer (PrimeVue masks ~1100 up to 1.45; 1.58's dialog
+// overlay 1700) and its toasts (PrimeVue's top-right ones sit at 10000), so neither covers the
+// panel the user opened; it closes with its × and never blocks the canvas beyond its own box.
 const CSS = `
 #comfypack-panel { position: fixed; top: 64px; right: 16px; width: 560px; max-width: calc(100vw - 32px);
-  max-height: calc(100vh - 96px); overflow: auto; z-index: 1100; background: var(--comfy-menu-bg, #222);
+  max-height: calc(100vh - 96px); overflow: auto; z-index: 10001; background: var(--comfy-menu-bg, #222);
   color: var(--fg-color, #ddd); border: 1px solid var(--border-color, #444); border-radius: 10px;
   box-shadow: 0 8px 28px rgba(0,0,0,.45); font: 13px/1.45 system-ui, sans-serif; padding: 12px 14px; }
 #comfypack-panel h3 { margin: 0; font-size: 15px; }
