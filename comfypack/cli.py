@@ -292,6 +292,12 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
     comfyui_dir = pack_comfyui or comfyui_dir
     wf = _load_any(workflow, comfyui_dir, comfyui_url)
     interface = parse_interface(wf)
+    if not comfyui_url:
+        from .lock import missing_models
+
+        missing = missing_models(wf, comfyui_dir or default_comfyui_dir())
+        if missing is not None:
+            raise missing
     from .media import InputLimits
 
     runner = WorkflowRunner(wf, interface, limits=InputLimits.from_env())
@@ -342,40 +348,134 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
               help="ComfyUI tree to start (default: the one `comfypack comfyui install` provisioned).")
 @click.option("--comfyui-url", default=None, help="Attach to an already running ComfyUI at this URL.")
 @click.option("--endpoint", default="generate", show_default=True, help="Route of the typed endpoint.")
-@click.option("--timeout", type=float, default=600, show_default=True, help="Seconds a request may run.")
+@click.option("--timeout", type=float, default=None, help="Seconds a request may run [env "
+              "COMFYPACK_TIMEOUT; default 600].")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="ComfyUI workers [env COMFYPACK_WORKERS; default one per GPU, one on CPU].")
+@click.option("--pipeline", type=click.IntRange(1, 16), default=None,
+              help="Prompts each worker holds at once [env COMFYPACK_PIPELINE; default 2].")
+@click.option("--max-queue", type=click.IntRange(0, 100000), default=None,
+              help="Requests that may wait before 503 [env COMFYPACK_MAX_QUEUE; default 64].")
+@click.option("--warmup/--no-warmup", default=None,
+              help="Run the workflow once per worker before ready [env COMFYPACK_WARMUP; default off].")
+@click.option("--max-upload-bytes", type=click.IntRange(1), default=None,
+              help="Largest request body [env COMFYPACK_MAX_UPLOAD_BYTES; default 100 MB].")
+@click.option("--api-key-env", metavar="NAME", default=None,
+              help="Require the API key held by this environment variable [default: COMFYPACK_API_KEY].")
+@click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Require the API key in this file (first line).")
+@click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="This service's own BentoML state (job results, metrics) [default "
+                   "$COMFYPACK_HOME/services/<host>-<port>].")
 @_errors
 def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyui_url: str | None,
-          endpoint: str, timeout: float) -> None:
+          endpoint: str, timeout: float | None, workers: int | None, pipeline: int | None,
+          max_queue: int | None, warmup: bool | None, max_upload_bytes: int | None,
+          api_key_env: str | None, api_key_file: Path | None, state_dir: Path | None) -> None:
     """Serve WORKFLOW (API or UI format, or a .cpack.zip) as a typed REST endpoint (runs
     `bentoml serve`)."""
-    from .config import default_comfyui_dir
+    from .config import default_comfyui_dir, service_state_dir
     from .workflow import parse_interface
 
+    _check_port_free(host, port)
+    env = dict(os.environ)
+    env.update(_serve_settings(timeout=timeout, workers=workers, pipeline=pipeline, max_queue=max_queue,
+                               warmup=warmup, max_upload_bytes=max_upload_bytes,
+                               api_key=_api_key(api_key_env, api_key_file)))
     example = workflow.parent / "request.json"  # an example request next to the workflow: /docs shows it
     workflow, pack_comfyui = _workflow_or_pack(workflow, comfyui_dir)
     comfyui_dir = pack_comfyui or comfyui_dir
     api = _load_any(workflow, comfyui_dir, comfyui_url)
     parse_interface(api)  # fail here, clearly, not inside bentoml
+    if not comfyui_url:
+        comfyui_dir = (comfyui_dir or default_comfyui_dir()).resolve()
+        if not (comfyui_dir / "main.py").is_file():
+            raise _UsageProblem(f"{comfyui_dir} is not a ComfyUI tree (no main.py): pass --comfyui DIR "
+                                "of a ComfyUI checkout, or provision one with `comfypack comfyui install`")
+        from .lock import missing_models
+
+        missing = missing_models(api, comfyui_dir)
+        if missing is not None:
+            raise missing
     workflow = _api_file_for(workflow, api)
-    env = dict(os.environ)
     env["COMFYPACK_WORKFLOW"] = str(workflow.resolve())
     env["COMFYPACK_ENDPOINT"] = endpoint
-    env["COMFYPACK_TIMEOUT"] = str(timeout)
     if example.is_file() and "COMFYPACK_EXAMPLE" not in env:
         env["COMFYPACK_EXAMPLE"] = str(example.resolve())
     if comfyui_url:
         env["COMFYPACK_COMFYUI_URL"] = comfyui_url
     else:
-        env["COMFYPACK_COMFYUI_DIR"] = str((comfyui_dir or default_comfyui_dir()).resolve())
+        env["COMFYPACK_COMFYUI_DIR"] = str(comfyui_dir)
+    # `bentoml serve` deletes and recreates its task database and metrics folder in BENTOML_HOME at
+    # start: each service gets a home of its own, so services on one host never share them
+    state = (state_dir or service_state_dir(host, port)).resolve()
+    (state / "bentoml").mkdir(parents=True, exist_ok=True)
+    env["BENTOML_HOME"] = str(state / "bentoml")
     bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or shutil.which("bentoml")
     if bentoml is None:
         raise ComfyPackError("bentoml is not installed in this environment (pip install bentoml)")
     cmd = [bentoml, "serve", "comfypack.bento_service:ComfyPack", "--host", host, "--port", str(port)]
-    _console(stderr=True).print(f"serving {workflow} at http://{host}:{port}/{endpoint.strip('/')} "
-                                f"(docs: http://{host}:{port}/docs)")
+    _console(stderr=True).print(f"starting {workflow} on http://{host}:{port}/{endpoint.strip('/')} "
+                                f"(ready when GET /readyz answers 200; state in {state})")
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(bentoml, cmd, env)  # bentoml takes this PID: signals reach it directly
+
+
+class _UsageProblem(ComfyPackError):
+    """A flag or argument that cannot work (exit 2, one line)."""
+
+    status = 400
+    exit_code = 2
+    type = "usage"
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise _UsageProblem(f"cannot listen on {host}:{port}: {e.strerror or e} (another service "
+                                "there?); choose another --port") from None
+
+
+def _api_key(env_name: str | None, path: Path | None) -> str | None:
+    """The API key from ``--api-key-env NAME`` or ``--api-key-file PATH`` (never a flag's value:
+    command lines are visible to every user of the machine)."""
+    if env_name and path:
+        raise _UsageProblem("give --api-key-env or --api-key-file, not both")
+    if env_name:
+        key = os.environ.get(env_name, "").strip()
+        if not key:
+            raise _UsageProblem(f"--api-key-env {env_name}: that environment variable is empty or unset")
+        return key
+    if path:
+        try:
+            key = (path.read_text(encoding="utf-8").splitlines() or [""])[0].strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise _UsageProblem(f"--api-key-file {path}: cannot read it ({e})") from None
+        if not key:
+            raise _UsageProblem(f"--api-key-file {path}: the first line is empty")
+        return key
+    return None
+
+
+def _serve_settings(**flags: Any) -> dict[str, str]:
+    """The service's ``COMFYPACK_*`` settings for the flags given (a flag wins over the variable)."""
+    names = {"timeout": "COMFYPACK_TIMEOUT", "workers": "COMFYPACK_WORKERS", "pipeline": "COMFYPACK_PIPELINE",
+             "max_queue": "COMFYPACK_MAX_QUEUE", "warmup": "COMFYPACK_WARMUP",
+             "max_upload_bytes": "COMFYPACK_MAX_UPLOAD_BYTES", "api_key": "COMFYPACK_API_KEY"}
+    out: dict[str, str] = {}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        out[names[key]] = ("1" if value else "0") if isinstance(value, bool) else \
+            (f"{value:g}" if isinstance(value, float) else str(value))
+    return out
 
 
 def _api_file_for(workflow: Path, api: dict[str, Any]) -> Path:

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["comfypack_home", "default_comfyui_dir", "record_default_comfyui"]
+__all__ = ["comfypack_home", "default_comfyui_dir", "record_default_comfyui", "service_state_dir"]
 
 _RECORD = "comfypack-default-comfyui.json"
 
@@ -40,3 +40,13 @@ def record_default_comfyui(path: Path) -> None:
         _record_path().write_text(json.dumps({"comfyui_dir": str(path.resolve())}) + "\n")
     except OSError:
         pass  # a read-only interpreter prefix: the env var / --comfyui still work
+
+
+def service_state_dir(host: str, port: int) -> Path:
+    """``$COMFYPACK_HOME/services/<host>-<port>``: what one served instance keeps to itself
+    (BentoML's task results and metrics). The address names the service: a restart of the same
+    service finds its folder, two services on one host never share one."""
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9.-]+", "_", host).strip("._") or "host"
+    return comfypack_home() / "services" / f"{safe}-{int(port)}"

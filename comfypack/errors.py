@@ -16,6 +16,7 @@ Every error carries an HTTP status (used by the service) and a CLI exit code (us
     ├── RestoreError                  500 / exit 1   recreating a workspace from a pack failed
     ├── ProvisionError                500 / exit 1   installing ComfyUI failed
     ├── ServiceError                  500 / exit 1   the serving layer itself misbehaved
+    ├── ModelsMissing                 503 / exit 2   the workflow names model files ComfyUI lacks
     └── DeployError                   500 / exit 1   building, pushing or deploying a Bento failed
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "RestoreError",
     "ProvisionError",
     "ServiceError",
+    "ModelsMissing",
     "DeployError",
     "FieldError",
 ]
@@ -188,3 +190,12 @@ class DeployError(ComfyPackError):
     """``comfypack build`` / ``deploy`` failed: bentoml build, BentoCloud (login, push, deployment)."""
 
     type = "deploy_error"
+
+
+class ModelsMissing(ComfyPackError):
+    """The workflow names model files that none of ComfyUI's model folders holds (a service is
+    not ready until they are there; ``details`` lists node, input and file)."""
+
+    status = 503
+    exit_code = 2
+    type = "models_missing"

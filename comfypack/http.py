@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -32,6 +33,7 @@ __all__ = [
     "ErrorShapeMiddleware",
     "JobsMiddleware",
     "MultipartMiddleware",
+    "ReadyMiddleware",
     "form_to_body",
     "request_id",
     "send_error",
@@ -269,7 +271,10 @@ class MultipartMiddleware:
         self.route = route
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("path") != self.route or scope.get("method") != "POST":
+        # <route>/submit takes the same form: the parsed form stays in the scope, which BentoML's
+        # task runs the endpoint with (it stores the emptied body, not the uploaded bytes)
+        if scope.get("type") != "http" or scope.get("method") != "POST" or \
+                scope.get("path") not in (self.route, f"{self.route}/submit"):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -419,3 +424,25 @@ def _reshape_error(raw: bytes, status: int) -> bytes:
     return json.dumps({"error": {"type": kind, "message": message, "details": details}}).encode()
 
 
+class ReadyMiddleware:
+    """``GET /readyz``: 200 ``{"ready": true, "reason"}`` only when ``check()`` says the service
+    can serve (a worker answers, the warm-up ran, the workflow's models are present); otherwise
+    503 with the reason, so an operator (or a probe's log) sees what is missing."""
+
+    def __init__(self, app: Any, check: Any) -> None:
+        self.app = app
+        self.check = check
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path") != "/readyz":
+            await self.app(scope, receive, send)
+            return
+        from starlette.responses import JSONResponse
+
+        try:
+            ready, reason = self.check()
+        except Exception as e:  # a readiness probe must answer, whatever broke
+            logging.getLogger("comfypack.service").exception("readiness check failed")
+            ready, reason = False, f"readiness check failed: {type(e).__name__}"
+        await JSONResponse({"ready": ready, "reason": reason}, status_code=200 if ready else 503,
+                           headers={"Cache-Control": "no-store"})(scope, receive, send)

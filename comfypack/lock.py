@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import LockError
+from .errors import LockError, ModelsMissing
 from .hashing import HashCache, hash_files
 from .lockfile import (
     ArchiveSource,
@@ -50,6 +50,8 @@ from .sources import ModelFile, Resolver, default_resolvers, resolve_sources
 
 __all__ = [
     "find_models",
+    "missing_models",
+    "MODEL_SUFFIXES",
     "custom_nodes",
     "list_packages",
     "python_info",
@@ -190,6 +192,43 @@ def find_models(workflow: Mapping[str, Any], comfyui_dir: Path) -> list[tuple[st
     return [(folder, rel, found[(folder, rel)]) for folder, rel in sorted(found)]
 
 
+#: endings of model weight files: a string input that ends so names a model file
+MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".gguf", ".onnx")
+
+
+def missing_models(workflow: Mapping[str, Any], comfyui_dir: Path) -> ModelsMissing | None:
+    """The error naming every input that names a model file (by its ending, see
+    :data:`MODEL_SUFFIXES`) which none of ComfyUI's model folders holds; ``None`` when all are
+    there. ``details``: ``{"node", "class_type", "input", "file"}`` per missing reference."""
+    comfyui_dir = Path(comfyui_dir)
+    dirs = _model_dirs(comfyui_dir)
+    present = {rel for _, rel, _ in find_models(workflow, comfyui_dir)}
+    missing: list[dict[str, str]] = []
+    for node_id, node in workflow.items():
+        inputs = node.get("inputs") if isinstance(node, Mapping) else None
+        if not isinstance(inputs, Mapping) or str(node.get("class_type", "")).startswith("ComfyPack"):
+            continue  # comfypack's own input nodes take files from the caller, not model folders
+        for name, value in inputs.items():
+            if not isinstance(value, str) or not value.lower().endswith(MODEL_SUFFIXES):
+                continue
+            rel = _safe_relpath(value)
+            if rel is not None and (comfyui_dir / "input" / rel).is_file():
+                continue  # an input file (LoadImage-like nodes), not a model
+            if rel is None or rel not in present:
+                missing.append({"node": str(node_id), "class_type": str(node.get("class_type")),
+                                "input": str(name), "file": value})
+    if not missing:
+        return None
+    extra = len([d for d in dirs if not d[1].is_relative_to(comfyui_dir / "models")])
+    where = f"{comfyui_dir / 'models'}/<folder>/" + (
+        f" and {extra} folder(s) from extra_model_paths.yaml" if extra else "")
+    refs = "; ".join(f"{m['file']} (node {m['node']} {m['class_type']}, input {m['input']})" for m in missing)
+    return ModelsMissing(
+        f"{len(missing)} model file(s) the workflow names are not in ComfyUI's model folders: {refs}. "
+        f"Searched {where}. Put each file into its folder (e.g. models/checkpoints/), or serve a "
+        "pack whose lock says where to download them", details=missing)
+
+
 # ----------------------------------------------------------------------------------------------
 # trees and custom nodes
 
@@ -280,20 +319,27 @@ def _node_entry(name: str, path: Path) -> CustomNode:
 
 def custom_nodes(comfyui_dir: Path) -> list[CustomNode]:
     """Every folder in ``custom_nodes/`` (git: remote, commit, dirty; otherwise a content hash),
-    plus comfypack's own node package, sorted by name."""
+    plus comfypack's own node package, sorted by name.
+
+    ``comfypack_nodes`` is always *this* comfypack's package — the one its workers load, even
+    where the tree holds another copy (see :meth:`ComfyUIProcess._node_setup`)."""
     from .comfyui.process import node_package_dir
 
     nodes: dict[str, CustomNode] = {}
     folder = Path(comfyui_dir) / "custom_nodes"
+    own = node_package_dir() / COMFYPACK_NODES
     if folder.is_dir():
         for entry in sorted(folder.iterdir()):
             if entry.name.startswith(".") or entry.name in _SKIP_DIRS or not entry.is_dir():
                 continue
+            if entry.name == COMFYPACK_NODES:
+                if entry.resolve() != own.resolve():
+                    logger.warning("%s is another copy of comfypack's node package; the lock records "
+                                   "this comfypack's (the one its workers load)", entry)
+                continue
             nodes[entry.name] = _node_entry(entry.name, entry)
-    if COMFYPACK_NODES not in nodes:
-        own = node_package_dir() / COMFYPACK_NODES
-        nodes[COMFYPACK_NODES] = CustomNode(
-            name=COMFYPACK_NODES, source=TreeSource(type="tree", sha256=tree_sha256(own)), dirty=False)
+    nodes[COMFYPACK_NODES] = CustomNode(
+        name=COMFYPACK_NODES, source=TreeSource(type="tree", sha256=tree_sha256(own)), dirty=False)
     return [nodes[k] for k in sorted(nodes)]
 
 

@@ -122,11 +122,50 @@ class WorkerPool:
                 w.process.start()  # Popen from the event loop's (main) thread: see process.py
         results = await asyncio.gather(*(self._bring_up(w) for w in self.workers), return_exceptions=True)
         self._interleave()
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if len(errors) == len(self.workers):
-            raise errors[0]
-        for e in errors:
+        failed = [(w, r) for w, r in zip(self.workers, results, strict=True) if isinstance(r, BaseException)]
+        if failed and self.attached:
+            # an attached ComfyUI may come later: keep trying (with backoff), stay not-ready meanwhile
+            for w, e in failed:
+                w.last_error = f"ComfyUI at {w.url} does not answer: {e}"
+                logger.error("worker %d: %s; retrying", w.index, w.last_error)
+                self._spawn(self._reattach(w))
+            return
+        if len(failed) == len(self.workers):
+            raise failed[0][1]
+        for _, e in failed:
             logger.error("a worker failed to start: %s", e)
+
+    @property
+    def attached(self) -> bool:
+        """Whether the workers are ComfyUIs at given URLs (not started by this pool)."""
+        return all(w.process is None for w in self.workers)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reattach(self, w: Worker) -> None:
+        delay = 1.0
+        while not self._closing:
+            await asyncio.sleep(delay)
+            if w.client is not None:
+                await w.client.close()
+                w.client = None
+            try:
+                await self._bring_up(w)
+                return
+            except Exception as e:  # keep trying: the service is up, not ready, and says why
+                w.last_error = f"ComfyUI at {w.url} does not answer: {e}"
+                delay = min(delay * 2, 30)
+                logger.warning("worker %d: %s; retrying in %.0f s", w.index, w.last_error, delay)
+
+    def not_ready_reason(self) -> str | None:
+        """Why no worker can take a request (``None`` when one can)."""
+        if self.ready:
+            return None
+        errors = [f"worker {w.index}: {w.last_error}" for w in self.workers if w.last_error]
+        return "; ".join(errors) if errors else "no ComfyUI worker is up yet"
 
     async def _bring_up(self, w: Worker) -> None:
         if w.process is not None:
@@ -178,9 +217,7 @@ class WorkerPool:
         w.last_error = f"ComfyUI (pid {pid}) exited with code {code}"
         logger.error("worker %d: %s", w.index, w.last_error)
         if self.restart:
-            task = asyncio.ensure_future(self._restart(w))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._restart(w))
 
     async def _restart(self, w: Worker) -> None:
         assert w.process is not None

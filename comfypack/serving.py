@@ -38,6 +38,7 @@ from .http import (
     ErrorShapeMiddleware,
     JobsMiddleware,
     MultipartMiddleware,
+    ReadyMiddleware,
     form_to_body,
 )
 from .http import (
@@ -154,6 +155,19 @@ def _schema_model(name: str, schema: dict[str, Any]) -> type[Any]:
     return _Model
 
 
+class _Readiness:
+    """What ``GET /readyz`` asks: the service instance of this process, once it exists."""
+
+    def __init__(self) -> None:
+        self.service: Any = None
+
+    def check(self) -> tuple[bool, str]:
+        if self.service is None:
+            return False, "starting"
+        ready: tuple[bool, str] = self.service.readiness()
+        return ready
+
+
 class _Jobs:
     """Progress and cancellation of the requests in flight, keyed by BentoML task id."""
 
@@ -247,6 +261,7 @@ def make_service(config: ServeConfig) -> type[Any]:
              f"`POST {route}/submit` runs it as a job: `GET {route}/status|progress|get?task_id=`, "
              f"`PUT {route}/cancel?task_id=`.")
     jobs = _Jobs()
+    readiness = _Readiness()
     metrics = _Metrics(label)
     total_nodes = len(workflow)
 
@@ -262,11 +277,22 @@ def make_service(config: ServeConfig) -> type[Any]:
             self.runner = WorkflowRunner(workflow, interface, max_upload_bytes=config.max_upload_bytes,
                                          limits=_request_limits(config))
             urls = [u.strip() for u in (config.comfyui_url or "").split(",") if u.strip()]
-            # a pack without a ComfyUI URL: the pool comes once the pack is restored (start-up)
-            self.pool: WorkerPool | None = None if config.pack and not urls else \
-                self._new_pool(config.comfyui_dir, urls)
             self._startup: asyncio.Task[None] | None = None
             self._startup_error: BaseException | None = None
+            self._stage = "starting ComfyUI"
+            self._warming = config.warmup  # not ready until the warm-up ran
+            self._models: tuple[dict[str, Any], Path] | None = None  # (workflow, ComfyUI dir) to check
+            self._missing: ComfyPackError | None = None
+            self._models_checked = False
+            self.pool: WorkerPool | None = None
+            try:
+                # a pack without a ComfyUI URL: the pool comes once the pack is restored (start-up)
+                if not (config.pack and not urls):
+                    self.pool = self._new_pool(config.comfyui_dir, urls)
+            except ComfyPackError as e:  # e.g. not a ComfyUI tree: not ready, say why (no crash loop)
+                self._startup_error = e
+                logger.error("cannot start: %s", e.message)
+            readiness.service = self
 
         def _new_pool(self, comfyui_dir: Path | None, urls: list[str] | None = None) -> WorkerPool:
             return WorkerPool(comfyui_dir=comfyui_dir, urls=urls or None, n=config.workers,
@@ -278,7 +304,8 @@ def make_service(config: ServeConfig) -> type[Any]:
 
         @bentoml.on_startup
         async def _start(self) -> None:
-            self._startup = asyncio.create_task(self._bring_up())
+            if self._startup_error is None:
+                self._startup = asyncio.create_task(self._bring_up())
 
         async def _bring_up(self) -> None:
             started = time.monotonic()
@@ -287,20 +314,62 @@ def make_service(config: ServeConfig) -> type[Any]:
                 if self.pool is None and config.pack is not None:  # restore it, then run its ComfyUI
                     from .build import restore_workspace, seed_inputs
 
+                    self._stage = "restoring the pack (ComfyUI, custom nodes, models)"
                     workspace = await asyncio.to_thread(restore_workspace, config.pack, config.workspace)
                     self.pool = self._new_pool(workspace.comfyui_dir)
                 assert self.pool is not None
+                comfyui_dir = workspace.comfyui_dir if workspace is not None else config.comfyui_dir
+                if comfyui_dir is not None and not self.pool.attached:
+                    self._models = (workflow, comfyui_dir)
+                    self._check_models()
+                self._stage = "starting ComfyUI"
                 await self.pool.start()
                 if workspace is not None:
                     seed_inputs(workspace, self.pool)
             except BaseException as e:
                 self._startup_error = e
-                logger.error("ComfyUI failed to start: %s", e)
+                logger.error("ComfyUI failed to start: %s", getattr(e, "message", e))
                 raise
-            logger.info("%d ComfyUI worker(s) ready after %.1f s; serving POST %s",
-                        len(self.pool.workers), time.monotonic() - started, route)
-            if config.warmup:
-                await self._warmup()
+            if self.pool.ready:
+                logger.info("%d ComfyUI worker(s) up after %.1f s; serving POST %s",
+                            len(self.pool.workers), time.monotonic() - started, route)
+            try:
+                if config.warmup and self._missing is None:
+                    self._stage = "warming up"
+                    await self._warmup()
+            finally:
+                self._warming = False
+
+        def _check_models(self) -> ComfyPackError | None:
+            """The workflow's missing model files (re-checked until they are all there)."""
+            if self._models is not None and (self._missing is not None or not self._models_checked):
+                from .lock import missing_models
+
+                self._models_checked = True
+                was = self._missing
+                self._missing = missing_models(*self._models)
+                if self._missing is not None and was is None:
+                    logger.error("not ready: %s", self._missing.message)
+                elif self._missing is None and was is not None:
+                    logger.info("every model the workflow names is present now")
+            return self._missing
+
+        def readiness(self) -> tuple[bool, str]:
+            """Whether requests can be served now, and if not, why (``/readyz`` says it)."""
+            if self._startup_error is not None:
+                return False, f"start-up failed: {getattr(self._startup_error, 'message', self._startup_error)}"
+            if self.pool is None or (self._startup is not None and not self._startup.done()
+                                     and not self.pool.ready):
+                return False, self._stage
+            missing = self._check_models()
+            if missing is not None:
+                return False, missing.message
+            reason = self.pool.not_ready_reason()
+            if reason is not None:
+                return False, reason
+            if self._warming:
+                return False, "warming up: the first run of the workflow on each worker"
+            return True, f"{sum(w.up for w in self.pool.workers)} of {len(self.pool.workers)} worker(s) up"
 
         async def _warmup(self) -> None:
             body = _warmup_body(self.interface)
@@ -323,12 +392,15 @@ def make_service(config: ServeConfig) -> type[Any]:
             if self._startup is not None and not self._startup.done():
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(self._startup), config.startup_timeout)
+            missing = self._check_models()
+            if missing is not None:
+                raise missing  # 503 naming the files: not the caller's fault
             if self.pool is None or not self.pool.ready:
-                raise ComfyUIUnavailable(
-                    f"no ComfyUI worker is up: {self._startup_error or 'starting or restarting'}")
+                ok, reason = self.readiness()
+                raise ComfyUIUnavailable(f"no ComfyUI worker is up: {reason}")
 
         async def __is_ready__(self) -> bool:
-            return self.pool is not None and self.pool.ready
+            return self.readiness()[0]
 
         async def _execute(self, ctx: bentoml.Context, body: Any, job: dict[str, Any] | None) -> Any:
             deadline = time.monotonic() + config.timeout
@@ -416,6 +488,7 @@ def make_service(config: ServeConfig) -> type[Any]:
                 await self.pool.close()
 
     # outermost first
+    ComfyPackService.add_asgi_middleware(ReadyMiddleware, check=readiness.check)  # type: ignore[attr-defined]
     ComfyPackService.add_asgi_middleware(DocsMiddleware)  # type: ignore[attr-defined]
     if config.api_key:
         ComfyPackService.add_asgi_middleware(AuthMiddleware, api_key=config.api_key)  # type: ignore[attr-defined]

@@ -190,9 +190,9 @@ def bentoml_serve(workflow: Path, log_dir: Path, *, env: dict[str, str] | None =
     port = free_port()
     log = log_dir / f"serve-{workflow.parent.name}-{port}.log"
     cmd = [sys.executable, "-m", "comfypack.cli", "serve", str(workflow), "--port", str(port),
-           *(["--comfyui-url", comfyui_url] if comfyui_url else ["--comfyui", str(comfyui_dir)])]
-    # each service its own BENTOML_HOME: `bentoml serve` recreates its task database there at start
-    full_env = {**os.environ, "BENTOML_HOME": str(log_dir / f"bentoml-home-{port}"), **(env or {})}
+           *(["--comfyui-url", comfyui_url] if comfyui_url else ["--comfyui", str(comfyui_dir)]),
+           "--state-dir", str(log_dir / f"state-{port}")]  # not under COMFYPACK_HOME: tests leave no trace
+    full_env = {**os.environ, **(env or {})}
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env,
                                 start_new_session=True, cwd=ROOT)

@@ -135,7 +135,16 @@ class ComfyUIProcess:
         return "".join(self._log)
 
     def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        """Whether the process is alive *now*. ``Popen.poll`` cannot tell while another thread
+        blocks in ``wait`` (the pool's watcher holds its lock): ask the kernel without reaping."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return False
+        try:
+            exited = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # reaped already (by the pool's watcher): it is gone
+            return False
+        return exited is None
 
     @property
     def returncode(self) -> int | None:

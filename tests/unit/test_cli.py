@@ -180,3 +180,80 @@ def test_run_file_input_given_as_a_path_keeps_its_extension(tmp_path):
     request = asyncio.run(WorkflowRunner(wf, interface).prepare(body))
     assert request.files["image"].filename == "image.png"
     assert request.files["attachment"].filename == "attachment.txt"
+
+
+# -- serve: start-up problems are one line and exit 2, before bentoml runs ------------------------
+
+
+def _fake_comfyui(tmp_path):
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "checkpoints").mkdir(parents=True)
+    (comfy / "main.py").write_text("")
+    return comfy
+
+
+def test_serve_refuses_a_folder_that_is_not_comfyui(runner, tmp_path):
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({"1": inp("Int", "n", default=1)}))
+    (tmp_path / "empty").mkdir()
+    result = invoke(runner, "serve", str(path), "--comfyui", str(tmp_path / "empty"), "--port", "0")
+    assert result.exit_code == 2
+    assert "is not a ComfyUI tree" in one_line_error(result)
+
+
+def test_serve_names_a_missing_model_before_starting(runner, tmp_path):
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({"1": inp("Int", "n", default=1),
+                                "4": {"class_type": "CheckpointLoaderSimple",
+                                      "inputs": {"ckpt_name": "sd15.safetensors"}}}))
+    result = invoke(runner, "serve", str(path), "--comfyui", str(_fake_comfyui(tmp_path)), "--port", "0")
+    assert result.exit_code == 2
+    line = one_line_error(result)
+    assert "sd15.safetensors (node 4 CheckpointLoaderSimple, input ckpt_name)" in line
+    assert "Searched" in line
+
+
+def test_serve_refuses_a_port_in_use(runner, tmp_path):
+    import socket
+
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({"1": inp("Int", "n", default=1)}))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = invoke(runner, "serve", str(path), "--comfyui", str(_fake_comfyui(tmp_path)),
+                        "--port", str(port))
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in one_line_error(result)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--api-key-env", "COMFYPACK_TEST_UNSET_KEY"], "is empty or unset"),
+    (["--api-key-file", "/nonexistent/key"], "cannot read it"),
+    (["--workers", "0"], "--workers"),
+])
+def test_serve_flag_problems(runner, tmp_path, args, message):
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({"1": inp("Int", "n", default=1)}))
+    result = invoke(runner, "serve", str(path), "--comfyui", str(_fake_comfyui(tmp_path)), "--port", "0", *args)
+    assert result.exit_code == 2
+    assert message in (result.stderr or result.output)
+
+
+def test_serve_settings_from_flags():
+    from comfypack.cli import _serve_settings
+
+    assert _serve_settings(timeout=30.0, workers=2, pipeline=None, max_queue=0, warmup=False,
+                           max_upload_bytes=None, api_key="k") == {
+        "COMFYPACK_TIMEOUT": "30", "COMFYPACK_WORKERS": "2", "COMFYPACK_MAX_QUEUE": "0",
+        "COMFYPACK_WARMUP": "0", "COMFYPACK_API_KEY": "k"}
+
+
+def test_service_state_dirs_are_per_address(monkeypatch, tmp_path):
+    from comfypack.config import service_state_dir
+
+    monkeypatch.setenv("COMFYPACK_HOME", str(tmp_path))
+    assert service_state_dir("127.0.0.1", 3000) == tmp_path / "services" / "127.0.0.1-3000"
+    assert service_state_dir("127.0.0.1", 3001) != service_state_dir("127.0.0.1", 3000)
+    assert service_state_dir("::1", 3000).parent == tmp_path / "services"

@@ -379,3 +379,36 @@ def test_workflow_sha256_is_canonical():
     b = json.loads(json.dumps({"1": {"inputs": {"b": "é", "a": 1}, "class_type": "X"}}))
     assert workflow_sha256(a) == workflow_sha256(b)
     assert workflow_sha256(a) != workflow_sha256({"1": {"class_type": "X", "inputs": {"a": 2, "b": "é"}}})
+
+
+# -- missing models -----------------------------------------------------------------------------
+
+
+def test_missing_models_names_node_input_and_folders(tmp_path):
+    from comfypack.errors import ModelsMissing
+    from comfypack.lock import missing_models
+
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "checkpoints").mkdir(parents=True)
+    (comfy / "models" / "loras").mkdir(parents=True)
+    (comfy / "models" / "loras" / "here.safetensors").write_bytes(b"x")
+    (comfy / "input").mkdir()
+    (comfy / "input" / "upload.bin").write_bytes(b"x")
+    workflow = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+        "5": {"class_type": "LoraLoader", "inputs": {"lora_name": "here.safetensors", "strength": 1.0}},
+        "6": {"class_type": "LoadSomething", "inputs": {"file": "upload.bin"}},  # an input file
+        "7": {"class_type": "ComfyPackInputFile", "inputs": {"name": "f", "default": "x.bin"}},
+        "8": {"class_type": "VAELoader", "inputs": {"vae_name": "../../etc/passwd.pt"}},
+    }
+    err = missing_models(workflow, comfy)
+    assert isinstance(err, ModelsMissing) and err.exit_code == 2 and err.status == 503
+    assert err.details == [
+        {"node": "4", "class_type": "CheckpointLoaderSimple", "input": "ckpt_name", "file": "sd15.safetensors"},
+        {"node": "8", "class_type": "VAELoader", "input": "vae_name", "file": "../../etc/passwd.pt"},
+    ]
+    assert "node 4 CheckpointLoaderSimple, input ckpt_name" in err.message
+    assert str(comfy / "models") in err.message
+    (comfy / "models" / "checkpoints" / "sd15.safetensors").write_bytes(b"x")
+    del workflow["8"]
+    assert missing_models(workflow, comfy) is None

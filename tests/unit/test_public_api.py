@@ -25,7 +25,7 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.errors": {
         "ComfyPackError", "WorkflowError", "RequestError", "InputFetchError", "ComfyUIError",
         "ComfyUIUnavailable", "PromptRejected", "ExecutionFailed", "ProvisionError", "ServiceError",
-        "FieldError", "LockError", "RestoreError", "ComfyUITimeout", "DeployError",
+        "FieldError", "LockError", "RestoreError", "ComfyUITimeout", "DeployError", "ModelsMissing",
     },
     "comfypack.hashing": {"sha256_file", "HashCache", "default_hash_cache", "hash_files", "shared_progress"},
     "comfypack.lockfile": {
@@ -38,7 +38,7 @@ EXPECTED: dict[str, set[str]] = {
         "default_resolvers", "resolve_sources", "default_sources_cache", "source_url", "download",
     },
     "comfypack.lock": {
-        "find_models", "custom_nodes", "list_packages", "python_info", "comfyui_info", "tree_sha256",
+        "find_models", "missing_models", "MODEL_SUFFIXES", "custom_nodes", "list_packages", "python_info", "comfyui_info", "tree_sha256",
         "workflow_sha256", "create_lock", "missing_sources", "COMFYPACK_NODES", "DEV_TOOLS",
     },
     "comfypack.pack": {
@@ -61,7 +61,7 @@ EXPECTED: dict[str, set[str]] = {
                         "DEFAULT_MAX_BYTES", "default_pixel_limits"},
     "comfypack.urlfetch": {"UrlPolicy", "address_problem", "fetch_url", "Resolve", "DEFAULT_URL_TIMEOUT"},
     "comfypack.runner": {"WorkflowRunner", "RunOutput", "OutputFile", "PreparedRequest"},
-    "comfypack.config": {"comfypack_home", "default_comfyui_dir", "record_default_comfyui"},
+    "comfypack.config": {"comfypack_home", "default_comfyui_dir", "record_default_comfyui", "service_state_dir"},
     "comfypack.uiformat": {"is_ui_format", "convert", "missing_node_types", "load_any_workflow",
                            "dynamic_prompt"},
     "comfypack.objectinfo": {"object_info_for", "fetch_object_info", "object_info_cache_key"},
@@ -75,7 +75,7 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.pool": {"Admission", "Worker", "WorkerPool", "Overloaded", "default_worker_count"},
     "comfypack.http": {"AuthMiddleware", "BodyLimitMiddleware", "BodyTypeMiddleware", "DocsMiddleware",
                        "ErrorShapeMiddleware", "request_id",
-                       "JobsMiddleware", "MultipartMiddleware", "form_to_body", "send_error"},
+                       "JobsMiddleware", "MultipartMiddleware", "ReadyMiddleware", "form_to_body", "send_error"},
     "comfypack.codegen": {"generate_client"},
     "comfypack.build": {
         "BuildOptions", "BuildPlan", "BuildResult", "plan_build", "write_build_context", "build_bento",
