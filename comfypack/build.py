@@ -158,8 +158,8 @@ def _source_tree_sha256() -> str:
 def plan_build(pack: Path, options: BuildOptions | None = None) -> BuildPlan:
     """Read and check ``pack`` and decide what its Bento holds. No side effects."""
     from . import __version__
-    from .lockfile import GitSource, requirement
-    from .restore import check_sources, read_pack
+    from .lockfile import GitSource, check_sources
+    from .pack import read_pack
 
     options = options or BuildOptions()
     pack = Path(pack)
@@ -190,7 +190,7 @@ def plan_build(pack: Path, options: BuildOptions | None = None) -> BuildPlan:
     if lock.python.platform != _LOCK_PLATFORM:
         logger.warning("the pack was locked on %s; the image is %s — some pinned packages may not "
                        "install there", lock.python.platform, _LOCK_PLATFORM)
-    requirements = [requirement(p.name, p.version) for p in lock.packages]
+    requirements = [p.requirement for p in lock.packages]
     locked = {p.name.lower().replace("_", "-") for p in lock.packages}
     for req in _own_requirements():
         if re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].lower().replace("_", "-") not in locked:
@@ -303,9 +303,10 @@ def _collect_weights(plan: BuildPlan, dest: Path, *, hf_endpoint: str | None,
                      civitai_url: str | None) -> None:
     """Every locked model into ``dest/<sha256>``, verified: from the pack, the local model cache,
     or the lock's sources."""
+    from .download import download
     from .hashing import sha256_file
-    from .restore import model_cache_dir, read_pack
-    from .sources import download
+    from .modelcache import model_cache_dir
+    from .pack import read_pack
 
     contents = read_pack(plan.pack)
     dest.mkdir(parents=True, exist_ok=True)
@@ -347,7 +348,7 @@ def _collect_weights(plan: BuildPlan, dest: Path, *, hf_endpoint: str | None,
 
 
 def _bento_readme(plan: BuildPlan) -> str:
-    from .restore import read_pack
+    from .pack import read_pack
     from .workflow import parse_interface
 
     interface = parse_interface(read_pack(plan.pack).workflow)
@@ -409,7 +410,7 @@ def write_build_context(plan: BuildPlan, ctx: Path, *, hf_endpoint: str | None =
     payload = [(f"comfypack/{p.relative_to(ctx / 'comfypack')}", p)
                for p in sorted((ctx / "comfypack").rglob("*")) if p.is_file()]
     payload.append(("pack.cpack.zip", pack_file))
-    from .restore import read_pack
+    from .pack import read_pack
 
     lock = read_pack(pack_file).lock
     source = lock.comfyui.source
@@ -552,7 +553,8 @@ def restore_workspace(pack: Path, workspace: Path | None = None, *, home: Path |
     fetches the models. Hugging Face / Civitai mirrors: ``HF_ENDPOINT``, ``COMFYPACK_CIVITAI_URL``."""
     from .config import comfypack_home
     from .hashing import sha256_file
-    from .restore import model_cache_dir, unpack
+    from .modelcache import model_cache_dir
+    from .restore import unpack
 
     pack = Path(pack)
     home = home or comfypack_home()

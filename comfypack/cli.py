@@ -152,7 +152,7 @@ def _load_any(workflow: Path, comfyui_dir: Path | None, comfyui_url: str | None)
     """Load WORKFLOW in either format (a UI-format one, ComfyUI's Save, is converted to API format),
     or the workflow inside a ``.cpack.zip``."""
     if workflow.suffix == ".zip" and workflow.is_file():
-        from .restore import read_pack
+        from .pack import read_pack
 
         return dict(read_pack(workflow).workflow)
     from .uiformat import load_any_workflow
@@ -582,28 +582,40 @@ def _default_python() -> str:
     return os.environ.get("COMFYPACK_PYTHON") or sys.executable
 
 
-def _resolvers(sources_file: Path | None, offline: bool) -> Any:
-    from .sources import default_resolvers
+def _resolvers(sources_file: Path | None, offline: bool, ui_workflow: Path | None = None) -> Any:
+    from .sources import default_resolvers, workflow_model_urls
 
+    entries: list[dict[str, str]] = []
+    if ui_workflow is not None:
+        try:
+            entries = workflow_model_urls(json.loads(ui_workflow.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as e:
+            raise WorkflowError(f"{ui_workflow}: not a readable JSON workflow ({e})") from e
     ep = _endpoints()
     return default_resolvers(sources_file, hf_endpoint=ep["hf_endpoint"], civitai_url=ep["civitai_url"],
-                             offline=offline)
+                             offline=offline, workflow_models=entries)
 
 
-def _lock_kwargs(sources_file: Path | None, strict: bool, python: str | None,
-                 offline: bool) -> dict[str, Any]:
+def _lock_kwargs(sources_file: Path | None, strict: bool, python: str | None, offline: bool,
+                 ui_workflow: Path | None = None, allow_missing_models: bool = False) -> dict[str, Any]:
     from .hashing import default_hash_cache
 
-    return {"python": python or _default_python(), "resolvers": _resolvers(sources_file, offline),
-            "hash_cache": default_hash_cache(), "strict": strict, "progress": sys.stderr.isatty()}
+    return {"python": python or _default_python(),
+            "resolvers": _resolvers(sources_file, offline, ui_workflow),
+            "hash_cache": default_hash_cache(), "strict": strict, "progress": sys.stderr.isatty(),
+            "allow_missing_models": allow_missing_models}
 
 
 def _report_lock(lock: Any, con: Any) -> None:
     from .lock import missing_sources
 
-    con.print(f"{len(lock.models)} model(s), {len(lock.custom_nodes)} custom node(s), "
-              f"{len(lock.packages)} package(s); ComfyUI {lock.comfyui.version} "
-              f"({lock.comfyui.source.type})")
+    direct = sum(1 for p in lock.packages if p.url)
+    patched = sum(1 for n in lock.custom_nodes if n.patch is not None)
+    con.print(f"{len(lock.models)} model(s), {len(lock.custom_nodes)} custom node(s)"
+              + (f" ({patched} with local changes carried as a patch)" if patched else "")
+              + f", {len(lock.packages)} package(s)" + (f" ({direct} from a URL or git)" if direct else "")
+              + f"; ComfyUI {lock.comfyui.version} ({lock.comfyui.source.type}); "
+              f"{lock.python.platform}, Python {lock.python.version}")
     missing = missing_sources(lock)
     if missing:
         con.print(f"[yellow]no download source for:[/] {', '.join(missing)} — a restore will need "
@@ -612,6 +624,12 @@ def _report_lock(lock: Any, con: Any) -> None:
 
 _SOURCES_HELP = ("JSON file mapping a model's sha256 (or file name) to a download URL; "
                  "\"huggingface_repos\": [\"org/name\", …] adds repos to look in.")
+_STRICT_HELP = ("Fail (instead of warning) on what a restore elsewhere cannot reproduce: local changes "
+                "in ComfyUI, an unpushed custom node commit, a remote or package source on this machine.")
+_UI_HELP = ("The UI-format workflow (ComfyUI's Save): its properties.models[] URLs are model "
+            "sources; pack includes it as workflow.json.")
+_MISSING_HELP = ("Lock even if model files the workflow names are in no model folder (they are left "
+                 "out of the lock).")
 
 
 @cli.command("lock")
@@ -622,21 +640,26 @@ _SOURCES_HELP = ("JSON file mapping a model's sha256 (or file name) to a downloa
               default=Path("comfypack.lock.json"), show_default=True, help="Where to write the lock.")
 @click.option("--sources", "sources_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               default=None, help=_SOURCES_HELP)
-@click.option("--strict", is_flag=True, help="Fail (instead of warning) on uncommitted changes in a custom node.")
+@click.option("--strict", is_flag=True, help=_STRICT_HELP)
 @click.option("--python", default=None, help="The interpreter that runs ComfyUI (default: this one, "
               "or $COMFYPACK_PYTHON).")
-@click.option("--offline", is_flag=True, help="Look up model sources only in the sources file and "
-              "the Hugging Face cache (no network).")
+@click.option("--offline", is_flag=True, help="Look up model sources only in the sources file, the "
+              "workflow's own model URLs and the Hugging Face cache (no network).")
+@click.option("--ui-workflow", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help=_UI_HELP)
+@click.option("--allow-missing-models", is_flag=True, help=_MISSING_HELP)
 @_errors
 def lock_cmd(workflow: Path, comfyui_dir: Path | None, output: Path, sources_file: Path | None,
-             strict: bool, python: str | None, offline: bool) -> None:
+             strict: bool, python: str | None, offline: bool, ui_workflow: Path | None,
+             allow_missing_models: bool) -> None:
     """Record WORKFLOW's environment (ComfyUI, custom nodes, packages, models) in a lock file."""
     from .config import default_comfyui_dir
     from .lock import create_lock
     from .lockfile import write_lock
 
     lock = create_lock(workflow, comfyui_dir or default_comfyui_dir(),
-                       **_lock_kwargs(sources_file, strict, python, offline))
+                       **_lock_kwargs(sources_file, strict, python, offline, ui_workflow,
+                                      allow_missing_models))
     write_lock(lock, output)
     con = _console()
     _report_lock(lock, con)
@@ -659,16 +682,17 @@ def _default_pack_name(workflow: Path) -> Path:
               default=None, help="Use this lock instead of locking now.")
 @click.option("--include-models", is_flag=True, help="Carry the model weights in the pack too.")
 @click.option("--ui-workflow", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="The UI-format workflow (ComfyUI's Save) to include as workflow.json.")
+              help=_UI_HELP)
 @click.option("--sources", "sources_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               default=None, help=_SOURCES_HELP)
-@click.option("--strict", is_flag=True, help="Fail on uncommitted changes in a custom node.")
+@click.option("--strict", is_flag=True, help=_STRICT_HELP)
 @click.option("--python", default=None, help="The interpreter that runs ComfyUI.")
 @click.option("--offline", is_flag=True, help="Look up model sources without network.")
+@click.option("--allow-missing-models", is_flag=True, help=_MISSING_HELP)
 @_errors
 def pack_cmd(workflow: Path, comfyui_dir: Path | None, output: Path | None, lock_file: Path | None,
              include_models: bool, ui_workflow: Path | None, sources_file: Path | None, strict: bool,
-             python: str | None, offline: bool) -> None:
+             python: str | None, offline: bool, allow_missing_models: bool) -> None:
     """Bundle WORKFLOW, its lock, interface and input assets into a .cpack.zip."""
     from .config import default_comfyui_dir
     from .lock import create_lock
@@ -679,7 +703,8 @@ def pack_cmd(workflow: Path, comfyui_dir: Path | None, output: Path | None, lock
     if lock_file is not None:
         lock = read_lock(lock_file)
     else:
-        lock = create_lock(workflow, target, **_lock_kwargs(sources_file, strict, python, offline))
+        lock = create_lock(workflow, target, **_lock_kwargs(sources_file, strict, python, offline,
+                                                            ui_workflow, allow_missing_models))
     out = output or _default_pack_name(workflow)
     create_pack(workflow, target, out, lock=lock, ui_workflow=ui_workflow, include_models=include_models)
     con = _console()
@@ -699,14 +724,27 @@ def pack_cmd(workflow: Path, comfyui_dir: Path | None, output: Path | None, lock
 @click.option("--sources", "sources_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               default=None, help=_SOURCES_HELP)
 @click.option("--allow-local-sources", is_flag=True,
-              help="Restore file:// (or path) git remotes and ComfyUI archives named by the lock; they "
-                   "read this machine's files, so only for a pack you trust "
+              help="Restore file:// (or path) git remotes, package URLs and ComfyUI archives named by "
+                   "the lock; they read this machine's files, so only for a pack you trust "
                    "(also COMFYPACK_ALLOW_LOCAL_SOURCES=1).")
+@click.option("--installer", type=click.Choice(["auto", "uv", "pip"]), default=None,
+              help="What installs the venv's packages (default: $COMFYPACK_INSTALLER, else auto: uv "
+                   "where it runs, else pip).")
+@click.option("--ignore-platform", is_flag=True,
+              help="Build the venv even where the lock's platform or Python version differs from this one.")
+@click.option("--run-install-scripts", is_flag=True,
+              help="Run each custom node's install.py with the venv's Python afterwards (off by "
+                   "default: it runs the node author's code).")
+@click.option("--copy-models", is_flag=True,
+              help="Copy models out of the cache instead of reflinking / linking them read-only.")
 @_errors
 def unpack_cmd(pack: Path, dest: Path, verify_only: bool, force: bool, no_venv: bool,
-               sources_file: Path | None, allow_local_sources: bool) -> None:
+               sources_file: Path | None, allow_local_sources: bool, installer: str | None,
+               ignore_platform: bool, run_install_scripts: bool, copy_models: bool) -> None:
     """Recreate PACK's workspace in --dir: ComfyUI, custom nodes, venv and verified models."""
-    from .restore import read_pack, unpack, verify
+    from .pack import read_pack
+    from .restore import unpack
+    from .verify import verify
 
     con = _console()
     if verify_only:
@@ -723,9 +761,14 @@ def unpack_cmd(pack: Path, dest: Path, verify_only: bool, force: bool, no_venv: 
             err.print(f"  - {d}", markup=False, soft_wrap=True)
         sys.exit(1)
     ep = _endpoints()
+    choice = installer or os.environ.get("COMFYPACK_INSTALLER") or "auto"
+    if choice not in ("auto", "uv", "pip"):
+        raise click.BadParameter(f"COMFYPACK_INSTALLER={choice!r}: use auto, uv or pip", param_hint="--installer")
     ws = unpack(pack, dest, force=force, venv=not no_venv, sources_file=sources_file,
                 progress=sys.stderr.isatty(), hf_endpoint=ep["hf_endpoint"], civitai_url=ep["civitai_url"],
-                allow_local_sources=_allow_local_sources(allow_local_sources))
+                allow_local_sources=_allow_local_sources(allow_local_sources), installer=choice,
+                ignore_platform=ignore_platform, run_install_scripts=run_install_scripts,
+                copy_models=copy_models)
     con.print(f"restored {pack.name} into {ws.root}")
     con.print(f"  ComfyUI: {ws.comfyui_dir}")
     con.print(f"  Python:  {ws.python}")
@@ -751,7 +794,7 @@ def client_cmd(workflow: Path, output: Path | None, endpoint: str, name: str | N
     from .workflow import load_workflow, parse_interface
 
     if _is_pack(workflow):
-        from .restore import read_pack
+        from .pack import read_pack
 
         graph = read_pack(workflow).workflow
         label = workflow.name.removesuffix(".zip").removesuffix(".cpack")

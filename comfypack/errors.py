@@ -14,6 +14,7 @@ Every error carries an HTTP status (used by the service) and a CLI exit code (us
     │   └── ComfyUITimeout            504 / exit 1   the prompt ran past its timeout (cancelled)
     ├── LockError                     400 / exit 2   a lock file is unreadable, invalid or too new
     ├── RestoreError                  500 / exit 1   recreating a workspace from a pack failed
+    │   └── InvalidPack               400 / exit 2   a pack is malformed, unsafe or was modified
     ├── ProvisionError                500 / exit 1   installing ComfyUI failed
     ├── ServiceError                  500 / exit 1   the serving layer itself misbehaved
     ├── ModelsMissing                 503 / exit 2   the workflow names model files ComfyUI lacks
@@ -36,6 +37,7 @@ __all__ = [
     "ComfyUITimeout",
     "LockError",
     "RestoreError",
+    "InvalidPack",
     "ProvisionError",
     "ServiceError",
     "ModelsMissing",
@@ -176,6 +178,14 @@ class RestoreError(ComfyPackError):
     """Recreating a workspace failed (a source is unreachable, a hash does not match, ...)."""
 
     type = "restore_error"
+
+
+class InvalidPack(RestoreError):
+    """A pack that is malformed, unsafe or modified: the caller's input is bad."""
+
+    status = 400
+    exit_code = 2
+    type = "invalid_pack"
 
 
 class ProvisionError(ComfyPackError):

@@ -2,7 +2,7 @@
 
 - :func:`sha256_file` reads in 1 MiB chunks into one reused buffer; hashlib releases the GIL
   for buffers that large, so :func:`hash_files` gets real parallelism from a thread pool.
-- :class:`HashCache` maps a file's identity — ``(realpath, size, mtime_ns, inode)`` — to its
+- :class:`HashCache` maps a file's identity — ``(realpath, size, mtime_ns, ctime_ns, inode)`` — to its
   sha256, so re-locking an unchanged environment hashes nothing. It is a JSON file written
   atomically (temp file + ``os.replace``). A file modified within :attr:`HashCache.racy_ns` of
   being hashed is not cached: a later write in the same timestamp tick would go unnoticed
@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -26,16 +25,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .atomic import atomic_write
 from .config import comfypack_home
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-__all__ = ["sha256_file", "HashCache", "default_hash_cache", "hash_files", "shared_progress"]
+__all__ = ["sha256_file", "HashCache", "default_hash_cache", "hash_files", "shared_progress", "progress_bar"]
 
 logger = logging.getLogger(__name__)
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 def sha256_file(path: Path, *, chunk: int = 1 << 20,
@@ -55,11 +55,13 @@ def sha256_file(path: Path, *, chunk: int = 1 << 20,
 def _identity(path: Path) -> tuple[str, dict[str, int]]:
     real = os.path.realpath(path)
     st = os.stat(real)
-    return real, {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    # ctime too: a write that puts the old mtime back (os.utime) still changes the ctime
+    return real, {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+                  "inode": st.st_ino}
 
 
 class HashCache:
-    """``(realpath, size, mtime_ns, inode) -> sha256``; ``path=None`` keeps it in memory only.
+    """``(realpath, size, mtime_ns, ctime_ns, inode) -> sha256``; ``path=None`` keeps it in memory only.
 
     One entry per real path (a changed file replaces its entry), safe to use from threads.
     :meth:`save` merges with what another process may have written meanwhile.
@@ -134,22 +136,9 @@ class HashCache:
             text = json.dumps({"version": _CACHE_VERSION, "entries": merged},
                               sort_keys=True, separators=(",", ":"))
         try:
-            _atomic_write(self.path, text)
+            atomic_write(self.path, text)
         except OSError as e:
             logger.warning("cannot write the hash cache %s: %s", self.path, e)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def default_hash_cache() -> HashCache:
@@ -187,7 +176,7 @@ def hash_files(paths: Iterable[Path], *, cache: HashCache | None = None, workers
     n_workers = max(1, min(workers or _default_workers(), len(order)))
 
     label = f"sha256 ({len(order)} file{'s' * (len(order) != 1)})"
-    with _progress_bar(progress, label, sum(sizes.values())) as bar:
+    with progress_bar(progress, label, sum(sizes.values())) as bar:
         advance = bar.advance if bar is not None else None
 
         def work(real: str) -> tuple[str, str]:
@@ -262,7 +251,7 @@ def shared_progress() -> Iterator[Progress]:
 
 
 @contextlib.contextmanager
-def _progress_bar(progress: bool | Progress, description: str, total: int) -> Iterator[_Bar | None]:
+def progress_bar(progress: bool | Progress, description: str, total: int) -> Iterator[_Bar | None]:
     """A progress task for ``total`` bytes. ``True``: on the :func:`shared_progress` display; a
     ``Progress``: a task on it; ``False``: ``None``."""
     if progress is False:

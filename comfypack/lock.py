@@ -21,32 +21,38 @@ import hashlib
 import json
 import logging
 import os
-import posixpath
 import re
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .errors import LockError, ModelsMissing
-from .hashing import HashCache, hash_files
+from .gitstate import git_state, local_patch
+from .hashing import HashCache, hash_files, sha256_file
 from .lockfile import (
+    COMFYPACK_NODES,
     ArchiveSource,
     ComfyUIInfo,
     CustomNode,
+    FileSource,
     GitSource,
     Lock,
     Model,
     Package,
     PackagedSource,
+    PatchInfo,
     PythonInfo,
+    RegistryInfo,
     TreeSource,
     WorkflowInfo,
+    is_local_url,
+    requirement,
     valid_package,
 )
 from .sources import ModelFile, Resolver, default_resolvers, resolve_sources
+from .trees import SKIP_NAMES, safe_relpath, tree_sha256
 
 __all__ = [
     "find_models",
@@ -62,13 +68,10 @@ __all__ = [
     "missing_sources",
     "COMFYPACK_NODES",
     "DEV_TOOLS",
+    "index_urls",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: the name under which comfypack's own node package is recorded (and which restore skips:
-#: comfypack itself provides it).
-COMFYPACK_NODES = "comfypack_nodes"
 
 #: comfypack itself and its development tools: not part of the environment ComfyUI needs (what
 #: only they depend on is left out too; see :func:`list_packages`). pip: a venv brings its own.
@@ -77,9 +80,6 @@ _DEV_PREFIXES = ("pytest-", "types-")
 
 #: model folders whose files ship with ComfyUI itself (not models to fetch).
 _SOURCE_FOLDERS = frozenset({"configs"})
-#: written by ``comfypack comfyui install`` into the tree it installs (not a local change).
-_INSTALL_MARKER = ".comfypack-source.json"
-_SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".DS_Store"})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,19 +141,6 @@ def _extra_model_dirs(yaml_path: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def _safe_relpath(value: str) -> str | None:
-    """``value`` as a clean relative POSIX path inside a folder, or ``None`` if it cannot be one."""
-    if not value or len(value) > 1024 or "\x00" in value or "\n" in value:
-        return None
-    rel = value.replace("\\", "/")
-    if rel.startswith("/") or re.match(r"^[A-Za-z]:", rel):
-        return None
-    rel = posixpath.normpath(rel)
-    if rel in (".", "") or rel == ".." or rel.startswith("../"):
-        return None
-    return rel
-
-
 def _string_values(workflow: Mapping[str, Any]) -> list[str]:
     seen: dict[str, None] = {}
     for node in workflow.values():
@@ -180,7 +167,7 @@ def find_models(workflow: Mapping[str, Any], comfyui_dir: Path) -> list[tuple[st
     dirs = _model_dirs(comfyui_dir)
     found: dict[tuple[str, str], Path] = {}
     for value in _string_values(workflow):
-        rel = _safe_relpath(value)
+        rel = safe_relpath(value)
         if rel is None:
             continue
         for folder, directory in dirs:
@@ -211,7 +198,7 @@ def missing_models(workflow: Mapping[str, Any], comfyui_dir: Path) -> ModelsMiss
         for name, value in inputs.items():
             if not isinstance(value, str) or not value.lower().endswith(MODEL_SUFFIXES):
                 continue
-            rel = _safe_relpath(value)
+            rel = safe_relpath(value)
             if rel is not None and (comfyui_dir / "input" / rel).is_file():
                 continue  # an input file (LoadImage-like nodes), not a model
             if rel is None or rel not in present:
@@ -233,93 +220,56 @@ def missing_models(workflow: Mapping[str, Any], comfyui_dir: Path) -> ModelsMiss
 # trees and custom nodes
 
 
-def _tree_files(root: Path) -> list[tuple[str, Path]]:
-    out: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        keep = []
-        for d in sorted(dirnames):
-            if d in _SKIP_DIRS:
-                continue
-            full = Path(dirpath) / d
-            if full.is_symlink():  # recorded as a link, not followed
-                out.append((full.relative_to(root).as_posix(), full))
-            else:
-                keep.append(d)
-        dirnames[:] = keep
-        for name in filenames:
-            if name in _SKIP_DIRS or name.endswith((".pyc", ".pyo")):
-                continue
-            full = Path(dirpath) / name
-            out.append((full.relative_to(root).as_posix(), full))
-    return sorted(out)
-
-
-def tree_sha256(root: Path) -> str:
-    """A content hash of a folder: relative paths, executable bits, file hashes, link targets.
-
-    ``__pycache__``, ``*.pyc`` and VCS folders are left out, so importing a node does not change it.
-    """
-    root = Path(root)
-    h = hashlib.sha256(b"comfypack-tree-v1\n")
-    for rel, path in _tree_files(root):
-        if path.is_symlink():
-            h.update(f"L {rel}\0{os.readlink(path)}\n".encode())
-            continue
-        mode = "x" if path.stat().st_mode & 0o111 else "f"
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        h.update(f"{mode} {rel}\0{digest.hexdigest()}\n".encode())
-    return h.hexdigest()
-
-
-def _clean_url(url: str) -> str:
-    """A remote URL without credentials (``https://user:token@host`` → ``https://host``)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.scheme and "@" in parts.netloc:
-        host = parts.netloc.rsplit("@", 1)[1]
-        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return url
-
-
-def _git_state(path: Path) -> tuple[str | None, str, bool] | None:
-    """``(remote url or None, HEAD commit, dirty)`` of the git work tree at ``path`` itself."""
-    if not (path / ".git").exists():
+def _registry(path: Path) -> RegistryInfo | None:
+    """The ComfyUI registry id and version of a node installed from the registry (it carries a
+    ``.tracking`` file and its ``pyproject.toml`` names it), else ``None``."""
+    if not (path / ".tracking").is_file() or not (path / "pyproject.toml").is_file():
         return None
-    import git
+    import tomllib
 
     try:
-        repo = git.Repo(path, search_parent_directories=False)
-        commit = repo.head.commit.hexsha
-        remotes = {r.name: r for r in repo.remotes}
-        remote = remotes.get("origin") or (next(iter(remotes.values())) if remotes else None)
-        url = _clean_url(next(iter(remote.urls))) if remote is not None else None
-        untracked = [p for p in repo.untracked_files
-                     if "__pycache__" not in p.split("/") and not p.endswith((".pyc", ".pyo"))
-                     and p != _INSTALL_MARKER]
-        dirty = repo.is_dirty(untracked_files=False) or bool(untracked)
-    except (git.InvalidGitRepositoryError, git.GitCommandError, ValueError) as e:
-        raise LockError(f"{path}: cannot read its git state ({e})") from e
-    return url, commit, dirty
+        project = tomllib.loads((path / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+        return RegistryInfo(id=str(project["name"]), version=str(project["version"]))
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
 
 
-def _node_entry(name: str, path: Path) -> CustomNode:
-    state = _git_state(path)
+def _problem(message: str, strict: bool, fix: str) -> None:
+    """A loss the lock cannot repair: a warning, or (``strict``) a :class:`LockError`."""
+    if strict:
+        raise LockError(f"{message} (--strict); {fix}")
+    logger.warning("%s; %s", message, fix)
+
+
+def _node_entry(name: str, path: Path, *, strict: bool = False) -> CustomNode:
+    state = git_state(path)
+    registry = _registry(path)
     if state is not None:
-        url, commit, dirty = state
-        if url:
-            return CustomNode(name=name, source=GitSource(type="git", url=url, commit=commit), dirty=dirty)
+        if state.url:
+            source = GitSource(type="git", url=state.url, commit=state.commit)
+            if is_local_url(state.url):
+                _problem(f"custom node {name}: its remote {state.url} can be reached only from this "
+                         "machine", strict, "push it to a shared remote (git remote set-url origin URL)")
+            elif not state.pushed:
+                _problem(f"custom node {name}: commit {state.commit[:12]} is on no branch of its "
+                         f"remote {state.url}", strict, "push it (git push) so a restore can fetch it")
+            patch = None
+            if state.dirty:
+                diff = local_patch(path)
+                if diff:
+                    patch = PatchInfo(sha256=hashlib.sha256(diff).hexdigest(), size=len(diff))
+                    logger.info("custom node %s has local changes: the pack carries them as a patch", name)
+            return CustomNode(name=name, source=source, dirty=state.dirty, patch=patch, registry=registry)
         logger.warning("custom node %s is a git repo without a remote; recording its content instead", name)
-    return CustomNode(name=name, source=TreeSource(type="tree", sha256=tree_sha256(path)), dirty=False)
+    return CustomNode(name=name, source=TreeSource(type="tree", sha256=tree_sha256(path)), dirty=False,
+                      registry=registry)
 
 
-def custom_nodes(comfyui_dir: Path) -> list[CustomNode]:
-    """Every folder in ``custom_nodes/`` (git: remote, commit, dirty; otherwise a content hash),
-    plus comfypack's own node package, sorted by name.
+def custom_nodes(comfyui_dir: Path, *, strict: bool = False) -> list[CustomNode]:
+    """Every custom node in ``custom_nodes/``: folders (git: remote, commit, local changes as a
+    patch; otherwise a content hash) and single ``.py`` files (content hash), plus comfypack's
+    own node package, sorted by name. ``strict``: an unpushed commit or a remote only this machine
+    reaches is an error, not a warning.
 
     ``comfypack_nodes`` is always *this* comfypack's package — the one its workers load, even
     where the tree holds another copy (see :meth:`ComfyUIProcess._node_setup`)."""
@@ -330,14 +280,20 @@ def custom_nodes(comfyui_dir: Path) -> list[CustomNode]:
     own = node_package_dir() / COMFYPACK_NODES
     if folder.is_dir():
         for entry in sorted(folder.iterdir()):
-            if entry.name.startswith(".") or entry.name in _SKIP_DIRS or not entry.is_dir():
+            if entry.name.startswith(".") or entry.name in SKIP_NAMES:
+                continue
+            if entry.is_file() and entry.name.endswith(".py"):  # ComfyUI loads single .py files too
+                nodes[entry.name] = CustomNode(name=entry.name, source=FileSource(
+                    type="file", sha256=sha256_file(entry)), dirty=False)
+                continue
+            if not entry.is_dir():
                 continue
             if entry.name == COMFYPACK_NODES:
                 if entry.resolve() != own.resolve():
                     logger.warning("%s is another copy of comfypack's node package; the lock records "
                                    "this comfypack's (the one its workers load)", entry)
                 continue
-            nodes[entry.name] = _node_entry(entry.name, entry)
+            nodes[entry.name] = _node_entry(entry.name, entry, strict=strict)
     nodes[COMFYPACK_NODES] = CustomNode(
         name=COMFYPACK_NODES, source=TreeSource(type="tree", sha256=tree_sha256(own)), dirty=False)
     return [nodes[k] for k in sorted(nodes)]
@@ -361,7 +317,11 @@ for d in metadata.distributions():
             m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", r)
             if m:
                 reqs.append(m.group(1))
-        pkgs[name] = {"version": d.version, "requires": reqs}
+        try:
+            direct = json.loads(d.read_text("direct_url.json") or "null")
+        except ValueError:
+            direct = None
+        pkgs[name] = {"version": d.version, "requires": reqs, "direct_url": direct}
 print(json.dumps({"version": platform.python_version(), "platform": sysconfig.get_platform(),
                   "packages": pkgs}))
 """
@@ -402,17 +362,57 @@ def _closure(roots: set[str], deps: Mapping[str, set[str]]) -> set[str]:
     return seen
 
 
-def _packages(data: Mapping[str, Any]) -> list[Package]:
+def _direct(name: str, version: str, info: Any, strict: bool) -> Package | None:
+    """The package as a PEP 610 direct reference (``name @ url``, git at its commit), from its
+    ``direct_url.json``; ``None`` when it came from an index. A local path or file:// URL is
+    recorded, with a warning (an error under ``strict``): only this machine can restore it."""
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+        return None
+    from .gitstate import clean_url
+
+    url = clean_url(info["url"])
+    vcs = info.get("vcs_info") if isinstance(info.get("vcs_info"), dict) else None
+    archive = info.get("archive_info") if isinstance(info.get("archive_info"), dict) else None
+    sha: str | None = None
+    commit: str | None = None
+    if vcs is not None:
+        if vcs.get("vcs") != "git":
+            raise LockError(f"package {name} was installed from {vcs.get('vcs')} ({url}); comfypack "
+                            "locks git sources only — install it from git or an index")
+        url, commit = f"git+{url}", str(vcs.get("commit_id") or "")
+    elif archive is not None:
+        hashes = archive.get("hashes") if isinstance(archive.get("hashes"), dict) else {}
+        legacy = str(archive.get("hash") or "")
+        sha = hashes.get("sha256") or (legacy[7:] if legacy.startswith("sha256=") else None)
+    try:
+        pkg = Package(name=name, version=version, url=url, sha256=sha, commit=commit)
+        requirement(name, version, url=url, sha256=sha, commit=commit)
+    except (ValueError, LockError) as e:
+        raise LockError(f"package {name} was installed from {url[:200]!r}, which a lock cannot "
+                        f"record ({' '.join(str(e).split())[:200]})") from e
+    if is_local_url(url.removeprefix("git+")):
+        _problem(f"package {name} was installed from {url}, on this machine only", strict,
+                 "publish it (an index, or an https/git URL) so a restore elsewhere can install it")
+    elif archive is not None and sha is None:
+        logger.warning("package %s comes from %s without a recorded hash; the restore trusts that URL",
+                       name, url)
+    return pkg
+
+
+def _packages(data: Mapping[str, Any], *, strict: bool = False) -> list[Package]:
     """Every installed distribution except comfypack's tooling: the dev tools themselves and what
     only they pull in (pytest's pluggy, mypy's mypy-extensions …). comfypack's own dependencies
-    stay (bentoml serves the pack)."""
+    stay (bentoml serves the pack). Packages installed from a URL, git or a path keep that source
+    (PEP 610 ``direct_url.json``)."""
     versions: dict[str, str] = {}
     deps: dict[str, set[str]] = {}
+    directs: dict[str, Any] = {}
     for name, info in data.get("packages", {}).items():
         canon = _canonical(name)
         if canon in versions:
             continue
         versions[canon] = str(info["version"])
+        directs[canon] = info.get("direct_url")
         deps[canon] = {_canonical(r) for r in info.get("requires", [])}
     for canon in deps:
         deps[canon] &= set(versions)
@@ -426,14 +426,45 @@ def _packages(data: Mapping[str, Any]) -> list[Package]:
     if invalid:  # a lock pins PEP 508 names to PEP 440 versions only (what pip can take safely)
         logger.warning("leaving out packages whose version is not PEP 440: %s",
                        ", ".join(f"{n} {versions[n]!r}" for n in invalid))
-    return [Package(name=n, version=versions[n]) for n in sorted(versions)
-            if n not in excluded and n not in invalid]
+    return [_direct(n, versions[n], directs.get(n), strict) or Package(name=n, version=versions[n])
+            for n in sorted(versions) if n not in excluded and n not in invalid]
 
 
 def list_packages(python: str) -> list[Package]:
     """The packages installed for the interpreter ``python`` (asked in a subprocess), by canonical
     name and exact version, without comfypack, its development tools and what only they need."""
     return _packages(_probe(python))
+
+
+#: the default package index (pip's and uv's)
+PYPI = "https://pypi.org/simple"
+_INDEX_VARS = (("PIP_INDEX_URL", "UV_INDEX_URL", "UV_DEFAULT_INDEX"), ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX"))
+
+
+def index_urls(python: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """The package indexes the environment installs from, the default one first: the
+    ``PIP_*`` / ``UV_*`` index variables, else ``pip config`` of ``python``; credentials removed."""
+    from .gitstate import clean_url
+
+    env = os.environ if env is None else env
+    default = next((env[v] for v in _INDEX_VARS[0] if env.get(v)), None)
+    extra = [u for v in _INDEX_VARS[1] for u in (env.get(v) or "").split()]
+    if default is None or not extra:
+        try:
+            proc = subprocess.run([python, "-m", "pip", "config", "list"], capture_output=True,
+                                  text=True, timeout=60, env={**env, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+            config = proc.stdout if proc.returncode == 0 else ""
+        except (OSError, subprocess.TimeoutExpired):
+            config = ""
+        for line in config.splitlines():
+            key, _, value = line.partition("=")
+            value = value.strip().strip("'\"")
+            if key.endswith(".index-url") and default is None:
+                default = value
+            elif key.endswith(".extra-index-url") and not extra:
+                extra = value.split()
+    urls = [clean_url(u.rstrip("/")) for u in [default or PYPI, *extra] if u]
+    return list(dict.fromkeys(urls))
 
 
 def python_info(python: str) -> PythonInfo:
@@ -455,14 +486,15 @@ def comfyui_info(comfyui_dir: Path, *, strict: bool = False) -> ComfyUIInfo:
     if not (comfyui_dir / "main.py").is_file() or version is None:
         raise LockError(f"{comfyui_dir} is not a ComfyUI tree (no main.py / comfyui_version.py); "
                         "pass --comfyui DIR")
-    state = _git_state(comfyui_dir)
+    state = git_state(comfyui_dir)
     if state is not None:
-        url, commit, dirty = state
+        url, commit, dirty = state.url, state.commit, state.dirty
         if not url:
             raise LockError(f"{comfyui_dir} is a git checkout without a remote; add one (git remote add "
                             "origin URL) so the lock can say where ComfyUI comes from")
         if dirty:
-            _dirty(f"ComfyUI at {comfyui_dir} has local changes the lock does not capture", strict)
+            _problem(f"ComfyUI at {comfyui_dir} has local changes the lock does not capture", strict,
+                     "commit or stash them")
         return ComfyUIInfo(version=version, source=GitSource(type="git", url=url, commit=commit))
     marker = read_marker(comfyui_dir)
     source = (marker or {}).get("source")
@@ -489,12 +521,6 @@ def workflow_sha256(workflow: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _dirty(message: str, strict: bool) -> None:
-    if strict:
-        raise LockError(message + " (--strict); commit or stash them, or lock without --strict")
-    logger.warning("%s", message)
-
-
 # ----------------------------------------------------------------------------------------------
 # the lock
 
@@ -502,14 +528,19 @@ def _dirty(message: str, strict: bool) -> None:
 def create_lock(workflow_path: Path, comfyui_dir: Path, *, python: str | None = None,
                 resolvers: list[Resolver] | None = None, hash_cache: HashCache | None = None,
                 strict: bool = False, progress: bool = False,
-                sources_cache: Path | None = None) -> Lock:
+                sources_cache: Path | None = None, allow_missing_models: bool = False,
+                indexes: list[str] | None = None) -> Lock:
     """Lock the environment of ``workflow_path`` running on ``comfyui_dir`` (see the module doc).
 
     ``python``: the interpreter that runs ComfyUI (default: this one). ``resolvers``: where to
     look for model download sources, in order (default: the offline ones of
     :func:`comfypack.sources.default_resolvers`). ``sources_cache``: the lookup cache (default
     ``$COMFYPACK_HOME/cache/sources.json``). ``hash_cache``: a stat-keyed cache of file hashes
-    (default: in memory). ``strict``: a dirty custom node or ComfyUI is an error, not a warning.
+    (default: in memory). ``strict``: what a restore elsewhere cannot reproduce is an error, not a
+    warning — local changes in ComfyUI, a custom node commit that was never pushed, a remote or a
+    package source only this machine reaches. A model file the workflow names that no model folder
+    holds is an error (:class:`ModelsMissing`, exit 2) unless ``allow_missing_models``.
+    ``indexes``: the package index URLs (default: :func:`index_urls` of ``python``).
     """
     from . import __version__
     from .workflow import load_workflow
@@ -518,14 +549,19 @@ def create_lock(workflow_path: Path, comfyui_dir: Path, *, python: str | None = 
     comfyui_dir = Path(comfyui_dir)
     comfy = comfyui_info(comfyui_dir, strict=strict)
 
-    nodes = custom_nodes(comfyui_dir)
-    for n in nodes:
-        if n.dirty:
-            _dirty(f"custom node {n.name} has local changes the lock does not capture", strict)
+    absent = missing_models(workflow, comfyui_dir)
+    if absent is not None:
+        if not allow_missing_models:
+            raise ModelsMissing(f"{absent.message} — or lock without them: --allow-missing-models",
+                                details=absent.details)
+        logger.warning("%s", absent.message)
 
-    probe = _probe(python or sys.executable)
+    nodes = custom_nodes(comfyui_dir, strict=strict)
+
+    python = python or sys.executable
+    probe = _probe(python)
     py = PythonInfo(version=probe["version"], platform=probe["platform"])
-    packages = _packages(probe)
+    packages = _packages(probe, strict=strict)
 
     found = find_models(workflow, comfyui_dir)
     cache = hash_cache if hash_cache is not None else HashCache(None)
@@ -550,6 +586,7 @@ def create_lock(workflow_path: Path, comfyui_dir: Path, *, python: str | None = 
         comfyui=comfy,
         custom_nodes=nodes,
         packages=packages,
+        indexes=indexes if indexes is not None else index_urls(python),
         models=models,
         workflow=WorkflowInfo(sha256=workflow_sha256(workflow)),
     )

@@ -11,14 +11,12 @@ and every write is validated against it with ``jsonschema``.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -30,6 +28,9 @@ __all__ = [
     "PackagedSource",
     "ArchiveSource",
     "TreeSource",
+    "FileSource",
+    "PatchInfo",
+    "RegistryInfo",
     "ModelSource",
     "PythonInfo",
     "ComfyUIInfo",
@@ -46,7 +47,13 @@ __all__ = [
     "requirement",
     "valid_package",
     "is_local_url",
+    "check_sources",
+    "COMFYPACK_NODES",
 ]
+
+#: the name under which comfypack's own node package is recorded (and which restore skips:
+#: comfypack itself provides it).
+COMFYPACK_NODES = "comfypack_nodes"
 
 #: The major format version this comfypack reads and writes.
 LOCK_VERSION: Final = 1
@@ -129,6 +136,28 @@ class TreeSource(_Model):
     sha256: Sha256
 
 
+class FileSource(_Model):
+    """A single-file custom node (``custom_nodes/NAME.py``), pinned by its sha256; the pack
+    carries it."""
+
+    type: Literal["file"] = "file"
+    sha256: Sha256
+
+
+class PatchInfo(_Model):
+    """A git checkout's local changes, carried in the pack as ``patches/<name>.patch``."""
+
+    sha256: Sha256 = Field(description="sha256 of the patch (git diff --binary --full-index)")
+    size: int = Field(ge=1, description="size of the patch in bytes")
+
+
+class RegistryInfo(_Model):
+    """Where a node came from in the ComfyUI registry (recorded as information)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="the registry's node id")
+    version: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$", description="the node's version")
+
+
 class ModelSource(_Model):
     """Where a model file can be downloaded from."""
 
@@ -146,7 +175,7 @@ class PythonInfo(_Model):
 
 
 ComfyUISourceField = Annotated[GitSource | PackagedSource | ArchiveSource, Field(discriminator="type")]
-NodeSourceField = Annotated[GitSource | TreeSource, Field(discriminator="type")]
+NodeSourceField = Annotated[GitSource | TreeSource | FileSource, Field(discriminator="type")]
 
 
 class ComfyUIInfo(_Model):
@@ -155,19 +184,36 @@ class ComfyUIInfo(_Model):
 
 
 class CustomNode(_Model):
-    name: str = Field(pattern=_NAME, description="its folder name in custom_nodes/")
+    name: str = Field(pattern=_NAME, description="its folder (or .py file) name in custom_nodes/")
     source: NodeSourceField
     dirty: bool = Field(default=False, description="the git work tree had uncommitted changes")
+    patch: PatchInfo | None = Field(default=None, description="those changes, carried in the pack")
+    registry: RegistryInfo | None = Field(default=None, description="ComfyUI registry id and version")
+
+
+# A direct reference's URL: an archive (http(s), or file:// on this machine) or a git URL, never
+# an option, a space or a pip/uv requirement-file marker (";", " --hash", "#egg=" …).
+_DIRECT_URL = r"^(?:https?://|file://|git\+(?:https|ssh|git|file)://)[A-Za-z0-9._~:/?\[\]@!$&'()*+,=%-]+$"
 
 
 class Package(_Model):
     name: str = Field(pattern=_PKG_NAME, max_length=128, description="a PEP 508 package name")
     version: str = Field(pattern=_PKG_VERSION, description="a PEP 440 version (installed exactly)")
+    url: str | None = Field(default=None, pattern=_DIRECT_URL, max_length=2048,
+                            description="installed from this URL (PEP 610): an archive, or git+URL")
+    sha256: str | None = Field(default=None, pattern=_SHA256, description="the archive's sha256")
+    commit: str | None = Field(default=None, pattern=_COMMIT, description="the VCS commit (git+URL)")
 
     @field_validator("version")
     @classmethod
     def _pep440_version(cls, v: str) -> str:
         return _pep440(v)
+
+    @property
+    def requirement(self) -> str:
+        """What the installer is given: ``name==version``, ``name @ url#sha256=…`` or
+        ``name @ git+url@commit`` (checked again: see :func:`requirement`)."""
+        return requirement(self.name, self.version, url=self.url, sha256=self.sha256, commit=self.commit)
 
 
 def valid_package(name: str, version: str) -> bool:
@@ -181,13 +227,29 @@ def valid_package(name: str, version: str) -> bool:
         return False
 
 
-def requirement(name: str, version: str) -> str:
-    """The pip requirement ``name==version``, refused (:class:`LockError`) unless both are
-    valid — so pip only ever sees a pinned name, never an option, URL or path."""
+def requirement(name: str, version: str, *, url: str | None = None, sha256: str | None = None,
+                commit: str | None = None) -> str:
+    """The requirement the installer gets: ``name==version``, or for a direct reference
+    ``name @ url`` (an archive with ``#sha256=`` when known; git at ``@commit``). Refused
+    (:class:`LockError`) unless every part is valid — so pip and uv only ever see a pinned name or
+    a plain URL, never an option, a marker or a second requirement."""
+    import re
+
     if not valid_package(name, version):
         raise LockError(f"refusing package {name[:80]!r} version {version[:80]!r}: not a PEP 508 name "
                         "with a PEP 440 version")
-    return f"{name}=={version}"
+    if url is None:
+        return f"{name}=={version}"
+    if not re.match(_DIRECT_URL, url) or "#" in url:
+        raise LockError(f"refusing package {name}: its URL {url[:200]!r} is not a plain archive or "
+                        "git URL")
+    if url.startswith("git+"):
+        if commit is None or not re.match(_COMMIT, commit) or "@" in urlsplit(url[4:]).path:
+            raise LockError(f"refusing package {name}: a git URL needs its full commit ({url[:200]!r})")
+        return f"{name} @ {url}@{commit}"
+    if sha256 is not None and not re.match(_SHA256, sha256):
+        raise LockError(f"refusing package {name}: {sha256[:80]!r} is not a sha256")
+    return f"{name} @ {url}" + (f"#sha256={sha256}" if sha256 else "")
 
 
 def is_local_url(url: str) -> bool:
@@ -217,8 +279,20 @@ class Lock(_Model):
     comfyui: ComfyUIInfo
     custom_nodes: list[CustomNode] = Field(default_factory=list)
     packages: list[Package] = Field(default_factory=list)
+    indexes: list[str] | None = Field(default=None, description="package index URLs the packages "
+                                      "came from, the default index first (none: PyPI)")
     models: list[Model] = Field(default_factory=list)
     workflow: WorkflowInfo
+
+    @field_validator("indexes")
+    @classmethod
+    def _index_urls(cls, v: list[str] | None) -> list[str] | None:
+        import re
+
+        for url in v or []:
+            if not re.match(r"^(https?|file)://[A-Za-z0-9._~:/?\[\]@!$&'()*+,;=%-]+$", url) or len(url) > 2048:
+                raise ValueError(f"{url[:200]!r} is not an index URL")
+        return v
 
     @field_validator("lock_version", mode="before")
     @classmethod
@@ -346,19 +420,34 @@ def read_lock(path: Path) -> Lock:
 
 def write_lock(lock: Lock, path: Path) -> None:
     """Write ``dumps(lock)`` to ``path`` atomically (a temp file in the same folder, renamed)."""
-    text = dumps(lock)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    from .atomic import atomic_write
+
+    atomic_write(Path(path), dumps(lock))
+
+
+def check_sources(lock: Lock, *, allow_local: bool = False) -> None:
+    """Refuse (:class:`LockError`, exit 2) a lock whose sources pip, uv or git must not be given:
+    package pins that are not ``name==version`` (PEP 508 / PEP 440) or a plain direct URL, index
+    URLs that are not URLs, git remotes that are not https, ssh or git URLs, and — unless
+    ``allow_local`` — ``file://`` URLs and paths (git remotes, package URLs and ComfyUI archives)
+    that would read this machine's files. (A local package index is skipped, not refused: see
+    :mod:`comfypack.venv`.)"""
+    for p in lock.packages:
+        p.requirement  # noqa: B018 - raises LockError when invalid
+    src = lock.comfyui.source
+    if isinstance(src, PackagedSource):
+        requirement(src.package, src.version)
+    urls = [("ComfyUI", src.url)] if isinstance(src, (GitSource, ArchiveSource)) else []
+    urls += [(f"custom node {n.name}", n.source.url) for n in lock.custom_nodes
+             if isinstance(n.source, GitSource) and n.name != COMFYPACK_NODES]
+    urls += [(f"package {p.name}", p.url.removeprefix("git+")) for p in lock.packages if p.url]
+    for what, url in urls:
+        if url.startswith("-") or "::" in url.split("/", 1)[0]:
+            raise LockError(f"the lock's {what} source {url[:200]!r} is not a URL; refusing it")
+        if is_local_url(url) and not allow_local:
+            raise LockError(f"the lock's {what} source {url[:200]!r} is on the local file system; "
+                            "restore it only from a pack you trust, with --allow-local-sources "
+                            "(COMFYPACK_ALLOW_LOCAL_SOURCES=1)")
 
 
 if __name__ == "__main__":  # regenerate the shipped schema

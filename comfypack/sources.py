@@ -3,17 +3,20 @@
 Resolvers, tried in order (:func:`default_resolvers`); the first that answers wins:
 
 1. :class:`SourcesFile` — the user's ``--sources FILE``: sha256 or file name → URL.
-2. :class:`HFCacheResolver` — the local Hugging Face cache. An LFS blob's file name *is* its
+2. :class:`WorkflowModels` — the URLs a ComfyUI-saved workflow names for its models
+   (``nodes[].properties.models[]`` and the top-level ``models[]``: ``name``, ``url``,
+   ``directory``); Hugging Face URLs among them are pinned to a commit through the Hub API.
+3. :class:`HFCacheResolver` — the local Hugging Face cache. An LFS blob's file name *is* its
    sha256, so a model linked from or copied out of the cache resolves to repo, revision, file.
-3. :class:`HFApiResolver` — the Hugging Face API (``huggingface_hub.HfApi``), asked only about
-   repos we were given or saw in the cache / sources file; a candidate is accepted only if its
-   LFS sha256 is the model's.
-4. :class:`CivitaiResolver` — Civitai's public ``/api/v1/model-versions/by-hash/{sha256}``.
+4. :class:`HFApiResolver` — the Hugging Face API (``huggingface_hub.HfApi``), asked only about
+   repos we were given or saw in the cache / sources file / workflow; a candidate is accepted
+   only if its LFS sha256 is the model's.
+5. :class:`CivitaiResolver` — Civitai's public ``/api/v1/model-versions/by-hash/{sha256}``.
 
 :func:`resolve_sources` caches network answers on disk, and an unreachable service is a warning
-(the model is then recorded without a source), never a crash. :func:`download` fetches a source
-into a ``.partial`` file (resuming with ``Range``), verifies size and sha256, and only then
-renames it into place: a bad file never reaches its final path.
+(the model is then recorded without a source), never a crash. Sources are recorded by their
+canonical URLs (``https://huggingface.co/…``, ``https://civitai.com/…``) whatever endpoint or
+mirror answered; :mod:`comfypack.download` fetches them (through a mirror where one is set).
 """
 
 from __future__ import annotations
@@ -28,18 +31,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
+from .atomic import atomic_write
 from .config import comfypack_home
-from .errors import LockError, RestoreError
-from .hashing import _atomic_write, _progress_bar, sha256_file
+from .download import hf_file_url
+from .errors import LockError
 from .lockfile import ModelSource
-
-if TYPE_CHECKING:
-    from rich.progress import Progress
 
 __all__ = [
     "ModelFile",
@@ -51,8 +52,9 @@ __all__ = [
     "default_resolvers",
     "resolve_sources",
     "default_sources_cache",
-    "source_url",
-    "download",
+    "WorkflowModels",
+    "workflow_model_urls",
+    "classify_url",
 ]
 
 logger = logging.getLogger(__name__)
@@ -96,23 +98,35 @@ _HF_RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<fi
 _CIVITAI_DOWNLOAD = re.compile(r"^/api/download/models/(?P<id>\d+)/?$")
 
 
-def _classify(url: str) -> ModelSource:
-    """A URL as a :class:`ModelSource`: huggingface.co resolve URLs and Civitai download URLs
-    keep their structure (repo/revision/file, model version id); anything else is ``url``."""
+def _hosts(*urls: str | None) -> set[str]:
+    return {(urlsplit(u).hostname or "").lower() for u in urls if u}
+
+
+def classify_url(url: str, *, hf_endpoint: str | None = None, civitai_url: str | None = None) -> ModelSource:
+    """A URL as a :class:`ModelSource` with its canonical URL: Hugging Face ``resolve`` URLs (on
+    huggingface.co or on the ``hf_endpoint`` mirror) keep repo/revision/file, Civitai download
+    URLs (on civitai.com or ``civitai_url``) their model version id; anything else is ``url``.
+    Query strings such as ``?download=true`` are dropped from Hub URLs."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"not an http(s) URL: {url!r}")
-    host = parts.hostname or ""
-    if host == "huggingface.co" or host.endswith(".huggingface.co"):
+    host = (parts.hostname or "").lower()
+    if host == "huggingface.co" or host.endswith(".huggingface.co") or host in _hosts(hf_endpoint):
         m = _HF_RESOLVE.match(parts.path)
         if m:
-            return ModelSource(type="huggingface", url=url, repo=m["repo"], revision=unquote(m["rev"]),
-                               file=unquote(m["file"]))
-    if host == "civitai.com" or host.endswith(".civitai.com"):
+            repo, rev, file = m["repo"], unquote(m["rev"]), unquote(m["file"])
+            return ModelSource(type="huggingface", url=_hf_url(repo, file, rev), repo=repo,
+                               revision=rev, file=file)
+    if host == "civitai.com" or host.endswith(".civitai.com") or host in _hosts(civitai_url):
         m = _CIVITAI_DOWNLOAD.match(parts.path)
         if m:
-            return ModelSource(type="civitai", url=url, model_version_id=int(m["id"]))
+            canonical = urlunsplit(("https", "civitai.com", parts.path, parts.query, ""))
+            return ModelSource(type="civitai", url=canonical, model_version_id=int(m["id"]))
     return ModelSource(type="url", url=url)
+
+
+def _classify(url: str) -> ModelSource:
+    return classify_url(url)
 
 
 class SourcesFile:
@@ -178,13 +192,95 @@ class SourcesFile:
         return []
 
 
-# -- 2. the local Hugging Face cache ----------------------------------------------------------
+# -- 2. the workflow's own model URLs ---------------------------------------------------------
 
 
-def _hf_url(repo: str, file: str, revision: str, endpoint: str | None) -> str:
-    from huggingface_hub import hf_hub_url
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
-    return hf_hub_url(repo, file, revision=revision, endpoint=endpoint)
+
+def workflow_model_urls(graph: Any) -> list[dict[str, str]]:
+    """The ``{"name", "url", "directory"}`` entries a ComfyUI-saved (UI-format) workflow carries:
+    every node's ``properties.models[]`` (subgraphs' nodes too) and the top-level ``models[]``.
+    An API-format workflow has none."""
+    found: list[dict[str, str]] = []
+
+    def take(entries: Any) -> None:
+        for e in entries if isinstance(entries, list) else []:
+            if isinstance(e, dict) and all(isinstance(e.get(k), str) and e.get(k) for k in ("name", "url")):
+                found.append({"name": e["name"], "url": e["url"], "directory": str(e.get("directory") or "")})
+
+    def nodes(container: Any) -> None:
+        for node in (container.get("nodes") if isinstance(container, dict) else None) or []:
+            if isinstance(node, dict) and isinstance(node.get("properties"), dict):
+                take(node["properties"].get("models"))
+
+    if isinstance(graph, dict):
+        take(graph.get("models"))
+        nodes(graph)
+        for sub in ((graph.get("definitions") or {}).get("subgraphs") or []) if isinstance(
+                graph.get("definitions"), dict) else []:
+            nodes(sub)
+    unique: dict[tuple[str, str, str], dict[str, str]] = {}
+    for e in found:
+        unique.setdefault((e["directory"], e["name"], e["url"]), e)
+    return [unique[k] for k in sorted(unique)]
+
+
+class WorkflowModels:
+    """The model URLs the workflow itself names (:func:`workflow_model_urls`), matched by file
+    name and folder. A Hugging Face URL on a branch (``resolve/main/…``) is pinned to the commit
+    the branch is at, and kept only if that file is the model (``hub``: the Hub API; without
+    it — offline — the URL is kept as given). Every download is verified by size and sha256."""
+
+    name = "workflow"
+    cacheable = False
+
+    def __init__(self, entries: list[dict[str, str]], *, hub: HFApiResolver | None = None,
+                 hf_endpoint: str | None = None) -> None:
+        self.entries = entries
+        self.hub = hub
+        self.hf_endpoint = hf_endpoint
+
+    def repos(self) -> list[str]:
+        """Hugging Face repos the URLs name (for the Hub API resolver)."""
+        out = []
+        for e in self.entries:
+            with contextlib.suppress(ValueError):
+                src = classify_url(e["url"], hf_endpoint=self.hf_endpoint)
+                if src.repo:
+                    out.append(src.repo)
+        return list(dict.fromkeys(out))
+
+    def resolve(self, model: ModelFile) -> list[ModelSource]:
+        base = model.path.rsplit("/", 1)[-1]
+        out: list[ModelSource] = []
+        for e in self.entries:
+            if e["name"] not in (model.path, base) or (e["directory"] and e["directory"] != model.folder):
+                continue
+            try:
+                src = classify_url(e["url"], hf_endpoint=self.hf_endpoint)
+            except ValueError as err:
+                logger.warning("the workflow's URL for %s is unusable: %s", e["name"], err)
+                continue
+            if (src.type == "huggingface" and self.hub is not None and src.repo and src.file
+                    and not _COMMIT_RE.match(src.revision or "")):
+                pinned = self.hub.pin(src.repo, src.file, model)
+                if pinned is None:
+                    logger.warning("the workflow names %s for %s/%s, but the file there is not this "
+                                   "model (sha256 %s); not using it", src.url, model.folder,
+                                   model.path, model.sha256[:12])
+                    continue
+                src = pinned
+            out.append(src)
+        return out
+
+
+# -- 3. the local Hugging Face cache ----------------------------------------------------------
+
+
+def _hf_url(repo: str, file: str, revision: str) -> str:
+    """The canonical URL (a lock never records a mirror's)."""
+    return hf_file_url(repo, file, revision)
 
 
 def _repo_of(dirname: str) -> str | None:
@@ -261,7 +357,7 @@ class HFCacheResolver:
     def _source(self, repo_dir: Path, revision: str, file: str) -> ModelSource:
         repo = _repo_of(repo_dir.name)
         assert repo is not None
-        return ModelSource(type="huggingface", url=_hf_url(repo, file, revision, self.endpoint),
+        return ModelSource(type="huggingface", url=_hf_url(repo, file, revision),
                            repo=repo, revision=revision, file=file)
 
     def _hits(self, repo_dir: Path, blob: Path,
@@ -291,7 +387,7 @@ class HFCacheResolver:
         return hits
 
 
-# -- 3. the Hugging Face API ------------------------------------------------------------------
+# -- 4. the Hugging Face API ------------------------------------------------------------------
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -388,7 +484,7 @@ class HFApiResolver:
             return False
 
     def _source(self, repo: str, revision: str, file: str) -> ModelSource:
-        return ModelSource(type="huggingface", url=_hf_url(repo, file, revision, self.endpoint),
+        return ModelSource(type="huggingface", url=_hf_url(repo, file, revision),
                            repo=repo, revision=revision, file=file)
 
     def resolve(self, model: ModelFile) -> list[ModelSource]:
@@ -432,6 +528,22 @@ class HFApiResolver:
         return []
 
 
+    def pin(self, repo: str, file: str, model: ModelFile) -> ModelSource | None:
+        """``file`` of ``repo`` at the commit ``main`` points at now, if it is ``model`` (by LFS
+        sha256 or git blob id); ``None`` otherwise. Unreachable: :class:`_Unavailable`."""
+        rev = self._repo(repo).revision
+        if rev is None:
+            return None
+        entries = self._call(f"{repo}: paths-info", lambda: self._api.get_paths_info(
+            repo, [file], revision=rev)) or []
+        from huggingface_hub.hf_api import RepoFile
+
+        for entry in entries:
+            if isinstance(entry, RepoFile) and self._matches(entry, model):
+                return self._source(repo, rev, entry.path)
+        return None
+
+
 def _take(it: Any, n: int) -> Iterator[Any]:
     for i, x in enumerate(it):
         if i >= n:
@@ -440,7 +552,7 @@ def _take(it: Any, n: int) -> Iterator[Any]:
         yield x
 
 
-# -- 4. Civitai -------------------------------------------------------------------------------
+# -- 5. Civitai -------------------------------------------------------------------------------
 
 
 class CivitaiResolver:
@@ -486,6 +598,9 @@ class CivitaiResolver:
         if not isinstance(download_url, str):
             return []
         try:
+            found = classify_url(download_url, civitai_url=self.base_url)
+            if found.type == "civitai":  # its canonical civitai.com URL, whatever answered
+                return [found.model_copy(update={"model_version_id": version_id or found.model_version_id})]
             return [ModelSource(type="civitai", url=download_url, model_version_id=version_id)]
         except ValueError:
             logger.debug("Civitai gave an unusable download URL %r", download_url)
@@ -496,15 +611,21 @@ class CivitaiResolver:
 
 
 def default_resolvers(sources_file: Path | None, *, hf_endpoint: str | None = None,
-                      civitai_url: str | None = None, offline: bool = False) -> list[Resolver]:
-    """The standard order: sources file, HF cache, then (unless ``offline``) the HF API over the
-    repos named by the sources file and present in the cache, and Civitai."""
+                      civitai_url: str | None = None, offline: bool = False,
+                      workflow_models: list[dict[str, str]] | None = None) -> list[Resolver]:
+    """The standard order: sources file, the workflow's own model URLs, HF cache, then (unless
+    ``offline``) the HF API over the repos named by the sources file, the workflow's URLs and
+    present in the cache, and Civitai."""
     resolvers: list[Resolver] = []
     repos: list[str] = []
     if sources_file is not None:
         sf = SourcesFile(sources_file)
         resolvers.append(sf)
         repos += sf.repos
+    wm = WorkflowModels(list(workflow_models or []), hf_endpoint=hf_endpoint)
+    if wm.entries:
+        resolvers.append(wm)
+        repos += wm.repos()
     cache = HFCacheResolver(endpoint=hf_endpoint)
     resolvers.append(cache)
     if not offline:
@@ -512,7 +633,9 @@ def default_resolvers(sources_file: Path | None, *, hf_endpoint: str | None = No
 
         repos += cache.repos()
         if not _hf_offline(constants):
-            resolvers.append(HFApiResolver(endpoint=hf_endpoint, repos=repos))
+            hub = HFApiResolver(endpoint=hf_endpoint, repos=list(dict.fromkeys(repos)))
+            wm.hub = hub
+            resolvers.append(hub)
         resolvers.append(CivitaiResolver(civitai_url or CIVITAI_URL))
     return resolvers
 
@@ -563,7 +686,7 @@ class _LookupCache:
         if not self.dirty:
             return
         try:
-            _atomic_write(self.path, json.dumps({"version": _CACHE_VERSION, "entries": self.entries},
+            atomic_write(self.path, json.dumps({"version": _CACHE_VERSION, "entries": self.entries},
                                                 sort_keys=True, indent=1) + "\n")
         except OSError as e:
             logger.warning("cannot write the source lookup cache %s: %s", self.path, e)
@@ -619,221 +742,3 @@ def resolve_sources(models: list[ModelFile], resolvers: list[Resolver], *,
     finally:
         cache.save()
     return result
-
-
-# -- downloading ------------------------------------------------------------------------------
-
-
-def _rebase(url: str, base: str) -> str:
-    b = urlsplit(base.rstrip("/"))
-    u = urlsplit(url)
-    return urlunsplit((b.scheme, b.netloc, b.path + u.path, u.query, u.fragment))
-
-
-def source_url(source: ModelSource, *, hf_endpoint: str | None = None,
-               civitai_url: str | None = None) -> str:
-    """The URL to fetch ``source`` from; ``hf_endpoint`` / ``civitai_url`` redirect Hugging Face
-    and Civitai sources to a mirror (or a local stand-in)."""
-    if source.type == "huggingface" and hf_endpoint and source.repo and source.revision and source.file:
-        return _hf_url(source.repo, source.file, source.revision, hf_endpoint.rstrip("/"))
-    if source.type == "civitai" and civitai_url:
-        return _rebase(source.url, civitai_url)
-    return source.url
-
-
-class _Interrupted(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def _locked_partial(partial: Path) -> Iterator[IO[bytes]]:
-    """Open ``partial`` for reading and appending, holding an exclusive lock on it (POSIX) so
-    two processes never write the same download; re-opens if the holder renamed it away."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock
-        fcntl = None  # type: ignore[assignment]
-    while True:
-        f = open(partial, "a+b")  # noqa: SIM115 - closed below
-        if fcntl is None:
-            break
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                same = os.stat(partial).st_ino == os.fstat(f.fileno()).st_ino
-            except FileNotFoundError:
-                same = False
-        except BaseException:
-            f.close()
-            raise
-        if same:
-            break
-        f.close()
-    try:
-        yield f
-    finally:
-        f.close()
-
-
-def _hash_prefix(f: IO[bytes], n: int) -> Any:
-    h = hashlib.sha256()
-    f.seek(0)
-    left = n
-    while left:
-        chunk = f.read(min(1 << 20, left))
-        if not chunk:
-            break
-        h.update(chunk)
-        left -= len(chunk)
-    return h
-
-
-def _fetch(client: httpx.Client, url: str, f: IO[bytes], size: int, headers: dict[str, str],
-           advance: Any) -> tuple[str, int, bool]:
-    """Continue the download in ``f`` from its current length. Returns (sha256, length, resumed)."""
-    f.seek(0, os.SEEK_END)
-    have = f.tell()
-    if have > size:
-        f.truncate(0)
-        have = 0
-    h = _hash_prefix(f, have)
-    if advance and have:
-        advance(have)
-    if have == size:
-        return h.hexdigest(), have, have > 0
-    req = dict(headers)
-    if have:
-        req["Range"] = f"bytes={have}-"
-    try:
-        with client.stream("GET", url, headers=req) as r:
-            if r.status_code == 206 and have and r.headers.get("content-range", "").startswith(f"bytes {have}-"):
-                resumed = True
-            elif r.status_code == 200:
-                resumed = False
-                if have:  # the server ignored Range: start over
-                    if advance:
-                        advance(-have)
-                    f.truncate(0)
-                    have = 0
-                    h = hashlib.sha256()
-            elif r.status_code == 416 and have:
-                f.truncate(0)
-                raise _Interrupted("the server refused to resume; starting over")
-            else:
-                hint = (" (it needs a token: log in with `hf auth login` / set HF_TOKEN, or give "
-                        "another source with --sources)") if r.status_code in (401, 403) else ""
-                raise RestoreError(f"cannot download {url}: HTTP {r.status_code}{hint}")
-            f.seek(0, os.SEEK_END)
-            for chunk in r.iter_bytes():
-                have += len(chunk)
-                if have > size:
-                    f.truncate(0)
-                    raise RestoreError(f"{url} sent more than the expected {size} bytes; refusing it",
-                                       details={"url": url, "expected_size": size})
-                f.write(chunk)
-                h.update(chunk)
-                if advance:
-                    advance(len(chunk))
-    except httpx.HTTPError as e:
-        f.flush()
-        raise _Interrupted(f"{type(e).__name__}: {e}") from e
-    f.flush()
-    return h.hexdigest(), have, resumed
-
-
-def download(source: ModelSource, dest: Path, *, sha256: str, size: int,
-             progress: bool | Progress = True, token: str | None = None,
-             hf_endpoint: str | None = None, civitai_url: str | None = None,
-             retries: int = 3) -> Path:
-    """Fetch ``source`` to ``dest``, verified by ``size`` and ``sha256``.
-
-    Bytes go to ``dest.partial`` (an interrupted download resumes from it with ``Range``, also in
-    a later run); only a verified file is renamed to ``dest``. A mismatch raises
-    :class:`RestoreError` and removes the partial file. An existing ``dest`` is verified and
-    returned, never overwritten. ``token`` is sent as a bearer token (Hugging Face sources
-    default to huggingface_hub's token: ``HF_TOKEN`` or ``hf auth login``).
-    """
-    dest = Path(dest)
-    sha256 = sha256.lower()
-    url = source_url(source, hf_endpoint=hf_endpoint, civitai_url=civitai_url)
-    if dest.exists():
-        return _verify_existing(dest, sha256, size)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".partial")
-    if token is None and source.type == "huggingface":
-        with contextlib.suppress(ImportError, OSError):
-            from huggingface_hub import get_token
-
-            token = get_token()
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        with _progress_bar(progress, (source.file or dest.name)[-48:], size) as bar, \
-                _locked_partial(partial) as f:
-            if dest.exists():  # another process finished it while we waited
-                if f.seek(0, os.SEEK_END) == 0:
-                    _remove(partial)
-                return _verify_existing(dest, sha256, size)
-            _download_into(f, partial, url, sha256=sha256, size=size, headers=headers,
-                           bar=bar, retries=retries)
-            f.flush()
-            os.fsync(f.fileno())
-            os.replace(partial, dest)
-    except RestoreError:
-        if partial.exists() and partial.stat().st_size == 0:
-            _remove(partial)
-        raise
-    return dest
-
-
-def _download_into(f: IO[bytes], partial: Path, url: str, *, sha256: str, size: int,
-                   headers: dict[str, str], bar: Any, retries: int) -> None:
-    advance = bar.advance if bar is not None else None
-    timeout = httpx.Timeout(30.0, read=120.0)
-    with httpx.Client(follow_redirects=True, timeout=timeout) as client:
-        restarted = False
-        attempt = 0
-        while True:
-            try:
-                digest, got, resumed = _fetch(client, url, f, size, headers, advance)
-                if got < size:  # the body ended early: resume from what arrived
-                    raise _Interrupted(f"got {got} of {size} bytes")
-            except _Interrupted as e:
-                attempt += 1
-                if attempt >= retries:
-                    raise RestoreError(f"downloading {url} was interrupted ({e}); run again to "
-                                       f"resume from {partial}") from e
-                logger.warning("download of %s interrupted (%s); resuming", url, e)
-                if bar is not None:
-                    bar.reset()
-                continue
-            if got == size and digest == sha256:
-                return
-            f.truncate(0)
-            if resumed and not restarted:  # the old partial may be what was wrong
-                logger.warning("%s: the resumed download did not verify; downloading it again", url)
-                restarted = True
-                if bar is not None:
-                    bar.reset()
-                continue
-            _remove(partial)
-            raise RestoreError(
-                f"{url} is not the locked file: got {got} bytes with sha256 {digest}, expected "
-                f"{size} bytes with sha256 {sha256}. Refusing it; give another source with "
-                "--sources.",
-                details={"url": url, "expected_sha256": sha256, "sha256": digest,
-                         "expected_size": size, "size": got})
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def _verify_existing(dest: Path, sha256: str, size: int) -> Path:
-    got_size = dest.stat().st_size
-    if got_size == size and sha256_file(dest) == sha256:
-        return dest
-    raise RestoreError(f"{dest} already exists and is not the expected file (size {got_size}, "
-                       f"expected {size} bytes with sha256 {sha256}); not overwriting it",
-                       details={"path": str(dest)})
-

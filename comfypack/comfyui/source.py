@@ -193,9 +193,9 @@ class ArchiveSource:
             return cached
         if parts.scheme not in ("http", "https"):
             raise ProvisionError(f"unsupported archive URL scheme {parts.scheme!r} (http, https or file)")
+        from ..download import download
         from ..errors import RestoreError
         from ..lockfile import ModelSource
-        from ..sources import download
 
         try:
             return download(ModelSource(type="url", url=self.url), cached, sha256=self.sha256, size=self.size)

@@ -14,6 +14,7 @@ from comfypack.errors import (
     ExecutionFailed,
     FieldError,
     InputFetchError,
+    InvalidPack,
     LockError,
     PromptRejected,
     ProvisionError,
@@ -36,6 +37,7 @@ TABLE = [
     (ComfyUITimeout, 504, 1, "timeout", ComfyUIError),
     (LockError, 400, 2, "lock_error", ComfyPackError),
     (RestoreError, 500, 1, "restore_error", ComfyPackError),
+    (InvalidPack, 400, 2, "invalid_pack", RestoreError),
     (ProvisionError, 500, 1, "provision_error", ComfyPackError),
     (ServiceError, 500, 1, "service_error", ComfyPackError),
 ]

@@ -124,6 +124,20 @@ def test_cache_key_includes_size_mtime_and_inode(tmp_path):
     assert cache.get(path) is None
 
 
+def test_a_write_that_puts_the_old_mtime_back_is_noticed(tmp_path):
+    """Same size, same mtime (os.utime after writing), same inode: only the ctime tells (issue 13)."""
+    path = make(tmp_path / "m.bin", b"abc")
+    cache = HashCache(None)
+    cache.put(path, "0" * 64)
+    st = path.stat()
+    with open(path, "r+b") as f:  # damage in place
+        f.write(b"x")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert cache.get(path) is None
+
+
 def test_symlink_shares_the_real_files_entry(tmp_path):
     real = make(tmp_path / "real.bin", b"abc")
     link = tmp_path / "link.bin"
@@ -152,7 +166,7 @@ def test_save_is_atomic_json_and_merges_other_writers(tmp_path):
     one.save()
     two.save()
     data = json.loads(cache_file.read_text())
-    assert data["version"] == 1
+    assert data["version"] == 2
     assert {v["sha256"] for v in data["entries"].values()} == {"a" * 64, "b" * 64}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin", "hashes.json"]  # no temp files
     fresh = HashCache(cache_file)
@@ -168,7 +182,7 @@ def test_corrupt_cache_file_is_ignored_with_a_warning(tmp_path, caplog):
     assert "hash cache" in caplog.text
     path = make(tmp_path / "m.bin", b"m")
     hash_files([path], cache=cache)
-    assert json.loads(cache_file.read_text())["version"] == 1  # rewritten, usable again
+    assert json.loads(cache_file.read_text())["version"] == 2  # rewritten, usable again
 
 
 def test_unknown_cache_version_starts_empty(tmp_path):

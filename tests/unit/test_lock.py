@@ -29,7 +29,8 @@ from comfypack.lock import (
     tree_sha256,
     workflow_sha256,
 )
-from comfypack.lockfile import GitSource, PackagedSource, TreeSource, dumps, loads
+from comfypack.gitstate import local_patch
+from comfypack.lockfile import FileSource, GitSource, PackagedSource, TreeSource, dumps, loads
 from comfypack.sources import SourcesFile
 
 from ._lock_helpers import MODEL_BYTES, fake_env, git, make_repo, sha, sources_file
@@ -179,10 +180,14 @@ def test_custom_nodes_strips_credentials_and_handles_repos_without_remote(tmp_pa
     git(comfy / "custom_nodes" / "private", "remote", "add", "origin",
         "https://user:s3cret@example.com/org/private.git")
     make_repo(comfy / "custom_nodes" / "local_only", [{"__init__.py": "x = 2\n"}])
-    (comfy / "custom_nodes" / "loose_file.py").write_text("# a single-file node: part of the tree\n")
+    (comfy / "custom_nodes" / "loose_file.py").write_text("# a single-file node: ComfyUI loads it too\n")
+    (comfy / "custom_nodes" / "notes.txt").write_text("not a node\n")
     (comfy / "custom_nodes" / "__pycache__").mkdir()
     nodes = {n.name: n for n in custom_nodes(comfy)}
-    assert set(nodes) == {"private", "local_only", COMFYPACK_NODES}
+    assert set(nodes) == {"private", "local_only", "loose_file.py", COMFYPACK_NODES}
+    single = nodes["loose_file.py"].source
+    assert isinstance(single, FileSource)
+    assert single.sha256 == sha((comfy / "custom_nodes" / "loose_file.py").read_bytes())
     src = nodes["private"].source
     assert isinstance(src, GitSource)
     assert src.url == "https://example.com/org/private.git"
@@ -313,15 +318,45 @@ def test_lock_reports_models_without_a_source(tmp_path, caplog):
     assert "--sources" in caplog.text
 
 
-def test_dirty_custom_node_warns_and_strict_fails(tmp_path, caplog):
+def test_a_dirty_custom_node_is_recorded_with_its_changes_as_a_patch(tmp_path):
     env = fake_env(tmp_path)
-    (env.comfyui / "custom_nodes/tiny_node/__init__.py").write_text("edited\n")
+    node = env.comfyui / "custom_nodes/tiny_node"
+    (node / "__init__.py").write_text("edited\n")
+    (node / "added.py").write_text("z = 3\n")  # untracked: part of the changes
+    (node / "__pycache__").mkdir()
+    (node / "__pycache__" / "x.pyc").write_bytes(b"\0")  # not part of them
+    lock = _lock(env)
+    tiny = {n.name: n for n in lock.custom_nodes}["tiny_node"]
+    diff = local_patch(node)
+    assert tiny.dirty is True and tiny.patch is not None
+    assert (tiny.patch.sha256, tiny.patch.size) == (sha(diff), len(diff))
+    assert b"+edited" in diff and b"b/added.py" in diff and b"x.pyc" not in diff
+    assert local_patch(node) == diff  # reproducible
+    assert git(node, "diff", "--cached", "--name-only") == ""  # the user's index is untouched
+    assert git(node, "status", "--porcelain", "--untracked-files=all").count("??") == 2
+
+
+def test_unpushed_commits_and_local_remotes_warn_and_strict_fails(tmp_path, caplog):
+    env = fake_env(tmp_path)  # tiny_node is a clone of a file:// remote
+    node = env.comfyui / "custom_nodes/tiny_node"
     with caplog.at_level(logging.WARNING):
-        lock = _lock(env)
-    assert {n.name: n.dirty for n in lock.custom_nodes}["tiny_node"] is True
-    assert "tiny_node has local changes" in caplog.text
-    with pytest.raises(LockError, match="tiny_node"):
-        _lock(env, strict=True)
+        custom_nodes(env.comfyui)
+    assert "can be reached only from this machine" in caplog.text
+    with pytest.raises(LockError, match="tiny_node.*only from this machine.*--strict"):
+        custom_nodes(env.comfyui, strict=True)
+    git(node, "remote", "set-url", "origin", "https://git.example/org/tiny_node.git")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert {n.name for n in custom_nodes(env.comfyui, strict=True)} >= {"tiny_node"}  # pushed
+    assert caplog.text == ""
+    (node / "more.py").write_text("m = 1\n")
+    git(node, "add", "more.py")
+    git(node, "commit", "-q", "-m", "not pushed")
+    with caplog.at_level(logging.WARNING):
+        custom_nodes(env.comfyui)
+    assert "is on no branch of its remote" in caplog.text
+    with pytest.raises(LockError, match="tiny_node: commit [0-9a-f]{12} is on no branch.*git push"):
+        custom_nodes(env.comfyui, strict=True)
 
 
 def test_the_hash_cache_makes_a_relock_hash_nothing(tmp_path, monkeypatch):

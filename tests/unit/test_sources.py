@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+from comfypack.download import download, source_url
 from comfypack.errors import LockError, RestoreError
 from comfypack.lockfile import ModelSource
 from comfypack.sources import (
@@ -34,10 +35,11 @@ from comfypack.sources import (
     HFCacheResolver,
     ModelFile,
     SourcesFile,
+    WorkflowModels,
+    classify_url,
     default_resolvers,
-    download,
     resolve_sources,
-    source_url,
+    workflow_model_urls,
 )
 
 COMMIT = "1f2e3d4c5b6a79880123456789abcdef01234567"
@@ -335,7 +337,10 @@ def test_hf_cache_model_symlinked_into_the_cache(tmp_path, hf_cache):
     (src,) = HFCacheResolver(hf_cache.root, endpoint="https://hub.example").resolve(m)
     assert (src.type, src.repo, src.revision, src.file) == ("huggingface", "org/upscalers", COMMIT,
                                                             "x4/model.safetensors")
-    assert src.url == f"https://hub.example/org/upscalers/resolve/{COMMIT}/x4/model.safetensors"
+    # the canonical URL, whatever endpoint (mirror) was configured: locks never record a mirror
+    assert src.url == f"https://huggingface.co/org/upscalers/resolve/{COMMIT}/x4/model.safetensors"
+    assert source_url(src, hf_endpoint="https://hub.example") == \
+        f"https://hub.example/org/upscalers/resolve/{COMMIT}/x4/model.safetensors"
 
 
 def test_hf_cache_model_copied_out_of_the_cache(tmp_path, hf_cache):
@@ -396,7 +401,7 @@ def test_hf_api_accepts_only_a_matching_lfs_sha256(tmp_path):
         r = HFApiResolver(endpoint=hub.url, repos=["org/missing", "org/impostor", "org/real"])
         (src,) = r.resolve(model_file(tmp_path, good, "x4.safetensors"))
     assert (src.type, src.repo, src.revision, src.file) == ("huggingface", "org/real", COMMIT, "x4.safetensors")
-    assert src.url == f"{hub.url}/org/real/resolve/{COMMIT}/x4.safetensors"
+    assert src.url == f"https://huggingface.co/org/real/resolve/{COMMIT}/x4.safetensors"  # not the endpoint's
     assert hub.hits("/api/models/org/missing/revision/main")  # asked, 404: skipped
     # the impostor was looked at (same name) and rejected by its LFS sha256
     assert hub.hits("/api/models/org/impostor/paths-info/" + COMMIT)
@@ -462,7 +467,8 @@ def test_civitai_by_hash(tmp_path):
         r = CivitaiResolver(civ.url)
         (src,) = r.resolve(model_file(tmp_path, data))
         assert (src.type, src.model_version_id) == ("civitai", 4242)
-        assert src.url == f"{civ.url}/api/download/models/4242?type=Model&format=SafeTensor"
+        assert src.url == "https://civitai.com/api/download/models/4242?type=Model&format=SafeTensor"
+        assert source_url(src, civitai_url=civ.url).startswith(f"{civ.url}/api/download/models/4242?")
         assert civ.hits()[0].path == f"/api/v1/model-versions/by-hash/{sha(data)}"
         assert r.resolve(model_file(tmp_path, b"unknown", "u.bin")) == []  # 404: no answer
 
@@ -739,3 +745,57 @@ def test_parallel_downloads_with_progress(tmp_path):
             paths = list(pool.map(one, range(4)))
     assert [p.read_bytes() for p in paths] == blobs
 
+
+
+# -- the workflow's own model URLs (properties.models[]) ---------------------------------------
+
+
+UI_GRAPH = {
+    "nodes": [
+        {"id": 4, "type": "CheckpointLoaderSimple", "properties": {"models": [
+            {"name": "x4.safetensors", "directory": "upscale_models",
+             "url": "https://huggingface.co/org/real/resolve/main/x4.safetensors?download=true"}]}},
+        {"id": 5, "type": "Note", "properties": {}},
+    ],
+    "links": [],
+    "models": [{"name": "other.bin", "url": "https://files.example/other.bin", "directory": "loras"}],
+    "definitions": {"subgraphs": [{"nodes": [{"properties": {"models": [
+        {"name": "deep.safetensors", "url": "https://files.example/deep.safetensors", "directory": "vae"}]}}]}]},
+}
+
+
+def test_workflow_model_urls_reads_nodes_subgraphs_and_the_top_level():
+    entries = workflow_model_urls(UI_GRAPH)
+    assert {(e["directory"], e["name"]) for e in entries} == {
+        ("upscale_models", "x4.safetensors"), ("loras", "other.bin"), ("vae", "deep.safetensors")}
+    assert workflow_model_urls({"1": {"class_type": "X", "inputs": {}}}) == []  # API format: none
+
+
+def test_workflow_urls_are_pinned_through_the_hub_and_recorded_canonically(tmp_path):
+    good = b"the real upscaler" * 30
+    hub = HubStandIn({"org/real": {"x4.safetensors": HubFile(good)}})
+    with hub:
+        # the workflow names the Hub; the lookups go to the endpoint (a mirror / HF_ENDPOINT)
+        resolvers = default_resolvers(None, hf_endpoint=hub.url, civitai_url=closed_port_url(),
+                                      workflow_models=workflow_model_urls(UI_GRAPH))
+        assert [r.name for r in resolvers][:2] == ["workflow", "huggingface-cache"]
+        m = model_file(tmp_path, good, "x4.safetensors")
+        m = ModelFile("upscale_models", "x4.safetensors", m.size, m.sha256, m.local_path)
+        (src,) = resolvers[0].resolve(m)
+        # a file of another folder or another content is not matched
+        other = ModelFile("checkpoints", "x4.safetensors", m.size, m.sha256, m.local_path)
+        assert resolvers[0].resolve(other) == []
+        impostor = model_file(tmp_path, b"not the upscaler" * 30, "x4.safetensors")
+        assert resolvers[0].resolve(ModelFile("upscale_models", "x4.safetensors", impostor.size,
+                                              impostor.sha256, impostor.local_path)) == []
+    assert (src.type, src.repo, src.revision, src.file) == ("huggingface", "org/real", COMMIT, "x4.safetensors")
+    assert src.url == f"https://huggingface.co/org/real/resolve/{COMMIT}/x4.safetensors"
+
+
+def test_workflow_urls_offline_are_kept_as_given_and_mirror_urls_made_canonical(tmp_path):
+    wm = WorkflowModels([{"name": "m.bin", "directory": "", "url": "http://127.0.0.1:9/org/r/resolve/main/m.bin"}],
+                        hf_endpoint="http://127.0.0.1:9")
+    (src,) = wm.resolve(model_file(tmp_path, b"m", "m.bin"))
+    assert (src.type, src.url) == ("huggingface", "https://huggingface.co/org/r/resolve/main/m.bin")
+    assert classify_url("https://files.example/a.bin").type == "url"
+    assert classify_url("https://civitai.com/api/download/models/7").model_version_id == 7
