@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from comfypack.cli import cli
 from comfypack.errors import LockError
+from comfypack.gitstate import local_patch
 from comfypack.hashing import HashCache
 from comfypack.lock import (
     COMFYPACK_NODES,
@@ -29,7 +30,6 @@ from comfypack.lock import (
     tree_sha256,
     workflow_sha256,
 )
-from comfypack.gitstate import local_patch
 from comfypack.lockfile import FileSource, GitSource, PackagedSource, TreeSource, dumps, loads
 from comfypack.sources import SourcesFile
 
@@ -447,3 +447,34 @@ def test_missing_models_names_node_input_and_folders(tmp_path):
     (comfy / "models" / "checkpoints" / "sd15.safetensors").write_bytes(b"x")
     del workflow["8"]
     assert missing_models(workflow, comfy) is None
+
+
+def test_lock_and_pack_refuse_missing_models_unless_allowed(tmp_path):
+    env = fake_env(tmp_path, git_node=False)
+    wf = dict(env.workflow)
+    wf["1"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "gone_x4.safetensors"}}
+    path = tmp_path / "missing.json"
+    path.write_text(json.dumps(wf))
+    for cmd, out in (("lock", tmp_path / "l.json"), ("pack", tmp_path / "p.cpack.zip")):
+        res = CliRunner().invoke(cli, [cmd, str(path), "--comfyui", str(env.comfyui), "--offline",
+                                       "--strict", "-o", str(out)])
+        assert res.exit_code == 2, res.output
+        line = res.output.strip()
+        assert len(line.splitlines()) == 1 and "Traceback" not in line
+        for part in ("gone_x4.safetensors", "node 1 UpscaleModelLoader", "input model_name",
+                     str(env.comfyui / "models"), "--allow-missing-models"):
+            assert part in line, (part, line)
+        assert not out.exists()
+        res = CliRunner().invoke(cli, [cmd, str(path), "--comfyui", str(env.comfyui), "--offline",
+                                       "--allow-missing-models", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        assert out.exists()
+
+
+def test_index_urls_come_from_the_environment_without_credentials():
+    from comfypack.lock import index_urls
+
+    env = {"PIP_INDEX_URL": "https://user:tok@mirror.example/simple/",
+           "PIP_EXTRA_INDEX_URL": "https://download.pytorch.org/whl/cpu"}
+    assert index_urls(sys.executable, env) == ["https://mirror.example/simple",
+                                               "https://download.pytorch.org/whl/cpu"]

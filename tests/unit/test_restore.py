@@ -419,3 +419,109 @@ def test_a_damaged_entry_is_refused_and_leaves_nothing(tmp_path, home, file_serv
     assert res.exit_code == 2, res.output
     assert "damaged entry" in res.output and "Traceback" not in res.output
     assert not dest.exists()
+
+
+# -- what a lock now carries: single-file nodes, local changes, install scripts, the cache ------
+
+
+def _rich_pack(tmp_path, file_server):
+    """A fake env whose git node has local changes (an edit and a new file) and which holds a
+    single-file node and an install script; its lock and pack."""
+    env = fake_env(tmp_path / "src-rich")
+    node = env.comfyui / "custom_nodes" / "tiny_node"
+    (node / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}  # v1, edited locally\n")
+    (node / "local.py").write_text("LOCAL = True\n")
+    (node / "install.py").write_text("open('installed.txt', 'w').write('ran')\n")
+    (env.comfyui / "custom_nodes" / "single_node.py").write_text("NODE_CLASS_MAPPINGS = {}  # one file\n")
+    url = file_server.put("rich-tiny.safetensors", MODEL_BYTES)
+    sf = sources_file(tmp_path / "rich-sources.json", {sha(MODEL_BYTES): url})
+    lock = create_lock(env.workflow_path, env.comfyui, resolvers=[SourcesFile(sf)], hash_cache=HashCache(None))
+    pack = create_pack(env.workflow_path, env.comfyui, tmp_path / "rich.cpack.zip", lock=lock)
+    return env, pack, lock
+
+
+def test_single_file_nodes_and_local_changes_are_carried_and_verified(tmp_path, home, file_server):
+    from comfypack.gitstate import local_patch
+
+    env, pack, lock = _rich_pack(tmp_path, file_server)
+    nodes = {n.name: n for n in lock.custom_nodes}
+    assert nodes["single_node.py"].source.type == "file"
+    assert nodes["tiny_node"].patch is not None
+    with zipfile.ZipFile(pack) as zf:
+        assert zf.read("custom_nodes/single_node.py") == b"NODE_CLASS_MAPPINGS = {}  # one file\n"
+        assert sha(zf.read("patches/tiny_node.patch")) == nodes["tiny_node"].patch.sha256
+
+    dest = tmp_path / "ws"
+    unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
+    restored = dest / "comfyui" / "custom_nodes"
+    assert (restored / "single_node.py").read_text() == "NODE_CLASS_MAPPINGS = {}  # one file\n"
+    node = restored / "tiny_node"
+    assert git(node, "rev-parse", "HEAD") == env.node_commits[0]  # the locked commit …
+    assert "edited locally" in (node / "__init__.py").read_text()  # … with the local changes
+    assert (node / "local.py").read_text() == "LOCAL = True\n"
+    assert local_patch(node) == local_patch(env.comfyui / "custom_nodes" / "tiny_node")
+    assert not (node / "installed.txt").exists()  # install scripts: off by default
+    assert verify(dest) == []
+
+    (restored / "single_node.py").write_text("changed\n")
+    git(node, "checkout", "--", "__init__.py")  # the local edit lost
+    assert verify(dest) == ["custom node single_node.py: the file differs from the locked one",
+                            "custom node tiny_node: its local changes differ from the locked patch"]
+    (node / "local.py").unlink()
+    (node / "install.py").unlink()  # untracked when locked: part of the patch too
+    (restored / "single_node.py").unlink()
+    assert verify(dest) == ["custom node single_node.py: missing",
+                            "custom node tiny_node: the locked local changes (patch) are missing"]
+
+
+def test_a_tampered_patch_or_single_file_node_is_refused(tmp_path, home, file_server):
+    _, pack, _ = _rich_pack(tmp_path, file_server)
+    with zipfile.ZipFile(pack) as zf:
+        patch = zf.read("patches/tiny_node.patch")
+    evil = patch.replace(b"LOCAL = True", b"LOCAL = 666!")
+    bad = rewrite_zip(pack, tmp_path / "bad.cpack.zip", replace={"patches/tiny_node.patch": evil})
+    res = CliRunner().invoke(cli, ["unpack", str(bad), "--dir", str(tmp_path / "w1"), "--no-venv"])
+    assert res.exit_code == 2 and "patch does not match the lock" in res.output, res.output
+    assert not (tmp_path / "w1").exists()
+    bad = rewrite_zip(pack, tmp_path / "bad2.cpack.zip", drop=("patches/tiny_node.patch",))
+    res = CliRunner().invoke(cli, ["unpack", str(bad), "--dir", str(tmp_path / "w2"), "--no-venv"])
+    assert res.exit_code == 2 and "does not carry its patch" in res.output, res.output
+    bad = rewrite_zip(pack, tmp_path / "bad3.cpack.zip", replace={"custom_nodes/single_node.py": b"import os\n"})
+    res = CliRunner().invoke(cli, ["unpack", str(bad), "--dir", str(tmp_path / "w3"), "--no-venv"])
+    assert res.exit_code == 2 and "single_node.py in the pack does not match" in res.output, res.output
+
+
+def test_run_install_scripts_runs_the_nodes_install_py_when_asked(tmp_path, home, file_server):
+    _, pack, _ = _rich_pack(tmp_path, file_server)
+    dest = tmp_path / "ws"
+    res = CliRunner().invoke(cli, ["unpack", str(pack), "--dir", str(dest), "--no-venv",
+                                   "--run-install-scripts"])
+    assert res.exit_code == 0, res.output
+    assert (dest / "comfyui/custom_nodes/tiny_node/installed.txt").read_text() == "ran"
+
+
+def test_the_model_cache_cannot_be_written_through_a_workspace_and_damage_is_refetched(
+        tmp_path, home, file_server):
+    _, pack, _ = _served_pack(tmp_path, file_server)
+    dest = tmp_path / "ws"
+    unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
+    cached = model_cache_dir(home) / sha(MODEL_BYTES)
+    linked = dest / "comfyui/models/upscale_models/tiny.safetensors"
+    assert cached.stat().st_mode & 0o222 == 0  # the cache's file is read-only …
+    if os.path.samefile(cached, linked):  # … and a hard link shares that (a reflink is a copy)
+        assert linked.stat().st_mode & 0o222 == 0
+    # damage the cached file in place, keeping size and mtime (root can write a read-only file)
+    st = cached.stat()
+    os.chmod(cached, 0o644)
+    with open(cached, "r+b") as f:
+        f.write(b"X")
+    os.chmod(cached, 0o444)
+    os.utime(cached, ns=(st.st_atime_ns, st.st_mtime_ns))
+    other = tmp_path / "ws2"
+    unpack(pack, other, venv=False, progress=False, allow_local_sources=True)  # refetched, not linked
+    assert cached.read_bytes() == MODEL_BYTES
+    assert (other / "comfyui/models/upscale_models/tiny.safetensors").read_bytes() == MODEL_BYTES
+    copies = tmp_path / "ws3"
+    res = CliRunner().invoke(cli, ["unpack", str(pack), "--dir", str(copies), "--no-venv", "--copy-models"])
+    assert res.exit_code == 0, res.output
+    assert not os.path.samefile(copies / "comfyui/models/upscale_models/tiny.safetensors", cached)
