@@ -311,7 +311,8 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
         if comfyui_url:
             async with ComfyUIClient(comfyui_url) as client:
                 return await runner.run(client, request, timeout=timeout)
-        proc = ComfyUIProcess(comfyui_dir or default_comfyui_dir())
+        # COMFYPACK_PYTHON: the interpreter that runs ComfyUI (a restored workspace's venv)
+        proc = ComfyUIProcess(comfyui_dir or default_comfyui_dir(), python=os.environ.get("COMFYPACK_PYTHON") or None)
         try:
             with _console(stderr=True).status("starting ComfyUI …"):
                 proc.start()

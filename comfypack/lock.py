@@ -250,7 +250,7 @@ def _node_entry(name: str, path: Path, *, strict: bool = False) -> CustomNode:
             if is_local_url(state.url):
                 _problem(f"custom node {name}: its remote {state.url} can be reached only from this "
                          "machine", strict, "push it to a shared remote (git remote set-url origin URL)")
-            elif not state.pushed:
+            if not state.pushed:
                 _problem(f"custom node {name}: commit {state.commit[:12]} is on no branch of its "
                          f"remote {state.url}", strict, "push it (git push) so a restore can fetch it")
             patch = None

@@ -27,7 +27,7 @@ from .errors import LockError, RestoreError
 from .lockfile import Lock, check_sources
 
 __all__ = ["ensure_venv", "find_uv", "venv_python", "installed_packages", "check_platform",
-           "INSTALLERS", "SEED_PACKAGES"]
+           "index_args", "requirements_text", "INSTALLERS", "SEED_PACKAGES"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _run(cmd: list[str], what: str, *, env: dict[str, str] | None = None) -> Non
                            f"{(proc.stderr or proc.stdout).strip()[-800:]}")
 
 
-def _index_args(lock: Lock, *, allow_local: bool, uv: bool) -> list[str]:
+def index_args(lock: Lock, *, allow_local: bool, uv: bool) -> list[str]:
     """The lock's indexes as installer flags. A ``file://`` index (this machine's) is used only
     with ``allow_local``; uv considers every index, as pip does (``unsafe-best-match``)."""
     from .lockfile import is_local_url
@@ -126,6 +126,11 @@ def _index_args(lock: Lock, *, allow_local: bool, uv: bool) -> list[str]:
     if uv and len(indexes) > 1 and not os.environ.get("UV_INDEX_STRATEGY"):
         args += ["--index-strategy", "unsafe-best-match"]
     return args
+
+
+def requirements_text(requirements: list[str]) -> str:
+    """A requirements file of already validated requirement lines (see :attr:`Package.requirement`)."""
+    return "".join(line + "\n" for line in requirements)
 
 
 def _seed_pip(uv: str, python: Path) -> None:
@@ -175,15 +180,15 @@ def ensure_venv(venv: Path, lock: Lock, *, installer: str = "auto", python: str 
     fd, req = tempfile.mkstemp(prefix="comfypack-", suffix=".txt")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in todo))
+            f.write(requirements_text(todo))
         if uv:
             cmd = [uv, "pip", "install", "--python", str(py), "--no-deps",
-                   *_index_args(lock, allow_local=allow_local_sources, uv=True), "-r", req]
+                   *index_args(lock, allow_local=allow_local_sources, uv=True), "-r", req]
             _run(cmd, f"uv could not install the locked packages into {venv}",
                  env={"UV_NO_PROGRESS": "1"})
         else:
             cmd = [str(py), "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
-                   "--no-input", *_index_args(lock, allow_local=allow_local_sources, uv=False), "-r", req]
+                   "--no-input", *index_args(lock, allow_local=allow_local_sources, uv=False), "-r", req]
             _run(cmd, f"pip could not install the locked packages into {venv}")
     finally:
         os.unlink(req)

@@ -115,9 +115,14 @@ def _tiny_node(upstream: Path) -> list[str]:
     return commits
 
 
-def _comfypack(*args: str, home: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def _comfypack(*args: str, home: Path, timeout: float = 240, env: dict[str, str] | None = None,
+               allow_local: bool = True) -> subprocess.CompletedProcess[str]:
     # the tiny node comes from a file:// remote: this test's packs are trusted, local ones
-    env = {**os.environ, "COMFYPACK_HOME": str(home), "COMFYPACK_ALLOW_LOCAL_SOURCES": "1"}
+    env = {**os.environ, "COMFYPACK_HOME": str(home), **(env or {})}
+    if allow_local:
+        env["COMFYPACK_ALLOW_LOCAL_SOURCES"] = "1"
+    else:
+        env.pop("COMFYPACK_ALLOW_LOCAL_SOURCES", None)
     env.pop("COMFYPACK_COMFYUI_DIR", None)
     return subprocess.run([sys.executable, "-m", "comfypack.cli", *args], capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=ROOT)
@@ -298,3 +303,301 @@ def test_tampered_packs_are_refused_without_writing_anything(tmp_path: Path, fil
                         "--allow-local-sources")
     assert code == 0, out
     assert (dest / "comfyui" / "models" / "upscale_models" / MODEL).read_bytes() == weights
+
+
+# -- issue 13: real git nodes with remotes, a single-file node, a direct-URL package, a model from
+# -- a Hugging Face stand-in named by the ComfyUI-saved workflow's properties.models[] ---------------
+
+HUB_REPO = "test-org/tiny-upscaler"
+HUB_COMMIT = "5e1f0c0ffee0123456789abcdef0123456789abc"
+
+TINT_NODE = '''import tinypkg
+
+STRENGTH = {strength}
+
+
+class Issue13Tint:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {{"required": {{"image": ("IMAGE",)}}}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "tint"
+    CATEGORY = "tests"
+
+    def tint(self, image):
+        out = image.clone()
+        out[..., 0] = (out[..., 0] * (1 - STRENGTH) + STRENGTH * tinypkg.FACTOR / 4).clamp(0, 1)
+        return (out,)
+
+
+NODE_CLASS_MAPPINGS = {{"Issue13Tint": Issue13Tint}}
+'''
+
+FLIP_NODE = '''class Issue13Flip:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",)}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "flip"
+    CATEGORY = "tests"
+
+    def flip(self, image):
+        return (image.flip(2),)
+
+
+NODE_CLASS_MAPPINGS = {"Issue13Flip": Issue13Flip}
+'''
+
+RICH_WORKFLOW = {
+    "1": WORKFLOW["1"],
+    "2": WORKFLOW["2"],
+    "3": WORKFLOW["3"],
+    "5": {"class_type": "Issue13Tint", "inputs": {"image": ["3", 0]}},
+    "6": {"class_type": "Issue13Flip", "inputs": {"image": ["5", 0]}},
+    "4": {**WORKFLOW["4"], "inputs": {**WORKFLOW["4"]["inputs"], "images": ["6", 0]}},
+}
+
+
+def _ui_workflow() -> dict:
+    """The same graph as ComfyUI's Save writes it; the model loader says where its file comes from
+    (``properties.models[]``, as every bundled template does)."""
+    model_url = f"https://huggingface.co/{HUB_REPO}/resolve/main/{MODEL}?download=true"
+    nodes = [
+        {"id": 1, "type": "ComfyPackInputImage", "widgets_values": ["image", "The picture.", "in.png"]},
+        {"id": 2, "type": "UpscaleModelLoader", "widgets_values": [MODEL],
+         "properties": {"Node name for S&R": "UpscaleModelLoader",
+                        "models": [{"name": MODEL, "url": model_url, "directory": "upscale_models"}]}},
+        {"id": 3, "type": "ImageUpscaleWithModel"}, {"id": 5, "type": "Issue13Tint"},
+        {"id": 6, "type": "Issue13Flip"},
+        {"id": 4, "type": "ComfyPackOutputImage", "widgets_values": ["upscaled", "png", 95, "upscaled"]},
+    ]
+    return {"last_node_id": 6, "last_link_id": 5, "nodes": nodes, "links": [], "version": 0.4}
+
+
+class _Hub:
+    """Stands in for huggingface.co on 127.0.0.1 (what huggingface_hub's HfApi and a download
+    ask): ``/api/models/{repo}/revision/main``, ``paths-info``, ``/{repo}/resolve/{rev}/{file}``."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        import http.server
+        import threading
+
+        hub = self
+        self.files = files
+        self.requests: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _entry(self, path: str) -> dict:
+                data = hub.files[path]
+                import hashlib as h
+
+                return {"type": "file", "path": path, "size": len(data), "oid": "0" * 40,
+                        "lfs": {"oid": h.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}}
+
+            def do_GET(self) -> None:  # noqa: N802
+                hub.requests.append(self.path)
+                path = self.path.split("?", 1)[0]
+                if path == f"/api/models/{HUB_REPO}/revision/main":
+                    self._send(200, json.dumps({"id": HUB_REPO, "sha": HUB_COMMIT, "siblings": [
+                        {"rfilename": f} for f in hub.files]}).encode())
+                elif path.startswith(f"/{HUB_REPO}/resolve/{HUB_COMMIT}/") and \
+                        path.rsplit("/", 1)[-1] in hub.files:
+                    self._send(200, hub.files[path.rsplit("/", 1)[-1]], "application/octet-stream")
+                else:
+                    self._send(404, b'{"error": "not found"}')
+
+            def do_POST(self) -> None:  # noqa: N802
+                from urllib.parse import parse_qs
+
+                hub.requests.append(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                if self.path == f"/api/models/{HUB_REPO}/paths-info/{HUB_COMMIT}":
+                    paths = parse_qs(body).get("paths", [])
+                    self._send(200, json.dumps([self._entry(p) for p in paths if p in hub.files]).encode())
+                else:
+                    self._send(404, b'{"error": "not found"}')
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _Hub:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _site_packages() -> str:
+    """This interpreter's packages (torch …): the layer a small locked venv runs on in this test,
+    as a machine's preinstalled packages would be (PYTHONPATH, given only to the ComfyUI runs)."""
+    import sysconfig
+
+    return sysconfig.get_paths()["purelib"]
+
+
+def test_real_nodes_direct_url_package_and_hub_model_round_trip_byte_identical(
+        tmp_path: Path, file_server: FileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from _wheels import tiny_wheel
+
+    from comfypack.gitstate import local_patch
+    from comfypack.lockfile import FileSource
+    from comfypack.venv import find_uv
+
+    uv = find_uv()
+    if uv is None:
+        pytest.skip("uv is not installed (pip install uv): the restore builds its venv with it")
+
+    # -- the author's ComfyUI: a model, an input, a git node (bare remote) and a single-file node
+    comfy = _copy_comfyui(tmp_path / "author" / "comfyui")
+    model = comfy / "models" / "upscale_models" / MODEL
+    _tiny_upscale_model(model)
+    image = tmp_path / "in.png"
+    _noise_png(image)
+    shutil.copy(image, comfy / "input" / "in.png")
+    remote = tmp_path / "remotes" / "tint_node.git"
+    remote.parent.mkdir()
+    _git(remote.parent, "init", "-q", "--bare", remote.name)
+    node = comfy / "custom_nodes" / "tint_node"
+    _git(comfy / "custom_nodes", "clone", "-q", remote.as_uri(), "tint_node")
+    (node / "__init__.py").write_text(TINT_NODE.format(strength=0.25))
+    _git(node, "add", "-A")
+    _git(node, "commit", "-q", "-m", "tint node")
+    _git(node, "push", "-q", "origin", "HEAD:main")
+    (comfy / "custom_nodes" / "flip_node.py").write_text(FLIP_NODE)
+    wf = tmp_path / "rich" / "workflow_api.json"
+    wf.parent.mkdir()
+    wf.write_text(json.dumps(RICH_WORKFLOW, indent=2))
+    ui = tmp_path / "rich" / "workflow.json"
+    ui.write_text(json.dumps(_ui_workflow(), indent=2))
+
+    # -- the author's Python: a small venv holding a package installed from a URL (a node requirement)
+    wheel = tiny_wheel(tmp_path / "dist", "tinypkg", "0.1.0", "FACTOR = 3\n")
+    wheel_url = file_server.put(wheel.name, wheel.read_bytes())
+    author_venv = tmp_path / "author" / "venv"
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(author_venv)], check=True)
+    author_py = str(author_venv / "bin" / "python")
+    subprocess.run([sys.executable, "-m", "pip", "--python", author_py, "install", "-q", "--no-deps",
+                    f"tinypkg @ {wheel_url}"], check=True, capture_output=True)
+
+    home1 = tmp_path / "home-author"
+    hub_files = {MODEL: model.read_bytes()}
+    with _Hub(hub_files) as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "COMFYPACK_CIVITAI_URL": hub.url}
+        lock_args = ["lock", str(wf), "--comfyui", str(comfy), "--python", author_py,
+                     "--ui-workflow", str(ui)]
+
+        # an unpushed commit and a remote only this machine reaches: warned, refused under --strict
+        (node / "NOTES.md").write_text("notes\n")
+        _git(node, "add", "NOTES.md")
+        _git(node, "commit", "-q", "-m", "not pushed yet")
+        r = _comfypack(*lock_args, "-o", str(tmp_path / "l0.json"), home=home1, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "is on no branch of its remote" in r.stderr and "only from this machine" in r.stderr
+        r = _comfypack(*lock_args, "--strict", "-o", str(tmp_path / "l1.json"), home=home1, env=env)
+        assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
+        assert len((r.stderr + r.stdout).strip().splitlines()) == 1, r.stderr
+        assert "tint_node" in r.stderr + r.stdout and not (tmp_path / "l1.json").exists()
+        _git(node, "push", "-q", "origin", "HEAD:main")
+        r = _comfypack(*lock_args, "-o", str(tmp_path / "l2.json"), home=home1, env=env)
+        assert r.returncode == 0 and "on no branch" not in r.stderr, r.stderr[-3000:]
+
+        # local changes that change the output (carried as a patch), then the original run
+        (node / "__init__.py").write_text(TINT_NODE.format(strength=0.5))
+        (node / "untracked_helper.py").write_text("HELPER = 1\n")
+        run_env = {**env, "COMFYPACK_PYTHON": author_py, "PYTHONPATH": _site_packages()}
+        r = _comfypack("run", str(wf), "--comfyui", str(comfy), "-i", f"image={image}",
+                       "-o", str(tmp_path / "out1"), home=home1, env=run_env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        original = (tmp_path / "out1" / "upscaled.png").read_bytes()
+
+        # -- lock and pack
+        r = _comfypack(*lock_args, "-o", str(tmp_path / "lock.json"), home=home1, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        lock = loads((tmp_path / "lock.json").read_text())
+        nodes = {n.name: n for n in lock.custom_nodes}
+        assert isinstance(nodes["tint_node"].source, GitSource) and nodes["tint_node"].patch is not None
+        assert nodes["tint_node"].source.commit == _git(node, "rev-parse", "HEAD")
+        assert nodes["tint_node"].patch.size == len(local_patch(node))
+        assert isinstance(nodes["flip_node.py"].source, FileSource)
+        (pkg,) = lock.packages  # the author's venv: exactly the package from the URL
+        assert (pkg.name, pkg.version, pkg.url) == ("tinypkg", "0.1.0", wheel_url) and pkg.sha256
+        assert lock.indexes
+        (m,) = lock.models
+        (src,) = m.sources  # from properties.models[], pinned through the Hub (the stand-in)
+        assert (src.type, src.repo, src.revision, src.file) == ("huggingface", HUB_REPO, HUB_COMMIT, MODEL)
+        assert src.url == f"https://huggingface.co/{HUB_REPO}/resolve/{HUB_COMMIT}/{MODEL}"  # canonical
+        pack = tmp_path / "rich.cpack.zip"
+        r = _comfypack("pack", str(wf), "--comfyui", str(comfy), "--python", author_py, "--ui-workflow",
+                       str(ui), "-o", str(pack), home=home1, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        with zipfile.ZipFile(pack) as zf:
+            names = set(zf.namelist())
+        assert {"workflow.json", "custom_nodes/flip_node.py", "patches/tint_node.patch"} <= names
+
+        # -- a fresh folder, a fresh COMFYPACK_HOME, a fresh venv (uv): the model comes from the "Hub"
+        home2 = tmp_path / "home-elsewhere"
+        _seed_wheels(home2)
+        ws = tmp_path / "elsewhere" / "ws"
+        r = _comfypack("unpack", str(pack), "--dir", str(ws), home=home2, env=env, allow_local=False)
+        assert r.returncode == 2 and "--allow-local-sources" in r.stderr + r.stdout, r.stderr
+        assert len((r.stderr + r.stdout).strip().splitlines()) == 1 and not ws.exists()
+        hub.requests.clear()
+        r = _comfypack("unpack", str(pack), "--dir", str(ws), "--allow-local-sources", home=home2, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert f"/{HUB_REPO}/resolve/{HUB_COMMIT}/{MODEL}" in hub.requests
+    venv_py = ws / "venv" / "bin" / "python"
+    pip = subprocess.run([str(venv_py), "-m", "pip", "--version"], capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr  # the restored venv has pip
+    where = subprocess.run([str(venv_py), "-c", "import tinypkg; print(tinypkg.__file__)"],
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _site_packages()})
+    assert where.stdout.strip().startswith(str(ws / "venv")), where  # from the URL, into the venv
+    restored_node = ws / "comfyui" / "custom_nodes" / "tint_node"
+    assert "STRENGTH = 0.5" in (restored_node / "__init__.py").read_text()
+    assert (restored_node / "untracked_helper.py").is_file()
+    assert (ws / "comfyui" / "custom_nodes" / "flip_node.py").read_text() == FLIP_NODE
+    r = _comfypack("unpack", str(pack), "--dir", str(ws), "--verify", home=home2)
+    assert r.returncode == 0 and "matches" in r.stdout, r.stdout + r.stderr
+
+    # -- run the restored workspace on its own venv: the same bytes
+    run_env = {"COMFYPACK_PYTHON": str(venv_py), "PYTHONPATH": _site_packages()}
+    r = _comfypack("run", str(ws / "workflow_api.json"), "--comfyui", str(ws / "comfyui"),
+                   "-i", f"image={image}", "-o", str(tmp_path / "out2"), home=home2, env=run_env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "out2" / "upscaled.png").read_bytes() == original
+
+    # without the carried patch the output would differ: the patch is what reproduces it
+    _git(restored_node, "checkout", "--", "__init__.py")
+    r = _comfypack("unpack", str(pack), "--dir", str(ws), "--verify", home=home2)
+    assert r.returncode == 1 and "differ from the locked patch" in r.stderr, r.stdout + r.stderr
+    r = _comfypack("run", str(ws / "workflow_api.json"), "--comfyui", str(ws / "comfyui"),
+                   "-i", f"image={image}", "-o", str(tmp_path / "out3"), home=home2, env=run_env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "out3" / "upscaled.png").read_bytes() != original
+
+
+def test_lock_and_pack_refuse_a_missing_model_in_one_line(tmp_path: Path) -> None:
+    comfy = _copy_comfyui(tmp_path / "comfyui")
+    wf = tmp_path / "workflow_api.json"
+    wf.write_text(json.dumps(WORKFLOW))  # names tiny_compact_x2.safetensors, which is not there
+    for cmd in ("lock", "pack"):
+        out = tmp_path / f"out-{cmd}"
+        r = _comfypack(cmd, str(wf), "--comfyui", str(comfy), "--offline", "-o", str(out), home=tmp_path / "h")
+        text = (r.stderr + r.stdout).strip()
+        assert r.returncode == 2 and len(text.splitlines()) == 1 and "Traceback" not in text, text
+        assert MODEL in text and "node 2 UpscaleModelLoader" in text and "--allow-missing-models" in text
+        assert not out.exists()

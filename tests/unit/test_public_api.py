@@ -35,7 +35,7 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.download": {"source_url", "download", "hf_file_url", "HF_CANONICAL"},
     "comfypack.modelcache": {"model_cache_dir", "fetch_models", "link_model", "Conflicts"},
     "comfypack.venv": {"ensure_venv", "find_uv", "venv_python", "installed_packages", "check_platform",
-                       "INSTALLERS", "SEED_PACKAGES"},
+                       "index_args", "requirements_text", "INSTALLERS", "SEED_PACKAGES"},
     "comfypack.verify": {"verify"},
     "comfypack.lockfile": {
         "LOCK_VERSION", "GitSource", "PackagedSource", "ArchiveSource", "TreeSource", "ModelSource", "PythonInfo",
