@@ -2,14 +2,19 @@
 
 :func:`create_lock` gathers, for one workflow and one ComfyUI tree:
 
-- the Python that runs ComfyUI (version, platform) and its packages (:func:`list_packages` asks
-  *that* interpreter, which need not be the one running comfypack);
-- ComfyUI's version and source (git URL + commit for a checkout, else the packaged source that
+- the Python that runs ComfyUI (version, platform), its packages (:func:`list_packages` asks
+  *that* interpreter, which need not be the one running comfypack) — ``name==version``, or the
+  PEP 610 direct reference a package was installed from (an archive URL with its sha256, git at
+  its commit, a local path: warned) — and the package indexes (:func:`index_urls`);
+- ComfyUI's version and source (git URL + commit for a checkout, else the source that
   ``comfypack comfyui install`` recorded);
-- every custom node folder (:func:`custom_nodes`: git remote + commit + dirty, or a content hash
-  of the tree), and comfypack's own node package;
+- every custom node (:func:`custom_nodes`): git remote + commit, with local changes as a patch the
+  pack carries, a warning for an unpushed commit or a remote only this machine reaches (errors
+  with ``strict``); plain folders and single ``.py`` files by content hash; the ComfyUI registry id
+  and version where the node came from the registry; and comfypack's own node package;
 - every model the workflow names (:func:`find_models`: candidate paths in ComfyUI's model folders
-  and ``extra_model_paths.yaml``, never a scan), with size, sha256 and download sources;
+  and ``extra_model_paths.yaml``, never a scan), with size, sha256 and download sources — a
+  model file the workflow names that is not there is an error unless allowed;
 - the workflow's own hash.
 
 The file format (schema, deterministic serialisation) lives in :mod:`comfypack.lockfile`.

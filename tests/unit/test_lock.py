@@ -478,3 +478,15 @@ def test_index_urls_come_from_the_environment_without_credentials():
            "PIP_EXTRA_INDEX_URL": "https://download.pytorch.org/whl/cpu"}
     assert index_urls(sys.executable, env) == ["https://mirror.example/simple",
                                                "https://download.pytorch.org/whl/cpu"]
+
+
+def test_a_registry_node_records_its_id_and_version(tmp_path):
+    comfy = tmp_path / "c"
+    node = comfy / "custom_nodes" / "comfyui-nice-node"
+    node.mkdir(parents=True)
+    (node / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    (node / "pyproject.toml").write_text('[project]\nname = "comfyui-nice-node"\nversion = "1.2.3"\n')
+    assert {n.name: n for n in custom_nodes(comfy)}["comfyui-nice-node"].registry is None  # not tracked
+    (node / ".tracking").write_text("__init__.py\npyproject.toml\n")  # what a registry install leaves
+    reg = {n.name: n for n in custom_nodes(comfy)}["comfyui-nice-node"].registry
+    assert reg is not None and (reg.id, reg.version) == ("comfyui-nice-node", "1.2.3")

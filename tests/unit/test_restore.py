@@ -525,3 +525,16 @@ def test_the_model_cache_cannot_be_written_through_a_workspace_and_damage_is_ref
     res = CliRunner().invoke(cli, ["unpack", str(pack), "--dir", str(copies), "--no-venv", "--copy-models"])
     assert res.exit_code == 0, res.output
     assert not os.path.samefile(copies / "comfyui/models/upscale_models/tiny.safetensors", cached)
+
+
+def test_verify_lists_a_broken_checkout_instead_of_aborting(tmp_path, home, file_server):
+    """Issue 17: a broken .git made ``unpack --verify`` raise; it is now one of the differences."""
+    _, pack, _ = _served_pack(tmp_path, file_server)
+    dest = tmp_path / "ws"
+    unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
+    head = dest / "comfyui/custom_nodes/tiny_node/.git/HEAD"
+    head.write_text("garbage\n")
+    diffs = verify(dest)
+    assert len(diffs) == 1 and diffs[0].startswith("custom node tiny_node: not a readable git checkout")
+    res = CliRunner().invoke(cli, ["unpack", str(pack), "--dir", str(dest), "--verify"])
+    assert res.exit_code == 1 and "not a readable git checkout" in res.output and "Traceback" not in res.output
