@@ -226,7 +226,8 @@ def _unique_subgraph_node_ids(ui: Mapping[str, Any]) -> Mapping[str, Any]:
             for link in sg.get("links") or []:
                 if isinstance(link, dict):
                     for end in ("origin_id", "target_id"):
-                        link[end] = mapping.get(link.get(end), link.get(end))
+                        old = link.get(end)
+                        link[end] = mapping.get(old, old) if isinstance(old, int) else old
                 elif isinstance(link, list) and len(link) >= 5:
                     link[1], link[3] = mapping.get(link[1], link[1]), mapping.get(link[3], link[3])
             for w in sg.get("widgets") or []:
@@ -235,12 +236,14 @@ def _unique_subgraph_node_ids(ui: Mapping[str, Any]) -> Mapping[str, Any]:
     all_nodes = list(ui.get("nodes") or []) + [n for sg in definitions if isinstance(sg, Mapping)
                                                 for n in sg.get("nodes") or []]
     for n in all_nodes:
-        mapping = remapped.get(n.get("type")) if isinstance(n, dict) else None
-        proxies = (n.get("properties") or {}).get("proxyWidgets") if mapping else None
-        for p in proxies if isinstance(proxies, list) else []:
+        renumbered = remapped.get(n.get("type")) if isinstance(n, dict) else None
+        proxies = (n.get("properties") or {}).get("proxyWidgets") if renumbered else None
+        if not renumbered or not isinstance(proxies, list):
+            continue
+        for p in proxies:
             if isinstance(p, list) and p:
                 try:
-                    new = mapping.get(int(p[0]))  # type: ignore[union-attr]
+                    new = renumbered.get(int(p[0]))
                 except (TypeError, ValueError):
                     continue
                 if new is not None:
@@ -722,8 +725,8 @@ class _Exec:
         if node.subgraph is not None and inner:
             if node.type in seen:
                 raise WorkflowError(f"subgraph {node.type!r} contains itself (node {exec_id})")
-            for inner in node.subgraph.nodes.values():
-                self._add(inner, (*path, node.id), node, seen | {node.type})
+            for child in node.subgraph.nodes.values():
+                self._add(child, (*path, node.id), node, seen | {node.type})
 
     def _dto(self, path: tuple[Any, ...], node_id: Any) -> tuple[str, tuple[_Node, tuple[Any, ...], _Node | None]]:
         exec_id = ":".join(str(p) for p in (*path, node_id))
