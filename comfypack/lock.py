@@ -454,13 +454,18 @@ def index_urls(python: str, env: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if env is None else env
     default = next((env[v] for v in _INDEX_VARS[0] if env.get(v)), None)
     extra = [u for v in _INDEX_VARS[1] for u in (env.get(v) or "").split()]
-    if default is None or not extra:
+    config = ""
+    # pip's configuration is the user's and the machine's; a venv without pip: ask this one's
+    for py in dict.fromkeys([python, sys.executable]) if default is None or not extra else ():
         try:
-            proc = subprocess.run([python, "-m", "pip", "config", "list"], capture_output=True,
+            proc = subprocess.run([py, "-m", "pip", "config", "list"], capture_output=True,
                                   text=True, timeout=60, env={**env, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
-            config = proc.stdout if proc.returncode == 0 else ""
         except (OSError, subprocess.TimeoutExpired):
-            config = ""
+            continue
+        if proc.returncode == 0:
+            config = proc.stdout
+            break
+    if config:
         for line in config.splitlines():
             key, _, value = line.partition("=")
             value = value.strip().strip("'\"")
