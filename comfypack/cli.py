@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .atomic import atomic_write
 from .errors import ComfyPackError, RequestError, WorkflowError
 from .media import Upload
 
@@ -251,9 +252,7 @@ def _write_outputs(result: Any, outdir: Path) -> list[Path]:
         for i, f in enumerate(files):
             ext = Path(f.filename).suffix
             path = outdir / (f"{name}{ext}" if len(files) == 1 else f"{name}_{i}{ext}")
-            tmp = path.with_name(path.name + ".partial")
-            tmp.write_bytes(f.data)
-            os.replace(tmp, path)
+            atomic_write(path, f.data)
             written.append(path)
         others = [v for v in items if not isinstance(v, OutputFile)]
         if others:
@@ -498,10 +497,7 @@ def _api_file_for(workflow: Path, api: dict[str, Any]) -> Path:
     target = (comfypack_home() / "converted" / hashlib.sha256(text.encode()).hexdigest()[:16]
               / (label or "workflow") / "workflow_api.json")
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".partial")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
+        atomic_write(target, text)
     logger.info("converted the UI-format %s to API format: %s", workflow, target)
     return target
 
