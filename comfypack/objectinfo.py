@@ -4,6 +4,10 @@ From a running ComfyUI (a URL), or from a ComfyUI tree: a short-lived headless C
 once and its answer cached under ``<cache_dir>/object_info-<key>.json``, keyed by what decides the
 node set — the ComfyUI tree and version, the custom node folders it loads and the modification
 times of their files — so the second ``comfypack inspect ui.json`` does not start ComfyUI again.
+
+:func:`frontend_version_for` says which ``comfyui-frontend-package`` that ComfyUI serves (what
+:func:`comfypack.uiformat.convert` mirrors): asked of a running ComfyUI (``/system_stats``), or
+read from the interpreter that runs a tree, without starting it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,7 +26,7 @@ from typing import Any
 
 from .errors import ComfyUIUnavailable
 
-__all__ = ["object_info_for", "fetch_object_info", "object_info_cache_key"]
+__all__ = ["object_info_for", "fetch_object_info", "object_info_cache_key", "frontend_version_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +118,97 @@ def object_info_for(source: str | Path, *, cache_dir: Path | None = None,
     with ComfyUIProcess(comfyui_dir, python=python, startup_timeout=180) as proc:
         data = fetch_object_info(proc.url)
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".object_info-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
+        from .atomic import atomic_write
+
+        atomic_write(path, json.dumps(data))
     except OSError as e:  # a read-only cache only costs speed
         logger.warning("cannot cache node definitions in %s: %s", cache_dir, e)
     return data
+
+
+# ----------------------------------------------------------------------------------------------
+# which frontend a ComfyUI serves
+
+FRONTEND_PACKAGE = "comfyui-frontend-package"
+_SEMVER = re.compile(r"^v?(\d+\.\d+\.\d+)$")
+_PROBE = ("import importlib.metadata as m\n"
+          "try:\n    print(m.version('comfyui-frontend-package'))\n"
+          "except m.PackageNotFoundError:\n    pass\n")
+
+
+def frontend_version_for(source: str | Path, *, python: str | None = None,
+                         timeout: float = 30.0) -> str | None:
+    """The version of the frontend the ComfyUI ``source`` serves, or None when it cannot be told
+    (the caller then mirrors the newest frontend comfypack knows).
+
+    A URL (a running ComfyUI): its ``/system_stats`` — the ``--front-end-version`` /
+    ``--front-end-root`` it was started with (a folder named for its version, as ComfyUI's own
+    downloads and ``make setup`` name them), else the installed ``comfyui-frontend-package``
+    (reported since ComfyUI 0.2x), else the version its ``requirements.txt`` pins.
+    A ComfyUI tree: the package installed in ``python`` (the interpreter that runs it; default
+    this one), else the version its ``requirements.txt`` pins. Never starts ComfyUI."""
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        return _served_frontend(source, timeout)
+    return _installed_frontend(python) or _pinned_frontend(Path(source))
+
+
+def _semver(text: Any) -> str | None:
+    m = _SEMVER.match(str(text).strip()) if text else None
+    return m.group(1) if m else None
+
+
+def _served_frontend(url: str, timeout: float) -> str | None:
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/system_stats", timeout=timeout) as r:
+            stats = json.loads(r.read())
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        logger.warning("cannot ask %s which frontend it serves (%s); mirroring the newest", url, e)
+        return None
+    system = stats.get("system") if isinstance(stats, dict) else None
+    if not isinstance(system, dict):
+        return None
+    argv = [str(a) for a in system.get("argv") or []]
+    for flag in ("--front-end-version", "--front-end-root"):
+        value = next((a.split("=", 1)[1] for a in argv if a.startswith(flag + "=")), None)
+        if value is None and flag in argv[:-1]:
+            value = argv[argv.index(flag) + 1]
+        if value is None:
+            continue
+        # Comfy-Org/ComfyUI_frontend@1.40.2, or a folder such as .../frontends/1.58.1
+        version = _semver(value.rpartition("@")[2] if flag == "--front-end-version"
+                          else Path(value.rstrip("/\\")).name)
+        if version is None:
+            logger.warning("%s serves the frontend %s %s, whose version comfypack cannot tell; "
+                           "mirroring the newest", url, flag, value)
+        return version
+    for pkg in system.get("comfy_package_versions") or []:
+        if isinstance(pkg, dict) and pkg.get("name") == FRONTEND_PACKAGE and _semver(pkg.get("installed")):
+            return _semver(pkg.get("installed"))
+    return _semver(system.get("required_frontend_version"))
+
+
+def _installed_frontend(python: str | None) -> str | None:
+    """The ``comfyui-frontend-package`` version installed in ``python`` (default: this one)."""
+    if python is None or Path(python).absolute() == Path(sys.executable).absolute():
+        import importlib.metadata
+
+        try:
+            return importlib.metadata.version(FRONTEND_PACKAGE)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    try:
+        out = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        logger.warning("cannot ask %s for its %s version: %s", python, FRONTEND_PACKAGE, e)
+        return None
+    return _semver(out.stdout) if out.returncode == 0 else None
+
+
+def _pinned_frontend(comfyui_dir: Path) -> str | None:
+    """The frontend version ``requirements.txt`` of the tree pins (``==``)."""
+    try:
+        text = (comfyui_dir / "requirements.txt").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    m = re.search(r"^\s*comfyui[-_]frontend[-_]package\s*==\s*([0-9.]+)\s*$", text, re.M | re.I)
+    return _semver(m.group(1)) if m else None

@@ -1014,11 +1014,18 @@ def _read_json(path: Path) -> Any:
 
 def load_any_workflow(source: str | Path | Mapping[str, Any], *, comfyui_dir: str | Path | None = None,
                       comfyui_url: str | None = None, object_info: Mapping[str, Any] | None = None,
-                      cache_dir: Path | None = None) -> dict[str, Any]:
+                      cache_dir: Path | None = None, python: str | None = None,
+                      frontend: str | None = None) -> dict[str, Any]:
     """Load a workflow in either format, detected: API format as :func:`~comfypack.workflow.
     load_workflow` does; UI format converted with :func:`convert`, using ``object_info`` or the
     node definitions of the ComfyUI at ``comfyui_url``, else of the tree ``comfyui_dir`` (default:
-    the provisioned one; started once, then cached — see :func:`comfypack.objectinfo.object_info_for`).
+    the provisioned one, run by ``python``, default this interpreter; started once, then cached —
+    see :func:`comfypack.objectinfo.object_info_for`).
+
+    The conversion mirrors ``frontend`` (a ``comfyui-frontend-package`` version), else the
+    frontend that ComfyUI serves (:func:`comfypack.objectinfo.frontend_version_for`: what the
+    server at ``comfyui_url`` reports, or the package installed in ``python`` for a tree, or the
+    version the tree pins), else the newest frontend comfypack knows.
     """
     from .workflow import load_workflow
 
@@ -1028,19 +1035,21 @@ def load_any_workflow(source: str | Path | Mapping[str, Any], *, comfyui_dir: st
     where = "workflow" if isinstance(source, Mapping) else str(source)
     if not data.get("nodes"):
         raise WorkflowError(f"{where}: this UI-format workflow has no nodes")
+    from . import objectinfo
+
+    if comfyui_dir is None and not comfyui_url:
+        from .config import default_comfyui_dir
+
+        comfyui_dir = default_comfyui_dir()
     if object_info is None:
-        from .objectinfo import object_info_for
-
-        if comfyui_url:
-            object_info = object_info_for(comfyui_url)
-        else:
-            if comfyui_dir is None:
-                from .config import default_comfyui_dir
-
-                comfyui_dir = default_comfyui_dir()
-            object_info = object_info_for(Path(comfyui_dir), cache_dir=cache_dir)
+        object_info = (objectinfo.object_info_for(comfyui_url) if comfyui_url else
+                       objectinfo.object_info_for(Path(str(comfyui_dir)), cache_dir=cache_dir, python=python))
+    if frontend is None:
+        frontend = (objectinfo.frontend_version_for(comfyui_url) if comfyui_url else
+                    objectinfo.frontend_version_for(Path(str(comfyui_dir)), python=python))
+        logger.debug("converting %s as frontend %s does", where, frontend or "(newest)")
     try:
-        api = convert(data, object_info)
+        api = convert(data, object_info, frontend=frontend)
     except WorkflowError as e:
         raise WorkflowError(f"{where}: {e.message}", details=e.details) from e
     return load_workflow(api)

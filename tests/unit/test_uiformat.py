@@ -7,9 +7,13 @@ pinned here is the frontend's (``app.graphToPrompt()``); tests/browser compares 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import http.server
 import json
 import random
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -605,6 +609,123 @@ def test_load_any_workflow_asks_the_given_comfyui_for_definitions(monkeypatch):
     ui_path = example("text_tools").with_name("workflow.json")
     assert load_any_workflow(ui_path, comfyui_url="http://127.0.0.1:1") == json.loads(example("text_tools").read_text())
     assert asked == ["http://127.0.0.1:1"]
+
+
+@contextlib.contextmanager
+def fake_comfyui(system: dict[str, Any]) -> Iterator[str]:
+    """A local HTTP server answering ``/system_stats`` with ``{"system": system}``."""
+    body = json.dumps({"system": system, "devices": []}).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            ok = self.path == "/system_stats"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body if ok else b"{}")
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("system", "expected"), [
+    # ComfyUI 0.28.2: the installed package is reported (it wins over the pin)
+    ({"comfyui_version": "0.28.2", "required_frontend_version": "1.45.20", "argv": ["main.py"],
+      "comfy_package_versions": [{"name": "comfyui-workflow-templates", "installed": "0.9.1", "required": "0.9.1"},
+                                 {"name": "comfyui-frontend-package", "installed": "1.45.21", "required": "1.45.20"}]},
+     "1.45.21"),
+    # ComfyUI 0.3.75 reports only what it pins
+    ({"comfyui_version": "0.3.75", "required_frontend_version": "1.32.9", "argv": ["main.py", "--cpu"]}, "1.32.9"),
+    # started with another frontend: that one, whatever is installed
+    ({"required_frontend_version": "1.45.20", "argv": ["main.py", "--front-end-root", "/w/.cache/frontends/1.58.1"],
+      "comfy_package_versions": [{"name": "comfyui-frontend-package", "installed": "1.45.21"}]}, "1.58.1"),
+    ({"required_frontend_version": "1.32.9",
+      "argv": ["main.py", "--front-end-version=Comfy-Org/ComfyUI_frontend@v1.40.2"]}, "1.40.2"),
+    # a frontend whose version cannot be told (a local build, "latest"): the newest
+    ({"required_frontend_version": "1.45.20", "argv": ["main.py", "--front-end-root", "/home/me/frontend/dist/"]}, None),
+    ({"required_frontend_version": "1.45.20", "argv": ["main.py", "--front-end-version", "Comfy-Org/ComfyUI_frontend@latest"]},
+     None),
+    ({"comfyui_version": "0.1.0"}, None),
+])
+def test_frontend_version_a_running_comfyui_serves(system: dict[str, Any], expected: str | None) -> None:
+    from comfypack.objectinfo import frontend_version_for
+
+    with fake_comfyui(system) as url:
+        assert frontend_version_for(url) == expected
+
+
+def test_frontend_version_of_an_unreachable_comfyui_is_unknown() -> None:
+    from comfypack.objectinfo import frontend_version_for
+
+    with fake_comfyui({}) as url:
+        pass  # closed again: nothing listens there now
+    assert frontend_version_for(url, timeout=5) is None
+
+
+def _interpreter(tmp_path: Path, name: str, script: str) -> str:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + script + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_frontend_version_of_a_tree_is_the_package_its_interpreter_has(tmp_path: Path) -> None:
+    """A ComfyUI tree serves the comfyui-frontend-package of the Python that runs it; where that
+    cannot be asked, the version its requirements.txt pins; else unknown (None: the newest)."""
+    import importlib.metadata
+
+    from comfypack.objectinfo import frontend_version_for
+
+    tree = tmp_path / "ComfyUI"
+    tree.mkdir()
+    newer = _interpreter(tmp_path, "python-current", 'case "$2" in *comfyui-frontend-package*) echo 1.45.21;; esac')
+    assert frontend_version_for(tree, python=newer) == "1.45.21"
+    (tree / "requirements.txt").write_text("comfyui-frontend-package==1.32.9\ncomfyui-workflow-templates==0.7.25\n")
+    broken = _interpreter(tmp_path, "python-broken", "exit 1")
+    assert frontend_version_for(tree, python=broken) == "1.32.9"
+    without = _interpreter(tmp_path, "python-bare", "exit 0")  # the package is not installed there
+    assert frontend_version_for(tree, python=without) == "1.32.9"
+    assert frontend_version_for(tree, python=str(tmp_path / "no-such-python")) == "1.32.9"
+    (tree / "requirements.txt").write_text("comfyui-frontend-package>=1.30\n")  # no exact pin
+    assert frontend_version_for(tree, python=broken) is None
+    # this interpreter: read in-process
+    try:
+        mine: str | None = importlib.metadata.version("comfyui-frontend-package")
+    except importlib.metadata.PackageNotFoundError:
+        mine = None
+    assert frontend_version_for(tree) == mine
+
+
+def test_load_any_workflow_mirrors_the_frontend_that_comfyui_serves(monkeypatch, tmp_path: Path) -> None:
+    """A muted node feeding a widget: frontend 1.32.9 drops the input, newer ones keep the widget's
+    value. load_any_workflow converts as the frontend of the ComfyUI it reads definitions from."""
+    import comfypack.objectinfo as objectinfo
+
+    monkeypatch.setattr(objectinfo, "object_info_for", lambda src, **k: OBJECT_INFO_CURRENT)
+    ui = g_muted_current().ui()
+    for served, width in (("1.32.9", None), ("1.45.21", 64)):
+        system = {"required_frontend_version": "1.30.0", "argv": ["main.py"],
+                  "comfy_package_versions": [{"name": "comfyui-frontend-package", "installed": served}]}
+        with fake_comfyui(system) as url:
+            assert load_any_workflow(ui, comfyui_url=url)["2"]["inputs"].get("width") == width, served
+    # a tree: the package installed in the interpreter that runs it
+    old = _interpreter(tmp_path, "python-0.3.75", "echo 1.32.9")
+    assert "width" not in load_any_workflow(ui, comfyui_dir=tmp_path, python=old)["2"]["inputs"]
+    new = _interpreter(tmp_path, "python-0.28.2", "echo 1.45.21")
+    assert load_any_workflow(ui, comfyui_dir=tmp_path, python=new)["2"]["inputs"]["width"] == 64
+    # said outright; unknown: the newest
+    assert "width" not in load_any_workflow(ui, comfyui_dir=tmp_path, python=new, frontend="1.32.9")["2"]["inputs"]
+    broken = _interpreter(tmp_path, "python-broken", "exit 1")
+    assert load_any_workflow(ui, comfyui_dir=tmp_path, python=broken)["2"]["inputs"]["width"] == 64
 
 
 def test_load_any_workflow_errors_name_the_file(tmp_path):
