@@ -14,7 +14,8 @@ differ; ``convert(..., frontend="1.45.21")`` picks the one to mirror (tested aga
 - an input with a link takes the link instead of its widget value; links are followed through
   ``Reroute`` nodes, bypassed nodes (mode 4: an output passes on the first input of a matching
   type) and subgraphs (node ids become ``"<subgraph node>:<inner node>"``; newer frontends first
-  renumber a subgraph's nodes whose ids an earlier definition already uses);
+  renumber a subgraph's nodes whose ids an earlier definition already uses; from 1.46 a subgraph
+  node's values for the inner widgets its ``proxyWidgets`` name are that instance's, ``null`` too);
 - ``PrimitiveNode`` values replace the widgets they feed; muted nodes (mode 2), notes and other
   frontend-only nodes are dropped, and links to dropped nodes removed (newer frontends: a muted
   node feeding a widget leaves the widget's own value; a muted or bypassed subgraph node drops
@@ -28,6 +29,7 @@ Missing node types are one :class:`~comfypack.errors.WorkflowError` listing them
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -117,6 +119,13 @@ class Frontend:
         return self.version >= (1, 33)
 
     @property
+    def instance_widget_values(self) -> bool:
+        """1.46 and later: a subgraph node's ``widgets_values`` hold, for each ``proxyWidgets``
+        entry naming an inner node, that instance's value of the inner widget — sent instead of
+        the inner node's own value, ``null`` included (a value left out keeps the inner one)."""
+        return self.version >= (1, 46)
+
+    @property
     def audio_ui_sent(self) -> bool:
         """The audio player widget is part of the prompt before 1.46 (1.58: it is not)."""
         return self.version < (1, 46)
@@ -172,6 +181,8 @@ class _Node:
     inputs: list[_Input] = field(default_factory=list)
     output_types: list[Any] = field(default_factory=list)
     widgets: list[_Widget] = field(default_factory=list)
+    #: on a subgraph node: (inner node id, widget name) → this instance's value of that widget
+    inner_values: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     @property
     def virtual(self) -> bool:
@@ -562,7 +573,13 @@ class _Loader:
             if isinstance(proxies, list):
                 for i, v in enumerate(values):
                     p = proxies[i] if i < len(proxies) else None
-                    promoted = node.widget(p[1]) if isinstance(p, list) and len(p) == 2 and p[0] == "-1" else None
+                    if not (isinstance(p, list) and len(p) == 2):
+                        continue
+                    if p[0] != "-1":
+                        if self.fe.instance_widget_values:
+                            node.inner_values[(str(p[0]), str(p[1]))] = v
+                        continue
+                    promoted = node.widget(p[1])
                     if promoted is not None and v is not None:
                         promoted.value = v
 
@@ -898,13 +915,15 @@ def convert(ui: Mapping[str, Any], object_info: Mapping[str, Any], *,
 
     output: dict[str, dict[str, Any]] = {}
     for exec_id in ex.order:
-        node, _, _ = ex.dtos[exec_id]
+        node, _, instance = ex.dtos[exec_id]
         if node.virtual or node.subgraph is not None or node.mode in (MUTED, BYPASSED):
             continue
         inputs: dict[str, Any] = {}
         for w in node.widgets:
             if not w.sent:
                 continue
+            if instance is not None and (str(node.id), w.name) in instance.inner_values:
+                w = dataclasses.replace(w, value=instance.inner_values[(str(node.id), w.name)])
             value = _serialize_widget(node, w, loader, rng)
             if value is not _UNSET:
                 inputs[w.name] = _array_value(w, value, fe) if isinstance(value, list) else value

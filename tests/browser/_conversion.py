@@ -18,7 +18,7 @@ from typing import Any
 
 from comfypack.uiformat import convert, is_ui_format, missing_node_types
 
-FEATURES = ("subgraph", "primitive", "reroute", "bypass", "mute", "dynamic_combo")
+FEATURES = ("subgraph", "primitive", "reroute", "bypass", "mute", "dynamic_combo", "load3d", "curve")
 
 
 def template_files() -> list[Path]:
@@ -58,16 +58,20 @@ def features(ui: dict[str, Any], object_info: dict[str, Any] | None = None) -> s
     out |= {"reroute"} if "Reroute" in types else set()
     out |= {"bypass"} if any(n.get("mode") == 4 for n in nodes) else set()
     out |= {"mute"} if any(n.get("mode") == 2 for n in nodes) else set()
-    if object_info is not None and any(_has_dynamic_combo(object_info.get(str(t))) for t in types):
-        out.add("dynamic_combo")
+    out |= {"load3d"} if "Load3D" in types else set()  # the frontend's scene screenshot (KNOWN)
+    if object_info is not None:
+        if any(_has_input_type(object_info.get(str(t)), "COMFY_DYNAMICCOMBO_V3") for t in types):
+            out.add("dynamic_combo")
+        if any(_has_input_type(object_info.get(str(t)), "CURVE") for t in types):
+            out.add("curve")  # 1.58.1's own load throws DataCloneError on these (see _frontend)
     return out
 
 
-def _has_dynamic_combo(definition: Any) -> bool:
+def _has_input_type(definition: Any, kind: str) -> bool:
     if not isinstance(definition, dict):
         return False
     section = definition.get("input") or {}
-    return any(isinstance(raw, list) and raw and raw[0] == "COMFY_DYNAMICCOMBO_V3"
+    return any(isinstance(raw, list) and raw and raw[0] == kind
                for part in ("required", "optional") for raw in (section.get(part) or {}).values())
 
 
@@ -92,10 +96,37 @@ def _unrandom(v: Any) -> Any:
     return _RAND.sub(r"\1…", v) if isinstance(v, str) else v
 
 
-def compare(ui: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]) -> tuple[list[str], int]:
-    """Differences (ids, class types, inputs; titles the graph saved), and how many untitled nodes
-    got the backend's display name instead of the frontend's bundled one."""
+#: Values the frontend makes at export that comfypack cannot reproduce: (class_type, input) →
+#: (the cause, whether the frontend's value is of that kind). Classified as known differences,
+#: each checked for its exact shape, so any other value of the input still counts as a difference.
+_SCREENSHOT = re.compile(r"^threed/scene(_mask|_normal)?_\d+\.png \[temp\]$")
+
+
+def _load3d_screenshot(value: Any) -> bool:
+    return (isinstance(value, dict) and {"image", "mask", "camera_info"} <= set(value)
+            and all(isinstance(value.get(k), str) and _SCREENSHOT.match(value[k]) for k in ("image", "mask")))
+
+
+KNOWN: dict[tuple[str, str], tuple[str, Callable[[Any], bool]]] = {
+    ("Load3D", "image"): ("the frontend renders the 3D scene and uploads screenshots (image, mask, normal "
+                          "pass) to ComfyUI's temp folder at export; a file conversion has no renderer",
+                          _load3d_screenshot),
+}
+
+
+@dataclass
+class Comparison:
+    differences: list[str] = field(default_factory=list)
+    known: list[str] = field(default_factory=list)  # differences of a kind in KNOWN
+    display_name_titles: int = 0  # untitled nodes: the backend's display name, not the bundled one
+
+
+def compare(ui: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]) -> Comparison:
+    """Differences (ids, class types, inputs; titles the graph saved), those that are known and
+    cannot be reproduced (:data:`KNOWN`), and how many untitled nodes got the backend's display
+    name instead of the frontend's bundled one."""
     diffs: list[str] = []
+    known: list[str] = []
     title_notes = 0
     for node_id in sorted(set(ours) | set(theirs)):
         if node_id not in ours or node_id not in theirs:
@@ -108,14 +139,20 @@ def compare(ui: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]) ->
             diffs.append(f"node {node_id}: class_type {a['class_type']} != {b.get('class_type')}")
         for key in sorted(set(a["inputs"]) | set(b["inputs"])):
             x, y = (_unrandom(side["inputs"].get(key, "<missing>")) for side in (a, b))
-            if x != y:
-                diffs.append(f"node {node_id} ({a['class_type']}).{key}: {x!r:.80} != {y!r:.80}")
+            if x == y:
+                continue
+            line = f"node {node_id} ({a['class_type']}).{key}: {x!r:.80} != {y!r:.80}"
+            kind = KNOWN.get((a["class_type"], key))
+            if kind is not None and kind[1](y):
+                known.append(f"{line} (known: {kind[0]})")
+            else:
+                diffs.append(line)
         if a["_meta"]["title"] != (b.get("_meta") or {}).get("title"):
             if saved_title(ui, node_id):
                 diffs.append(f"node {node_id}: title {a['_meta']['title']!r} != {b['_meta']['title']!r}")
             else:
                 title_notes += 1
-    return diffs, title_notes
+    return Comparison(diffs, known, title_notes)
 
 
 def load_templates(object_info: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
@@ -142,7 +179,9 @@ class Outcome:
     name: str
     nodes: int = 0
     differences: list[str] = field(default_factory=list)
+    known: list[str] = field(default_factory=list)
     error: str | None = None
+    frontend_load_error: str | None = None  # the frontend's own, after the graph loaded (a note)
     display_name_titles: int = 0
     seconds: float = 0.0
     frontend: dict[str, Any] | None = None
@@ -150,13 +189,24 @@ class Outcome:
 
     @property
     def matched(self) -> bool:
+        """Node by node the same, or different only in values of a known kind (:data:`KNOWN`)."""
         return self.error is None and not self.differences
 
+    @property
+    def status(self) -> str:
+        """"match", "known" (only known differences), "differs" or "error"."""
+        if self.error:
+            return "error"
+        return "differs" if self.differences else "known" if self.known else "match"
+
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"nodes": self.nodes, "differences": self.differences,
+        out: dict[str, Any] = {"status": self.status, "nodes": self.nodes, "differences": self.differences,
+                               "known_differences": self.known,
                                "display_name_titles": self.display_name_titles, "seconds": self.seconds}
         if self.error:
             out["error"] = self.error
+        if self.frontend_load_error:
+            out["frontend_load_error"] = self.frontend_load_error
         return out
 
 
@@ -171,12 +221,14 @@ def run(frontend: Any, object_info: dict[str, Any], workflows: Iterable[tuple[st
         try:
             # the frontend may change the graph it is given: each side gets its own copy
             o.frontend = frontend.graph_to_prompt(json.loads(json.dumps(ui)))
+            o.frontend_load_error = getattr(frontend, "load_error", None)
             o.comfypack = convert(json.loads(json.dumps(ui)), object_info, seed=0, frontend=version)
         except Exception as e:  # noqa: BLE001 - reported with the workflow's name
             o.error = f"{type(e).__name__}: {str(e)[:500]}"
         else:
             o.nodes = len(o.frontend)
-            o.differences, o.display_name_titles = compare(ui, o.comfypack, o.frontend)
+            c = compare(ui, o.comfypack, o.frontend)
+            o.differences, o.known, o.display_name_titles = c.differences, c.known, c.display_name_titles
         o.seconds = round(time.monotonic() - started, 2)
         outcomes.append(o)
         if progress is not None:

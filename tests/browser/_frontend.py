@@ -22,11 +22,22 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 _READY = """() => window.app && window.app.graph && window.LiteGraph
     && window.LiteGraph.registered_node_types && window.LiteGraph.registered_node_types['KSampler']"""
 
+# Frontend 1.58.1 keeps a CURVE widget's value (CurveEditor) as a Vue reactive object, so its own
+# structuredClone of the loaded graph (opening it as a workflow tab, after the graph is configured)
+# throws DataCloneError — as it does for a user opening such a workflow. The graph is loaded by
+# then: the export is taken anyway, the error kept as a note; any other load error is an error.
 _LOAD_UI = """async ([wf, ms]) => {
     const work = (async () => {
-        await window.app.loadGraphData(wf, true, true, null,
-            {showMissingNodesDialog: false, showMissingModelsDialog: false});
-        return (await window.app.graphToPrompt()).output;
+        let loadError = null;
+        try {
+            await window.app.loadGraphData(wf, true, true, null,
+                {showMissingNodesDialog: false, showMissingModelsDialog: false});
+        } catch (e) {
+            if (!e || e.name !== 'DataCloneError') throw e;
+            loadError = `${e.name}: ${e.message}`;
+        }
+        const output = (await window.app.graphToPrompt()).output;
+        return {output: JSON.parse(JSON.stringify(output)), loadError};  // plain JSON, no proxies
     })();
     const late = new Promise((_, no) => setTimeout(() => no(new Error(`no answer in ${ms} ms`)), ms));
     return await Promise.race([work, late]);
@@ -74,6 +85,7 @@ class Frontend:
         self.url = url
         self.timeout_ms = timeout_ms
         self.console: list[str] = []
+        self.load_error: str | None = None
 
     def __enter__(self) -> Frontend:
         from playwright.sync_api import sync_playwright
@@ -128,9 +140,13 @@ class Frontend:
         return str(self.page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ || 'unknown'"))
 
     def graph_to_prompt(self, ui: dict[str, Any]) -> dict[str, Any]:
-        """Load a UI-format workflow and return the frontend's API export (``graphToPrompt``)."""
+        """Load a UI-format workflow and return the frontend's API export (``graphToPrompt``).
+        ``load_error`` says what the frontend's own load threw after configuring the graph (see
+        ``_LOAD_UI``), or None."""
         result: dict[str, Any] = self.page.evaluate(_LOAD_UI, [ui, self.timeout_ms])
-        return result
+        self.load_error = result.get("loadError")
+        output: dict[str, Any] = result["output"]
+        return output
 
     def api_to_ui(self, api: dict[str, Any], name: str) -> dict[str, Any]:
         """Load an API-format workflow (``loadApiJson``) and return the graph ComfyUI would Save."""

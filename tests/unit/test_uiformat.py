@@ -523,12 +523,43 @@ def test_a_muted_or_bypassed_subgraph_node_drops_what_it_contains():
     assert set(bypassed) == {"1", "3", "10:5"} and bypassed["3"]["inputs"]["image"] == ["1", 0]
 
 
+def g_inner_proxies(values: dict[int, list[Any]] | None = None) -> Graph:
+    """Instances of one subgraph (inner node 5: ImageBlur, blur_radius 3, sigma 2.0) whose
+    ``proxyWidgets`` name the inner node's widgets; each instance saves its own values for them
+    (None as a saved ``null``; a short list leaves some out)."""
+    base = subgraph_graph([], linked=False)
+    d = base.subgraphs[0]
+    d["inputs"] = d["inputs"][:1]  # no promoted input: only the proxies
+    d["links"] = [lk for lk in d["links"] if lk["id"] != 102]
+    d["nodes"][0]["inputs"][1]["link"] = None
+    g = Graph()
+    g.subgraphs.append(d)
+    g.node(1, "EmptyImage", [8, 8, 1, 0], outputs=["IMAGE"])
+    for nid, vals in (values or {10: [None, 0.5], 11: [7, None], 12: [], 13: [4]}).items():
+        n = g.node(nid, d["id"], vals, outputs=["IMAGE"])
+        n["properties"]["proxyWidgets"] = [["5", "blur_radius"], ["5", "sigma"]]
+        g.link(1, 0, nid, "image", "IMAGE")
+    return g
+
+
+def test_newer_frontends_send_each_subgraph_instances_own_inner_widget_values():
+    """Frontend 1.58.1 (seen in 16 templates: a saved null seed or prompt is sent as null)."""
+    out = conv_current(g_inner_proxies(), frontend="1.58.1")
+    assert out["10:5"]["inputs"] == {"blur_radius": None, "sigma": 0.5, "image": ["1", 0]}
+    assert out["11:5"]["inputs"] == {"blur_radius": 7, "sigma": None, "image": ["1", 0]}
+    assert out["12:5"]["inputs"] == {"blur_radius": 3, "sigma": 2.0, "image": ["1", 0]}  # none saved
+    assert out["13:5"]["inputs"] == {"blur_radius": 4, "sigma": 2.0, "image": ["1", 0]}
+    # 1.45.21 sends the inner node's values
+    older = conv_current(g_inner_proxies())
+    assert {older[k]["inputs"]["blur_radius"] for k in ("10:5", "11:5", "12:5", "13:5")} == {3}
+
+
 #: Hand-written graphs for the current ComfyUI line that tests/browser also runs through the real
 #: frontends (1.45.21 and 1.58.1).
 SCENARIOS_CURRENT = {
     "dynamic_combo": g_dynamic_combo, "muted_current": g_muted_current, "list_values": g_list_values,
     "subgraph_ids": g_subgraph_ids, "subgraph_muted": lambda: g_subgraph_ids(mode=2),
-    "subgraph_bypassed": lambda: g_subgraph_ids(mode=4),
+    "subgraph_bypassed": lambda: g_subgraph_ids(mode=4), "inner_proxies": g_inner_proxies,
 }
 
 
