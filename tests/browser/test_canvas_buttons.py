@@ -266,24 +266,39 @@ def _header_point(fe: Frontend) -> tuple[float, float]:
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
 
+# toasts: PrimeVue's (up to 1.45), 1.58's toast viewport (Reka)
+_TOASTS_AT = """([x, y]) => [...document.querySelectorAll('.p-toast-message, [data-toast-kind]')].filter((t) => {
+    const r = t.getBoundingClientRect();
+    return r.width > 0 && r.left <= x && x <= r.right && r.top <= y && y <= r.bottom;
+}).length"""
+
+
 def test_the_panel_stays_above_the_frontends_dialogs_and_toasts(frontend: Frontend) -> None:
+    """Toasts where the frontend shows them (top right, as the panel), then a dialog of the
+    frontend's own: the panel's header stays the topmost thing under the pointer (hit-testing:
+    ``elementFromPoint`` and the clicks themselves), a click in it leaves that dialog open, and
+    its × closes it. On 1.58 a modal dialog sets ``pointer-events: none`` on <body> and moves
+    the toasts to the very top; z-index alone does not keep the panel usable there."""
     page = frontend.page
     _load(frontend, "layers")
     page.evaluate("() => window.app.extensionManager.command.execute('Comfypack.ShowApi')")
     assert _wait_panel(frontend, "done|error", 30_000) == "done"
     point = _header_point(frontend)
-    # a toast, where the frontend shows them
-    for i in range(3):
+    for i in range(4):
         page.evaluate("(i) => window.app.extensionManager.toast.add({severity: 'info', summary: 'layers', "
-                      "detail: 'a toast ' + i, life: 20000})", i)
+                      "detail: 'a toast ' + i, life: 30000})", i)
     page.wait_for_timeout(500)
-    assert page.evaluate(_TOP, list(point)) == "panel", page.evaluate(
-        "() => [...document.querySelectorAll('.p-toast, [data-toast-dock]')].map((t) => getComputedStyle(t).zIndex)")
+    assert page.evaluate(_TOP, list(point)) == "panel"
     # a dialog of the frontend's own (its settings), opened over everything
     page.evaluate("() => window.app.extensionManager.command.execute('Comfy.ShowSettingsDialog')")
     page.wait_for_selector(f"{DIALOGS}", state="visible", timeout=10_000)
+    page.wait_for_timeout(500)  # the toasts move (1.58: to the top while a dialog is open)
     _shot(frontend, "10_panel_over_dialog")
+    assert page.evaluate(_TOASTS_AT, list(point)) >= 1, "no toast under the panel's header: nothing tested"
     assert page.evaluate(_TOP, list(point)) == "panel"
-    page.locator(f"{PANEL} .cp-close").click()  # the panel's own button is clickable over it
+    page.mouse.click(*point)  # a click on the header stays in the panel ...
+    page.wait_for_timeout(300)
+    assert page.locator(DIALOGS).first.is_visible(), "a click in the panel closed the frontend's dialog"
+    page.locator(f"{PANEL} .cp-close").click(timeout=10_000)  # ... and its × is clickable over both
     assert page.locator(PANEL).count() == 0
     assert frontend.dismiss_dialogs(settle_ms=500) >= 1  # and the dialog closes like a user would

@@ -67,11 +67,16 @@ function toast(severity, detail, life = 6000) {
 // the panel
 
 // z-index 10001: above the frontend's dialog layer (PrimeVue masks ~1100 up to 1.45; 1.58's dialog
-// overlay 1700) and its toasts (PrimeVue's top-right ones sit at 10000), so neither covers the
-// panel the user opened; it closes with its × and never blocks the canvas beyond its own box.
+// overlay 1700) and its toasts (PrimeVue's top-right ones at 10000, 1.58's toast viewport at 9999),
+// so neither covers the panel the user opened; it closes with its × and never blocks the canvas
+// beyond its own box. pointer-events: auto because a modal dialog of 1.58 (Reka) sets
+// `pointer-events: none` on <body> while open: inherited, clicks on the panel would fall through
+// to the toasts beneath it. The panel also carries `data-dismissable-layer`, the mark by which 1.58
+// tells its other overlays (popovers, toasts) from "outside": a click in the panel leaves the
+// frontend's open dialog open.
 const CSS = `
 #comfypack-panel { position: fixed; top: 64px; right: 16px; width: 560px; max-width: calc(100vw - 32px);
-  max-height: calc(100vh - 96px); overflow: auto; z-index: 10001; background: var(--comfy-menu-bg, #222);
+  max-height: calc(100vh - 96px); overflow: auto; z-index: 10001; pointer-events: auto; background: var(--comfy-menu-bg, #222);
   color: var(--fg-color, #ddd); border: 1px solid var(--border-color, #444); border-radius: 10px;
   box-shadow: 0 8px 28px rgba(0,0,0,.45); font: 13px/1.45 system-ui, sans-serif; padding: 12px 14px; }
 #comfypack-panel h3 { margin: 0; font-size: 15px; }
@@ -158,7 +163,8 @@ class Panel {
     this.actions = h("div", { class: "cp-actions" });
     this.logPre = h("pre");
     this.log = h("details", { class: "cp-log", hidden: "" }, h("summary", {}, "log"), this.logPre);
-    this.el = h("div", { id: "comfypack-panel", "data-state": "working", role: "dialog", "aria-label": `comfypack ${title}` },
+    this.el = h("div", { id: "comfypack-panel", "data-state": "working", "data-dismissable-layer": "", role: "dialog",
+      "aria-label": `comfypack ${title}` },
       h("div", { class: "cp-head" }, this.title,
         h("button", { class: "cp-close", title: "Close", "aria-label": "Close", onclick: () => this.close() }, "×")),
       this.status, this.error, this.actions, this.body, this.log);
