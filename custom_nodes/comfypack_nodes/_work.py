@@ -146,10 +146,10 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _lock(job: Job, workflow_path: Path, workflow: dict[str, Any], comfyui_dir: Path, *,
-          offline: bool) -> Any:
+          offline: bool, ui_workflow: dict[str, Any] | None = None) -> Any:
     from comfypack.hashing import default_hash_cache, hash_files
     from comfypack.lock import create_lock, find_models
-    from comfypack.sources import default_resolvers
+    from comfypack.sources import default_resolvers, workflow_model_urls
 
     found = find_models(workflow, comfyui_dir)
     job.stage("hashing models", f"hashing {len(found)} model file(s)" if found else "no model files to hash")
@@ -159,7 +159,8 @@ def _lock(job: Job, workflow_path: Path, workflow: dict[str, Any], comfyui_dir: 
         hash_files([p for _, _, p in found], cache=cache, progress=HashProgress(job))  # type: ignore[arg-type]
     job.stage("locking the environment", "recording ComfyUI, custom nodes, packages and model sources")
     resolvers = default_resolvers(None, hf_endpoint=os.environ.get("HF_ENDPOINT") or None,
-                                  civitai_url=os.environ.get("COMFYPACK_CIVITAI_URL") or None, offline=offline)
+                                  civitai_url=os.environ.get("COMFYPACK_CIVITAI_URL") or None, offline=offline,
+                                  workflow_models=workflow_model_urls(ui_workflow or {}))
     return create_lock(workflow_path, comfyui_dir, python=os.environ.get("COMFYPACK_PYTHON") or sys.executable,
                        resolvers=resolvers, hash_cache=cache)
 
@@ -199,7 +200,8 @@ def make_pack(job: Job, workflow: dict[str, Any], ui_workflow: dict[str, Any] | 
     if ui_workflow:
         ui_path = work_dir / "workflow.json"
         _write_json(ui_path, ui_workflow)
-    lock = _lock(job, workflow_path, workflow, comfyui_dir, offline=offline)
+    # the canvas graph's properties.models[] say where its models come from
+    lock = _lock(job, workflow_path, workflow, comfyui_dir, offline=offline, ui_workflow=ui_workflow)
     job.stage("writing the pack")
     out = work_dir / f"{name}.cpack.zip"
     create_pack(workflow_path, comfyui_dir, out, lock=lock, ui_workflow=ui_path, input_dir=input_dir)
