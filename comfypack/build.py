@@ -284,7 +284,7 @@ def _tar_payload(files: list[tuple[str, Path]]) -> bytes:
 
 def _copy_pack(src: Path, dest: Path) -> None:
     """``src`` without model weights (they go to ``pack/weights`` or are fetched at start)."""
-    from .pack import _info
+    from .pack import entry_info
 
     with zipfile.ZipFile(src) as zin:
         if not any(n.startswith("models/") for n in zin.namelist()):
@@ -294,7 +294,7 @@ def _copy_pack(src: Path, dest: Path) -> None:
             for info in zin.infolist():
                 if info.filename.startswith("models/"):
                     continue
-                out = _info(info.filename, executable=bool((info.external_attr >> 16) & 0o111))
+                out = entry_info(info.filename, executable=bool((info.external_attr >> 16) & 0o111))
                 with zin.open(info) as r, zout.open(out, "w") as w:
                     shutil.copyfileobj(r, w, 1 << 20)
 

@@ -56,6 +56,7 @@ __all__ = [
     "PackLimits",
     "PackContents",
     "read_pack",
+    "entry_info",
 ]
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,8 @@ def find_assets(workflow: Mapping[str, Any], input_dir: Path) -> list[tuple[str,
     return sorted(found.items())
 
 
-def _info(name: str, *, executable: bool = False, compress: bool = True) -> zipfile.ZipInfo:
+def entry_info(name: str, *, executable: bool = False, compress: bool = True) -> zipfile.ZipInfo:
+    """The zip entry header every pack entry gets: fixed date, unix mode (0644 / 0755), deflated."""
     info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
     info.create_system = 3  # unix: the mode below means what it says on every platform
     info.external_attr = ((0o100755 if executable else 0o100644) & 0xFFFF) << 16
@@ -105,14 +107,14 @@ def _info(name: str, *, executable: bool = False, compress: bool = True) -> zipf
 
 
 def _add_file(zf: zipfile.ZipFile, name: str, path: Path, *, compress: bool = True) -> None:
-    info = _info(name, executable=bool(path.stat().st_mode & 0o111), compress=compress)
+    info = entry_info(name, executable=bool(path.stat().st_mode & 0o111), compress=compress)
     info.file_size = path.stat().st_size
     with open(path, "rb") as src, zf.open(info, "w", force_zip64=True) as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def _add_bytes(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
-    zf.writestr(_info(name), data)
+    zf.writestr(entry_info(name), data)
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ EXPECTED: dict[str, set[str]] = {
     },
     "comfypack.pack": {
         "create_pack", "find_assets", "WORKFLOW_ENTRY", "UI_WORKFLOW_ENTRY", "LOCK_ENTRY",
-        "INTERFACE_ENTRY", "ZIP_DATE", "PackLimits", "PackContents", "read_pack",
+        "INTERFACE_ENTRY", "ZIP_DATE", "PackLimits", "PackContents", "read_pack", "entry_info",
     },
     "comfypack.restore": {"Workspace", "unpack", "run_node_install_scripts", "WORKSPACE_MARKER"},
     "comfypack.workflow": {
