@@ -9,7 +9,10 @@
 - :class:`MultipartMiddleware`: parses ``multipart/form-data`` for the endpoint itself.
 - :class:`JobsMiddleware`: ``GET <route>/progress`` and ``PUT|POST <route>/cancel`` for async jobs.
 - :class:`DocsMiddleware`: ``/docs`` → BentoML's Swagger UI.
-- :class:`ErrorShapeMiddleware`: BentoML's own 4xx answers get comfypack's error shape.
+- :class:`ErrorShapeMiddleware`: BentoML's own error answers under the route get comfypack's shape.
+- :class:`SubmitCheckMiddleware`: ``<route>/submit`` is validated before BentoML stores the job.
+- :class:`OpenAPIMiddleware`: ``/docs.json`` is comfypack's document (:mod:`comfypack.openapi`).
+- :class:`ReadyMiddleware`: ``/readyz`` with the reason.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ __all__ = [
     "ErrorShapeMiddleware",
     "JobsMiddleware",
     "MultipartMiddleware",
+    "OpenAPIMiddleware",
     "ReadyMiddleware",
+    "SubmitCheckMiddleware",
     "form_to_body",
     "request_id",
     "send_error",
@@ -56,6 +61,13 @@ async def send_error(err: ComfyPackError, scope: Any, receive: Any, send: Any,
     from starlette.responses import JSONResponse
 
     await JSONResponse(err.to_dict(), status_code=err.status, headers=headers)(scope, receive, send)
+
+
+async def method_not_allowed(allowed: tuple[str, ...], scope: Any, receive: Any, send: Any) -> None:
+    """405 with the ``Allow`` header, in comfypack's error shape."""
+    err = RequestError(f"{scope.get('method')} is not allowed here; use {' or '.join(allowed)}", status=405)
+    err.type = "method_not_allowed"
+    await send_error(err, scope, receive, send, headers={"Allow": ", ".join(allowed)})
 
 
 class AuthMiddleware:
@@ -133,8 +145,8 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+_TRUE = {"true"}
+_FALSE = {"false"}  # a form says true or false, as the OpenAPI form schema documents
 
 
 def form_to_body(interface: Interface, items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -152,15 +164,18 @@ def form_to_body(interface: Interface, items: list[tuple[str, Any]]) -> dict[str
             body[key] = value.strip().lower() in _TRUE
         elif kind in ("int", "float", "seed"):
             try:
-                body[key] = json.loads(value)
+                number = json.loads(value)
             except ValueError:
-                body[key] = value
+                number = None
+            # only a number is a number ("null", "[]", "true" stay text, for validation to name)
+            ok = isinstance(number, int) if kind != "float" else isinstance(number, (int, float))
+            body[key] = number if ok and not isinstance(number, bool) else value
         else:
             body[key] = value
     return body
 
 
-def _json_depth_ok(raw: bytes, limit: int) -> bool:
+def _json_depth_ok(raw: bytes | bytearray, limit: int) -> bool:
     """Whether ``raw`` nests ``[``/``{`` at most ``limit`` deep (strings skipped), in one pass
     without building anything."""
     depth = 0
@@ -266,13 +281,15 @@ class MultipartMiddleware:
     """Parse ``multipart/form-data`` on the endpoint ourselves (BentoML's parser would JSON-decode
     uploaded bytes); the form goes to the endpoint in ``scope``, BentoML sees an empty JSON body."""
 
-    def __init__(self, app: Any, route: str) -> None:
+    def __init__(self, app: Any, route: str, interface: Interface | None = None) -> None:
         self.app = app
         self.route = route
+        self.interface = interface
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # <route>/submit takes the same form: the parsed form stays in the scope, which BentoML's
-        # task runs the endpoint with (it stores the emptied body, not the uploaded bytes)
+        # <route>/submit takes the same form; it is handed on as the equivalent JSON body (files as
+        # data: URIs), which BentoML stores with the job — so a job's input survives as it is, and
+        # `retry` runs it again
         if scope.get("type") != "http" or scope.get("method") != "POST" or \
                 scope.get("path") not in (self.route, f"{self.route}/submit"):
             await self.app(scope, receive, send)
@@ -300,20 +317,104 @@ class MultipartMiddleware:
                                details=[FieldError(None, str(e))])
             await JSONResponse(err.to_dict(), status_code=400)(scope, receive, send)
             return
-        scope["comfypack.form"] = items
+        replay = b"{}"
+        if scope.get("path") != self.route and self.interface is not None:
+            replay = json.dumps(_form_as_json(form_to_body(self.interface, items))).encode()
+        else:
+            scope["comfypack.form"] = items
+        del items
         scope["headers"] = [(k, v) for k, v in scope["headers"]
                             if k not in (b"content-type", b"content-length")]
-        scope["headers"] += [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        scope["headers"] += [(b"content-type", b"application/json"),
+                             (b"content-length", str(len(replay)).encode())]
         sent = False
 
-        async def empty_json() -> Any:
+        async def replayed() -> Any:
             nonlocal sent
             if not sent:
                 sent = True
-                return {"type": "http.request", "body": b"{}", "more_body": False}
+                return {"type": "http.request", "body": replay, "more_body": False}
             return await receive()
 
-        await self.app(scope, empty_json, send)
+        await self.app(scope, replayed, send)
+
+
+def _form_as_json(body: dict[str, Any]) -> dict[str, Any]:
+    """A form body (:func:`form_to_body`) as JSON: uploads as ``data:`` URIs."""
+    import base64
+    import mimetypes
+
+    from .media import Upload
+
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        if isinstance(value, Upload):
+            media = mimetypes.guess_type(value.filename or "")[0] or "application/octet-stream"
+            value = f"data:{media};base64,{base64.b64encode(value.data).decode('ascii')}" if value.data else ""
+        out[key] = value
+    return out
+
+
+class SubmitCheckMiddleware:
+    """``POST <route>/submit`` is validated like the endpoint *before* BentoML stores the job, so a
+    bad input is the submitter's 422 (not a job that fails later). The body goes on unchanged."""
+
+    def __init__(self, app: Any, route: str, validate: Callable[[Any], Any]) -> None:
+        self.app = app
+        self.path = f"{route}/submit"
+        self.validate = validate
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "POST" or scope.get("path") != self.path:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        del chunks
+        try:
+            self.validate(parse_json_body(raw))
+        except RequestError as e:
+            await send_error(e, scope, receive, send)
+            return
+        sent = False
+
+        async def replayed() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replayed, send)
+
+
+class OpenAPIMiddleware:
+    """``GET /docs.json``: comfypack's OpenAPI document (:mod:`comfypack.openapi`), built on the
+    first request and kept, instead of BentoML's generated one."""
+
+    def __init__(self, app: Any, document: Callable[[], dict[str, Any]]) -> None:
+        self.app = app
+        self.document = document
+        self._body: bytes | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path") != "/docs.json" or scope.get("method") != "GET":
+            await self.app(scope, receive, send)
+            return
+        from starlette.responses import Response
+
+        if self._body is None:
+            import asyncio
+
+            self._body = json.dumps(await asyncio.to_thread(self.document)).encode()
+        await Response(self._body, media_type="application/json")(scope, receive, send)
 
 
 class JobsMiddleware:
@@ -335,6 +436,10 @@ class JobsMiddleware:
 
         from starlette.responses import JSONResponse
 
+        allowed = ("GET", "HEAD") if action == "progress" else ("PUT", "POST")
+        if scope.get("method") not in allowed:
+            await method_not_allowed(allowed, scope, receive, send)
+            return
         task_id = (parse_qs(scope.get("query_string", b"").decode()).get("task_id") or [""])[0]
         if not task_id:
             await send_error(RequestError.for_field("task_id", "is required", status=400), scope, receive, send)
@@ -346,9 +451,6 @@ class JobsMiddleware:
                 await send_error(err, scope, receive, send)
                 return
             await JSONResponse(state)(scope, receive, send)
-            return
-        if scope.get("method") not in ("PUT", "POST"):
-            await send_error(RequestError("use PUT or POST to cancel", status=405), scope, receive, send)
             return
         if not self.cancel(task_id):
             err = RequestError.for_field("task_id", f"job {task_id} is not running (finished or unknown)",
@@ -381,13 +483,16 @@ class ErrorShapeMiddleware:
         self.route = route
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("path") != self.route:
+        path = scope.get("path") or ""
+        if scope.get("type") != "http" or not (path == self.route or path.startswith(self.route + "/")):
             await self.app(scope, receive, send)
             return
         held: dict[str, Any] = {}
+        endpoint = path == self.route
 
         async def wrapped(message: Any) -> None:
-            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+            if message["type"] == "http.response.start" and 400 <= message["status"] < 600 and (
+                    endpoint or _is_json(message)):
                 held["start"] = message
                 held["body"] = b""
                 return
@@ -395,8 +500,14 @@ class ErrorShapeMiddleware:
                 held["body"] += message.get("body", b"")
                 if message.get("more_body"):
                     return
-                body = _reshape_error(held["body"], held["start"]["status"])
+                body = _reshape_error(held["body"], held["start"]["status"], endpoint=endpoint)
                 start = dict(held["start"])
+                if start["status"] == 400 and b"is not completed yet" in held["body"]:
+                    # BentoML's `get`/`retry` of a job still running: a conflict with its state
+                    start["status"] = 409
+                    body = json.dumps({"error": {
+                        "type": "not_finished", "details": None,
+                        "message": "the job has not finished yet; poll status until it is completed"}}).encode()
                 start["headers"] = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
                 start["headers"].append((b"content-length", str(len(body)).encode()))
                 await send(start)
@@ -407,7 +518,12 @@ class ErrorShapeMiddleware:
         await self.app(scope, receive, wrapped)
 
 
-def _reshape_error(raw: bytes, status: int) -> bytes:
+def _is_json(start: Any) -> bool:
+    headers = dict(start.get("headers") or [])
+    return bool(headers.get(b"content-type", b"").startswith(b"application/json"))
+
+
+def _reshape_error(raw: bytes, status: int, *, endpoint: bool = True) -> bytes:
     try:
         data = json.loads(raw)
     except ValueError:
@@ -420,7 +536,8 @@ def _reshape_error(raw: bytes, status: int) -> bytes:
     if isinstance(details, list) and details and isinstance(details[0], dict) and details[0].get("msg"):
         message = "; ".join(str(d.get("msg")) for d in details)
         details = [{"field": None, "message": str(d.get("msg"))} for d in details]
-    kind = "invalid_body" if status == 400 else "bad_request"
+    kind = ("not_found" if status == 404 else "invalid_body" if status == 400 and endpoint
+            else "internal_error" if status >= 500 else "bad_request")
     return json.dumps({"error": {"type": kind, "message": message, "details": details}}).encode()
 
 
@@ -436,6 +553,9 @@ class ReadyMiddleware:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope.get("type") != "http" or scope.get("path") != "/readyz":
             await self.app(scope, receive, send)
+            return
+        if scope.get("method") not in ("GET", "HEAD"):
+            await method_not_allowed(("GET", "HEAD"), scope, receive, send)
             return
         from starlette.responses import JSONResponse
 

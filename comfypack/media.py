@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
-from .errors import InputFetchError
+from .errors import InputFetchError, RequestError
 from .urlfetch import UrlPolicy
 
 __all__ = ["MediaFile", "Upload", "InputLimits", "decode_media", "fetch_url", "sniff",
@@ -92,7 +92,7 @@ _VIDEO_MAGIC = [(4, b"ftyp", "video/mp4", ".mp4"), (0, b"\x1a\x45\xdf\xa3", "vid
                 (0, b"OggS", "video/ogg", ".ogv")]
 
 
-def _too_many_pixels(field: str, what: str, pixels: int, limit: int) -> InputFetchError:
+def _too_many_pixels(field: str, what: str, pixels: int, limit: int) -> RequestError:
     return InputFetchError.for_field(
         field, f"{what} {pixels / 1e6:.1f} Mpx; the limit is {limit / 1e6:.1f} Mpx (send a smaller "
         "image)", status=413)
@@ -156,8 +156,9 @@ async def fetch_url(url: str, field: str, *, max_bytes: int = DEFAULT_MAX_BYTES,
 
     from . import urlfetch
 
-    policy = replace(policy or UrlPolicy(), max_bytes=max_bytes,
-                     **({"timeout": timeout} if timeout is not None else {}))
+    policy = replace(policy or UrlPolicy(), max_bytes=max_bytes)
+    if timeout is not None:
+        policy = replace(policy, timeout=timeout)
     return await urlfetch.fetch_url(url, field, policy)
 
 

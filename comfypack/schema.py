@@ -47,6 +47,8 @@ def _input_property(spec: InputSpec) -> dict[str, Any]:
             prop["maxLength"] = spec.max_length
     elif spec.kind in ("int", "float", "seed"):
         prop = {"type": "integer" if spec.kind != "float" else "number"}
+        if spec.kind == "seed":
+            prop["type"] = ["integer", "null"]  # null (or leaving it out): a random seed
         if spec.default is not None:
             prop["default"] = spec.default
         if spec.minimum is not None:
@@ -275,6 +277,9 @@ def validate_request(interface: Interface, body: Any) -> dict[str, Any]:
         if spec.is_file and spec.name in body and not isinstance(value, (str, bytes, bytearray, Upload)):
             problems.append(FieldError(spec.name, (
                 f"must be a file upload, an http(s) URL or base64 text, got {_json_type(value)}")))
+        elif spec.is_file and spec.name in body and not (
+                value.strip() if isinstance(value, str) else getattr(value, "data", value)):
+            problems.append(FieldError(spec.name, "is empty: send a file upload, an http(s) URL or base64"))
         if spec.kind == "float" and isinstance(value, bool):
             problems.append(FieldError(spec.name, "must be a number, got boolean"))
     if problems:

@@ -38,7 +38,9 @@ from .http import (
     ErrorShapeMiddleware,
     JobsMiddleware,
     MultipartMiddleware,
+    OpenAPIMiddleware,
     ReadyMiddleware,
+    SubmitCheckMiddleware,
     form_to_body,
 )
 from .http import (
@@ -46,7 +48,7 @@ from .http import (
 )
 from .media import InputLimits
 from .runner import WorkflowRunner
-from .schema import input_schema, output_schema
+from .schema import input_schema, output_schema, validate_request
 from .workflow import load_workflow, parse_interface
 
 __all__ = ["ServeConfig", "make_service", "BODY_FIELD"]
@@ -404,7 +406,7 @@ def make_service(config: ServeConfig) -> type[Any]:
 
         async def _execute(self, ctx: bentoml.Context, body: Any, job: dict[str, Any] | None) -> Any:
             deadline = time.monotonic() + config.timeout
-            values = self.runner.validate(body if body is not None else {})
+            values = self.runner.validate(body)  # a JSON null is refused, not taken for {}
             await self._wait_started()
             assert self.pool is not None
             # URL inputs are fetched inside the request's place in the queue (a full queue refuses
@@ -441,7 +443,9 @@ def make_service(config: ServeConfig) -> type[Any]:
                 if job is not None:
                     job["status"] = "cancelled"
                 err = ComfyPackError("the request was cancelled; its prompt was removed from ComfyUI")
-                err.status, err.type = 499, "cancelled"
+                # a job's stored answer: 409 (its state forbids a result); a synchronous caller
+                # that went away: 499, for the log (nginx's "client closed request")
+                err.status, err.type = (409 if job is not None else 499), "cancelled"
                 return self._error(ctx, err, request_id)
             except ComfyPackError as e:
                 outcome = e.type
@@ -487,8 +491,23 @@ def make_service(config: ServeConfig) -> type[Any]:
             if self.pool is not None:
                 await self.pool.close()
 
+    def document() -> dict[str, Any]:
+        from . import __version__
+        from .lock import workflow_sha256
+        from .openapi import openapi_document
+
+        digest = workflow_sha256(workflow)
+        inputs = "".join(f"\n- `{s.name}` ({s.kind}){': ' + s.description if s.description else ''}"
+                         for s in interface.inputs)
+        described = (f"{doc}\n\nWorkflow sha256 `{digest}`; served by comfypack {__version__}."
+                     + (f"\n\nInputs:{inputs}" if inputs else ""))
+        return openapi_document(interface, route=route, title=label, version=digest[:12],
+                                description=described, example=request_schema.get("example"),
+                                api_key=bool(config.api_key))
+
     # outermost first
     ComfyPackService.add_asgi_middleware(ReadyMiddleware, check=readiness.check)  # type: ignore[attr-defined]
+    ComfyPackService.add_asgi_middleware(OpenAPIMiddleware, document=document)  # type: ignore[attr-defined]
     ComfyPackService.add_asgi_middleware(DocsMiddleware)  # type: ignore[attr-defined]
     if config.api_key:
         ComfyPackService.add_asgi_middleware(AuthMiddleware, api_key=config.api_key)  # type: ignore[attr-defined]
@@ -498,7 +517,10 @@ def make_service(config: ServeConfig) -> type[Any]:
     ComfyPackService.add_asgi_middleware(  # type: ignore[attr-defined]
         JobsMiddleware, route=route, progress=jobs.progress, cancel=jobs.cancel)
     ComfyPackService.add_asgi_middleware(BodyTypeMiddleware, route=route)  # type: ignore[attr-defined]
-    ComfyPackService.add_asgi_middleware(MultipartMiddleware, route=route)  # type: ignore[attr-defined]
+    ComfyPackService.add_asgi_middleware(  # type: ignore[attr-defined]
+        MultipartMiddleware, route=route, interface=interface)
+    ComfyPackService.add_asgi_middleware(  # type: ignore[attr-defined]
+        SubmitCheckMiddleware, route=route, validate=lambda body: validate_request(interface, body))
     return ComfyPackService
 
 

@@ -187,16 +187,16 @@ class ComfyUIClient:
         elif kind == "execution_error":
             # the caller gets the node, its type and the message; the traceback (server paths,
             # code) goes to the log only
-            node = data.get("node_id")
-            message = str(data.get("exception_message") or "").strip()[:1000]
+            failed = data.get("node_id")
+            text = str(data.get("exception_message") or "").strip()[:1000]
             trace = data.get("traceback")
-            logger.error("prompt %s: node %s (%s) failed: %s\n%s", prompt_id, node, data.get("node_type"),
-                         message, "".join(trace) if isinstance(trace, list) else trace or "")
+            logger.error("prompt %s: node %s (%s) failed: %s\n%s", prompt_id, failed, data.get("node_type"),
+                         text, "".join(trace) if isinstance(trace, list) else trace or "")
             pending.future.set_exception(ExecutionFailed(
-                f"node {node} ({data.get('node_type')}) failed: {message}",
-                details={"node_id": node, "node_type": data.get("node_type"),
+                f"node {failed} ({data.get('node_type')}) failed: {text}",
+                details={"node_id": failed, "node_type": data.get("node_type"),
                          "exception_type": str(data.get("exception_type") or "").rsplit(".", 1)[-1],
-                         "exception_message": message}))
+                         "exception_message": text}))
         elif kind == "execution_interrupted":
             pending.future.set_exception(ComfyUIError(
                 f"the prompt was interrupted in ComfyUI at node {data.get('node_id')}"))

@@ -83,7 +83,9 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.pool": {"Admission", "Worker", "WorkerPool", "Overloaded", "default_worker_count"},
     "comfypack.http": {"AuthMiddleware", "BodyLimitMiddleware", "BodyTypeMiddleware", "DocsMiddleware",
                        "ErrorShapeMiddleware", "request_id",
-                       "JobsMiddleware", "MultipartMiddleware", "ReadyMiddleware", "form_to_body", "send_error"},
+                       "JobsMiddleware", "MultipartMiddleware", "ReadyMiddleware", "form_to_body", "send_error",
+                       "OpenAPIMiddleware", "SubmitCheckMiddleware"},
+    "comfypack.openapi": {"openapi_document", "TASK_STATUSES", "sample_media"},
     "comfypack.codegen": {"generate_client"},
     "comfypack.build": {
         "BuildOptions", "BuildPlan", "BuildResult", "plan_build", "write_build_context", "build_bento",

@@ -93,7 +93,7 @@ def test_image_adjust_schema():
 def test_image_mask_text_schema():
     props = input_schema(load("image_mask_text"))["properties"]
     seed = props["seed"]
-    assert seed["type"] == "integer" and "default" not in seed
+    assert seed["type"] == ["integer", "null"] and "default" not in seed  # null: a random seed
     assert (seed["minimum"], seed["maximum"]) == (0, SEED_MAX)
     assert "random seed" in seed["description"] and "`seeds`" in seed["description"]
     assert props["caption"]["maxLength"] == 200
@@ -341,3 +341,14 @@ def test_null_seed_means_random():
     interface = parse_interface(load_workflow(example("image_mask_text")))
     values = validate_request(interface, {"image": "x", "attachment": "x", "seed": None})
     assert values["seed"] is None
+
+
+def test_an_empty_file_input_is_refused_by_name():
+    from comfypack.errors import RequestError
+    from comfypack.media import Upload
+
+    interface = load("image_adjust")
+    for empty in ("", "  ", b"", Upload(b"", "x.png")):
+        with pytest.raises(RequestError) as info:
+            validate_request(interface, {"image": empty})
+        assert info.value.details[0]["field"] == "image" and "is empty" in info.value.details[0]["message"]
