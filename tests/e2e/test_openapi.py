@@ -75,3 +75,19 @@ def test_bentoml_sync_http_client_calls_the_service(tmp_path: Path) -> None:
             bentoml.SyncHTTPClient(served.url, timeout=60) as client:
         out = client.generate(text="hello", case="Title Case")
         assert out == {"text": "Hello Comfyui", "length": 13, "contains": True}
+
+
+def test_bentoml_sync_http_client_sends_files_as_data_uris(tmp_path: Path) -> None:
+    """BentoML's client sends JSON: file inputs go as `data:` URIs (or URLs), and a workflow that
+    answers JSON comes back as a dict with its files as `data:` URIs."""
+    import bentoml
+
+    request = json.loads((EXAMPLES / "image_mask_text" / "request.json").read_text())
+    with bentoml_serve(EXAMPLES / "image_mask_text" / "workflow_api.json", tmp_path) as served, \
+            bentoml.SyncHTTPClient(served.url, timeout=120) as client:
+        out = client.generate(**request)
+        assert set(out) == {"inverted", "mask", "noisy", "caption", "width", "attachment", "seeds"}
+        assert "an orange disc" in out["caption"] and out["width"] == 32
+        assert out["inverted"].startswith("data:image/png;base64,")
+        assert out["mask"].startswith("data:image/webp;base64,")
+        assert out["seeds"] == {"seed": 42}
