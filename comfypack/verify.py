@@ -62,6 +62,9 @@ def _check_git_node(node: CustomNode, source: GitSource, target: Path, say: Call
             say(f"custom node {node.name}: its local changes differ from the locked patch")
     elif state.dirty:
         say(f"custom node {node.name}: the git work tree has local changes")
+    elif node.dirty:
+        say(f"custom node {node.name}: it was locked with local changes that the lock does not carry "
+            "(lock it again with this comfypack: they become a patch)")
 
 
 def verify(dest: Path, lock: Lock | None = None, *, progress: bool = False) -> list[str]:

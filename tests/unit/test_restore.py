@@ -538,3 +538,18 @@ def test_verify_lists_a_broken_checkout_instead_of_aborting(tmp_path, home, file
     assert len(diffs) == 1 and diffs[0].startswith("custom node tiny_node: not a readable git checkout")
     res = CliRunner().invoke(cli, ["unpack", str(pack), "--dir", str(dest), "--verify"])
     assert res.exit_code == 1 and "not a readable git checkout" in res.output and "Traceback" not in res.output
+
+
+def test_verify_says_when_a_lock_recorded_local_changes_it_does_not_carry(tmp_path, home, file_server):
+    """An older lock: ``dirty`` without a patch. The clean restore does not "match" silently."""
+    env = fake_env(tmp_path / "src-old")
+    url = file_server.put("old-tiny.safetensors", MODEL_BYTES)
+    sf = sources_file(tmp_path / "old-sources.json", {sha(MODEL_BYTES): url})
+    lock = create_lock(env.workflow_path, env.comfyui, resolvers=[SourcesFile(sf)], hash_cache=HashCache(None))
+    nodes = [n.model_copy(update={"dirty": True}) if n.name == "tiny_node" else n for n in lock.custom_nodes]
+    old = lock.model_copy(update={"custom_nodes": nodes})
+    pack = create_pack(env.workflow_path, env.comfyui, tmp_path / "old.cpack.zip", lock=old)
+    dest = tmp_path / "ws"
+    unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
+    assert verify(dest) == ["custom node tiny_node: it was locked with local changes that the lock does "
+                            "not carry (lock it again with this comfypack: they become a patch)"]
