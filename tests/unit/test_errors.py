@@ -6,16 +6,19 @@ import json
 
 import pytest
 
+from comfypack import errors
 from comfypack.errors import (
     ComfyPackError,
     ComfyUIError,
     ComfyUITimeout,
     ComfyUIUnavailable,
+    DeployError,
     ExecutionFailed,
     FieldError,
     InputFetchError,
     InvalidPack,
     LockError,
+    ModelsMissing,
     PromptRejected,
     ProvisionError,
     RequestError,
@@ -40,7 +43,17 @@ TABLE = [
     (InvalidPack, 400, 2, "invalid_pack", RestoreError),
     (ProvisionError, 500, 1, "provision_error", ComfyPackError),
     (ServiceError, 500, 1, "service_error", ComfyPackError),
+    (DeployError, 500, 1, "deploy_error", ComfyPackError),
+    (ModelsMissing, 503, 2, "models_missing", ComfyPackError),
 ]
+
+#: every error class comfypack exports
+CLASSES = {obj for name in errors.__all__ if isinstance(obj := getattr(errors, name), type)
+           and issubclass(obj, ComfyPackError)}
+
+
+def test_the_table_covers_every_error_class():
+    assert {row[0] for row in TABLE} == CLASSES
 
 
 @pytest.mark.parametrize(("cls", "status", "exit_code", "type_", "parent"), TABLE,
@@ -58,11 +71,13 @@ def test_status_exit_code_type_and_parent(cls, status, exit_code, type_, parent)
 
 
 def test_client_errors_are_4xx_and_exit_2_server_errors_5xx_and_exit_1():
-    for cls, status, exit_code, *_ in TABLE:
-        if 400 <= status < 500:
-            assert exit_code == 2, cls
+    for cls in CLASSES:  # the classes themselves, not the table above
+        if cls is ModelsMissing:  # a service is not ready (503); the user must supply files (exit 2)
+            continue
+        if 400 <= cls.status < 500:
+            assert cls.exit_code == 2, cls
         else:
-            assert status >= 500 and exit_code == 1, cls
+            assert cls.status >= 500 and cls.exit_code == 1, cls
 
 
 def test_to_dict_shape_and_is_json_serialisable():
