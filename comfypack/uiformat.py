@@ -14,8 +14,10 @@ differ; ``convert(..., frontend="1.45.21")`` picks the one to mirror (tested aga
 - an input with a link takes the link instead of its widget value; links are followed through
   ``Reroute`` nodes, bypassed nodes (mode 4: an output passes on the first input of a matching
   type) and subgraphs (node ids become ``"<subgraph node>:<inner node>"``; newer frontends first
-  renumber a subgraph's nodes whose ids an earlier definition already uses; from 1.46 a subgraph
-  node's values for the inner widgets its ``proxyWidgets`` name are that instance's, ``null`` too);
+  renumber a subgraph's nodes whose ids an earlier definition already uses; a subgraph node's saved
+  values reach its promoted widgets, except in 1.33–1.45 where those show the inner widget's
+  value; from 1.46 its values for the inner widgets its ``proxyWidgets`` name are that instance's,
+  ``null`` too);
 - ``PrimitiveNode`` values replace the widgets they feed; muted nodes (mode 2), notes and other
   frontend-only nodes are dropped, and links to dropped nodes removed (newer frontends: a muted
   node feeding a widget leaves the widget's own value; a muted or bypassed subgraph node drops
@@ -124,6 +126,12 @@ class Frontend:
         entry naming an inner node, that instance's value of the inner widget — sent instead of
         the inner node's own value, ``null`` included (a value left out keeps the inner one)."""
         return self.version >= (1, 46)
+
+    @property
+    def instance_values_loaded(self) -> bool:
+        """A subgraph node's saved ``widgets_values`` reach its promoted widgets — not in 1.33 to
+        1.45, where a promoted widget is a view of the inner widget: that widget's value is sent."""
+        return not self.modern or self.instance_widget_values
 
     @property
     def audio_ui_sent(self) -> bool:
@@ -566,7 +574,7 @@ class _Loader:
                     node.widgets.append(_Widget(inp.name, inner.kind, inner.spec, copy.deepcopy(inner.value)))
                     inp.widget = inp.name
                     break
-        if isinstance(values, list):
+        if isinstance(values, list) and self.fe.instance_values_loaded:
             for w, v in zip(node.widgets, values, strict=False):
                 w.value = v
             proxies = (node.raw.get("properties") or {}).get("proxyWidgets")

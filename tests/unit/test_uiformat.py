@@ -512,8 +512,21 @@ def test_newer_frontends_renumber_subgraph_nodes_whose_ids_are_taken():
     # last_node_id is 11: the second definition's node 5 becomes 12
     assert set(out) == {"1", "3", "10:5", "11:12"}
     assert out["3"]["inputs"]["image"] == ["11:12", 0]
-    assert out["11:12"]["inputs"]["blur_radius"] == 4
     assert set(conv_current(g_subgraph_ids(), frontend="1.32.9")) == {"1", "3", "10:5", "11:5"}
+    # the promoted widget's value (4) reaches the renumbered node on 1.58.1
+    assert conv_current(g_subgraph_ids(), frontend="1.58.1")["11:12"]["inputs"]["blur_radius"] == 4
+
+
+def test_subgraph_node_values_reach_promoted_widgets_except_on_frontends_1_33_to_1_45():
+    """1.32.9 and 1.58.1 send the instance's saved value (9); in 1.45.21 a promoted widget is a
+    view of the inner widget, whose value (3) is sent, proxyWidgets or not."""
+    g = subgraph_graph([9], linked=False)
+    assert conv(g)["10:5"]["inputs"]["blur_radius"] == 9
+    assert conv_current(g, frontend="1.58.1")["10:5"]["inputs"]["blur_radius"] == 9
+    assert conv_current(g)["10:5"]["inputs"]["blur_radius"] == 3
+    next(n for n in g.nodes if n["id"] == 10)["properties"]["proxyWidgets"] = [["-1", "radius"]]
+    assert conv_current(g)["10:5"]["inputs"]["blur_radius"] == 3
+    assert conv_current(g, frontend="1.58.1")["10:5"]["inputs"]["blur_radius"] == 9
 
 
 def test_a_muted_or_bypassed_subgraph_node_drops_what_it_contains():
@@ -560,6 +573,7 @@ SCENARIOS_CURRENT = {
     "dynamic_combo": g_dynamic_combo, "muted_current": g_muted_current, "list_values": g_list_values,
     "subgraph_ids": g_subgraph_ids, "subgraph_muted": lambda: g_subgraph_ids(mode=2),
     "subgraph_bypassed": lambda: g_subgraph_ids(mode=4), "inner_proxies": g_inner_proxies,
+    "promoted_values": lambda: subgraph_graph([9], linked=False),
 }
 
 
