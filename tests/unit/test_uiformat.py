@@ -556,7 +556,7 @@ def g_inner_proxies(values: dict[int, list[Any]] | None = None) -> Graph:
 
 
 def test_newer_frontends_send_each_subgraph_instances_own_inner_widget_values():
-    """Frontend 1.58.1 (seen in 16 templates: a saved null seed or prompt is sent as null)."""
+    """Frontend 1.58.1 (seen in 14 templates: a saved null seed, prompt or size is sent as null)."""
     out = conv_current(g_inner_proxies(), frontend="1.58.1")
     assert out["10:5"]["inputs"] == {"blur_radius": None, "sigma": 0.5, "image": ["1", 0]}
     assert out["11:5"]["inputs"] == {"blur_radius": 7, "sigma": None, "image": ["1", 0]}
