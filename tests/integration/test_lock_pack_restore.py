@@ -211,7 +211,9 @@ def test_lock_pack_unpack_run_reproduces_the_output(tmp_path: Path, file_server:
     cached = home2 / "models" / "sha256" / digest
     assert cached.read_bytes() == model.read_bytes()
     restored_model = fresh / "comfyui" / "models" / "upscale_models" / MODEL
-    assert os.path.samefile(restored_model, cached)
+    # a hard link to the read-only cached file, or (file systems with reflinks) a copy-on-write clone
+    assert os.path.samefile(restored_model, cached) or restored_model.read_bytes() == cached.read_bytes()
+    assert restored_model.stat().st_mode & 0o222 == 0 and cached.stat().st_mode & 0o222 == 0
     assert _git(fresh / "comfyui" / "custom_nodes" / "tiny_node", "rev-parse", "HEAD") == commits[0]
     assert "version 1" in (fresh / "comfyui" / "custom_nodes" / "tiny_node" / "__init__.py").read_text()
     assert (fresh / "comfyui" / "main.py").is_file() and not (fresh / "comfyui").samefile(comfy)
