@@ -507,10 +507,11 @@ def make_service(config: ServeConfig) -> type[Any]:
 
     # outermost first
     ComfyPackService.add_asgi_middleware(ReadyMiddleware, check=readiness.check)  # type: ignore[attr-defined]
-    ComfyPackService.add_asgi_middleware(OpenAPIMiddleware, document=document)  # type: ignore[attr-defined]
     ComfyPackService.add_asgi_middleware(DocsMiddleware)  # type: ignore[attr-defined]
     if config.api_key:
         ComfyPackService.add_asgi_middleware(AuthMiddleware, api_key=config.api_key)  # type: ignore[attr-defined]
+    # inside the key check: with a key, the document (the workflow's interface) needs it too
+    ComfyPackService.add_asgi_middleware(OpenAPIMiddleware, document=document)  # type: ignore[attr-defined]
     ComfyPackService.add_asgi_middleware(  # type: ignore[attr-defined]
         BodyLimitMiddleware, max_bytes=config.max_upload_bytes)
     ComfyPackService.add_asgi_middleware(ErrorShapeMiddleware, route=route)  # type: ignore[attr-defined]

@@ -117,8 +117,8 @@ def test_build_a_pack_then_bentoml_serve_the_bento(tmp_path: Path) -> None:
         bad = httpx.post(f"{url}/generate", json={"case": "nope"}, timeout=30)
         assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "case"
         docs = httpx.get(f"{url}/docs.json", timeout=10).json()
-        schema = docs["paths"]["/generate"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-        assert schema["example"]["case"] == "UPPERCASE"  # a pack has no request.json: the defaults
+        body = docs["paths"]["/generate"]["post"]["requestBody"]["content"]["application/json"]
+        assert body["example"]["case"] == "UPPERCASE"  # a pack has no request.json: the defaults
         # the service restored the pack into a workspace of its own under COMFYPACK_HOME
         workspaces = list((home / "workspaces").iterdir())
         assert len(workspaces) == 1 and (workspaces[0] / "comfyui" / "main.py").is_file()

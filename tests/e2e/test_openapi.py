@@ -48,7 +48,8 @@ def test_schemathesis_finds_nothing(name: str, tmp_path: Path) -> None:
 def test_the_document_names_the_workflow_and_has_a_key_scheme(tmp_path: Path) -> None:
     with bentoml_serve(EXAMPLES / "text_tools" / "workflow_api.json", tmp_path,
                        env={"COMFYPACK_API_KEY": "sekrit"}) as served:
-        doc = httpx.get(f"{served.url}/docs.json", timeout=10).json()
+        assert httpx.get(f"{served.url}/docs.json", timeout=10).status_code == 401  # the key guards it too
+        doc = httpx.get(f"{served.url}/docs.json", headers={"X-API-Key": "sekrit"}, timeout=10).json()
         assert doc["info"]["title"] == "text_tools"
         assert len(doc["info"]["version"]) == 12 and "sha256" in doc["info"]["description"]
         assert "`text`" in doc["info"]["description"]

@@ -195,17 +195,29 @@ def test_not_json_body(attached: Served) -> None:
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.iterdir() if (p / "workflow_api.json").is_file()))
 def test_openapi_matches_inspect(example: str, comfyui: object, tmp_path: Path) -> None:
     workflow = EXAMPLES / example / "workflow_api.json"
-    inspected = json.loads(subprocess.run(
+    document = json.loads(subprocess.run(
         [sys.executable, "-m", "comfypack.cli", "inspect", "--json", str(workflow)],
-        check=True, capture_output=True, text=True).stdout)["input_schema"]
+        check=True, capture_output=True, text=True).stdout)
+    inspected = document["input_schema"]
+    files = {s["name"] for s in document["inputs"] if s["kind"] in ("image", "audio", "video", "file")}
     with bentoml_serve(workflow, tmp_path, env={"COMFYPACK_COMFYUI_URL": comfyui.url}) as served:  # type: ignore[attr-defined]
         spec = httpx.get(f"{served.url}/docs.json").json()
-    body = spec["paths"]["/generate"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    ref = spec["paths"]["/generate"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert set(body["properties"]) == set(inspected["properties"])
     for name, prop in inspected["properties"].items():
         shown = body["properties"][name]
-        for key in ("type", "default", "minimum", "maximum", "enum", "description", "maxLength"):
+        keys = ("default", "minimum", "maximum", "enum", "maxLength")  # file fields: text in JSON
+        if name not in files:
+            keys += ("description",)
+        for key in keys:
             assert shown.get(key) == prop.get(key), (example, name, key)
+        # OpenAPI 3.0 spells a nullable type (a Seed: null = random) as `nullable`
+        types = prop["type"] if isinstance(prop.get("type"), list) else [prop.get("type")]
+        assert shown.get("type") == [t for t in types if t != "null"][0], (example, name)
+        assert shown.get("nullable", False) == ("null" in types), (example, name)
+        if name in files:
+            assert prop["description"] in shown["description"]
     assert sorted(body.get("required", [])) == sorted(inspected["required"])
 
 

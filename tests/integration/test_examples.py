@@ -470,7 +470,7 @@ BAD_REQUESTS = [
     ("text_tools", {"case_sensitive": "yes"}, "case_sensitive", RequestError),
     ("image_mask_text", {"image": PNG, "attachment": b"x", "seed": -1}, "seed", RequestError),
     ("image_mask_text", {"image": PNG, "attachment": b"x", "seed": SEED_MAX + 1}, "seed", RequestError),
-    ("image_mask_text", {"image": PNG, "attachment": b""}, "attachment", InputFetchError),
+    ("image_mask_text", {"image": PNG, "attachment": b""}, "attachment", RequestError),  # empty: refused by validation
     ("image_mask_text", {"image": PNG}, "attachment", RequestError),
     ("audio_volume", {"audio": PNG}, "audio", InputFetchError),
     ("audio_volume", {"audio": WAV, "gain_db": 1.5}, "gain_db", RequestError),
