@@ -552,16 +552,15 @@ def restore_workspace(pack: Path, workspace: Path | None = None, *, home: Path |
     :class:`~comfypack.restore.Workspace`. Where an image build already restored it, this only
     fetches the models. Hugging Face / Civitai mirrors: ``HF_ENDPOINT``, ``COMFYPACK_CIVITAI_URL``."""
     from .config import comfypack_home
-    from .hashing import sha256_file
     from .modelcache import model_cache_dir
-    from .restore import unpack
+    from .restore import default_workspace, unpack
 
     pack = Path(pack)
     home = home or comfypack_home()
     weights = pack.parent / _WEIGHTS_DIR
     if weights.is_dir():
         _seed_cache(weights, model_cache_dir(home))
-    dest = workspace or home / "workspaces" / sha256_file(pack)[:16]
+    dest = workspace or default_workspace(pack, home)
     return unpack(pack, dest, venv=False, progress=False, home=home,
                   hf_endpoint=os.environ.get("HF_ENDPOINT") or None,
                   civitai_url=os.environ.get("COMFYPACK_CIVITAI_URL") or None,
@@ -570,18 +569,12 @@ def restore_workspace(pack: Path, workspace: Path | None = None, *, home: Path |
 
 def seed_inputs(workspace: Any, pool: Any) -> None:
     """Copy the workspace's input files (the pack's assets) into each started worker's input dir."""
-    src = Path(workspace.comfyui_dir) / "input"
-    if not src.is_dir():
-        return
+    from .restore import copy_inputs
+
     for worker in pool.workers:
         if worker.process is None or worker.process.workdir is None:
             continue
-        dst = worker.process.input_dir
-        for path in sorted(src.rglob("*")):
-            target = dst / path.relative_to(src)
-            if path.is_file() and not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, target)
+        copy_inputs(Path(workspace.comfyui_dir) / "input", worker.process.input_dir)
 
 
 def prepare_workspace(pack: Path, workspace: Path) -> Any:

@@ -316,7 +316,9 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
             with _console(stderr=True).status("starting ComfyUI …"):
                 proc.start()
                 if pack_comfyui is not None:
-                    _copy_missing(pack_comfyui / "input", proc.input_dir)  # the pack's assets
+                    from .restore import copy_inputs
+
+                    copy_inputs(pack_comfyui / "input", proc.input_dir)  # the pack's assets
                 await asyncio.to_thread(proc.wait_ready)
             async with ComfyUIClient(proc.url, output_dir=proc.output_dir, input_dir=proc.input_dir) as client:
                 return await runner.run(client, request, timeout=timeout)
@@ -521,11 +523,9 @@ def _workflow_or_pack(path: Path, comfyui_dir: Path | None = None) -> tuple[Path
                                "(use `comfypack unpack` and serve its workflow to mix them)")
     if not path.is_file():
         raise WorkflowError(f"{path}: no such file")
-    from .config import comfypack_home
-    from .hashing import sha256_file
-    from .restore import unpack
+    from .restore import default_workspace, unpack
 
-    dest = comfypack_home() / "workspaces" / sha256_file(path)[:16]
+    dest = default_workspace(path)
     logger.info("restoring %s into %s", path, dest)
     ep = _endpoints()
     ws = unpack(path, dest, venv=False, progress=sys.stderr.isatty(), hf_endpoint=ep["hf_endpoint"],
@@ -558,17 +558,6 @@ def _warn_package_drift(lock: Any) -> None:
         logger.warning("this Python differs from the lock in %d package(s): %s%s — `comfypack "
                        "unpack` without --no-venv builds an exact venv", len(differ),
                        ", ".join(differ[:5]), " …" if len(differ) > 5 else "")
-
-
-def _copy_missing(src: Path, dst: Path) -> None:
-    """Copy the files under ``src`` into ``dst`` where ``dst`` has none by that name."""
-    if not src.is_dir():
-        return
-    for path in sorted(src.rglob("*")):
-        target = dst / path.relative_to(src)
-        if path.is_file() and not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
 
 
 # ----------------------------------------------------------------------------------------------

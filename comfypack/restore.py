@@ -63,7 +63,8 @@ from .trees import tree_sha256
 from .venv import check_platform, ensure_venv
 from .verify import verify
 
-__all__ = ["Workspace", "unpack", "run_node_install_scripts", "WORKSPACE_MARKER"]
+__all__ = ["Workspace", "unpack", "run_node_install_scripts", "default_workspace", "copy_inputs",
+           "WORKSPACE_MARKER"]
 
 # Kept importable from here for existing callers: read_pack, PackContents, PackLimits (comfypack.pack),
 # check_sources (comfypack.lockfile), model_cache_dir (comfypack.modelcache), verify (comfypack.verify).
@@ -275,6 +276,26 @@ def run_node_install_scripts(workspace: Workspace) -> list[str]:
                                f"{(proc.stderr or proc.stdout).strip()[-500:]}")
         ran.append(node.name)
     return ran
+
+
+def default_workspace(pack: Path, home: Path | None = None) -> Path:
+    """Where ``run PACK``, ``serve PACK`` and a Bento's start-up restore a pack:
+    ``$COMFYPACK_HOME/workspaces/<pack sha256[:16]>`` (the same pack finds the same workspace)."""
+    from .config import comfypack_home
+
+    return (home or comfypack_home()) / "workspaces" / sha256_file(Path(pack))[:16]
+
+
+def copy_inputs(src: Path, dst: Path) -> None:
+    """Copy the files under ``src`` (a workspace's ``comfyui/input``: the pack's assets) into a
+    worker's input folder ``dst`` where it has none by that name."""
+    if not Path(src).is_dir():
+        return
+    for path in sorted(Path(src).rglob("*")):
+        target = Path(dst) / path.relative_to(src)
+        if path.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -56,7 +56,8 @@ EXPECTED: dict[str, set[str]] = {
         "create_pack", "find_assets", "WORKFLOW_ENTRY", "UI_WORKFLOW_ENTRY", "LOCK_ENTRY",
         "INTERFACE_ENTRY", "ZIP_DATE", "PackLimits", "PackContents", "read_pack", "entry_info",
     },
-    "comfypack.restore": {"Workspace", "unpack", "run_node_install_scripts", "WORKSPACE_MARKER"},
+    "comfypack.restore": {"Workspace", "unpack", "run_node_install_scripts", "default_workspace",
+                          "copy_inputs", "WORKSPACE_MARKER"},
     "comfypack.workflow": {
         "INPUT_NODES", "OUTPUT_NODES", "FILE_KINDS", "InputSpec", "OutputSpec", "Interface",
         "load_workflow", "parse_interface", "RESERVED_NAMES",
@@ -72,7 +73,8 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.config": {"comfypack_home", "default_comfyui_dir", "record_default_comfyui", "service_state_dir"},
     "comfypack.uiformat": {"is_ui_format", "convert", "missing_node_types", "load_any_workflow",
                            "dynamic_prompt"},
-    "comfypack.objectinfo": {"object_info_for", "fetch_object_info", "object_info_cache_key"},
+    "comfypack.objectinfo": {"object_info_for", "fetch_object_info", "object_info_cache_key",
+                             "frontend_version_for"},
     "comfypack.cli": {"main", "cli"},
     "comfypack.comfyui": {
         "ArchiveSource", "ComfyUIClient", "ComfyUIProcess", "DEFAULT_PACKAGED", "FileRef", "GitSource",
