@@ -490,3 +490,32 @@ def test_a_registry_node_records_its_id_and_version(tmp_path):
     (node / ".tracking").write_text("__init__.py\npyproject.toml\n")  # what a registry install leaves
     reg = {n.name: n for n in custom_nodes(comfy)}["comfyui-nice-node"].registry
     assert reg is not None and (reg.id, reg.version) == ("comfyui-nice-node", "1.2.3")
+
+
+def test_packages_keep_the_source_they_were_installed_from(caplog):
+    """PEP 610 ``direct_url.json`` → the lock's direct references (git at its commit, archives with
+    their hash, local paths warned — an error with strict)."""
+    from comfypack.lock import _packages
+
+    def probe(direct):
+        return {"packages": {"Foo_Bar": {"version": "1.0", "requires": [], "direct_url": direct},
+                             "plain": {"version": "2.0", "requires": [], "direct_url": None}}}
+
+    git_src = {"url": "https://user:tok@github.com/o/foo.git", "vcs_info": {"vcs": "git", "commit_id": "a" * 40}}
+    foo, plain = _packages(probe(git_src))
+    assert (foo.name, foo.url, foo.commit) == ("foo-bar", "git+https://github.com/o/foo.git", "a" * 40)
+    assert foo.requirement == f"foo-bar @ git+https://github.com/o/foo.git@{'a' * 40}"
+    assert plain.requirement == "plain==2.0"
+    archive = {"url": "https://files.example/foo-1.0.tar.gz", "archive_info": {"hash": "sha256=" + "b" * 64}}
+    (foo, _) = _packages(probe(archive))
+    assert foo.requirement == f"foo-bar @ https://files.example/foo-1.0.tar.gz#sha256={'b' * 64}"
+    local = {"url": "file:///home/me/foo", "dir_info": {"editable": True}}
+    with caplog.at_level(logging.WARNING):
+        (foo, _) = _packages(probe(local))
+    assert foo.url == "file:///home/me/foo" and "on this machine only" in caplog.text
+    with pytest.raises(LockError, match="foo-bar was installed from file:///home/me/foo.*--strict"):
+        _packages(probe(local), strict=True)
+    with pytest.raises(LockError, match="locks git sources only"):
+        _packages(probe({"url": "https://hg.example/foo", "vcs_info": {"vcs": "hg", "commit_id": "1"}}))
+    with pytest.raises(LockError, match="cannot record"):
+        _packages(probe({"url": "https://x.example/a b.whl", "archive_info": {}}))
