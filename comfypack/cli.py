@@ -589,7 +589,7 @@ def _lock_kwargs(sources_file: Path | None, strict: bool, python: str | None, of
     return {"python": python or _default_python(),
             "resolvers": _resolvers(sources_file, offline, ui_workflow),
             "hash_cache": default_hash_cache(), "strict": strict, "progress": sys.stderr.isatty(),
-            "allow_missing_models": allow_missing_models}
+            "allow_missing_models": allow_missing_models, "fetch_archive_hashes": not offline}
 
 
 def _report_lock(lock: Any, con: Any) -> None:

@@ -367,10 +367,43 @@ def _closure(roots: set[str], deps: Mapping[str, set[str]]) -> set[str]:
     return seen
 
 
-def _direct(name: str, version: str, info: Any, strict: bool) -> Package | None:
+#: the largest archive whose sha256 a lock computes by fetching it
+_ARCHIVE_MAX = 4 << 30
+
+
+def _archive_sha256(url: str) -> str | None:
+    """The sha256 of the archive at ``url`` (``file://`` read, http(s) fetched), or ``None``
+    (with a warning) when it cannot be had."""
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    import httpx
+
+    try:
+        if url.startswith("file:"):
+            return sha256_file(Path(url2pathname(urlsplit(url).path)))
+        h = hashlib.sha256()
+        n = 0
+        with httpx.stream("GET", url, follow_redirects=True, timeout=httpx.Timeout(30.0, read=120.0)) as r:
+            r.raise_for_status()
+            for chunk in r.iter_bytes(1 << 20):
+                n += len(chunk)
+                if n > _ARCHIVE_MAX:
+                    raise OSError(f"larger than {_ARCHIVE_MAX} bytes")
+                h.update(chunk)
+        return h.hexdigest()
+    except (OSError, httpx.HTTPError) as e:
+        logger.warning("cannot fetch %s to pin its sha256 (%s)", url, e)
+        return None
+
+
+def _direct(name: str, version: str, info: Any, strict: bool,
+            fetch_hashes: bool = False) -> Package | None:
     """The package as a PEP 610 direct reference (``name @ url``, git at its commit), from its
-    ``direct_url.json``; ``None`` when it came from an index. A local path or file:// URL is
-    recorded, with a warning (an error under ``strict``): only this machine can restore it."""
+    ``direct_url.json``; ``None`` when it came from an index. An archive whose installer recorded
+    no hash (uv does not) is fetched to pin its sha256 when ``fetch_hashes``. A local path or
+    file:// URL is recorded, with a warning (an error under ``strict``): only this machine can
+    restore it."""
     if not isinstance(info, dict) or not isinstance(info.get("url"), str):
         return None
     from .gitstate import clean_url
@@ -389,6 +422,8 @@ def _direct(name: str, version: str, info: Any, strict: bool) -> Package | None:
         hashes = archive.get("hashes") if isinstance(archive.get("hashes"), dict) else {}
         legacy = str(archive.get("hash") or "")
         sha = hashes.get("sha256") or (legacy[7:] if legacy.startswith("sha256=") else None)
+        if sha is None and fetch_hashes and not info.get("dir_info"):
+            sha = _archive_sha256(url)
     try:
         pkg = Package(name=name, version=version, url=url, sha256=sha, commit=commit)
         requirement(name, version, url=url, sha256=sha, commit=commit)
@@ -404,7 +439,7 @@ def _direct(name: str, version: str, info: Any, strict: bool) -> Package | None:
     return pkg
 
 
-def _packages(data: Mapping[str, Any], *, strict: bool = False) -> list[Package]:
+def _packages(data: Mapping[str, Any], *, strict: bool = False, fetch_hashes: bool = False) -> list[Package]:
     """Every installed distribution except comfypack's tooling: the dev tools themselves and what
     only they pull in (pytest's pluggy, mypy's mypy-extensions …). comfypack's own dependencies
     stay (bentoml serves the pack). Packages installed from a URL, git or a path keep that source
@@ -431,7 +466,7 @@ def _packages(data: Mapping[str, Any], *, strict: bool = False) -> list[Package]
     if invalid:  # a lock pins PEP 508 names to PEP 440 versions only (what pip can take safely)
         logger.warning("leaving out packages whose version is not PEP 440: %s",
                        ", ".join(f"{n} {versions[n]!r}" for n in invalid))
-    return [_direct(n, versions[n], directs.get(n), strict) or Package(name=n, version=versions[n])
+    return [_direct(n, versions[n], directs.get(n), strict, fetch_hashes) or Package(name=n, version=versions[n])
             for n in sorted(versions) if n not in excluded and n not in invalid]
 
 
@@ -539,7 +574,7 @@ def create_lock(workflow_path: Path, comfyui_dir: Path, *, python: str | None = 
                 resolvers: list[Resolver] | None = None, hash_cache: HashCache | None = None,
                 strict: bool = False, progress: bool = False,
                 sources_cache: Path | None = None, allow_missing_models: bool = False,
-                indexes: list[str] | None = None) -> Lock:
+                indexes: list[str] | None = None, fetch_archive_hashes: bool = True) -> Lock:
     """Lock the environment of ``workflow_path`` running on ``comfyui_dir`` (see the module doc).
 
     ``python``: the interpreter that runs ComfyUI (default: this one). ``resolvers``: where to
@@ -551,6 +586,7 @@ def create_lock(workflow_path: Path, comfyui_dir: Path, *, python: str | None = 
     package source only this machine reaches. A model file the workflow names that no model folder
     holds is an error (:class:`ModelsMissing`, exit 2) unless ``allow_missing_models``.
     ``indexes``: the package index URLs (default: :func:`index_urls` of ``python``).
+    ``fetch_archive_hashes``: fetch a package archive whose installer recorded no hash, to pin it.
     """
     from . import __version__
     from .workflow import load_workflow
@@ -571,7 +607,7 @@ def create_lock(workflow_path: Path, comfyui_dir: Path, *, python: str | None = 
     python = python or sys.executable
     probe = _probe(python)
     py = PythonInfo(version=probe["version"], platform=probe["platform"])
-    packages = _packages(probe, strict=strict)
+    packages = _packages(probe, strict=strict, fetch_hashes=fetch_archive_hashes)
 
     found = find_models(workflow, comfyui_dir)
     cache = hash_cache if hash_cache is not None else HashCache(None)

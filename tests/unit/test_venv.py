@@ -152,3 +152,28 @@ def test_installer_uv_without_uv_is_a_clear_error(tmp_path, monkeypatch):
         ensure_venv(tmp_path / "venv", _lock([]), installer="uv")
     python, used = ensure_venv(tmp_path / "venv", _lock([]), installer="auto")  # falls back to pip
     assert used == "pip" and Path(python).exists()
+
+
+@needs_uv
+def test_an_archive_installed_without_a_hash_is_pinned_by_fetching_it(tmp_path, served_wheel):
+    """uv records no hash in direct_url.json: the lock fetches the archive once to pin it."""
+    from comfypack.hashing import HashCache
+    from comfypack.lock import create_lock
+
+    from ._lock_helpers import fake_env
+
+    url, digest = served_wheel
+    author = tmp_path / "author"
+    subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(author)], check=True)
+    subprocess.run([UV, "pip", "install", "-q", "--python", str(venv_python(author)), "--no-deps",
+                    f"tinypkg @ {url}"], check=True, capture_output=True)
+    (pkg,) = [p for p in list_packages(str(venv_python(author))) if p.name == "tinypkg"]
+    assert pkg.sha256 is None  # what uv recorded
+    env = fake_env(tmp_path / "src", git_node=False)
+    lock = create_lock(env.workflow_path, env.comfyui, python=str(venv_python(author)), resolvers=[],
+                       hash_cache=HashCache(None))
+    (pkg,) = [p for p in lock.packages if p.name == "tinypkg"]
+    assert (pkg.url, pkg.sha256) == (url, digest)
+    offline = create_lock(env.workflow_path, env.comfyui, python=str(venv_python(author)), resolvers=[],
+                          hash_cache=HashCache(None), fetch_archive_hashes=False)
+    assert [p.sha256 for p in offline.packages if p.name == "tinypkg"] == [None]
