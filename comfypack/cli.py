@@ -158,7 +158,9 @@ def _load_any(workflow: Path, comfyui_dir: Path | None, comfyui_url: str | None)
         return dict(read_pack(workflow).workflow)
     from .uiformat import load_any_workflow
 
-    return load_any_workflow(workflow, comfyui_dir=comfyui_dir, comfyui_url=comfyui_url)
+    # node definitions and the frontend to mirror come from the Python that runs that ComfyUI
+    return load_any_workflow(workflow, comfyui_dir=comfyui_dir, comfyui_url=comfyui_url,
+                             python=os.environ.get("COMFYPACK_PYTHON") or None)
 
 
 @cli.command()
