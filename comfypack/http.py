@@ -63,6 +63,21 @@ async def send_error(err: ComfyPackError, scope: Any, receive: Any, send: Any,
     await JSONResponse(err.to_dict(), status_code=err.status, headers=headers)(scope, receive, send)
 
 
+def _replay(body: bytes, receive: Any) -> Any:
+    """An ASGI ``receive`` that hands the app ``body`` (read or rewritten by a middleware) once,
+    then whatever the client sends next (a disconnect)."""
+    sent = False
+
+    async def replayed() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
 async def method_not_allowed(allowed: tuple[str, ...], scope: Any, receive: Any, send: Any) -> None:
     """405 with the ``Allow`` header, in comfypack's error shape."""
     err = RequestError(f"{scope.get('method')} is not allowed here; use {' or '.join(allowed)}", status=405)
@@ -265,16 +280,7 @@ class BodyTypeMiddleware:
         del body
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
         scope["headers"].append((b"content-length", b"2"))
-        sent = False
-
-        async def empty_json() -> Any:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": b"{}", "more_body": False}
-            return await receive()
-
-        await self.app(scope, empty_json, send)
+        await self.app(scope, _replay(b"{}", receive), send)
 
 
 class MultipartMiddleware:
@@ -327,16 +333,7 @@ class MultipartMiddleware:
                             if k not in (b"content-type", b"content-length")]
         scope["headers"] += [(b"content-type", b"application/json"),
                              (b"content-length", str(len(replay)).encode())]
-        sent = False
-
-        async def replayed() -> Any:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": replay, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replayed, send)
+        await self.app(scope, _replay(replay, receive), send)
 
 
 def _form_as_json(body: dict[str, Any]) -> dict[str, Any]:
@@ -383,16 +380,7 @@ class SubmitCheckMiddleware:
         except RequestError as e:
             await send_error(e, scope, receive, send)
             return
-        sent = False
-
-        async def replayed() -> Any:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replayed, send)
+        await self.app(scope, _replay(raw, receive), send)
 
 
 class OpenAPIMiddleware:
