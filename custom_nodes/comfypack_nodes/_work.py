@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -39,13 +40,13 @@ __all__ = [
 ]
 
 PACK_STAGES = ["saving the workflow", "hashing models", "locking the environment", "writing the pack"]
-_INSTALL_HINT = ("comfypack is not installed in the Python that runs ComfyUI ({python}); install it "
-                 "there (pip install comfypack) and restart ComfyUI")
+_INSTALL_HINT = ("comfypack is not installed in the Python that runs ComfyUI; run: "
+                 "{python} -m pip install comfypack (then restart ComfyUI)")
 
 
 def require_comfypack() -> None:
     if importlib.util.find_spec("comfypack") is None:
-        raise JobFailed(501, "comfypack_missing", _INSTALL_HINT.format(python=sys.executable))
+        raise JobFailed(501, "comfypack_missing", _INSTALL_HINT.format(python=shlex.quote(sys.executable)))
 
 
 def cli_command() -> list[str]:

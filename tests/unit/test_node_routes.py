@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import shlex
 import sys
 import textwrap
 import time
@@ -125,7 +126,9 @@ def test_a_comfyui_without_comfypack_answers_501(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(work.importlib.util, "find_spec", lambda n, *a: None if n == "comfypack" else real(n, *a))
     status, body = asyncio.run(_post(tmp_path, "/comfypack/interface", json={"workflow": {"1": {}}}))
     assert status == 501
-    assert body["error"]["type"] == "comfypack_missing" and "pip install comfypack" in body["error"]["message"]
+    assert body["error"]["type"] == "comfypack_missing"
+    # the one command to run, with the very interpreter that runs ComfyUI
+    assert f"run: {shlex.quote(sys.executable)} -m pip install comfypack " in body["error"]["message"]
 
 
 def test_guard_json_only_and_same_origin(tmp_path: Path) -> None:

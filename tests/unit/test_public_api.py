@@ -37,6 +37,8 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.venv": {"ensure_venv", "find_uv", "venv_python", "installed_packages", "check_platform",
                        "index_args", "requirements_text", "INSTALLERS", "SEED_PACKAGES"},
     "comfypack.verify": {"verify"},
+    "comfypack.nodepack": {"LINK_NAME", "NodesChange", "check_comfyui_dir", "install_nodes", "uninstall_nodes",
+                           "pip_install_command", "python_node_package", "guess_comfyui_python"},
     "comfypack.lockfile": {
         "LOCK_VERSION", "GitSource", "PackagedSource", "ArchiveSource", "TreeSource", "ModelSource", "PythonInfo",
         "ComfyUIInfo", "CustomNode", "Package", "Model", "WorkflowInfo", "Lock", "dumps", "loads",
