@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,18 +156,27 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
-def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServer]:
-    root = tmp_path_factory.mktemp("served")
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+@contextlib.contextmanager
+def http_server(handler: Any, host: str = "127.0.0.1") -> Iterator[str]:
+    """A threaded ``http.server`` with ``handler`` on ``host`` at a free port; yields its base URL
+    and stops it (the local stand-in for any web server a test needs)."""
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield FileServer(f"http://127.0.0.1:{server.server_address[1]}", root)
+        yield f"http://{host}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServer]:
+    root = tmp_path_factory.mktemp("served")
+    with http_server(functools.partial(_QuietHandler, directory=str(root))) as url:
+        yield FileServer(url, root)
 
 
 # -- a real `bentoml serve` ---------------------------------------------------------------------

@@ -19,7 +19,6 @@ import concurrent.futures
 import http.server
 import io
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import EXAMPLES, TEST_WORKFLOWS, bentoml_serve, png_bytes
+from conftest import EXAMPLES, TEST_WORKFLOWS, bentoml_serve, http_server, png_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -77,15 +76,8 @@ class _Internet(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def internet() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), _Internet)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.2:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(_Internet, host="127.0.0.2") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

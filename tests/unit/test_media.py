@@ -6,10 +6,10 @@ import asyncio
 import base64
 import http.server
 import socket
-import threading
 from urllib.parse import quote
 
 import pytest
+from conftest import http_server
 
 from comfypack.errors import InputFetchError
 from comfypack.media import DEFAULT_MAX_BYTES, InputLimits, MediaFile, Upload, decode_media, sniff
@@ -66,15 +66,8 @@ def web():
         "/to-file": (302, {"Location": "file:///etc/passwd"}, b""),
         "/forbidden": (403, {}, b"no"),
     }
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with http_server(_Handler) as url:
+        yield url
 
 
 def closed_port_url() -> str:

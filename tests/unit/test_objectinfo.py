@@ -6,12 +6,12 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import http_server
 
 import comfypack.comfyui.process as process
 from comfypack import objectinfo
@@ -33,13 +33,8 @@ def server() -> Iterator[str]:
         def log_message(self, *a: Any) -> None:
             pass
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with http_server(Handler) as url:
+        yield url
 
 
 def test_a_url_is_asked_directly(server: str) -> None:

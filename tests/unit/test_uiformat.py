@@ -12,12 +12,12 @@ import copy
 import http.server
 import json
 import random
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import http_server
 
 from comfypack.errors import WorkflowError
 from comfypack.uiformat import (
@@ -672,14 +672,8 @@ def fake_comfyui(system: dict[str, Any]) -> Iterator[str]:
         def log_message(self, *a: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize(("system", "expected"), [

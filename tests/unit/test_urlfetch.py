@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import http.server
 import ipaddress
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import http_server
 
 from comfypack.errors import InputFetchError
 from comfypack.urlfetch import UrlPolicy, address_problem, fetch_url
@@ -70,16 +70,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    _Handler.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_server(_Handler) as url:
+        _Handler.port = int(url.rsplit(":", 1)[1])
         yield _Handler.port
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def fetch(url: str, policy: UrlPolicy | None = None, **kw: Any) -> bytes:
