@@ -5,7 +5,7 @@ Its settings come from ``COMFYPACK_*`` environment variables (see :class:`ServeC
 
 from pathlib import Path
 
-from .build import apply_bento_settings
+from .bento_runtime import apply_bento_settings
 from .serving import ServeConfig, make_service
 
 _ROOT = Path(__file__).resolve().parents[1]

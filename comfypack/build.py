@@ -1,4 +1,5 @@
-"""Build a Bento that serves a pack — ``comfypack build`` — and what runs inside that Bento.
+"""Build a Bento that serves a pack — ``comfypack build``. What runs inside that Bento is
+:mod:`comfypack.bento_runtime`.
 
 :func:`build_bento` writes a build context into a temp folder and runs ``bentoml build`` on it::
 
@@ -16,9 +17,9 @@ The image (``bentoml containerize``) installs ``requirements.txt`` and then runs
 ``setup_image.sh``, which carries comfypack and the pack as a payload and restores the pack's
 workspace — ComfyUI at its locked source, custom nodes at their locked commits, input assets —
 into ``$COMFYPACK_WORKSPACE``, without models. At start the service restores the pack again
-(:func:`restore_workspace`: a quick check where the image already did it), which fetches each
-model from its sources into ``$COMFYPACK_HOME/models/sha256`` and verifies its sha256, then runs
-the workspace's ComfyUI. Outside an image (``bentoml serve TAG`` here) the same start-up builds
+(:func:`comfypack.bento_runtime.restore_workspace`: a quick check where the image already did
+it), which fetches each model from its sources into ``$COMFYPACK_HOME/models/sha256`` and
+verifies its sha256, then runs the workspace's ComfyUI. Outside an image (``bentoml serve TAG`` here) the same start-up builds
 the workspace under ``$COMFYPACK_HOME/workspaces``.
 
 The Bento's version defaults to a hash of the pack, the settings and comfypack's own source, so
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bento_runtime import SETTINGS_FILE, WEIGHTS_DIR
 from .errors import ComfyPackError, DeployError, RestoreError, WorkflowError
 
 __all__ = [
@@ -55,22 +57,14 @@ __all__ = [
     "write_build_context",
     "build_bento",
     "bento_exists",
-    "apply_bento_settings",
-    "restore_workspace",
-    "prepare_workspace",
-    "seed_inputs",
-    "SETTINGS_FILE",
     "IMAGE_WORKSPACE",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: the service's settings inside a Bento (read by ``comfypack.bento_service``).
-SETTINGS_FILE = "comfypack-bento.json"
 #: where the image keeps the restored workspace (``COMFYPACK_WORKSPACE`` in the image).
 IMAGE_WORKSPACE = "/home/bentoml/workspace"
 _PACK_DIR = "pack"
-_WEIGHTS_DIR = "weights"
 _PAYLOAD_MARK = "__COMFYPACK_PAYLOAD__"
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
 _LOCK_PLATFORM = "linux-x86_64"  # what `bentoml containerize` builds for
@@ -254,7 +248,7 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 sed '1,/^{mark}$/d' "$0" | base64 -d | tar -xzf - -C "$tmp"
 (cd "$tmp" && COMFYPACK_HOME="${{COMFYPACK_BUILD_HOME:-$tmp/home}}" \\
-  "$python" -m comfypack.build prepare pack.cpack.zip "$workspace")
+  "$python" -m comfypack.bento_runtime prepare pack.cpack.zip "$workspace")
 if id "${{BENTO_USER:-bentoml}}" >/dev/null 2>&1; then
   chown -R "${{BENTO_USER:-bentoml}}:${{BENTO_USER:-bentoml}}" "$workspace"
 fi
@@ -398,7 +392,7 @@ def write_build_context(plan: BuildPlan, ctx: Path, *, hf_endpoint: str | None =
     pack_file.parent.mkdir(parents=True)
     _copy_pack(plan.pack, pack_file)
     if plan.include_models and plan.models:
-        _collect_weights(plan, pack_file.parent / _WEIGHTS_DIR, hf_endpoint=hf_endpoint,
+        _collect_weights(plan, pack_file.parent / WEIGHTS_DIR, hf_endpoint=hf_endpoint,
                          civitai_url=civitai_url)
     (ctx / SETTINGS_FILE).write_text(json.dumps(plan.settings, indent=2, sort_keys=True) + "\n",
                                      encoding="utf-8")
@@ -505,109 +499,3 @@ def build_bento(pack: Path, options: BuildOptions | None = None, *, hf_endpoint:
     if tags[-1] != plan.tag:
         raise DeployError(f"bentoml build made {tags[-1]}, expected {plan.tag}")
     return BuildResult(plan, built=True)
-
-
-# ----------------------------------------------------------------------------------------------
-# inside the Bento
-
-
-def apply_bento_settings(root: Path) -> bool:
-    """Inside a Bento that ``comfypack build`` made: put its settings (``root/comfypack-bento.json``)
-    into the environment where the environment does not already set them, and make a relative
-    ``COMFYPACK_PACK`` absolute. Returns whether there was such a file."""
-    path = Path(root) / SETTINGS_FILE
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return False
-    except (OSError, ValueError) as e:
-        raise ComfyPackError(f"{path} is unreadable ({e}); rebuild the Bento") from e
-    for key, value in settings.items():
-        os.environ.setdefault(str(key), str(value))
-    pack = os.environ.get("COMFYPACK_PACK")
-    if pack and not Path(pack).is_absolute() and (Path(root) / pack).is_file():
-        os.environ["COMFYPACK_PACK"] = str(Path(root) / pack)
-    return True
-
-
-def _seed_cache(weights: Path, cache: Path) -> None:
-    """Point the model cache at weights carried next to the pack (``weights/<sha256>``); restore
-    verifies each by size and sha256 before it uses it."""
-    cache.mkdir(parents=True, exist_ok=True)
-    for path in sorted(weights.iterdir()):
-        target = cache / path.name
-        if re.fullmatch(r"[0-9a-f]{64}", path.name) and not (target.exists() or target.is_symlink()):
-            with contextlib.suppress(FileExistsError):
-                os.symlink(path.resolve(), target)
-
-
-def _allow_local_sources() -> bool:
-    """``COMFYPACK_ALLOW_LOCAL_SOURCES=1``: restore the lock's file:// sources (a trusted pack)."""
-    return os.environ.get("COMFYPACK_ALLOW_LOCAL_SOURCES", "").lower() in ("1", "true", "yes")
-
-
-def restore_workspace(pack: Path, workspace: Path | None = None, *, home: Path | None = None) -> Any:
-    """The service's start-up: restore ``pack`` (on this Python) into ``workspace`` (default:
-    ``$COMFYPACK_HOME/workspaces/<pack sha256[:16]>``) with its models, and return the
-    :class:`~comfypack.restore.Workspace`. Where an image build already restored it, this only
-    fetches the models. Hugging Face / Civitai mirrors: ``HF_ENDPOINT``, ``COMFYPACK_CIVITAI_URL``."""
-    from .config import comfypack_home
-    from .modelcache import model_cache_dir
-    from .restore import default_workspace, unpack
-
-    pack = Path(pack)
-    home = home or comfypack_home()
-    weights = pack.parent / _WEIGHTS_DIR
-    if weights.is_dir():
-        _seed_cache(weights, model_cache_dir(home))
-    dest = workspace or default_workspace(pack, home)
-    return unpack(pack, dest, venv=False, progress=False, home=home,
-                  hf_endpoint=os.environ.get("HF_ENDPOINT") or None,
-                  civitai_url=os.environ.get("COMFYPACK_CIVITAI_URL") or None,
-                  allow_local_sources=_allow_local_sources())
-
-
-def seed_inputs(workspace: Any, pool: Any) -> None:
-    """Copy the workspace's input files (the pack's assets) into each started worker's input dir."""
-    from .restore import copy_inputs
-
-    for worker in pool.workers:
-        if worker.process is None or worker.process.workdir is None:
-            continue
-        copy_inputs(Path(workspace.comfyui_dir) / "input", worker.process.input_dir)
-
-
-def prepare_workspace(pack: Path, workspace: Path) -> Any:
-    """The image build's step: restore ``pack`` into ``workspace`` without models."""
-    from .restore import unpack
-
-    ws = unpack(Path(pack), Path(workspace), venv=False, models=False, progress=False,
-                allow_local_sources=_allow_local_sources())
-    for sub in ("models", "input"):  # written at start (model links, assets): volumes go there
-        (ws.comfyui_dir / sub).mkdir(exist_ok=True)
-    return ws
-
-
-def _main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m comfypack.build",
-                                     description="Steps that run inside a Bento's image build.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    prep = sub.add_parser("prepare", help="restore PACK into WORKSPACE without models")
-    prep.add_argument("pack", type=Path)
-    prep.add_argument("workspace", type=Path)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        ws = prepare_workspace(args.pack, args.workspace)
-    except ComfyPackError as e:
-        print(f"error: {e.message}", file=sys.stderr)
-        return e.exit_code
-    print(f"restored {args.pack} into {ws.root} (ComfyUI at {ws.comfyui_dir}); models are fetched "
-          "when the service starts")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

@@ -9,6 +9,7 @@ Every error carries an HTTP status (used by the service) and a CLI exit code (us
     │   └── InputFetchError           422 / exit 2   a URL / base64 / upload input could not be read
     ├── ComfyUIError                  502 / exit 1   talking to ComfyUI failed
     │   ├── ComfyUIUnavailable        503 / exit 1   ComfyUI is not running / not reachable
+    │   │   └── Overloaded            503 / exit 1   every worker busy, queue full (Retry-After)
     │   ├── PromptRejected            400 / exit 2   ComfyUI refused the prompt (node_errors)
     │   ├── ExecutionFailed           500 / exit 1   a node raised while running
     │   └── ComfyUITimeout            504 / exit 1   the prompt ran past its timeout (cancelled)
@@ -18,6 +19,8 @@ Every error carries an HTTP status (used by the service) and a CLI exit code (us
     ├── ProvisionError                500 / exit 1   installing ComfyUI failed
     ├── ServiceError                  500 / exit 1   the serving layer itself misbehaved
     ├── ModelsMissing                 503 / exit 2   the workflow names model files ComfyUI lacks
+    ├── Cancelled                     409 / exit 2   the request or job was cancelled (a caller
+    │                                                that went away: 499, for the log)
     └── DeployError                   500 / exit 1   building, pushing or deploying a Bento failed
 """
 
@@ -32,6 +35,7 @@ __all__ = [
     "InputFetchError",
     "ComfyUIError",
     "ComfyUIUnavailable",
+    "Overloaded",
     "PromptRejected",
     "ExecutionFailed",
     "ComfyUITimeout",
@@ -41,6 +45,7 @@ __all__ = [
     "ProvisionError",
     "ServiceError",
     "ModelsMissing",
+    "Cancelled",
     "DeployError",
     "FieldError",
 ]
@@ -144,6 +149,17 @@ class ComfyUIUnavailable(ComfyUIError):
     type = "comfyui_unavailable"
 
 
+class Overloaded(ComfyUIUnavailable):
+    """Every worker is busy and the queue is full; retry after ``retry_after`` seconds (the
+    service sends it as ``Retry-After``)."""
+
+    type = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, details={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
 class PromptRejected(ComfyUIError):
     """ComfyUI's ``/prompt`` refused the graph; ``details`` holds its ``node_errors``."""
 
@@ -209,3 +225,19 @@ class ModelsMissing(ComfyPackError):
     status = 503
     exit_code = 2
     type = "models_missing"
+
+
+class Cancelled(ComfyPackError):
+    """The request was cancelled and its prompt removed from ComfyUI. A job's stored answer is
+    409 (its state forbids a result); ``disconnected=True``: a synchronous caller went away,
+    logged as 499 (nginx's "client closed request")."""
+
+    status = 409
+    exit_code = 2
+    type = "cancelled"
+
+    def __init__(self, message: str = "the request was cancelled; its prompt was removed from ComfyUI",
+                 *, disconnected: bool = False, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        if disconnected:
+            self.status = 499

@@ -28,21 +28,11 @@ from typing import Any
 
 from .comfyui.client import ComfyUIClient
 from .comfyui.process import ComfyUIProcess, gpu_count
-from .errors import ComfyUIUnavailable
+from .errors import ComfyUIUnavailable, Overloaded
 
-__all__ = ["Admission", "Worker", "WorkerPool", "Overloaded", "default_worker_count"]
+__all__ = ["Admission", "Worker", "WorkerPool", "default_worker_count"]
 
 logger = logging.getLogger("comfypack.pool")
-
-
-class Overloaded(ComfyUIUnavailable):
-    """Every worker is busy and the queue is full; retry after ``retry_after`` seconds."""
-
-    type = "overloaded"
-
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message, details={"retry_after": retry_after})
-        self.retry_after = retry_after
 
 
 @dataclass

@@ -314,7 +314,7 @@ def make_service(config: ServeConfig) -> type[Any]:
             try:
                 workspace = None
                 if self.pool is None and config.pack is not None:  # restore it, then run its ComfyUI
-                    from .build import restore_workspace, seed_inputs
+                    from .bento_runtime import restore_workspace, seed_inputs
 
                     self._stage = "restoring the pack (ComfyUI, custom nodes, models)"
                     workspace = await asyncio.to_thread(restore_workspace, config.pack, config.workspace)

@@ -86,7 +86,7 @@ def test_build_a_pack_then_bentoml_serve_the_bento(tmp_path: Path) -> None:
                 "custom_nodes/comfypack_nodes/__init__.py"):
         assert (bento / "src" / rel).is_file(), rel
     setup = next((bento / "env" / "docker").glob("script__*")).read_text()
-    assert "comfypack.build prepare" in setup
+    assert "comfypack.bento_runtime prepare" in setup
     reqs = (bento / "env" / "python" / "requirements.txt").read_text()
     assert "torch==" in reqs and "comfyui-frontend-package==" in reqs  # the lock's pins
 

@@ -22,15 +22,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from comfypack.build import (
-    IMAGE_WORKSPACE,
-    SETTINGS_FILE,
-    BuildOptions,
-    apply_bento_settings,
-    plan_build,
-    restore_workspace,
-    write_build_context,
-)
+from comfypack.bento_runtime import SETTINGS_FILE, apply_bento_settings, restore_workspace
+from comfypack.build import IMAGE_WORKSPACE, BuildOptions, plan_build, write_build_context
 from comfypack.cli import cli
 from comfypack.comfyui.source import DEFAULT_PACKAGED, TORCH_PINS
 from comfypack.errors import WorkflowError

@@ -8,6 +8,7 @@ import pytest
 
 from comfypack import errors
 from comfypack.errors import (
+    Cancelled,
     ComfyPackError,
     ComfyUIError,
     ComfyUITimeout,
@@ -19,6 +20,7 @@ from comfypack.errors import (
     InvalidPack,
     LockError,
     ModelsMissing,
+    Overloaded,
     PromptRejected,
     ProvisionError,
     RequestError,
@@ -35,6 +37,7 @@ TABLE = [
     (InputFetchError, 422, 2, "input_error", RequestError),
     (ComfyUIError, 502, 1, "comfyui_error", ComfyPackError),
     (ComfyUIUnavailable, 503, 1, "comfyui_unavailable", ComfyUIError),
+    (Overloaded, 503, 1, "overloaded", ComfyUIUnavailable),
     (PromptRejected, 400, 2, "prompt_rejected", ComfyUIError),
     (ExecutionFailed, 500, 1, "execution_failed", ComfyUIError),
     (ComfyUITimeout, 504, 1, "timeout", ComfyUIError),
@@ -45,6 +48,7 @@ TABLE = [
     (ServiceError, 500, 1, "service_error", ComfyPackError),
     (DeployError, 500, 1, "deploy_error", ComfyPackError),
     (ModelsMissing, 503, 2, "models_missing", ComfyPackError),
+    (Cancelled, 409, 2, "cancelled", ComfyPackError),
 ]
 
 #: every error class comfypack exports
@@ -67,7 +71,7 @@ def test_status_exit_code_type_and_parent(cls, status, exit_code, type_, parent)
     assert isinstance(err, ComfyPackError)
     assert str(err) == "boom"
     assert err.message == "boom"
-    assert err.details is None
+    assert err.details == ({"retry_after": 1} if cls is Overloaded else None)
 
 
 def test_client_errors_are_4xx_and_exit_2_server_errors_5xx_and_exit_1():
@@ -87,6 +91,13 @@ def test_to_dict_shape_and_is_json_serialisable():
     assert body == {"error": {"type": "validation_error", "message": "width: must be at most 2048",
                               "details": [{"field": "width", "message": "must be at most 2048"}]}}
     assert json.loads(json.dumps(body)) == body
+
+
+def test_overloaded_carries_retry_after_and_cancelled_a_disconnect():
+    err = Overloaded("full", retry_after=7)
+    assert err.retry_after == 7 and err.to_dict()["error"]["details"] == {"retry_after": 7}
+    assert Cancelled().status == 409 and "cancelled" in Cancelled().message
+    assert Cancelled(disconnected=True).status == 499 and Cancelled.status == 409
 
 
 def test_to_dict_without_details():

@@ -26,6 +26,7 @@ EXPECTED: dict[str, set[str]] = {
         "ComfyPackError", "WorkflowError", "RequestError", "InputFetchError", "ComfyUIError",
         "ComfyUIUnavailable", "PromptRejected", "ExecutionFailed", "ProvisionError", "ServiceError",
         "FieldError", "LockError", "RestoreError", "InvalidPack", "ComfyUITimeout", "DeployError", "ModelsMissing",
+        "Overloaded", "Cancelled",
     },
     "comfypack.hashing": {"sha256_file", "HashCache", "default_hash_cache", "hash_files", "shared_progress",
                           "progress_bar"},
@@ -84,7 +85,7 @@ EXPECTED: dict[str, set[str]] = {
     },
     "comfypack.comfyui.client": {"ComfyUIClient", "RunResult", "FileRef", "ProgressEvent"},
     "comfypack.comfyui.process": {"ComfyUIProcess", "free_port", "node_package_dir", "has_gpu", "gpu_count"},
-    "comfypack.pool": {"Admission", "Worker", "WorkerPool", "Overloaded", "default_worker_count"},
+    "comfypack.pool": {"Admission", "Worker", "WorkerPool", "default_worker_count"},
     "comfypack.http": {"AuthMiddleware", "BodyLimitMiddleware", "BodyTypeMiddleware", "DocsMiddleware",
                        "ErrorShapeMiddleware", "request_id",
                        "JobsMiddleware", "MultipartMiddleware", "ReadyMiddleware", "form_to_body", "send_error",
@@ -93,8 +94,11 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.codegen": {"generate_client"},
     "comfypack.build": {
         "BuildOptions", "BuildPlan", "BuildResult", "plan_build", "write_build_context", "build_bento",
-        "bento_exists", "apply_bento_settings", "restore_workspace", "prepare_workspace", "seed_inputs",
-        "SETTINGS_FILE", "IMAGE_WORKSPACE",
+        "bento_exists", "IMAGE_WORKSPACE",
+    },
+    "comfypack.bento_runtime": {
+        "SETTINGS_FILE", "WEIGHTS_DIR", "apply_bento_settings", "restore_workspace", "prepare_workspace",
+        "seed_inputs",
     },
     "comfypack.deploy": {
         "bentocloud_config", "deploy_bentocloud", "require_cloud_login", "KubernetesOptions",
