@@ -30,7 +30,8 @@ from typing import Any
 
 from .errors import InputFetchError
 
-__all__ = ["UrlPolicy", "address_problem", "fetch_url", "Resolve", "DEFAULT_URL_TIMEOUT"]
+__all__ = ["UrlPolicy", "address_problem", "fetch_url", "check_url", "pinned_connector", "Resolve",
+           "DEFAULT_URL_TIMEOUT"]
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +198,23 @@ async def _checked_addresses(url: Any, field: str, policy: UrlPolicy, resolve: R
                 field, f"{_shown(url)} reaches {text}, a {why} address; URL inputs may only reach "
                 "public addresses (an operator can allow hosts with COMFYPACK_URL_ALLOW)", status=422)
     return addresses
+
+
+async def check_url(url: Any, field: str, policy: UrlPolicy, *,
+                    resolve: Resolve | None = None) -> list[str]:
+    """The addresses ``url`` (a :class:`yarl.URL`) may be reached at under ``policy``: every one
+    it resolves to is public or allow-listed, else :class:`InputFetchError` naming ``field``.
+    The one check for every URL the service reaches on a caller's behalf (URL inputs, callbacks)."""
+    return await _checked_addresses(url, field, policy, resolve or _system_resolve)
+
+
+def pinned_connector(url: Any, addresses: list[str], *, ssl: Any = True) -> Any:
+    """An aiohttp connector for one request to ``url`` that connects only to ``addresses`` (the
+    ones :func:`check_url` checked), with no DNS cache and no connection reuse."""
+    import aiohttp
+
+    return aiohttp.TCPConnector(resolver=_PinnedResolver(url.raw_host, addresses),  # type: ignore[arg-type]
+                                use_dns_cache=False, ssl=ssl, limit=1, force_close=True)
 
 
 async def fetch_url(url: str, field: str, policy: UrlPolicy | None = None, *,
