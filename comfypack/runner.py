@@ -60,11 +60,14 @@ class RunOutput:
     specs: dict[str, OutputSpec]
     seeds: dict[str, int]
 
-    def to_json(self) -> dict[str, Any]:
-        """Every named output (files as data: URIs; a list when the node produced several)."""
+    def to_json(self, urls: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+        """Every named output (files as data: URIs, or the URLs in ``urls`` — output name → one
+        per file, see :mod:`comfypack.storage`; a list when the node produced several)."""
         out: dict[str, Any] = {}
         for name, values in self.outputs.items():
-            items = [v.data_uri() if isinstance(v, OutputFile) else v for v in values]
+            stored = iter((urls or {}).get(name) or ())
+            items = [(next(stored, None) or v.data_uri()) if isinstance(v, OutputFile) else v
+                     for v in values]
             out[name] = items[0] if len(items) == 1 else items
         if self.seeds:
             out["seeds"] = dict(self.seeds)
