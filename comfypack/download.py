@@ -27,7 +27,7 @@ from .lockfile import ModelSource
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-__all__ = ["source_url", "download", "hf_file_url", "HF_CANONICAL"]
+__all__ = ["source_url", "download", "hf_file_url", "HF_CANONICAL", "s3_presigned_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,27 @@ def source_url(source: ModelSource, *, hf_endpoint: str | None = None,
     if source.type == "civitai" and civitai_url:
         return _rebase(source.url, civitai_url)
     return source.url
+
+
+def s3_presigned_url(url: str, expires: int = 6 * 3600) -> str:
+    """A presigned GET URL for ``s3://bucket/key``: boto3's credentials, region and endpoint
+    (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` for R2, MinIO …). The URL is a credential:
+    callers show ``url``, never this."""
+    from .storage import s3_client
+
+    parts = urlsplit(url)
+    bucket, key = parts.netloc, parts.path.lstrip("/")
+    if parts.scheme != "s3" or not bucket or not key:
+        raise RestoreError(f"{url!r} is not an s3://bucket/key URL")
+    client = s3_client()  # no boto3: a ComfyPackError naming the extra to install
+    try:
+        signed: str = client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires)
+    except Exception as e:  # botocore's NoCredentialsError, NoRegionError …: all "cannot sign"
+        raise RestoreError(f"cannot sign a download of {url}: {type(e).__name__} (boto3 reads "
+                           "credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or an "
+                           "instance role; the endpoint from AWS_ENDPOINT_URL_S3)") from e
+    return signed
 
 
 class _Interrupted(Exception):
@@ -106,8 +127,10 @@ def _hash_prefix(f: IO[bytes], n: int) -> Any:
 
 
 def _fetch(client: httpx.Client, url: str, f: IO[bytes], size: int, headers: dict[str, str],
-           advance: Any) -> tuple[str, int, bool]:
-    """Continue the download in ``f`` from its current length. Returns (sha256, length, resumed)."""
+           advance: Any, shown: str | None = None) -> tuple[str, int, bool]:
+    """Continue the download in ``f`` from its current length. Returns (sha256, length, resumed).
+    ``shown``: the URL for messages (a presigned URL's signature is never shown)."""
+    shown = shown or url
     f.seek(0, os.SEEK_END)
     have = f.tell()
     if have > size:
@@ -139,21 +162,21 @@ def _fetch(client: httpx.Client, url: str, f: IO[bytes], size: int, headers: dic
             else:
                 hint = (" (it needs a token: log in with `hf auth login` / set HF_TOKEN, or give "
                         "another source with --sources)") if r.status_code in (401, 403) else ""
-                raise RestoreError(f"cannot download {url}: HTTP {r.status_code}{hint}")
+                raise RestoreError(f"cannot download {shown}: HTTP {r.status_code}{hint}")
             f.seek(0, os.SEEK_END)
             for chunk in r.iter_bytes():
                 have += len(chunk)
                 if have > size:
                     f.truncate(0)
-                    raise RestoreError(f"{url} sent more than the expected {size} bytes; refusing it",
-                                       details={"url": url, "expected_size": size})
+                    raise RestoreError(f"{shown} sent more than the expected {size} bytes; refusing it",
+                                       details={"url": shown, "expected_size": size})
                 f.write(chunk)
                 h.update(chunk)
                 if advance:
                     advance(len(chunk))
     except httpx.HTTPError as e:
         f.flush()
-        raise _Interrupted(f"{type(e).__name__}: {e}") from e
+        raise _Interrupted(type(e).__name__ if shown != url else f"{type(e).__name__}: {e}") from e
     f.flush()
     return h.hexdigest(), have, resumed
 
@@ -172,9 +195,12 @@ def download(source: ModelSource, dest: Path, *, sha256: str, size: int,
     """
     dest = Path(dest)
     sha256 = sha256.lower()
-    url = source_url(source, hf_endpoint=hf_endpoint, civitai_url=civitai_url)
     if dest.exists():
         return _verify_existing(dest, sha256, size)
+    # an s3:// source: a presigned GET (boto3's credentials and endpoint), fetched like any URL
+    url = s3_presigned_url(source.url) if source.type == "s3" else \
+        source_url(source, hf_endpoint=hf_endpoint, civitai_url=civitai_url)
+    shown = source.url if source.type == "s3" else url
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     if token is None and source.type == "huggingface":
@@ -191,7 +217,7 @@ def download(source: ModelSource, dest: Path, *, sha256: str, size: int,
                     _remove(partial)
                 return _verify_existing(dest, sha256, size)
             _download_into(f, partial, url, sha256=sha256, size=size, headers=headers,
-                           bar=bar, retries=retries)
+                           bar=bar, retries=retries, shown=shown)
             f.flush()
             os.fsync(f.fileno())
             os.replace(partial, dest)
@@ -203,23 +229,24 @@ def download(source: ModelSource, dest: Path, *, sha256: str, size: int,
 
 
 def _download_into(f: IO[bytes], partial: Path, url: str, *, sha256: str, size: int,
-                   headers: dict[str, str], bar: Any, retries: int) -> None:
+                   headers: dict[str, str], bar: Any, retries: int, shown: str | None = None) -> None:
     advance = bar.advance if bar is not None else None
+    name = shown or url
     timeout = httpx.Timeout(30.0, read=120.0)
     with httpx.Client(follow_redirects=True, timeout=timeout) as client:
         restarted = False
         attempt = 0
         while True:
             try:
-                digest, got, resumed = _fetch(client, url, f, size, headers, advance)
+                digest, got, resumed = _fetch(client, url, f, size, headers, advance, name)
                 if got < size:  # the body ended early: resume from what arrived
                     raise _Interrupted(f"got {got} of {size} bytes")
             except _Interrupted as e:
                 attempt += 1
                 if attempt >= retries:
-                    raise RestoreError(f"downloading {url} was interrupted ({e}); run again to "
+                    raise RestoreError(f"downloading {name} was interrupted ({e}); run again to "
                                        f"resume from {partial}") from e
-                logger.warning("download of %s interrupted (%s); resuming", url, e)
+                logger.warning("download of %s interrupted (%s); resuming", name, e)
                 if bar is not None:
                     bar.reset()
                 continue
@@ -227,17 +254,17 @@ def _download_into(f: IO[bytes], partial: Path, url: str, *, sha256: str, size: 
                 return
             f.truncate(0)
             if resumed and not restarted:  # the old partial may be what was wrong
-                logger.warning("%s: the resumed download did not verify; downloading it again", url)
+                logger.warning("%s: the resumed download did not verify; downloading it again", name)
                 restarted = True
                 if bar is not None:
                     bar.reset()
                 continue
             _remove(partial)
             raise RestoreError(
-                f"{url} is not the locked file: got {got} bytes with sha256 {digest}, expected "
+                f"{name} is not the locked file: got {got} bytes with sha256 {digest}, expected "
                 f"{size} bytes with sha256 {sha256}. Refusing it; give another source with "
                 "--sources.",
-                details={"url": url, "expected_sha256": sha256, "sha256": digest,
+                details={"url": name, "expected_sha256": sha256, "sha256": digest,
                          "expected_size": size, "size": got})
 
 

@@ -65,6 +65,8 @@ _NAME = r"^(?!\.\.?$)[^/\\\x00]+$"
 # A relative path with forward slashes: no leading "/", no drive, no "." / ".." / empty segment.
 _RELPATH = r"^(?![A-Za-z]:)(?!.*(^|/)\.{0,2}(/|$))[^\\\x00]+$"
 _URL = r"^https?://[^\s]+$"
+# A model's download URL: http(s), or an object in an S3-compatible bucket (s3://bucket/key).
+_MODEL_URL = r"^(?:https?://[^\s]+|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s]+)$"
 # A PEP 508 distribution name (what pip takes as a name: never an option, a URL or a marker).
 _PKG_NAME = r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$"
 # The characters of a PEP 440 version (the model checks the full grammar with `packaging`).
@@ -161,12 +163,19 @@ class RegistryInfo(_Model):
 class ModelSource(_Model):
     """Where a model file can be downloaded from."""
 
-    type: Literal["huggingface", "civitai", "url"]
-    url: str = Field(pattern=_URL, description="a direct download URL")
+    type: Literal["huggingface", "civitai", "url", "s3"]
+    url: str = Field(pattern=_MODEL_URL, description="a direct download URL, or s3://bucket/key")
     repo: str | None = Field(default=None, description="Hugging Face repo id (org/name)")
     revision: str | None = Field(default=None, description="Hugging Face commit")
     file: str | None = Field(default=None, description="path of the file in the repo")
     model_version_id: int | None = Field(default=None, ge=0, description="Civitai model version id")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme_matches_type(cls, url: str, info: Any) -> str:
+        if (info.data.get("type") == "s3") != url.startswith("s3://"):
+            raise ValueError("an s3:// URL is exactly a source of type s3")
+        return url
 
 
 class PythonInfo(_Model):

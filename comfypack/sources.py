@@ -106,10 +106,15 @@ def classify_url(url: str, *, hf_endpoint: str | None = None, civitai_url: str |
     """A URL as a :class:`ModelSource` with its canonical URL: Hugging Face ``resolve`` URLs (on
     huggingface.co or on the ``hf_endpoint`` mirror) keep repo/revision/file, Civitai download
     URLs (on civitai.com or ``civitai_url``) their model version id; anything else is ``url``.
-    Query strings such as ``?download=true`` are dropped from Hub URLs."""
+    Query strings such as ``?download=true`` are dropped from Hub URLs. ``s3://bucket/key`` is an
+    object in an S3-compatible bucket (fetched with boto3's credentials and endpoint)."""
     parts = urlsplit(url)
+    if parts.scheme == "s3":
+        if not parts.netloc or not parts.path.strip("/") or parts.query or parts.fragment:
+            raise ValueError(f"not an s3://bucket/key URL: {url!r}")
+        return ModelSource(type="s3", url=url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"not an http(s) URL: {url!r}")
+        raise ValueError(f"not an http(s) or s3:// URL: {url!r}")
     host = (parts.hostname or "").lower()
     if host == "huggingface.co" or host.endswith(".huggingface.co") or host in _hosts(hf_endpoint):
         m = _HF_RESOLVE.match(parts.path)
