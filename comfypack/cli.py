@@ -68,6 +68,31 @@ def cli(verbose: int) -> None:
     logging.getLogger("comfypack").setLevel(logging.INFO if verbose == 0 else level)
 
 
+@cli.command("version")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the version, every command and each command's options as JSON.")
+def version_cmd(as_json: bool) -> None:
+    """Print comfypack's version (--json: also what this CLI can do, for tools that drive it,
+    such as the canvas buttons)."""
+    from . import __version__
+
+    if not as_json:
+        click.echo(__version__)
+        return
+    commands: dict[str, list[str]] = {}
+
+    def walk(group: click.Group, prefix: str) -> None:
+        for name, command in sorted(group.commands.items()):
+            if isinstance(command, click.Group):
+                walk(command, f"{prefix}{name} ")
+                continue
+            commands[prefix + name] = sorted(opt for param in command.params if isinstance(param, click.Option)
+                                             for opt in (*param.opts, *param.secondary_opts))
+
+    walk(cli, "")
+    click.echo(json.dumps({"version": __version__, "commands": commands}, indent=2, sort_keys=True))
+
+
 # ----------------------------------------------------------------------------------------------
 # comfyui
 
@@ -949,6 +974,39 @@ def build_cmd(pack: Path, bento_name: str | None, bento_version: str | None, gpu
     con.print(f"  make the image:  bentoml containerize {result.tag}")
 
 
+@cli.command("containerize")
+@click.argument("pack", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("-t", "--tag", default=None, help="Image name (default: the Bento's tag).")
+@click.option("--name", "bento_name", default=None, help="Bento name (default: from the pack's file name).")
+@_bento_options
+@click.option("--base-image", default=None, help="Base image with python3.11 (default: "
+              "$COMFYPACK_BASE_IMAGE or the one `make base-image` makes).")
+@click.option("--builder", type=click.Choice(["auto", "buildah", "docker"]), default="auto",
+              show_default=True, help="Image builder (auto: buildah where installed, else docker).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_errors
+def containerize_cmd(pack: Path, tag: str | None, bento_name: str | None, bento_version: str | None,
+                     gpu: int, timeout: float, concurrency: int | None, workers: int | None,
+                     endpoint: str, include_models: bool, base_image: str | None, builder: str,
+                     as_json: bool) -> None:
+    """Build PACK's Bento into an OCI image (buildah or docker): the locked environment restored
+    at build, non-root, read-only root, models fetched into the COMFYPACK_HOME volume at start."""
+    from .containerize import ContainerizeOptions, containerize
+
+    options = _options(bento_name, bento_version, gpu, timeout, concurrency, workers, endpoint,
+                       include_models)
+    with _console(stderr=True).status(f"building an image from {pack.name} …"):
+        result = containerize(_pack_arg(pack), options,
+                              ContainerizeOptions(tag=tag, base_image=base_image, builder=builder))
+    if as_json:
+        click.echo(json.dumps({"image": result.image, "bento": result.bento, "builder": result.builder,
+                               "seconds": round(result.seconds, 1)}, indent=2))
+        return
+    con = _console()
+    con.print(f"built {result.image} ({result.builder}, {result.seconds:.0f} s) from Bento {result.bento}")
+    con.print(f"  manifests:  comfypack deploy {pack} --target kubernetes --image {result.image} -o DIR")
+
+
 @cli.command("deploy")
 @click.argument("pack", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--target", type=click.Choice(["bentocloud", "kubernetes"]), required=True)
@@ -959,6 +1017,8 @@ def build_cmd(pack: Path, bento_name: str | None, bento_version: str | None, gpu
 @_bento_options
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
               help="How --dry-run prints.")
+@click.option("--json", "as_json", is_flag=True, help="bentocloud: print the result as JSON (with "
+              "--dry-run: the deployment config as JSON).")
 @click.option("--cluster", default=None, help="bentocloud: the cluster to deploy to.")
 @click.option("--instance-type", default=None, help="bentocloud: instance type (e.g. gpu.l4.1).")
 @click.option("--scaling-min", type=click.IntRange(min=0), default=1, show_default=True,
@@ -994,7 +1054,7 @@ def deploy_cmd(pack: Path, target: str, dry_run: bool, name: str | None, bento_n
                access_authorization: bool, envs: tuple[str, ...], out_dir: Path | None,
                image: str | None, namespace: str | None, replicas: int, hpa_min: int | None,
                hpa_max: int | None, cpu: str, memory: str, model_cache_size: str,
-               storage_class: str | None, writable_root: bool) -> None:
+               storage_class: str | None, writable_root: bool, as_json: bool = False) -> None:
     """Ship PACK: to BentoCloud (build if needed, push, create or update the deployment) or as
     Kubernetes manifests for the containerized Bento (-o DIR)."""
     from .build import plan_build
@@ -1024,7 +1084,7 @@ def deploy_cmd(pack: Path, target: str, dry_run: bool, name: str | None, bento_n
                                scaling_max=scaling_max, access_authorization=access_authorization,
                                envs=extra)
     if dry_run:
-        click.echo(dumps_config(config, fmt), nl=False)
+        click.echo(dumps_config(config, "json" if as_json else fmt), nl=False)
         return
     require_cloud_login()
     result = _build_with_status(pack, options, reuse=True)
@@ -1033,6 +1093,10 @@ def deploy_cmd(pack: Path, target: str, dry_run: bool, name: str | None, bento_n
     with con.status(f"pushing {result.tag} and deploying {config['name']} …"):
         action, deployment = deploy_bentocloud(config)
     url = getattr(deployment, "admin_console", None) or ""
+    if as_json:
+        click.echo(json.dumps({"action": action, "deployment": config["name"], "tag": result.tag,
+                               "built": result.built, "url": url or None}, indent=2))
+        return
     _console().print(f"{action} deployment {config['name']} ({result.tag}) {url}".rstrip())
 
 

@@ -33,7 +33,8 @@ __all__ = [
     "make_pack",
     "pack_job",
     "cli_has",
-    "cli_help",
+    "cli_options",
+    "cli_features",
     "bentocloud_context",
     "run_cli_job",
     "slug",
@@ -224,28 +225,37 @@ def pack_job(job: Job, workflow: dict[str, Any], ui_workflow: dict[str, Any] | N
 # the CLI: build / deploy
 
 
-_cli_help: dict[str, str] = {}
+_cli_features: dict[str, Any] = {}
 
 
-def cli_help(command: str) -> str | None:
-    """The ``--help`` text of ``comfypack COMMAND``, or None when this comfypack has no such
-    command (asked in a subprocess: the CLI may be newer than what this ComfyUI imported).
-    Only an answer is cached."""
-    if command in _cli_help:
-        return _cli_help[command]
+def cli_features() -> dict[str, Any] | None:
+    """What the CLI can do: ``comfypack version --json`` — ``{"version", "commands": {name:
+    [options]}}`` — asked in a subprocess (the CLI may be newer than what this ComfyUI imported);
+    None when it cannot say (a comfypack too old to have ``version --json``). Only an answer is
+    cached."""
+    if _cli_features:
+        return _cli_features
     try:
-        proc = subprocess.run([*cli_command(), command, "--help"], capture_output=True, text=True, timeout=60,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
+        proc = subprocess.run([*cli_command(), "version", "--json"], capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+        data = json.loads(proc.stdout) if proc.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError):
         return None
-    if proc.returncode != 0:
+    if not isinstance(data, dict) or not isinstance(data.get("commands"), dict):
         return None
-    _cli_help[command] = proc.stdout
-    return proc.stdout
+    _cli_features.update(data)
+    return _cli_features
+
+
+def cli_options(command: str) -> list[str] | None:
+    """The options of ``comfypack COMMAND``, or None when this comfypack has no such command."""
+    features = cli_features()
+    options = (features or {}).get("commands", {}).get(command)
+    return [str(o) for o in options] if isinstance(options, list) else None
 
 
 def cli_has(command: str) -> bool:
-    return cli_help(command) is not None
+    return cli_options(command) is not None
 
 
 def _bentoml() -> list[str]:
@@ -277,7 +287,9 @@ def bentocloud_context() -> dict[str, Any]:
 
 def run_cli_job(job: Job, args: list[str], stage: str) -> dict[str, Any]:
     """Run ``comfypack ARGS`` as a subprocess: its log (stderr) into the job's log as it comes,
-    its output (stdout; JSON with ``--json``) into the result."""
+    its output (stdout; JSON with ``--json``) into the result, with the Bento's tag as
+    ``bento`` where the JSON names one (``tag`` of build / deploy, ``bento`` of a deployment
+    config)."""
     job.stage(stage, f"comfypack {args[0]} …")
     started = time.monotonic()
     proc = subprocess.Popen([*cli_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -313,8 +325,7 @@ def run_cli_job(job: Job, args: list[str], stage: str) -> dict[str, Any]:
     except ValueError:
         pass
     data = result.get("json")
-    tag = data.get("tag") or data.get("bento") if isinstance(data, dict) else None
-    match = None if tag else re.search(r"""(?:tag=["']?|Bento |built: )([\w.-]+:[\w.-]+)""", out + "\n".join(log))
-    if tag or match:
-        result["bento"] = tag or (match.group(1) if match else None)
+    tag = (data.get("tag") or data.get("bento")) if isinstance(data, dict) else None  # build | deploy
+    if isinstance(tag, str):
+        result["bento"] = tag
     return result

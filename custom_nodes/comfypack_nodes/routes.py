@@ -404,9 +404,10 @@ class ComfyPackRoutes:
             asyncio.to_thread(_work.bentocloud_context))
         return web.json_response({"comfypack": version, "build": build, "deploy": deploy, "bentocloud": cloud})
 
-    async def _require_cli(self, command: str) -> str:
-        """The command's ``--help`` text; 501 when this comfypack has no such command."""
-        usage = await asyncio.to_thread(_work.cli_help, command)
+    async def _require_cli(self, command: str) -> list[str]:
+        """The command's options (``comfypack version --json``); 501 when this comfypack has no
+        such command."""
+        usage = await asyncio.to_thread(_work.cli_options, command)
         if usage is None:
             raise JobFailed(501, "not_available",
                             f"`comfypack {command}` is not available in this version of comfypack; "
@@ -438,9 +439,9 @@ class ComfyPackRoutes:
                               "not logged in to BentoCloud on the machine that runs ComfyUI: run `bentoml "
                               "cloud login` in a terminal there, then Deploy again (comfypack never takes "
                               "API keys in the browser)", cloud)
-        extra = ["--target", "bentocloud"]
+        extra = ["--target", "bentocloud"] + (["--json"] if "--json" in usage else [])
         if dry_run:
-            extra += ["--dry-run"] + (["--format", "json"] if "--format" in usage else [])
+            extra += ["--dry-run"]
         return self._cli_job(body, api, "deploy", extra, dry_run=dry_run)
 
     def _cli_job(self, body: dict[str, Any], api: dict[str, Any], command: str, extra: list[str], *,

@@ -257,3 +257,19 @@ def test_service_state_dirs_are_per_address(monkeypatch, tmp_path):
     assert service_state_dir("127.0.0.1", 3000) == tmp_path / "services" / "127.0.0.1-3000"
     assert service_state_dir("127.0.0.1", 3001) != service_state_dir("127.0.0.1", 3000)
     assert service_state_dir("::1", 3000).parent == tmp_path / "services"
+
+
+def test_version_json_lists_commands_and_their_options(runner):
+    from comfypack import __version__
+
+    plain = runner.invoke(cli, ["version"])
+    assert plain.exit_code == 0 and plain.output.strip() == __version__
+    result = runner.invoke(cli, ["version", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["version"] == __version__
+    commands = data["commands"]
+    assert "--json" in commands["build"] and "--json" in commands["deploy"]
+    assert "--dry-run" in commands["deploy"] and "--comfyui" in commands["nodes install"]
+    assert "comfyui install" in commands and "nodes" not in commands  # groups are walked
+

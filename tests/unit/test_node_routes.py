@@ -212,3 +212,30 @@ def test_a_service_dies_with_a_killed_comfyui(tmp_path: Path) -> None:
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_capabilities_come_from_version_json_not_help_text(monkeypatch):
+    """The node package asks the CLI of its own Python what it can do (``comfypack version
+    --json``, machine-readable); a CLI that cannot answer means no build/deploy."""
+    work = _module("_work")
+    work._cli_features.clear()
+    monkeypatch.setenv("COMFYPACK_CLI", f"{shlex.quote(sys.executable)} -m comfypack.cli")
+    try:
+        assert "--json" in work.cli_options("build") and work.cli_has("deploy")
+        assert work.cli_options("no-such-command") is None
+        work._cli_features.clear()
+        monkeypatch.setenv("COMFYPACK_CLI", f"{shlex.quote(sys.executable)} -c pass")  # answers nothing
+        assert work.cli_features() is None and not work.cli_has("build")
+    finally:
+        work._cli_features.clear()
+
+
+def test_run_cli_job_takes_the_bento_tag_from_json_only(monkeypatch, tmp_path):
+    work = _module("_work")
+    script = tmp_path / "fake_cli.py"
+    script.write_text("import json, sys\nprint('Bento built: fake:v1', file=sys.stderr)\n"
+                      "print(json.dumps({'tag': 'text_tools:abc'}) if '--json' in sys.argv else 'built: x:y')\n")
+    monkeypatch.setenv("COMFYPACK_CLI", f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}")
+    job = jobs.Job("j" * 32, "build", ["building"])
+    assert work.run_cli_job(job, ["build", "--json"], "building")["bento"] == "text_tools:abc"
+    assert "bento" not in work.run_cli_job(job, ["build"], "building")  # human output is not parsed
