@@ -96,11 +96,16 @@ _FileField = Annotated[FileInput, PlainValidator(_check_file)]
 
 @dataclasses.dataclass(frozen=True)
 class OutputFile:
-    """A file the workflow returned: its bytes, media type and a suggested file name."""
+    """A file the workflow returned: its bytes, media type and a suggested file name.
+
+    A service with object storage answers a signed URL instead of the bytes: `url` is
+    that URL (valid for the service's expiry setting); `data` was downloaded from it.
+    """
 
     data: bytes
     media_type: str
     filename: str
+    url: str | None = dataclasses.field(default=None, compare=False)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the file to `path` (under `filename` if `path` is a directory)."""
@@ -269,10 +274,16 @@ _JSON = "application/json"
 _OCTET_STREAM = "application/octet-stream"
 
 
-def _headers(api_key: str | None, headers: Mapping[str, str] | None) -> dict[str, str]:
+def _headers(
+    api_key: str | None,
+    headers: Mapping[str, str] | None,
+    outputs: str | None = None,
+) -> dict[str, str]:
     out = dict(headers or {})
     if api_key:
         out["Authorization"] = f"Bearer {api_key}"
+    if outputs:
+        out["X-ComfyPack-Outputs"] = outputs
     return out
 
 
@@ -317,9 +328,59 @@ def _encode(inputs: GenerateInput, *, upload: bool) -> dict[str, Any]:
     return {"data": {k: _form_value(v) for k, v in values.items()}, "files": files}
 
 
-def _output_file(name: str, value: Any) -> OutputFile:
+def _is_stored(value: Any) -> bool:
+    """A file answer that is a URL to the stored file (object storage)."""
+    schemes = ("http://", "https://")
+    return isinstance(value, str) and value[:8].lower().startswith(schemes)
+
+
+def _stored_urls(response: httpx.Response) -> list[str]:
+    """The URLs of the stored files a JSON answer names (to download them)."""
+    content_type = response.headers.get("content-type", "")
+    if response.is_error or not content_type.startswith(_JSON):
+        return []
+    body = response.json()
+    if not isinstance(body, dict):
+        return []
+    urls: list[str] = []
+    for name, kind in _OUTPUT_KINDS.items():
+        value = body.get(name)
+        items = value if isinstance(value, list) else [value]
+        if kind in ("image", "audio", "video", "file"):
+            urls += [str(item) for item in items if _is_stored(item)]
+    return urls
+
+
+def _download(url: str, timeout: float | None) -> tuple[bytes, str]:
+    """A stored file: a plain GET without this client's headers (no API key to it)."""
+    response = httpx.get(url, timeout=timeout, follow_redirects=True)
+    if response.is_error:
+        status = response.status_code
+        raise ValueError(f"downloading a stored output answered HTTP {status}")
+    return response.content, response.headers.get("content-type", _OCTET_STREAM)
+
+
+async def _adownload(url: str, timeout: float | None) -> tuple[bytes, str]:
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http:
+        response = await http.get(url)
+    if response.is_error:
+        status = response.status_code
+        raise ValueError(f"downloading a stored output answered HTTP {status}")
+    return response.content, response.headers.get("content-type", _OCTET_STREAM)
+
+
+def _output_file(
+    name: str,
+    value: Any,
+    stored: Mapping[str, tuple[bytes, str]],
+) -> OutputFile:
+    if _is_stored(value) and value in stored:
+        data, content_type = stored[value]
+        media_type = content_type.split(";")[0].strip() or _OCTET_STREAM
+        return OutputFile(data, media_type, name + _extension(media_type), value)
     if not isinstance(value, str) or not value.startswith("data:"):
-        raise ValueError(f"output {name!r} is not a data: URI")
+        wrong = "is neither a data: URI nor a stored file's URL"
+        raise ValueError(f"output {name!r} {wrong}")
     head, _, payload = value.partition(",")
     media_type = head[5:].split(";")[0] or _OCTET_STREAM
     if head.endswith(";base64"):
@@ -355,8 +416,14 @@ def _make_result(batches: dict[str, list[Any]], seeds: Any) -> GenerateResult:
     return GenerateResult(**values, _batches=batches)
 
 
-def _result(response: httpx.Response) -> GenerateResult:
-    """The outputs in a response: JSON with every output, or the single file itself."""
+def _result(
+    response: httpx.Response,
+    stored: Mapping[str, tuple[bytes, str]] | None = None,
+) -> GenerateResult:
+    """The outputs in a response: JSON with every output, or the single file itself.
+
+    `stored`: the downloaded files of an answer with URLs (see `_stored_urls`).
+    """
     if response.is_error:
         raise ComfyPackAPIError.from_response(response)
     content_type = response.headers.get("content-type", "")
@@ -378,7 +445,7 @@ def _result(response: httpx.Response) -> GenerateResult:
             items = value if isinstance(value, list) else [value]
             items = [item for item in items if item is not None]
             if kind in ("image", "audio", "video", "file"):
-                items = [_output_file(name, item) for item in items]
+                items = [_output_file(name, item, stored or {}) for item in items]
             batches[name] = items
         return _make_result(batches, body.get("seeds"))
     except ValueError as e:
@@ -400,7 +467,9 @@ class Client:
     """A client for `image_adjust` at `base_url` (e.g. `http://127.0.0.1:3000`).
 
     `api_key` is sent as `Authorization: Bearer <key>`; `timeout` is in seconds (None:
-    wait forever). Use it as a context manager, or call `close()`.
+    wait forever); `outputs` asks for `"inline"` files or `"url"`s to stored ones
+    where the service offers both (results carry the bytes either way). Use it as a
+    context manager, or call `close()`.
     """
 
     def __init__(
@@ -411,11 +480,13 @@ class Client:
         timeout: float | None = 600.0,
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        outputs: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
         self._http = httpx.Client(
             base_url=self.base_url,
-            headers=_headers(api_key, headers),
+            headers=_headers(api_key, headers, outputs),
             timeout=timeout,
             transport=transport,
         )
@@ -516,7 +587,7 @@ class Client:
         while wait and self.status(task_id) in _RUNNING:
             time.sleep(poll_interval)
         response = self._http.get(ENDPOINT + "/get", params={"task_id": task_id})
-        return _result(response)
+        return self._read(response)
 
     def cancel(self, task_id: str) -> None:
         """Cancel a running job (its prompt is removed from ComfyUI)."""
@@ -524,7 +595,15 @@ class Client:
 
     def _generate(self, /, **inputs: Any) -> GenerateResult:
         request = _encode(GenerateInput.model_validate(inputs), upload=True)
-        return _result(self._http.post(ENDPOINT, **request))
+        return self._read(self._http.post(ENDPOINT, **request))
+
+    def _read(self, response: httpx.Response) -> GenerateResult:
+        try:
+            stored = {u: _download(u, self.timeout) for u in _stored_urls(response)}
+        except ValueError as e:
+            status = response.status_code
+            raise ComfyPackAPIError(status, "unexpected_response", str(e)) from e
+        return _result(response, stored)
 
     def _submit(self, /, **inputs: Any) -> str:
         request = _encode(GenerateInput.model_validate(inputs), upload=False)
@@ -542,11 +621,13 @@ class AsyncClient:
         timeout: float | None = 600.0,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        outputs: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            headers=_headers(api_key, headers),
+            headers=_headers(api_key, headers, outputs),
             timeout=timeout,
             transport=transport,
         )
@@ -649,7 +730,7 @@ class AsyncClient:
         while wait and await self.status(task_id) in _RUNNING:
             await asyncio.sleep(poll_interval)
         params = {"task_id": task_id}
-        return _result(await self._http.get(ENDPOINT + "/get", params=params))
+        return await self._read(await self._http.get(ENDPOINT + "/get", params=params))
 
     async def cancel(self, task_id: str) -> None:
         """Cancel a running job (its prompt is removed from ComfyUI)."""
@@ -658,7 +739,17 @@ class AsyncClient:
 
     async def _generate(self, /, **inputs: Any) -> GenerateResult:
         request = _encode(GenerateInput.model_validate(inputs), upload=True)
-        return _result(await self._http.post(ENDPOINT, **request))
+        return await self._read(await self._http.post(ENDPOINT, **request))
+
+    async def _read(self, response: httpx.Response) -> GenerateResult:
+        stored: dict[str, tuple[bytes, str]] = {}
+        try:
+            for url in _stored_urls(response):
+                stored[url] = await _adownload(url, self.timeout)
+        except ValueError as e:
+            status = response.status_code
+            raise ComfyPackAPIError(status, "unexpected_response", str(e)) from e
+        return _result(response, stored)
 
     async def _submit(self, /, **inputs: Any) -> str:
         request = _encode(GenerateInput.model_validate(inputs), upload=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.server
 import importlib.util
 import itertools
 import json
@@ -25,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+from conftest import http_server
 from pydantic import ValidationError
 
 from comfypack.cli import cli
@@ -695,3 +697,70 @@ def test_cli_reads_a_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert result.exit_code == 0, result.output
     assert result.stdout == generate_client(parse_interface(env.workflow), workflow_name="upscale")
     assert "saveimage_4: OutputFile" in result.stdout
+
+
+# ----------------------------------------------------------------------------------------------
+# object storage: file answers as URLs to the stored files (issue 19)
+
+
+class _Store(http.server.BaseHTTPRequestHandler):
+    """A local stand-in for a bucket's signed URLs: serves fixed bytes, records headers."""
+
+    files = {"/b/job/inverted/a.png": (png_bytes(), "image/png"), "/b/job/mask/m1.webp": (b"RIFFa", "image/webp"),
+             "/b/job/mask/m2.webp": (b"RIFFb", "image/webp"), "/b/job/attachment/t.txt": (b"hello", "text/plain")}
+    seen: list[dict[str, str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        type(self).seen.append(dict(self.headers))
+        path = self.path.partition("?")[0]
+        data, media_type = self.files.get(path, (b"", ""))
+        self.send_response(200 if media_type else 404)
+        self.send_header("Content-Type", media_type or "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_url_answers_are_downloaded_without_the_api_key(load: Callable[[str], ModuleType]) -> None:
+    mod = load(source_of("image_mask_text"))
+    _Store.seen = []
+    with http_server(_Store) as store:
+        sig = "?X-Amz-Signature=abc"
+
+        def respond(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, json={
+                "inverted": f"{store}/b/job/inverted/a.png{sig}",
+                "mask": [f"{store}/b/job/mask/m1.webp{sig}", f"{store}/b/job/mask/m2.webp{sig}"],
+                "noisy": data_uri(png_bytes(), "image/png"), "caption": "c", "width": 16,
+                "attachment": f"{store}/b/job/attachment/t.txt{sig}", "seeds": {"seed": 1}})
+
+        server = Server(respond)
+        client = mod.Client("http://svc", transport=server.sync(), api_key="k3y", outputs="url")
+        result = client.generate(image=b"x", attachment=b"y")
+        assert server.requests[0].headers["x-comfypack-outputs"] == "url"
+        assert result.inverted == mod.OutputFile(png_bytes(), "image/png", "inverted.png")
+        assert result.inverted.url == f"{store}/b/job/inverted/a.png{sig}"
+        assert [f.data for f in result.batch("mask")] == [b"RIFFa", b"RIFFb"]
+        assert result.noisy.url is None and result.noisy.data == png_bytes()  # inline beside URLs
+        assert bytes(result.attachment) == b"hello" and result.attachment.filename == "attachment.txt"
+        assert len(_Store.seen) == 4
+        assert not any("authorization" in {k.lower() for k in h} for h in _Store.seen)
+
+        async def run_async() -> Any:
+            aclient = mod.AsyncClient("http://svc", transport=httpx.MockTransport(server), api_key="k3y")
+            async with aclient:
+                return await aclient.generate(image=b"x", attachment=b"y")
+
+        result2 = asyncio.run(run_async())
+        assert result2.mask.data == b"RIFFa" and result2.attachment.url.endswith("t.txt" + sig)
+
+        def gone(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, json={**respond(request).json(),
+                                             "inverted": f"{store}/b/expired.png{sig}"})
+
+        with pytest.raises(mod.ComfyPackAPIError) as e:
+            mod.Client("http://svc", transport=Server(gone).sync()).generate(image=b"x", attachment=b"y")
+        assert "HTTP 404" in str(e.value.message)
