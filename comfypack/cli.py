@@ -469,11 +469,15 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="This service's own BentoML state (job results, metrics) [default "
                    "$COMFYPACK_HOME/services/<host>-<port>].")
+@click.option("--any-graph/--served-graph-only", default=None,
+              help="Comfy API v2 (/api/v2/jobs): run any API-format graph whose nodes this ComfyUI has, "
+                   "not only the served workflow; needs an API key [env COMFYPACK_V2_ANY_GRAPH; default off].")
 @_errors
 def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyui_url: str | None,
           endpoint: str, timeout: float | None, workers: int | None, pipeline: int | None,
           max_queue: int | None, warmup: bool | None, max_upload_bytes: int | None,
-          api_key_env: str | None, api_key_file: Path | None, state_dir: Path | None) -> None:
+          api_key_env: str | None, api_key_file: Path | None, state_dir: Path | None,
+          any_graph: bool | None) -> None:
     """Serve WORKFLOW (API or UI format, or a .cpack.zip) as a typed REST endpoint (runs
     `bentoml serve`)."""
     from .config import default_comfyui_dir, service_state_dir
@@ -484,6 +488,12 @@ def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyu
     env.update(_serve_settings(timeout=timeout, workers=workers, pipeline=pipeline, max_queue=max_queue,
                                warmup=warmup, max_upload_bytes=max_upload_bytes,
                                api_key=_api_key(api_key_env, api_key_file)))
+    if any_graph is not None:
+        env["COMFYPACK_V2_ANY_GRAPH"] = "1" if any_graph else "0"
+    if env.get("COMFYPACK_V2_ANY_GRAPH", "0").strip().lower() in ("1", "true", "yes") \
+            and not env.get("COMFYPACK_API_KEY"):
+        raise _UsageProblem("--any-graph (COMFYPACK_V2_ANY_GRAPH=1) runs any graph a caller sends: it needs "
+                            "an API key (--api-key-env NAME, --api-key-file PATH or COMFYPACK_API_KEY)")
     example = workflow.parent / "request.json"  # an example request next to the workflow: /docs shows it
     workflow, pack_comfyui = _workflow_or_pack(workflow, comfyui_dir)
     comfyui_dir = pack_comfyui or comfyui_dir
@@ -513,6 +523,7 @@ def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyu
     state = (state_dir or service_state_dir(host, port)).resolve()
     (state / "bentoml").mkdir(parents=True, exist_ok=True)
     env["BENTOML_HOME"] = str(state / "bentoml")
+    env["COMFYPACK_STATE_DIR"] = str(state)  # the service's own files (v2 assets)
     bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or shutil.which("bentoml")
     if bentoml is None:
         raise ComfyPackError("bentoml is not installed in this environment (pip install bentoml)")
@@ -1036,9 +1047,17 @@ def containerize_cmd(pack: Path, tag: str | None, bento_name: str | None, bento_
 @click.option("--namespace", default=None, help="kubernetes: the namespace of every object.")
 @click.option("--replicas", type=click.IntRange(min=0), default=1, show_default=True,
               help="kubernetes: replicas (without an HPA).")
-@click.option("--hpa-min", type=click.IntRange(min=1), default=None, help="kubernetes: HPA fewest replicas.")
+@click.option("--hpa-min", type=click.IntRange(min=0), default=None,
+              help="kubernetes: fewest replicas of the autoscaler (0 only with --keda).")
 @click.option("--hpa-max", type=click.IntRange(min=1), default=None,
-              help="kubernetes: add a HorizontalPodAutoscaler with this many replicas at most.")
+              help="kubernetes: autoscale on the queue depth up to this many replicas (an HPA "
+                   "on comfypack_queue_depth through the Prometheus adapter; --keda: KEDA).")
+@click.option("--hpa-queue", default="2", show_default=True,
+              help="kubernetes: requests waiting per replica the autoscaler aims for.")
+@click.option("--keda", is_flag=True, help="kubernetes: a KEDA ScaledObject instead of the HPA "
+              "(--hpa-min 0 scales to zero); needs --prometheus-url.")
+@click.option("--prometheus-url", default=None,
+              help="kubernetes --keda: the Prometheus that scrapes the pods' /metrics.")
 @click.option("--cpu", default="2", show_default=True, help="kubernetes: CPU request and limit.")
 @click.option("--memory", default="8Gi", show_default=True, help="kubernetes: memory request and limit.")
 @click.option("--model-cache-size", default="50Gi", show_default=True,
@@ -1054,7 +1073,8 @@ def deploy_cmd(pack: Path, target: str, dry_run: bool, name: str | None, bento_n
                access_authorization: bool, envs: tuple[str, ...], out_dir: Path | None,
                image: str | None, namespace: str | None, replicas: int, hpa_min: int | None,
                hpa_max: int | None, cpu: str, memory: str, model_cache_size: str,
-               storage_class: str | None, writable_root: bool, as_json: bool = False) -> None:
+               storage_class: str | None, writable_root: bool, as_json: bool = False,
+               hpa_queue: str = "2", keda: bool = False, prometheus_url: str | None = None) -> None:
     """Ship PACK: to BentoCloud (build if needed, push, create or update the deployment) or as
     Kubernetes manifests for the containerized Bento (-o DIR)."""
     from .build import plan_build
@@ -1067,7 +1087,8 @@ def deploy_cmd(pack: Path, target: str, dry_run: bool, name: str | None, bento_n
     if target == "kubernetes":
         _deploy_kubernetes(pack, options, dry_run=dry_run, out_dir=out_dir, name=name, image=image,
                            namespace=namespace, gpu=gpu, replicas=replicas, hpa_min=hpa_min,
-                           hpa_max=hpa_max, cpu=cpu, memory=memory,
+                           hpa_max=hpa_max, hpa_queue=hpa_queue, keda=keda,
+                           prometheus_url=prometheus_url, cpu=cpu, memory=memory,
                            model_cache_size=model_cache_size, storage_class=storage_class,
                            read_only_root=not writable_root)
         return
@@ -1130,7 +1151,8 @@ def _deploy_kubernetes(pack: Path, options: Any, *, dry_run: bool, out_dir: Path
     con = _console()
     for path in written:
         con.print(f"wrote {path}")
-    con.print(f"next: {build_command} && bentoml containerize {plan.tag} — see {out_dir / 'README.md'}")
+    con.print(f"next: {build_command.replace('comfypack build ', 'comfypack containerize ', 1)} "
+              f"-t {plan.tag} — see {out_dir / 'README.md'}")
 
 
 def main() -> None:

@@ -32,6 +32,8 @@ from typing import Any
 from .errors import ComfyPackError, ComfyUIUnavailable
 from .media import InputLimits
 from .runner import PreparedRequest, RunOutput, WorkflowRunner
+from .storage import StorageSettings
+from .webhooks import WebhookSettings
 from .workflow import Interface, load_workflow, parse_interface
 
 __all__ = ["ServeConfig", "WorkflowEngine", "load_served", "warmup_body"]
@@ -67,6 +69,8 @@ class ServeConfig:
     concurrency: int | None = None  # BentoML traffic.concurrency (a scaling hint)
     example: Any = None  # the OpenAPI request example (default: the inputs' defaults)
     limits: InputLimits | None = None  # URL policy and pixel limits of file inputs (see media.py)
+    webhooks: WebhookSettings | None = None  # callbacks: secret, retries (see webhooks.py)
+    storage: StorageSettings | None = None  # file outputs to a bucket (see storage.py)
 
     @classmethod
     def from_env(cls, default_workflow: Path | None = None) -> ServeConfig:
@@ -83,6 +87,7 @@ class ServeConfig:
                                  "(or COMFYPACK_PACK to a .cpack.zip)")
         url = env.get("COMFYPACK_COMFYUI_URL") or None
         max_upload = int(env.get("COMFYPACK_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD))
+        limits = InputLimits.from_env(env, max_bytes=max_upload)
         return cls(
             workflow=Path(workflow),
             pack=Path(pack) if pack else None,
@@ -103,7 +108,9 @@ class ServeConfig:
             pipeline=int(env.get("COMFYPACK_PIPELINE", 2)),
             api_key=env.get("COMFYPACK_API_KEY") or None,
             warmup=env.get("COMFYPACK_WARMUP", "0").lower() in ("1", "true", "yes"),
-            limits=InputLimits.from_env(env, max_bytes=max_upload),
+            limits=limits,
+            webhooks=WebhookSettings.from_env(env, policy=limits.url),  # callbacks: URL inputs' policy
+            storage=StorageSettings.from_env(env),
         )
 
     @property

@@ -268,7 +268,17 @@ def make_service(config: ServeConfig) -> type[Any]:
 
     _add_middlewares(ComfyPackService, config, route=route, interface=interface, jobs=jobs,
                      readiness=readiness, document=document)
+    _mount_v2(ComfyPackService, config, readiness)
     return ComfyPackService
+
+
+def _mount_v2(service: Any, config: ServeConfig, readiness: _Readiness) -> None:
+    """The Comfy API v2 at ``/api/v2`` (comfypack.v2): the same engine (workers, queue, timeout),
+    behind the same middlewares (API key, body limit)."""
+    from .v2 import create_app, settings_for
+
+    app = create_app(settings_for(config), lambda: readiness.engine, ready=readiness.check)
+    service.mount_asgi_app(app, path="/api/v2")
 
 
 def _add_middlewares(service: Any, config: ServeConfig, *, route: str, interface: Interface,

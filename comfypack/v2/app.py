@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import RequestError
+from ..errors import ComfyPackError, RequestError
 from ..media import Upload
 from .assets import AssetRecord, AssetStore, check_hash
 from .common import V2Error, check_uuid, error_body, origin
@@ -85,17 +85,39 @@ class V2Settings:
                    import_dir=Path(imports) if imports else None)
 
 
-class V2ConfigError(ValueError):
+class V2ConfigError(ComfyPackError):
     """A setting that cannot work (the service refuses to start)."""
+
+    exit_code = 2
+    type = "usage"
+
+
+def settings_for(config: Any, env: dict[str, str] | None = None) -> V2Settings:
+    """The v2 settings of a service with :class:`~comfypack.engine.ServeConfig` ``config``: its
+    state in ``COMFYPACK_STATE_DIR`` (``comfypack serve`` sets the service's own folder), else
+    ``$COMFYPACK_HOME/services/<service name>``."""
+    from ..config import comfypack_home
+
+    env = dict(os.environ) if env is None else env
+    state = Path(env["COMFYPACK_STATE_DIR"]) if env.get("COMFYPACK_STATE_DIR") else \
+        comfypack_home() / "services" / re.sub(r"[^A-Za-z0-9._-]+", "_", config.name)
+    return V2Settings.from_env(state, has_api_key=bool(config.api_key),
+                               max_asset_bytes=config.max_upload_bytes, env=env)
 
 
 def create_app(settings: V2Settings, engine: Callable[[], Engine | None],
                ready: Callable[[], tuple[bool, str]] = lambda: (True, "")) -> Starlette:
     """The v2 app; ``engine()`` is the service instance's pool (``None`` until it exists)."""
-    store = AssetStore(settings.state_dir / "v2" / "assets", max_bytes=settings.max_store_bytes,
-                       max_asset_bytes=settings.max_asset_bytes, ttl=settings.asset_ttl,
-                       import_dir=settings.import_dir)
-    jobs = JobManager(store, retention=settings.asset_ttl)
+    lazy: dict[str, Any] = {}
+
+    def state() -> tuple[AssetStore, JobManager]:
+        """The store and the jobs, made on first use (no file I/O when the service is imported)."""
+        if not lazy:
+            store = AssetStore(settings.state_dir / "v2" / "assets", max_bytes=settings.max_store_bytes,
+                               max_asset_bytes=settings.max_asset_bytes, ttl=settings.asset_ttl,
+                               import_dir=settings.import_dir)
+            lazy.update(store=store, jobs=JobManager(store, retention=settings.asset_ttl))
+        return lazy["store"], lazy["jobs"]
     idempotency: dict[str, str] = {}
     streams = [0]
 
@@ -111,6 +133,7 @@ def create_app(settings: V2Settings, engine: Callable[[], Engine | None],
                              "policy": "any_graph" if settings.any_graph else "served_workflow"})
 
     async def submit(request: Request) -> Response:
+        store, jobs = state()
         body = await _json_body(request, settings.max_json_bytes)
         for reserved in ("webhook_url", "inputs"):
             if body.get(reserved) is not None:
@@ -129,7 +152,7 @@ def create_app(settings: V2Settings, engine: Callable[[], Engine | None],
             raise V2Error(422, "idempotency_key_reuse", "this Idempotency-Key was used already (keys are "
                           "single-use); get or list the job it made", {"job_id": idempotency[key]})
         eng = the_engine()
-        sub = await _checked(eng, body.get("workflow"), store, settings.any_graph)
+        sub = await _checked(eng, body.get("workflow"), store, jobs if settings.any_graph else None)
         sub.metadata = metadata
         job = await jobs.submit(eng, sub)
         if key is not None:
@@ -141,6 +164,7 @@ def create_app(settings: V2Settings, engine: Callable[[], Engine | None],
                             headers={"Location": f"{base}/jobs/{job.id}"})
 
     async def list_jobs(request: Request) -> Response:
+        store, jobs = state()
         q = request.query_params
         try:
             limit = int(q.get("limit", "50"))
@@ -172,19 +196,23 @@ def create_app(settings: V2Settings, engine: Callable[[], Engine | None],
         return JSONResponse(out)
 
     async def get_job(request: Request) -> Response:
+        store, jobs = state()
         job = jobs.get(check_uuid(request.path_params["id"], "job"))
         return JSONResponse(job.to_json(origin(request.scope), jobs.queue_position(job)))
 
     async def job_workflow(request: Request) -> Response:
+        store, jobs = state()
         job = jobs.get(check_uuid(request.path_params["id"], "job"))
         return JSONResponse({"workflow": job.graph, "format": "api"})
 
     async def cancel(request: Request) -> Response:
+        store, jobs = state()
         job = jobs.cancel(jobs.get(check_uuid(request.path_params["id"], "job")))
         await asyncio.sleep(0)  # a queued job's task sees its cancel now
         return JSONResponse(job.to_json(origin(request.scope), jobs.queue_position(job)))
 
     async def events(request: Request) -> Response:
+        store, jobs = state()
         job = jobs.get(check_uuid(request.path_params["id"], "job"))
         if streams[0] >= settings.max_streams:
             raise V2Error(429, "too_many_streams", "too many event streams are open; poll GET /jobs/{id}",
@@ -223,6 +251,7 @@ def create_app(settings: V2Settings, engine: Callable[[], Engine | None],
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     async def upload(request: Request) -> Response:
+        store, jobs = state()
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise V2Error(422, "invalid_request", "send multipart/form-data with a 'file' part", {"field": "file"})
         length = request.headers.get("content-length")
@@ -249,17 +278,20 @@ def create_app(settings: V2Settings, engine: Callable[[], Engine | None],
         return _asset_response(request, rec, new)
 
     async def from_hash(request: Request) -> Response:
+        store, jobs = state()
         body = await _json_body(request, 64 * 1024)
         rec = store.from_hash(check_hash(body.get("hash")))
         return _asset_response(request, rec, False)
 
     async def from_path(request: Request) -> Response:
+        store, jobs = state()
         body = await _json_body(request, 64 * 1024)
         rec, new = await asyncio.to_thread(store.from_path, body.get("path"), file_path=body.get("file_path"),
                                            content_type=body.get("content_type"))
         return _asset_response(request, rec, new)
 
     async def by_hash(request: Request) -> Response:
+        store, jobs = state()
         try:
             digest = check_hash(request.path_params["hash"])
         except V2Error:
@@ -267,10 +299,12 @@ def create_app(settings: V2Settings, engine: Callable[[], Engine | None],
         return Response(status_code=200 if store.by_hash(digest) is not None else 404)
 
     async def get_asset(request: Request) -> Response:
+        store, jobs = state()
         rec = store.get(check_uuid(request.path_params["id"], "asset"))
         return JSONResponse(rec.to_json(origin(request.scope)))
 
     async def content(request: Request) -> Response:
+        store, jobs = state()
         rec = store.get(check_uuid(request.path_params["id"], "asset"))
         path = store.path(rec)
         if not path.is_file():
@@ -279,6 +313,7 @@ def create_app(settings: V2Settings, engine: Callable[[], Engine | None],
                             content_disposition_type="inline")
 
     async def delete(request: Request) -> Response:
+        store, jobs = state()
         store.delete(check_uuid(request.path_params["id"], "asset"))
         return Response(status_code=204)
 
@@ -312,8 +347,7 @@ def create_app(settings: V2Settings, engine: Callable[[], Engine | None],
         Route("/assets/{id}", delete, methods=["DELETE"]),
     ]
     app = Starlette(routes=routes, exception_handlers={V2Error: v2_error, HTTPException: http_error})
-    app.state.store = store
-    app.state.jobs = jobs
+    app.state.v2 = state
     return app
 
 
@@ -373,10 +407,11 @@ def _resolve(store: AssetStore, ref: AssetRef) -> AssetRecord:
     return rec
 
 
-async def _checked(engine: Engine, graph: Any, store: AssetStore, any_graph: bool) -> Submission:
-    """The submission the policy allows, with its assets found (422 naming the node otherwise)."""
-    if any_graph:
-        checked = check_any(graph, await engine.node_types())
+async def _checked(engine: Engine, graph: Any, store: AssetStore, any_graph: JobManager | None) -> Submission:
+    """The submission the policy allows (any graph when ``any_graph`` gives the node types), with
+    its assets found; 422 naming the node otherwise."""
+    if any_graph is not None:
+        checked = check_any(graph, await any_graph.node_types(engine))
         assets = {(r.node_id, r.input): _resolve(store, r) for r in asset_refs(checked)}
         return Submission(checked, None, assets)
     body, refs = check_served(graph, engine.workflow, engine.interface)

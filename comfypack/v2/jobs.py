@@ -8,8 +8,9 @@ the worker's real ComfyUI websocket (the runner's ``on_progress``); every output
 v2 asset (``job_id`` set). Subscribers (the SSE stream) get ``status``, ``progress``, ``output``
 and ``log`` events; ``output`` events come before the terminal ``status``.
 
-The pool is reached through :class:`Engine`, a narrow protocol (the service gives a
-:class:`PoolEngine`), so this module knows nothing of BentoML.
+The pool is reached through :class:`Engine`, a narrow protocol that the service's
+:class:`~comfypack.engine.WorkflowEngine` meets (its ``submit`` is the queue discipline
+``/generate`` uses too), so this module knows nothing of BentoML.
 """
 
 from __future__ import annotations
@@ -23,20 +24,19 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ..comfyui.client import ComfyUIClient, FileRef, ProgressEvent
 from ..errors import ComfyPackError, ComfyUITimeout, ExecutionFailed, PromptRejected, RequestError
-from ..runner import OutputFile, WorkflowRunner
+from ..runner import OutputFile, RunOutput, WorkflowRunner
 from ..workflow import Interface
 from .assets import AssetRecord, AssetStore
 from .common import V2Error, iso, now
 
-__all__ = ["Engine", "PoolEngine", "Job", "JobManager", "TERMINAL"]
+__all__ = ["Engine", "Job", "JobManager", "Submission", "TERMINAL"]
 
 logger = logging.getLogger("comfypack.v2")
 
@@ -46,56 +46,19 @@ _PROGRESS_EVERY = 0.2  # seconds between progress events (a node change is sent 
 
 
 class Engine(Protocol):
-    """What a v2 job needs of the service: its workflow, runner and a place on its pool."""
+    """What a v2 job needs of the service (:class:`~comfypack.engine.WorkflowEngine` is one): its
+    workflow, runner and pool, and the queue discipline every route shares."""
 
     interface: Interface
-    workflow: Mapping[str, Any]
+    workflow: dict[str, Any]
     runner: WorkflowRunner
+    pool: Any
 
-    def admit(self) -> AbstractAsyncContextManager[Any]:
-        """A place in the pool's queue (refused at once when full) until the block ends."""
+    async def wait_started(self) -> None: ...
 
-    def acquire(self, place: Any) -> AbstractAsyncContextManager[tuple[ComfyUIClient, float]]:
-        """A worker's client for one run and the seconds the run may take."""
-
-    async def node_types(self) -> Collection[str]:
-        """The node types of the service's ComfyUI (its ``/object_info``)."""
-
-
-class PoolEngine:
-    """:class:`Engine` over a :class:`~comfypack.pool.WorkerPool`: the same admission, worker
-    acquisition and timeout as ``POST /generate``."""
-
-    def __init__(self, *, interface: Interface, workflow: Mapping[str, Any], runner: WorkflowRunner,
-                 pool: Callable[[], Any], ready: Callable[[], Awaitable[None]], timeout: float) -> None:
-        self.interface = interface
-        self.workflow = workflow
-        self.runner = runner
-        self._pool = pool
-        self._ready = ready
-        self.timeout = timeout
-        self._types: frozenset[str] | None = None
-
-    @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[Any]:
-        await self._ready()
-        pool = self._pool()
-        async with pool.admission() as place:
-            yield (place, time.monotonic() + self.timeout)
-
-    @contextlib.asynccontextmanager
-    async def acquire(self, place: Any) -> AsyncIterator[tuple[ComfyUIClient, float]]:
-        admission, deadline = place
-        async with self._pool().acquire(timeout=max(0.001, deadline - time.monotonic()),
-                                        admitted=admission) as worker:
-            yield worker.client, max(0.001, deadline - time.monotonic())
-
-    async def node_types(self) -> Collection[str]:
-        if self._types is None:
-            await self._ready()
-            worker = next(w for w in self._pool().workers if w.up and w.client is not None)
-            self._types = frozenset(await worker.client.get_json("/object_info"))
-        return self._types
+    async def submit(self, prepare: Callable[[], Awaitable[Any]],
+                     run: Callable[[Any, Any, float], Awaitable[Any]], *,
+                     on_running: Callable[[], None] | None = None) -> Any: ...
 
 
 @dataclass
@@ -161,6 +124,7 @@ class JobManager:
         self.keep = keep
         self.retention = retention
         self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self._types: frozenset[str] | None = None
 
     def get(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
@@ -173,24 +137,45 @@ class JobManager:
             return None
         return 1 + sum(1 for j in self.jobs.values() if j.status == "queued" and j.created_at < job.created_at)
 
+    async def node_types(self, engine: Engine) -> Collection[str]:
+        """The node types of the service's ComfyUI (``/object_info`` of a worker, read once)."""
+        if self._types is None:
+            await engine.wait_started()
+            worker = next((w for w in engine.pool.workers if w.up and w.client is not None), None)
+            if worker is None:
+                raise V2Error(503, "unavailable", "no ComfyUI worker is up", headers={"Retry-After": "5"})
+            self._types = frozenset(await worker.client.get_json("/object_info"))
+        return self._types
+
     async def submit(self, engine: Engine, sub: Submission) -> Job:
-        """Take a place in the queue now (429 when full), then run in the background."""
-        stack = contextlib.AsyncExitStack()
-        try:
-            place = await stack.enter_async_context(engine.admit())
-        except ComfyPackError as e:
-            await stack.aclose()
-            retry = getattr(e, "retry_after", None)
-            if retry is not None:
-                raise V2Error(429, "queue_full", e.message, {"retry_after": retry},
-                              headers={"Retry-After": str(retry)}) from e
-            raise V2Error(503, "unavailable", e.message, headers={"Retry-After": "5"}) from e
+        """Take a place in the service's queue now (429 when it is full, 503 when no worker can
+        come up), then run in the background."""
         moment = now()
         job = Job(str(uuid.uuid4()), sub.graph, moment, moment + timedelta(seconds=self.retention),
                   metadata=sub.metadata)
+        admitted = asyncio.Event()
+        task = asyncio.create_task(self._run(engine, job, sub, admitted))
+        waiter = asyncio.create_task(admitted.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            waiter.cancel()
+        if not admitted.is_set():  # refused before it had a place: no job
+            try:
+                task.result()
+            except ComfyPackError as e:
+                retry = getattr(e, "retry_after", None)
+                if retry is not None:
+                    raise V2Error(429, "queue_full", e.message, {"retry_after": retry},
+                                  headers={"Retry-After": str(retry)}) from e
+                raise V2Error(503, "unavailable", e.message, headers={"Retry-After": "5"}) from e
+            raise V2Error(503, "unavailable", "the job could not take a place in the queue")
+        job.task = task
         self.jobs[job.id] = job
         self._trim()
-        job.task = asyncio.create_task(self._run(engine, job, sub, stack, place))
         return job
 
     def _trim(self) -> None:
@@ -208,24 +193,36 @@ class JobManager:
 
     # -- running -------------------------------------------------------------------------------
 
-    async def _run(self, engine: Engine, job: Job, sub: Submission, stack: contextlib.AsyncExitStack,
-                   place: Any) -> None:
+    async def _run(self, engine: Engine, job: Job, sub: Submission, admitted: asyncio.Event) -> None:
+        async def prepare() -> Any:
+            admitted.set()  # inside the queue place: the job exists from here on
+            return None if sub.values is None else await engine.runner.decode(sub.values)
+
+        async def run(client: ComfyUIClient, request: Any, left: float) -> Any:
+            self._started(job)
+            if request is None:
+                await self._run_graph(client, job, sub, left)
+                return None
+            return await engine.runner.run(client, request, timeout=left, on_progress=self._on_progress(job))
+
         try:
-            async with stack:
-                with self.store.pin([rec.id for rec in sub.assets.values()]):
-                    if sub.values is not None:
-                        await self._run_served(engine, job, sub, place)
-                    else:
-                        await self._run_graph(engine, job, sub, place)
+            with self.store.pin([rec.id for rec in sub.assets.values()]):
+                result = await engine.submit(prepare, run)
+                if result is not None:
+                    await self._store_outputs(engine, job, result)
             job.progress = {**(job.progress or _progress_start(len(job.graph))), "value": 1.0,
                             "nodes_done": len(job.graph), "message": "done"}
             self._finish(job, "succeeded")
         except asyncio.CancelledError:
+            if not admitted.is_set():
+                raise
             self._finish(job, "canceled")
         except V2Error as e:
             self._finish(job, "failed", {"code": e.code, "message": e.message, "node_id": None,
                                          "class_type": None, "traceback": None})
         except ComfyPackError as e:
+            if not admitted.is_set():
+                raise  # refused (queue full, no worker): the submit answers it
             self._finish(job, "failed", _job_error(e, job.graph))
         except Exception as e:  # noqa: BLE001 - a job records every failure; the log has the trace
             logger.exception("v2 job %s failed", job.id)
@@ -239,13 +236,8 @@ class JobManager:
         self._publish(job, "status", {"status": "running"})
         self._publish(job, "progress", job.progress)
 
-    async def _run_served(self, engine: Engine, job: Job, sub: Submission, place: Any) -> None:
-        assert sub.values is not None
-        request = await engine.runner.decode(sub.values)  # URL inputs are fetched in the queue place
-        async with engine.acquire(place) as (client, left):
-            self._started(job)
-            result = await engine.runner.run(client, request, timeout=left,
-                                             on_progress=self._on_progress(job))
+    async def _store_outputs(self, engine: Engine, job: Job, result: RunOutput) -> None:
+        """The served workflow's named outputs, as assets (values as text / JSON files)."""
         job.seeds = dict(result.seeds)
         if result.seeds:
             self._publish(job, "log", {"level": "info", "message": "seeds used: " + json.dumps(result.seeds)})
@@ -259,29 +251,29 @@ class JobManager:
                     suffix = f"_{i}" if i else ""
                     text, ext, media = ((str(value), "txt", "text/plain") if spec.kind == "text"
                                         else (json.dumps(value), "json", "application/json"))
-                    rec = await asyncio.to_thread(self.store.add_bytes, text.encode(), file_path=f"{spec.name}{suffix}.{ext}",
-                                                  content_type=media, job_id=job.id)
+                    rec = await asyncio.to_thread(self.store.add_bytes, text.encode(),
+                                                  file_path=f"{spec.name}{suffix}.{ext}", content_type=media,
+                                                  job_id=job.id)
                     kind = "text"
-                self._add_output(job, spec.node_id, kind, rec)
+                job.outputs.append((spec.node_id, kind, rec))
 
-    async def _run_graph(self, engine: Engine, job: Job, sub: Submission, place: Any) -> None:
-        async with engine.acquire(place) as (client, left):
-            self._started(job)
-            staged: list[FileRef] = []
-            try:
-                prompt = json.loads(json.dumps(job.graph))
-                for (node_id, name), rec in sub.assets.items():
-                    ref = await _stage(client, self.store, rec, f"v2_{job.id}_{rec.file_path}")
-                    staged.append(ref)
-                    prompt[node_id]["inputs"][name] = f"{ref.subfolder}/{ref.filename}"
-                result = await client.run(prompt, timeout=left, on_progress=self._on_progress(job), prompt_id=job.id)
-                for node_id, ui in result.outputs.items():
-                    await self._collect(client, job, str(node_id), ui)
-            finally:
-                for ref in staged:
-                    path = client.local_path(ref)
-                    if path is not None:
-                        path.unlink(missing_ok=True)
+    async def _run_graph(self, client: ComfyUIClient, job: Job, sub: Submission, left: float) -> None:
+        """Any graph (the opt-in policy): its assets staged as inputs, every output collected."""
+        staged: list[FileRef] = []
+        try:
+            prompt = json.loads(json.dumps(job.graph))
+            for (node_id, name), rec in sub.assets.items():
+                ref = await _stage(client, self.store, rec, f"v2_{job.id}_{rec.file_path}")
+                staged.append(ref)
+                prompt[node_id]["inputs"][name] = f"{ref.subfolder}/{ref.filename}"
+            result = await client.run(prompt, timeout=left, on_progress=self._on_progress(job), prompt_id=job.id)
+            for node_id, ui in result.outputs.items():
+                await self._collect(client, job, str(node_id), ui)
+        finally:
+            for ref in staged:
+                path = client.local_path(ref)
+                if path is not None:
+                    path.unlink(missing_ok=True)
 
     async def _collect(self, client: ComfyUIClient, job: Job, node_id: str, ui: Mapping[str, Any]) -> None:
         for key, kind in _UI_KINDS.items():
@@ -293,7 +285,7 @@ class JobManager:
                 media = mimetypes.guess_type(ref.filename)[0] or "application/octet-stream"
                 rec = await asyncio.to_thread(self.store.add_bytes, data, file_path=ref.filename,
                                               content_type=media, job_id=job.id)
-                self._add_output(job, node_id, kind, rec)
+                job.outputs.append((node_id, kind, rec))
                 local = client.local_path(ref) if ref.type == "output" else None
                 if local is not None:  # ours now: the asset store holds the bytes
                     with contextlib.suppress(OSError):
@@ -303,10 +295,7 @@ class JobManager:
             for i, text in enumerate(texts):
                 rec = await asyncio.to_thread(self.store.add_bytes, str(text).encode(), file_path=f"text_{node_id}_{i}.txt",
                                               content_type="text/plain", job_id=job.id)
-                self._add_output(job, node_id, "text", rec)
-
-    def _add_output(self, job: Job, node_id: str, kind: str, rec: AssetRecord) -> None:
-        job.outputs.append((node_id, kind, rec))
+                job.outputs.append((node_id, "text", rec))
 
     def _on_progress(self, job: Job) -> Callable[[ProgressEvent], None]:
         seen: set[str] = set()

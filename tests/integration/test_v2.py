@@ -1,4 +1,4 @@
-"""The v2 app (comfypack.v2) over a real WorkerPool attached to a real headless ComfyUI, served by
+"""The v2 app (comfypack.v2) over the service's real WorkflowEngine (its pool attached to a real headless ComfyUI, served by
 a real uvicorn on 127.0.0.1 and driven by the real ``comfy-sdk`` (and plain HTTP for the edges).
 
 The service wiring (BentoML mount, auth, `comfypack serve`) is covered by tests/e2e/test_comfy_v2.py.
@@ -30,29 +30,20 @@ def v2_server(comfyui_url: str, workflow: Path, state: Path, *, any_graph: bool 
     from starlette.routing import Mount
 
     from comfypack.comfyui.process import free_port
-    from comfypack.pool import WorkerPool
-    from comfypack.runner import WorkflowRunner
-    from comfypack.v2 import PoolEngine, V2Settings, create_app
-    from comfypack.workflow import load_workflow, parse_interface
+    from comfypack.engine import ServeConfig, WorkflowEngine, load_served
+    from comfypack.v2 import V2Settings, create_app
 
-    wf = load_workflow(workflow)
-    iface = parse_interface(wf)
-    holder: dict[str, Any] = {}
-
-    async def ready() -> None:
-        return None
+    config = ServeConfig(workflow=workflow, comfyui_url=comfyui_url, timeout=120)
+    engine = WorkflowEngine(config, *load_served(config))  # the service's own engine, attached
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> Any:
-        pool = WorkerPool(urls=[comfyui_url])
-        await pool.start()
-        holder["engine"] = PoolEngine(interface=iface, workflow=wf, runner=WorkflowRunner(wf, iface),
-                                      pool=lambda: pool, ready=ready, timeout=120)
+        await engine.start()
         yield
-        await pool.close()
+        await engine.stop()
 
-    v2 = create_app(V2Settings(state_dir=state, any_graph=any_graph, has_api_key=any_graph),
-                    lambda: holder.get("engine"))
+    v2 = create_app(V2Settings(state_dir=state, any_graph=any_graph, has_api_key=any_graph), lambda: engine,
+                    ready=engine.readiness)
     app = Starlette(routes=[Mount("/api/v2", app=v2)], lifespan=lifespan)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -111,7 +111,12 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.deploy": {
         "bentocloud_config", "deploy_bentocloud", "require_cloud_login", "KubernetesOptions",
         "kubernetes_manifests", "kubernetes_readme", "build_command_for", "write_kubernetes", "dumps_config",
-        "MODEL_CACHE_PATH", "LOGIN_HINT",
+        "MODEL_CACHE_PATH", "LOGIN_HINT", "QUEUE_METRIC",
+    },
+    "comfypack.containerize": {
+        "ContainerizeOptions", "ContainerizeResult", "ImageConfig", "image_config", "containerfile",
+        "build_script", "host_index_settings", "IndexSettings", "find_builder", "containerize",
+        "DEFAULT_BASE_IMAGE", "MODEL_CACHE_PATH", "IMAGE_UID", "IMAGE_PORT", "BENTO_PATH", "VENV_PATH",
     },
     "comfypack.comfyui.source": {
         "ComfyUISource", "GitSource", "PackagedSource", "ArchiveSource", "DEFAULT_PACKAGED", "TORCH_PINS", "install",
