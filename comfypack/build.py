@@ -116,7 +116,9 @@ class BuildPlan:
 
 def default_name(pack: Path) -> str:
     """A valid Bento name from the pack's file name (``text_tools.cpack.zip`` → ``text_tools``)."""
-    stem = Path(pack).name.removesuffix(".zip").removesuffix(".cpack")
+    from .workflow import workflow_name
+
+    stem = workflow_name(pack)
     name = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-._")[:63].strip("-._")
     return name or "comfypack"
 

@@ -606,9 +606,10 @@ def _api_file_for(workflow: Path, api: dict[str, Any]) -> Path:
     from .config import comfypack_home
 
     text = json.dumps(api, indent=2) + "\n"
-    label = workflow.parent.name if workflow.name == "workflow.json" and workflow.parent.name else workflow.stem
+    from .workflow import workflow_name
+
     target = (comfypack_home() / "converted" / hashlib.sha256(text.encode()).hexdigest()[:16]
-              / (label or "workflow") / "workflow_api.json")
+              / workflow_name(workflow) / "workflow_api.json")
     if not target.is_file():
         atomic_write(target, text)
     logger.info("converted the UI-format %s to API format: %s", workflow, target)
@@ -764,9 +765,9 @@ def lock_cmd(workflow: Path, comfyui_dir: Path | None, output: Path, sources_fil
 
 
 def _default_pack_name(workflow: Path) -> Path:
-    stem = workflow.parent.name if workflow.name == "workflow_api.json" and workflow.parent.name else \
-        workflow.name.removesuffix(".json")
-    return Path(f"{stem or 'workflow'}.cpack.zip")
+    from .workflow import workflow_name
+
+    return Path(f"{workflow_name(workflow)}.cpack.zip")
 
 
 @cli.command("pack")
@@ -888,16 +889,15 @@ def unpack_cmd(pack: Path, dest: Path, verify_only: bool, force: bool, no_venv: 
 def client_cmd(workflow: Path, output: Path | None, endpoint: str, name: str | None) -> None:
     """Generate a typed Python client module for WORKFLOW (an API-format JSON, or a .cpack.zip)."""
     from .codegen import generate_client
-    from .workflow import load_workflow, parse_interface
+    from .workflow import load_workflow, parse_interface, workflow_name
 
     if _is_pack(workflow):
         from .pack import read_pack
 
         graph = read_pack(workflow).workflow
-        label = workflow.name.removesuffix(".zip").removesuffix(".cpack")
     else:
         graph = load_workflow(workflow)
-        label = _default_pack_name(workflow).name.removesuffix(".cpack.zip")
+    label = workflow_name(workflow)
     try:
         source = generate_client(parse_interface(graph), workflow_name=name or label, endpoint=endpoint)
     except ValueError as e:

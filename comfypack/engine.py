@@ -34,7 +34,7 @@ from .media import InputLimits
 from .runner import PreparedRequest, RunOutput, WorkflowRunner
 from .storage import StorageSettings
 from .webhooks import WebhookSettings
-from .workflow import Interface, load_workflow, parse_interface
+from .workflow import Interface, load_workflow, parse_interface, workflow_name
 
 __all__ = ["ServeConfig", "WorkflowEngine", "load_served", "warmup_body"]
 
@@ -116,9 +116,7 @@ class ServeConfig:
     @property
     def label(self) -> str:
         """The workflow's name for logs, metrics and the document title."""
-        if self.workflow.name == "workflow_api.json":
-            return self.workflow.parent.name
-        return self.workflow.name.removesuffix(".zip").removesuffix(".cpack").removesuffix(".json")
+        return workflow_name(self.workflow)
 
     def request_limits(self) -> InputLimits:
         """The file-input limits, with no URL fetch allowed to outlast a request's timeout."""

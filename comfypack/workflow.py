@@ -28,6 +28,7 @@ __all__ = [
     "Interface",
     "load_workflow",
     "parse_interface",
+    "workflow_name",
     "RESERVED_NAMES",
 ]
 
@@ -128,6 +129,22 @@ class Interface:
 
 # ----------------------------------------------------------------------------------------------
 # loading
+
+
+def workflow_name(path: str | Path) -> str:
+    """The one name a workflow file goes by (packs, clients, services, Bentos start from it): the
+    folder's name for ``workflow_api.json`` / ``workflow.json`` (``flows/text_tools/workflow_api.json``
+    → ``text_tools``), else the file name without ``.json`` / ``.cpack.zip`` / ``.zip``;
+    ``workflow`` when that leaves nothing."""
+    path = Path(path)
+    if path.name in ("workflow_api.json", "workflow.json") and path.parent.name:
+        return path.parent.name
+    name = path.name
+    for suffix in (".cpack.zip", ".zip", ".json"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name or "workflow"
 
 
 def load_workflow(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,6 @@ instead of failing at import. Long steps report into a :class:`~._jobs.Job`.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -25,7 +24,6 @@ from ._jobs import HashProgress, Job, JobFailed
 
 __all__ = [
     "require_comfypack",
-    "canonical_sha256",
     "load_api",
     "interface",
     "PACK_STAGES",
@@ -54,12 +52,6 @@ def cli_command() -> list[str]:
     """How to run the comfypack CLI (``$COMFYPACK_CLI`` overrides, space-separated)."""
     env = os.environ.get("COMFYPACK_CLI")
     return env.split() if env else [sys.executable, "-m", "comfypack.cli"]
-
-
-def canonical_sha256(workflow: Any) -> str:
-    """sha256 of the workflow's canonical JSON (as :func:`comfypack.lock.workflow_sha256`)."""
-    text = json.dumps(workflow, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def slug(name: Any, default: str = "workflow") -> str:
@@ -122,6 +114,7 @@ def interface(workflow: dict[str, Any]) -> dict[str, Any]:
     and an example request body. A broken interface raises the WorkflowError with each problem
     naming its field and the node ids that declare it."""
     from comfypack.errors import WorkflowError
+    from comfypack.lock import workflow_sha256
     from comfypack.schema import interface_document
     from comfypack.workflow import parse_interface
 
@@ -134,7 +127,7 @@ def interface(workflow: dict[str, Any]) -> dict[str, Any]:
         raise JobFailed(400, e.type, e.message, enriched or e.details) from e
     doc = interface_document(iface)
     example = {i["name"]: _example_value(i) for i in doc["inputs"] if i["kind"] != "seed"}
-    return {**doc, "workflow_sha256": canonical_sha256(workflow), "example_request": example,
+    return {**doc, "workflow_sha256": workflow_sha256(workflow), "example_request": example,
             "fallback_outputs": iface.fallback_outputs}
 
 

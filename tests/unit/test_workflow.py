@@ -494,3 +494,18 @@ def test_every_problem_is_reported_at_once():
     assert {d["field"] for d in err.details} == {"a", "b", "class"}
     for node_id in ("1", "2", "3"):
         assert f"node {node_id} (" in err.message
+
+
+@pytest.mark.parametrize(("path", "name"), [
+    ("flows/text_tools/workflow_api.json", "text_tools"),
+    ("flows/text_tools/workflow.json", "text_tools"),
+    ("my flow.json", "my flow"),
+    ("/p/my_flow.cpack.zip", "my_flow"),
+    ("/p/old.zip", "old"),
+    ("workflow_api.json", "workflow_api"),  # no folder to name it
+    (".json", "workflow"),
+])
+def test_workflow_name_is_one_rule(path, name):
+    from comfypack.workflow import workflow_name
+
+    assert workflow_name(path) == name
