@@ -10,7 +10,12 @@ when one of that name exists — with :func:`bentocloud_config`, the exact dict 
 Bento (:func:`kubernetes_manifests`): a Deployment (GPU request, ``/readyz`` readiness,
 ``/livez`` liveness, resource requests and limits, non-root, read-only root file system with
 ``emptyDir`` volumes where it writes), a Service, a PersistentVolumeClaim for the model cache
-(``COMFYPACK_HOME``), an optional HorizontalPodAutoscaler, and a README with the commands.
+(``COMFYPACK_HOME``), an optional autoscaler on the service's own queue depth
+(``comfypack_queue_depth``): a HorizontalPodAutoscaler on that Pods metric (served by the
+Prometheus adapter) or a KEDA ``ScaledObject`` on a Prometheus query, which can scale to zero —
+and a README with the commands. What the container runs with — image, user, port, environment and
+every writable path — is the image's own contract (:func:`comfypack.containerize.image_config`,
+what ``comfypack containerize`` builds), so the manifests and the image cannot disagree.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .build import IMAGE_WORKSPACE, BuildOptions, BuildPlan
+from .build import BuildOptions, BuildPlan
+from .containerize import IMAGE_PORT, IMAGE_UID, MODEL_CACHE_PATH, ImageConfig, image_config
 from .errors import DeployError, WorkflowError
 
 __all__ = [
@@ -37,16 +43,19 @@ __all__ = [
     "dumps_config",
     "MODEL_CACHE_PATH",
     "LOGIN_HINT",
+    "QUEUE_METRIC",
 ]
 
 logger = logging.getLogger(__name__)
 
 LOGIN_HINT = ("not logged in to BentoCloud: run `bentoml cloud login` (or set BENTO_CLOUD_API_KEY), "
               "then deploy again")
-#: where the model cache volume is mounted (``COMFYPACK_HOME`` in the pod).
-MODEL_CACHE_PATH = "/var/lib/comfypack"
-_PORT = 3000
-_UID = 1034  # the `bentoml` user of images from `bentoml containerize`
+#: the service's gauge of requests waiting for a worker (what the autoscalers follow)
+QUEUE_METRIC = "comfypack_queue_depth"
+_PORT = IMAGE_PORT
+_UID = IMAGE_UID
+#: pod volumes by the image path they are mounted on (the rest of the root file system is read-only)
+_VOLUME_NAMES = {MODEL_CACHE_PATH: "model-cache", "/tmp": "tmp"}
 _DNS_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -146,8 +155,10 @@ class KubernetesOptions:
     gpu: int = 0
     replicas: int = 1
     hpa_min: int | None = None
-    hpa_max: int | None = None  # set: a HorizontalPodAutoscaler (autoscaling/v2) on CPU
-    hpa_cpu: int = 80  # target average CPU utilization (%)
+    hpa_max: int | None = None  # set: an autoscaler (HPA, or KEDA with `keda`) on the queue depth
+    hpa_queue: str = "2"  # target requests waiting per replica (a Kubernetes quantity)
+    keda: bool = False  # a KEDA ScaledObject instead of an HPA (hpa_min may then be 0)
+    prometheus_url: str | None = None  # KEDA: the Prometheus that scrapes the pods' /metrics
     cpu: str = "2"
     memory: str = "8Gi"
     model_cache_size: str = "50Gi"
@@ -167,10 +178,15 @@ def kubernetes_manifests(plan: BuildPlan, opts: KubernetesOptions | None = None)
     opts = opts or KubernetesOptions()
     if opts.gpu < 0 or opts.replicas < 0:
         raise WorkflowError("--gpu and --replicas must be ≥ 0")
-    if opts.hpa_max is not None and not (1 <= (opts.hpa_min or 1) <= opts.hpa_max):
-        raise WorkflowError("--hpa-min / --hpa-max: need 1 ≤ min ≤ max")
+    if opts.hpa_max is not None and not ((0 if opts.keda else 1) <= (1 if opts.hpa_min is None
+                                                                      else opts.hpa_min) <= opts.hpa_max):
+        raise WorkflowError(f"--hpa-min / --hpa-max: need {0 if opts.keda else 1} ≤ min ≤ max")
+    if opts.keda and (opts.hpa_max is None or not opts.prometheus_url):
+        raise WorkflowError("--keda needs --hpa-max and --prometheus-url (the Prometheus that "
+                            "scrapes the pods' /metrics)")
     name = _dns_name(opts.name or plan.name)
     image = opts.image or plan.tag
+    contract = image_config(plan.envs)
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "comfypack",
               "app.kubernetes.io/version": plan.version}
     selector = {"app.kubernetes.io/name": name}
@@ -181,29 +197,16 @@ def kubernetes_manifests(plan: BuildPlan, opts: KubernetesOptions | None = None)
     quantities: dict[str, Any] = {"cpu": opts.cpu, "memory": opts.memory}
     if opts.gpu:
         quantities["nvidia.com/gpu"] = opts.gpu  # extended resource: requests must equal limits
-    env = [
-        {"name": "COMFYPACK_HOME", "value": MODEL_CACHE_PATH},  # model cache (sha256-verified)
-        {"name": "BENTOML_HOME", "value": "/tmp/bentoml"},  # BentoML's runtime files
-        {"name": "HOME", "value": "/tmp/home"},  # caches libraries keep under ~
-    ]
-    mounts = [{"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
-              {"name": "tmp", "mountPath": "/tmp"}]
-    volumes: list[dict[str, Any]] = [
-        {"name": "model-cache", "persistentVolumeClaim": {"claimName": cache_claim}},
-        {"name": "tmp", "emptyDir": {}},
-    ]
-    if opts.read_only_root:
-        # what the service writes inside the image's workspace at start: model links, input assets
-        for vol, sub in (("workspace-models", "models"), ("workspace-input", "input")):
-            mounts.append({"name": vol, "mountPath": f"{IMAGE_WORKSPACE}/comfyui/{sub}"})
-            volumes.append({"name": vol, "emptyDir": {}})
+    # the image sets these too; spelled out so the pod says where it writes
+    env = [{"name": k, "value": contract.env[k]} for k in ("COMFYPACK_HOME", "BENTOML_HOME", "HOME")]
+    mounts, volumes = _volumes(contract, cache_claim, opts.read_only_root)
     probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 3,
              "failureThreshold": 3}
     container: dict[str, Any] = {
         "name": "comfypack",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": _PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": contract.port, "protocol": "TCP"}],
         "env": env,
         # the first start fetches the models: allow it (up to 30 min) before liveness applies
         "startupProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10,
@@ -212,15 +215,15 @@ def kubernetes_manifests(plan: BuildPlan, opts: KubernetesOptions | None = None)
         "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 15,
                           "timeoutSeconds": 5, "failureThreshold": 4},
         "resources": {"requests": dict(quantities), "limits": dict(quantities)},
-        "securityContext": {"runAsNonRoot": True, "runAsUser": _UID, "runAsGroup": _UID,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": contract.uid, "runAsGroup": contract.uid,
                             "allowPrivilegeEscalation": False,
                             "readOnlyRootFilesystem": opts.read_only_root,
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": mounts,
     }
     pod: dict[str, Any] = {
-        "securityContext": {"runAsNonRoot": True, "runAsUser": _UID, "runAsGroup": _UID,
-                            "fsGroup": _UID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": contract.uid, "runAsGroup": contract.uid,
+                            "fsGroup": contract.uid, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
         "volumes": volumes,
     }
@@ -235,7 +238,10 @@ def kubernetes_manifests(plan: BuildPlan, opts: KubernetesOptions | None = None)
             "selector": {"matchLabels": selector},
             # one volume that only one node may mount: the old pod goes before the new one comes
             "strategy": {"type": "RollingUpdate" if many else "Recreate"},
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+            # Prometheus scrapes /metrics (the queue depth the autoscaler follows)
+            "template": {"metadata": {"labels": dict(labels), "annotations": {
+                "prometheus.io/scrape": "true", "prometheus.io/port": str(contract.port),
+                "prometheus.io/path": "/metrics"}}, "spec": pod},
         },
     }
     service = {
@@ -254,20 +260,63 @@ def kubernetes_manifests(plan: BuildPlan, opts: KubernetesOptions | None = None)
     if opts.storage_class:
         pvc["spec"]["storageClassName"] = opts.storage_class
     manifests = {"deployment.yaml": deployment, "service.yaml": service, "pvc.yaml": pvc}
-    if opts.hpa_max is not None:
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    if opts.hpa_max is not None and opts.keda:
+        ns = f'namespace="{opts.namespace}",' if opts.namespace else ""
+        manifests["keda.yaml"] = {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": _metadata(name, opts, labels),
+            "spec": {
+                "scaleTargetRef": target,
+                "minReplicaCount": 1 if opts.hpa_min is None else opts.hpa_min,
+                "maxReplicaCount": opts.hpa_max,
+                "pollingInterval": 15,
+                "cooldownPeriod": 300,
+                "triggers": [{"type": "prometheus", "metadata": {
+                    "serverAddress": opts.prometheus_url,
+                    # requests waiting in every replica, plus those running (busy workers)
+                    "query": f'sum({QUEUE_METRIC}{{{ns}pod=~"{name}-.*"}}) + '
+                             f'sum(comfypack_busy_workers{{{ns}pod=~"{name}-.*"}})',
+                    "threshold": opts.hpa_queue,
+                    "activationThreshold": "0",
+                }}],
+            },
+        }
+    elif opts.hpa_max is not None:
         manifests["hpa.yaml"] = {
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",
             "metadata": _metadata(name, opts, labels),
             "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "scaleTargetRef": target,
                 "minReplicas": opts.hpa_min or 1,
                 "maxReplicas": opts.hpa_max,
-                "metrics": [{"type": "Resource", "resource": {
-                    "name": "cpu", "target": {"type": "Utilization", "averageUtilization": opts.hpa_cpu}}}],
+                # a Pods metric from the Prometheus adapter (custom.metrics.k8s.io): the service's
+                # own queue, not CPU (a GPU-bound worker keeps CPU low while requests wait)
+                "metrics": [{"type": "Pods", "pods": {
+                    "metric": {"name": QUEUE_METRIC},
+                    "target": {"type": "AverageValue", "averageValue": opts.hpa_queue}}}],
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
             },
         }
     return manifests
+
+
+def _volumes(contract: ImageConfig, cache_claim: str,
+             read_only_root: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A pod volume for each of the image's volumes: the model cache from its claim, the rest
+    ``emptyDir`` (with a writable root, only the model cache and ``/tmp``)."""
+    mounts: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    for path in contract.volumes:
+        vol = _VOLUME_NAMES.get(path) or "workspace-" + path.rstrip("/").rsplit("/", 1)[-1]
+        if not read_only_root and vol.startswith("workspace-"):
+            continue
+        mounts.append({"name": vol, "mountPath": path})
+        volumes.append({"name": vol, "persistentVolumeClaim": {"claimName": cache_claim}}
+                       if path == MODEL_CACHE_PATH else {"name": vol, "emptyDir": {}})
+    return mounts, volumes
 
 
 def build_command_for(pack: Path, options: BuildOptions, plan: BuildPlan) -> str:
@@ -294,7 +343,7 @@ def build_command_for(pack: Path, options: BuildOptions, plan: BuildPlan) -> str
 
 def kubernetes_readme(plan: BuildPlan, opts: KubernetesOptions, build_command: str,
                       out_dir: str = "DIR") -> str:
-    """The README that goes next to the manifests: build, containerize, push, apply."""
+    """The README that goes next to the manifests: containerize, push, apply."""
     name = _dns_name(opts.name or plan.name)
     image = opts.image or plan.tag
     ns = f" -n {opts.namespace}" if opts.namespace else ""
@@ -306,10 +355,33 @@ def kubernetes_readme(plan: BuildPlan, opts: KubernetesOptions, build_command: s
                 "# (or write these files again with --image registry.example.com/…)\n")
     gpu = (f"It asks for {opts.gpu} `nvidia.com/gpu` (the NVIDIA device plugin must run on the "
            "GPU nodes) and tolerates their `nvidia.com/gpu` taint.\n\n" if opts.gpu else "")
-    hpa = (f"`hpa.yaml` scales it between {opts.hpa_min or 1} and {opts.hpa_max} replicas on CPU "
-           f"utilization ({opts.hpa_cpu}%; the metrics server must run). Several replicas share the "
-           "model cache: its claim asks for `ReadWriteMany`, which needs a storage class that "
-           "offers it (NFS, EFS, Filestore, …).\n\n" if opts.hpa_max is not None else "")
+    shared = ("Several replicas share the model cache: its claim asks for `ReadWriteMany`, which "
+              "needs a storage class that offers it (NFS, EFS, Filestore, …).\n\n")
+    hpa = ""
+    if opts.hpa_max is not None and opts.keda:
+        low = 1 if opts.hpa_min is None else opts.hpa_min
+        hpa = (f"`keda.yaml` is a KEDA ScaledObject: between {low} and {opts.hpa_max} replicas "
+               f"on `sum({QUEUE_METRIC}) + sum(comfypack_busy_workers)` from the Prometheus at "
+               f"`{opts.prometheus_url}` (which must scrape the pods' `/metrics`, as their "
+               f"`prometheus.io/*` annotations ask), {opts.hpa_queue} per replica. KEDA must be "
+               "installed (it makes the HPA itself: do not add another). "
+               + ("With 0 replicas nothing serves and nothing is queued, so nothing wakes it: "
+                  "put KEDA's HTTP add-on (or an ingress metric) in front to scale from zero. "
+                  if low == 0 else "") + shared)
+    elif opts.hpa_max is not None:
+        hpa = (f"`hpa.yaml` scales it between {opts.hpa_min or 1} and {opts.hpa_max} replicas on "
+               f"the service's own queue (`{QUEUE_METRIC}`, {opts.hpa_queue} waiting requests per "
+               "replica on average), not on CPU: a replica busy on the GPU keeps its CPU low while "
+               "requests wait. It is a Pods metric of the custom metrics API, so Prometheus must "
+               "scrape the pods' `/metrics` (their `prometheus.io/*` annotations ask for it) and "
+               "the Prometheus adapter must serve it, with a rule like:\n\n"
+               "```yaml\nrules:\n- seriesQuery: '" + QUEUE_METRIC + "{namespace!=\"\",pod!=\"\"}'\n"
+               "  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}\n"
+               "  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)\n```\n\n"
+               + shared)
+    # the same flags make the same Bento; `comfypack containerize` builds it, then its image
+    containerize_command = (build_command.replace("comfypack build ", "comfypack containerize ", 1)
+                            + f" -t {plan.tag}   # an OCI image (buildah or docker) named {plan.tag}")
     return f"""# {name} on Kubernetes
 
 Manifests written by `comfypack deploy {plan.pack.name} --target kubernetes` for the Bento
@@ -320,7 +392,7 @@ Manifests written by `comfypack deploy {plan.pack.name} --target kubernetes` for
 | `deployment.yaml` | the service: port {_PORT}, readiness `/readyz` (200 once ComfyUI answers), liveness `/livez`, a start-up probe that allows the first model download, CPU/memory{'/GPU' if opts.gpu else ''} requests and limits, non-root (uid {_UID}), no privilege escalation, read-only root file system{' (emptyDir volumes for /tmp and the workspace folders it writes)' if opts.read_only_root else ' off'} |
 | `service.yaml` | a ClusterIP Service on port {_PORT} |
 | `pvc.yaml` | `{name}-model-cache` ({opts.model_cache_size}): the model cache, mounted at `{MODEL_CACHE_PATH}` (`COMFYPACK_HOME`) |
-{'| `hpa.yaml` | a HorizontalPodAutoscaler (autoscaling/v2) |' + chr(10) if opts.hpa_max is not None else ''}
+{'| `keda.yaml` | a KEDA ScaledObject on the queue depth |' + chr(10) if opts.hpa_max is not None and opts.keda else ''}{'| `hpa.yaml` | a HorizontalPodAutoscaler (autoscaling/v2) on the queue depth |' + chr(10) if opts.hpa_max is not None and not opts.keda else ''}
 The image restores the pack's ComfyUI and custom nodes when it is built. Models are not in it:
 the first start fetches each one from its source into the model cache and checks its sha256, so
 later starts (and other replicas on the same volume) find them there.
@@ -328,8 +400,8 @@ later starts (and other replicas on the same volume) find them there.
 {gpu}{hpa}## Build, push, apply
 
 ```bash
-{build_command}
-bentoml containerize {plan.tag}          # a Docker image named {plan.tag}
+{containerize_command}
+# (or: {build_command} && bentoml containerize {plan.tag}, where python:3.11-slim can be pulled)
 {push}kubectl apply{ns} -f {out_dir}
 kubectl rollout status{ns} deployment/{name}
 kubectl port-forward{ns} service/{name} {_PORT}:{_PORT}   # then http://127.0.0.1:{_PORT}/docs
