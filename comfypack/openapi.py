@@ -142,8 +142,8 @@ def _single_file(interface: Interface) -> OutputSpec | None:
     return None
 
 
-def _result_response(interface: Interface) -> dict[str, Any]:
-    """The 200 of the endpoint (and of ``get``)."""
+def _result_response(interface: Interface, outputs: tuple[str, ...] = ("inline",)) -> dict[str, Any]:
+    """The 200 of the endpoint (and of ``get``); ``outputs``: the answer forms the service offers."""
     json_content = {"application/json": {"schema": {"$ref": "#/components/schemas/GenerateOutput"}}}
     headers = {
         "X-Request-ID": {"schema": {"type": "string"}, "description": "the request id (echoed or made)"},
@@ -152,13 +152,15 @@ def _result_response(interface: Interface) -> dict[str, Any]:
                               "description": "JSON object: the seed used per Seed input"},
     }
     single = _single_file(interface)
-    if single is None:
-        return {"description": "Every named output (files as base64 `data:` URIs).", "headers": headers,
-                "content": json_content}
+    stored = " With object storage (`X-ComfyPack-Outputs: url`), files are signed URLs to download " \
+             "them from, and a single file output comes back as this JSON too." if "url" in outputs else ""
+    if single is None or outputs == ("url",):
+        return {"description": "Every named output (files as base64 `data:` URIs)." + stored,
+                "headers": headers, "content": json_content}
     media = _OUTPUT_MEDIA.get((single.kind, single.format or ""), f"{single.kind}/*" if single.kind != "file"
                               else "application/octet-stream")
     return {"description": f"The {single.kind} output `{single.name}` itself (JSON with a list of "
-                           "`data:` URIs when the node produced a batch).",
+                           "`data:` URIs when the node produced a batch)." + stored,
             "headers": headers,
             "content": {media: {"schema": {"type": "string", "format": "binary"}}, **json_content}}
 
@@ -168,7 +170,32 @@ def _task_id_param() -> dict[str, Any]:
             "description": "the id `submit` returned"}
 
 
-def _task_routes(route: str, interface: Interface, body: dict[str, Any], auth: bool) -> dict[str, Any]:
+def _delivery_params(webhooks: bool, outputs: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The request headers that choose where results go (:mod:`comfypack.delivery`)."""
+    params: list[dict[str, Any]] = []
+    if webhooks:
+        params.append({"name": "X-ComfyPack-Callback-Url", "in": "header", "required": False,
+                       "schema": {"type": "string", "maxLength": 2048},
+                       "description": "POST a signed event here when the job ends (completed, failed or "
+                                      "cancelled): headers `X-ComfyPack-Webhook-Id`, `-Timestamp`, "
+                                      "`-Signature: v1=<hex HMAC-SHA256 of \"<timestamp>.<body>\">`. "
+                                      "Public addresses only, unless the operator allow-lists the host."})
+    if "url" in outputs:
+        if len(outputs) > 1:
+            params.append({"name": "X-ComfyPack-Outputs", "in": "header", "required": False,
+                           "schema": {"type": "string", "enum": list(outputs)},
+                           "description": f"File outputs inline (`data:` URIs) or as signed URLs to the "
+                                          f"stored files (default `{outputs[0]}`)."})
+        params.append({"name": "X-ComfyPack-Output-Prefix", "in": "header", "required": False,
+                       "schema": {"type": "string", "maxLength": 520,
+                                  "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,7}/?$"},
+                       "description": "A key prefix of this request's own under the service's."})
+    return params
+
+
+def _task_routes(route: str, interface: Interface, body: dict[str, Any], auth: bool,
+                 params: list[dict[str, Any]] | None = None,
+                 outputs: tuple[str, ...] = ("inline",)) -> dict[str, Any]:
     task_status = {"$ref": "#/components/schemas/TaskStatus"}
     not_found = {"description": "No such job (ids are kept per service, until it restarts).",
                  "content": {"application/json": {"schema": _ERROR_REF}}}
@@ -182,6 +209,7 @@ def _task_routes(route: str, interface: Interface, body: dict[str, Any], auth: b
             "summary": "Run the workflow as a job",
             "description": "Takes exactly what the endpoint takes (validated now: a bad input is "
                            "refused here, not when the job runs); answers a task id at once.",
+            **({"parameters": params} if params else {}),
             "requestBody": body,
             "responses": {"200": {"description": "Submitted.", "content": {"application/json": {
                 "schema": task_status}}}, **sub_errors},
@@ -197,7 +225,7 @@ def _task_routes(route: str, interface: Interface, body: dict[str, Any], auth: b
             "tags": ["jobs"], "operationId": "result", "summary": "A finished job's answer",
             "description": "The answer the endpoint would have given (a failed job: its error).",
             "parameters": [_task_id_param()],
-            "responses": {"200": _result_response(interface), "400": missing, "404": not_found,
+            "responses": {"200": _result_response(interface, outputs), "400": missing, "404": not_found,
                 "409": not_finished,
                 **_errors(["413", "422", "500", "502", "503", "504"], auth=auth)},
         }},
@@ -258,6 +286,18 @@ def _components(interface: Interface, bodies: dict[str, Any]) -> dict[str, Any]:
                 "step": {"type": "integer", "nullable": True},
                 "steps": {"type": "integer", "nullable": True},
                 "progress": {"type": "number", "minimum": 0, "maximum": 1},
+                "webhook": {
+                    "type": "object", "nullable": True,
+                    "description": "the delivery of this job's callback, when it has one",
+                    "properties": {
+                        "url": {"type": "string"}, "event_id": {"type": "string"},
+                        "status": {"type": "string", "enum": ["pending", "delivering", "delivered", "failed"]},
+                        "attempts": {"type": "integer"},
+                        "last_status": {"type": "integer", "nullable": True},
+                        "last_error": {"type": "string", "nullable": True},
+                        "delivered_at": {"type": "number", "nullable": True},
+                    },
+                },
             },
         },
         "Readiness": {
@@ -320,19 +360,22 @@ def _example(interface: Interface, example: dict[str, Any] | None) -> dict[str, 
 
 def openapi_document(interface: Interface, *, route: str = "/generate", title: str = "comfypack",
                      version: str = "0", description: str = "", example: dict[str, Any] | None = None,
-                     api_key: bool = False) -> dict[str, Any]:
-    """The whole OpenAPI 3.0 document of a service serving ``interface`` at ``route``."""
+                     api_key: bool = False, webhooks: bool = False,
+                     outputs: tuple[str, ...] = ("inline",)) -> dict[str, Any]:
+    """The whole OpenAPI 3.0 document of a service serving ``interface`` at ``route``
+    (``webhooks``: callbacks are signed; ``outputs``: the answer forms for files)."""
     body, bodies = _bodies(interface, _example(interface, example))
+    params = _delivery_params(webhooks, outputs)
     generate: dict[str, Any] = {
         "tags": ["workflow"], "operationId": "generate", "summary": "Run the workflow",
-        "description": description, "requestBody": body,
-        "responses": {"200": _result_response(interface),
+        "description": description, **({"parameters": params} if params else {}), "requestBody": body,
+        "responses": {"200": _result_response(interface, outputs),
                       **_errors(["400", "413", "415", "422", "500", "502", "503", "504"], auth=api_key)},
     }
     plain: dict[str, Any] = {"security": []} if api_key else {}
     paths: dict[str, Any] = {
         route: {"post": generate},
-        **_task_routes(route, interface, body, api_key),
+        **_task_routes(route, interface, body, api_key, params, outputs),
         "/readyz": {"get": {
             "tags": ["service"], "operationId": "readyz", "summary": "Ready to serve?", **plain,
             "responses": {code: {"description": text, "content": {"application/json": {

@@ -59,13 +59,15 @@ class RunOutput:
     outputs: dict[str, list[Any]]  # name → values (OutputFile for file kinds)
     specs: dict[str, OutputSpec]
     seeds: dict[str, int]
+    #: output name → a URL per file, once they are uploaded (:mod:`comfypack.storage`)
+    stored: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self, urls: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
-        """Every named output (files as data: URIs, or the URLs in ``urls`` — output name → one
-        per file, see :mod:`comfypack.storage`; a list when the node produced several)."""
+        """Every named output (files as data: URIs, or their URLs in ``urls`` / :attr:`stored`;
+        a list when the node produced several)."""
         out: dict[str, Any] = {}
         for name, values in self.outputs.items():
-            stored = iter((urls or {}).get(name) or ())
+            stored = iter((urls if urls is not None else self.stored).get(name) or ())
             items = [(next(stored, None) or v.data_uri()) if isinstance(v, OutputFile) else v
                      for v in values]
             out[name] = items[0] if len(items) == 1 else items
@@ -74,8 +76,9 @@ class RunOutput:
         return out
 
     def single_file(self) -> OutputFile | None:
-        """The file, when the workflow has exactly one output and it produced exactly one file."""
-        if len(self.outputs) == 1:
+        """The file, when the workflow has exactly one output and it produced exactly one file
+        (and it was not uploaded: then the answer is JSON with its URL)."""
+        if len(self.outputs) == 1 and not self.stored:
             (name, values), = self.outputs.items()
             if self.specs[name].kind in FILE_KINDS and len(values) == 1 and isinstance(values[0], OutputFile):
                 return values[0]

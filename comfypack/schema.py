@@ -89,8 +89,9 @@ def input_schema(interface: Interface) -> dict[str, Any]:
 def _output_property(spec: OutputSpec) -> dict[str, Any]:
     # RunOutput.to_json gives one value, or a list when the node produced several (a batch)
     if spec.kind in FILE_KINDS:
-        one: dict[str, Any] = {"type": "string"}
-        description = f"{spec.kind} as a base64 data: URI (a list of them for a batch)"
+        one: dict[str, Any] = {"type": "string", "pattern": "^(data:|https?://)"}
+        description = (f"{spec.kind} as a base64 data: URI, or — where the service stores outputs — "
+                       "a signed http(s) URL to download it from (a list of them for a batch)")
     elif spec.kind == "text":
         one, description = {"type": "string"}, "text (a list when the node produced several)"
     elif spec.kind == "number":

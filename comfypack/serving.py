@@ -30,8 +30,9 @@ from typing import Any
 import bentoml
 from pydantic import ConfigDict, model_validator
 
+from .delivery import DeliveryOptionsMiddleware, ResultDelivery
 from .engine import ServeConfig, WorkflowEngine, load_served
-from .errors import Cancelled, ComfyPackError, ExecutionFailed, Overloaded
+from .errors import Cancelled, ComfyPackError, ExecutionFailed, Overloaded, RequestError
 from .http import (
     AuthMiddleware,
     BodyLimitMiddleware,
@@ -128,8 +129,10 @@ class GenerateEndpoint:
     errors as JSON with their status, metrics and one log line per request. The work itself is
     :meth:`WorkflowEngine.execute`."""
 
-    def __init__(self, engine: WorkflowEngine, jobs: JobTable, metrics: _Metrics, *, route: str) -> None:
+    def __init__(self, engine: WorkflowEngine, jobs: JobTable, metrics: _Metrics, *, route: str,
+                 delivery: ResultDelivery | None = None) -> None:
         self.engine = engine
+        self.delivery = delivery or ResultDelivery()  # object storage, webhooks (both optional)
         self.jobs = jobs
         self.metrics = metrics
         self.route = route
@@ -146,7 +149,15 @@ class GenerateEndpoint:
             body = form_to_body(self.engine.interface, form)
         body = request.scope.get("comfypack.json", body)  # parsed by BodyTypeMiddleware
         task_id = getattr(request.state, "task_id", None)
-        job = self.jobs.start(task_id, self.total_nodes) if task_id else None
+        try:
+            options = self.delivery.options(request.headers)  # checked by DeliveryOptionsMiddleware
+        except RequestError as e:
+            return self._error(e, request_id)
+        # a job: a submitted task, or a synchronous call with a callback (its outcome is then
+        # followed under the request id)
+        job = self.jobs.start(task_id or request_id, self.total_nodes) if task_id or options.callback else None
+        if job is not None:
+            self.delivery.expect(job, options, request_id=request_id, is_task=bool(task_id))
         on_running = on_progress = None
         if job is not None:
             on_running, on_progress = (lambda: job.__setitem__("status", "running")), progress_hook(job)
@@ -158,11 +169,12 @@ class GenerateEndpoint:
                 result = await run
             else:
                 result = await _unless_disconnected(run, request.receive)
+            await self.delivery.store_outputs(result, options, task_id or request_id)
         except asyncio.CancelledError:
             outcome = "cancelled"
             # a job's stored answer: 409 (its state forbids a result); a synchronous caller that
             # went away: 499, for the log
-            err = Cancelled(disconnected=job is None)
+            err = Cancelled(disconnected=not task_id)
             if job is not None:
                 self.jobs.finish(job, "cancelled", error=err)
             return self._error(err, request_id)
@@ -215,6 +227,8 @@ def make_service(config: ServeConfig) -> type[Any]:
     label = config.label
     doc = _describe(label, route, interface)
     jobs = JobTable()
+    delivery = ResultDelivery(config.webhooks, config.storage)
+    jobs.on_finish(delivery.on_finish)
     readiness = _Readiness()
     metrics = _Metrics(label)
 
@@ -230,15 +244,17 @@ def make_service(config: ServeConfig) -> type[Any]:
                 config, workflow, interface, on_pool_change=metrics.observe_pool,
                 on_restart=lambda w: metrics.restarts.labels(workflow=label).inc())
             self.jobs = jobs
-            self.endpoint = GenerateEndpoint(self.engine, jobs, metrics, route=route)
+            self.endpoint = GenerateEndpoint(self.engine, jobs, metrics, route=route, delivery=delivery)
             readiness.engine = self.engine
 
         @bentoml.on_startup
         async def _start(self) -> None:
             await self.engine.start()
+            await delivery.start()
 
         @bentoml.on_shutdown
         async def _stop(self) -> None:
+            await delivery.close()
             await self.engine.stop()
 
         async def __is_ready__(self) -> bool:
@@ -264,10 +280,12 @@ def make_service(config: ServeConfig) -> type[Any]:
                      + (f"\n\nInputs:{inputs}" if inputs else ""))
         return openapi_document(interface, route=route, title=label, version=digest[:12],
                                 description=described, example=request_schema.get("example"),
-                                api_key=bool(config.api_key))
+                                api_key=bool(config.api_key),
+                                webhooks=bool(config.webhooks and config.webhooks.secret),
+                                outputs=config.storage.modes if config.storage else ("inline",))
 
     _add_middlewares(ComfyPackService, config, route=route, interface=interface, jobs=jobs,
-                     readiness=readiness, document=document)
+                     readiness=readiness, document=document, delivery=delivery)
     _mount_v2(ComfyPackService, config, readiness)
     return ComfyPackService
 
@@ -282,7 +300,8 @@ def _mount_v2(service: Any, config: ServeConfig, readiness: _Readiness) -> None:
 
 
 def _add_middlewares(service: Any, config: ServeConfig, *, route: str, interface: Interface,
-                     jobs: JobTable, readiness: _Readiness, document: Any) -> None:
+                     jobs: JobTable, readiness: _Readiness, document: Any,
+                     delivery: ResultDelivery | None = None) -> None:
     """The HTTP layers around the service, outermost first (see comfypack.http)."""
     add = service.add_asgi_middleware
     add(ReadyMiddleware, check=readiness.check)
@@ -293,6 +312,8 @@ def _add_middlewares(service: Any, config: ServeConfig, *, route: str, interface
     add(OpenAPIMiddleware, document=document)
     add(BodyLimitMiddleware, max_bytes=config.max_upload_bytes)
     add(ErrorShapeMiddleware, route=route)
+    if delivery is not None:  # callback / answer-form headers: 422 before anything is queued
+        add(DeliveryOptionsMiddleware, route=route, delivery=delivery)
     add(JobsMiddleware, route=route, progress=jobs.progress, cancel=jobs.cancel)
     add(BodyTypeMiddleware, route=route)
     add(MultipartMiddleware, route=route, interface=interface)

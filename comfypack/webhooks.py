@@ -33,7 +33,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,9 +203,11 @@ def _wait(settings: WebhookSettings, attempt: int) -> float:
 
 
 async def deliver(body: Mapping[str, Any], record: Delivery, settings: WebhookSettings, *,
-                  resolve: Resolve | None = None, ssl: Any = True) -> Delivery:
+                  resolve: Resolve | None = None, ssl: Any = True,
+                  on_attempt: Callable[[Delivery], None] | None = None) -> Delivery:
     """POST ``body`` to ``record.url`` until a 2xx answer, within the retry bounds; updates and
-    returns ``record``. Never raises for the receiver's failures (they are the record's)."""
+    returns ``record`` (``on_attempt(record)`` after each failed attempt). Never raises for the
+    receiver's failures (they are the record's)."""
     import aiohttp
     from yarl import URL
 
@@ -247,5 +249,7 @@ async def deliver(body: Mapping[str, Any], record: Delivery, settings: WebhookSe
             return record
         logger.info("webhook %s attempt %d failed (%s); retrying in %.1f s", record.event_id,
                     record.attempts, record.last_error, wait)
+        if on_attempt is not None:
+            on_attempt(record)
         await asyncio.sleep(wait)
 

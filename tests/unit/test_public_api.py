@@ -76,6 +76,7 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.webhooks": {"CALLBACK_HEADER", "ID_HEADER", "TIMESTAMP_HEADER", "SIGNATURE_HEADER",
                            "WebhookSettings", "Delivery", "event", "sign", "signed_headers",
                            "verify_signature", "check_callback", "deliver"},
+    "comfypack.delivery": {"DeliveryOptions", "ResultDelivery", "DeliveryOptionsMiddleware"},
     "comfypack.storage": {"StorageSettings", "OutputStore", "OUTPUTS_HEADER", "PREFIX_HEADER", "MODES",
                           "choose_mode", "job_prefix", "s3_client"},
     "comfypack.runner": {"WorkflowRunner", "RunOutput", "OutputFile", "PreparedRequest"},
