@@ -6,7 +6,7 @@ EXAMPLE ?= text_tools
 PORT ?= 3000
 export COMFYPACK_HOME ?= $(CURDIR)/.cache
 
-.PHONY: setup serve-example bento test test-current test-unit test-integration test-e2e test-browser ui-examples bench lint clean-cache
+.PHONY: setup serve-example bento base-image test test-current test-unit test-integration test-e2e test-browser test-container ui-examples bench lint clean-cache
 
 setup:  ## create .venv, install everything, provision ComfyUI (repeatable)
 	bash scripts/setup.sh
@@ -16,6 +16,9 @@ serve-example: ## serve examples/workflows/$(EXAMPLE) on http://127.0.0.1:$(PORT
 
 bento:  ## build the example service into a Bento (bentofile.yaml; `comfypack build PACK` for a pack)
 	$(BIN)/bentoml build
+
+base-image:  ## the base image `comfypack containerize` builds on, made locally (Debian + Python 3.11; installs buildah as root)
+	bash scripts/base_image.sh
 
 test:  ## every test (unit, integration, e2e, browser) on the default ComfyUI, then on the current line
 	bash scripts/test_matrix.sh
@@ -34,6 +37,9 @@ test-e2e:
 
 test-browser:  ## UI → API conversion vs ComfyUI's real frontend (headless Chromium)
 	COMFYPACK_REQUIRE_COMFYUI=1 $(BIN)/python -m pytest -q tests/browser
+
+test-container: base-image  ## a pack → OCI image (buildah) → run read-only, non-root, models fetched at start (slow, ~15 GB)
+	COMFYPACK_CONTAINER_TESTS=1 COMFYPACK_REQUIRE_COMFYUI=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/container
 
 ui-examples:  ## regenerate examples/workflows/*/workflow.json with ComfyUI's frontend
 	$(BIN)/python scripts/make_ui_examples.py
