@@ -472,12 +472,27 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
 @click.option("--any-graph/--served-graph-only", default=None,
               help="Comfy API v2 (/api/v2/jobs): run any API-format graph whose nodes this ComfyUI has, "
                    "not only the served workflow; needs an API key [env COMFYPACK_V2_ANY_GRAPH; default off].")
+@click.option("--webhook-secret-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Sign callbacks (X-ComfyPack-Callback-Url) with the secret in this file (first line) "
+                   "[env COMFYPACK_WEBHOOK_SECRET; no secret: callbacks are refused].")
+@click.option("--s3-bucket", default=None, help="Upload file outputs to this bucket and answer signed URLs "
+              "[env COMFYPACK_S3_BUCKET; credentials: boto3's usual chain].")
+@click.option("--s3-endpoint", default=None, help="S3-compatible endpoint URL (R2, MinIO …) [env "
+              "COMFYPACK_S3_ENDPOINT, else AWS_ENDPOINT_URL_S3].")
+@click.option("--s3-prefix", default=None, help="Key prefix of this service's outputs [env COMFYPACK_S3_PREFIX].")
+@click.option("--s3-url-expires", type=click.IntRange(1, 7 * 24 * 3600), default=None,
+              help="Seconds a signed URL is valid [env COMFYPACK_S3_URL_EXPIRES; default 3600].")
+@click.option("--outputs", "output_modes", type=click.Choice(["url", "inline", "url,inline", "inline,url"]),
+              default=None, help="Answer forms for files, the first the default; with both, a request "
+              "picks with X-ComfyPack-Outputs [env COMFYPACK_OUTPUTS; default url with a bucket].")
 @_errors
 def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyui_url: str | None,
           endpoint: str, timeout: float | None, workers: int | None, pipeline: int | None,
           max_queue: int | None, warmup: bool | None, max_upload_bytes: int | None,
           api_key_env: str | None, api_key_file: Path | None, state_dir: Path | None,
-          any_graph: bool | None) -> None:
+          any_graph: bool | None, webhook_secret_file: Path | None = None, s3_bucket: str | None = None,
+          s3_endpoint: str | None = None, s3_prefix: str | None = None, s3_url_expires: int | None = None,
+          output_modes: str | None = None) -> None:
     """Serve WORKFLOW (API or UI format, or a .cpack.zip) as a typed REST endpoint (runs
     `bentoml serve`)."""
     from .config import default_comfyui_dir, service_state_dir
@@ -488,6 +503,8 @@ def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyu
     env.update(_serve_settings(timeout=timeout, workers=workers, pipeline=pipeline, max_queue=max_queue,
                                warmup=warmup, max_upload_bytes=max_upload_bytes,
                                api_key=_api_key(api_key_env, api_key_file)))
+    env.update(_delivery_settings(webhook_secret_file, s3_bucket=s3_bucket, s3_endpoint=s3_endpoint,
+                                  s3_prefix=s3_prefix, s3_url_expires=s3_url_expires, outputs=output_modes))
     if any_graph is not None:
         env["COMFYPACK_V2_ANY_GRAPH"] = "1" if any_graph else "0"
     if env.get("COMFYPACK_V2_ANY_GRAPH", "0").strip().lower() in ("1", "true", "yes") \
@@ -554,6 +571,32 @@ def _check_port_free(host: str, port: int) -> None:
         except OSError as e:
             raise _UsageProblem(f"cannot listen on {host}:{port}: {e.strerror or e} (another service "
                                 "there?); choose another --port") from None
+
+
+def _delivery_settings(secret_file: Path | None, **flags: Any) -> dict[str, str]:
+    """``COMFYPACK_WEBHOOK_SECRET`` / ``COMFYPACK_S3_*`` / ``COMFYPACK_OUTPUTS`` from the flags given,
+    checked here (exit 2) rather than in the service."""
+    from .storage import StorageSettings
+
+    env: dict[str, str] = {}
+    if secret_file is not None:
+        try:
+            secret = (secret_file.read_text(encoding="utf-8").splitlines() or [""])[0].strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise _UsageProblem(f"--webhook-secret-file {secret_file}: cannot read it ({e})") from None
+        if len(secret) < 16:
+            raise _UsageProblem(f"--webhook-secret-file {secret_file}: the first line must hold a secret of "
+                                "at least 16 characters")
+        env["COMFYPACK_WEBHOOK_SECRET"] = secret
+    names = {"s3_bucket": "COMFYPACK_S3_BUCKET", "s3_endpoint": "COMFYPACK_S3_ENDPOINT",
+             "s3_prefix": "COMFYPACK_S3_PREFIX", "s3_url_expires": "COMFYPACK_S3_URL_EXPIRES",
+             "outputs": "COMFYPACK_OUTPUTS"}
+    env.update({names[k]: str(v) for k, v in flags.items() if v is not None})
+    try:
+        StorageSettings.from_env({**os.environ, **env})
+    except ComfyPackError as e:
+        raise _UsageProblem(e.message) from None
+    return env
 
 
 def _api_key(env_name: str | None, path: Path | None) -> str | None:
