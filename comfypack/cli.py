@@ -215,12 +215,27 @@ def nodes_install(comfyui_dir: Path, python: str | None, spec: str | None) -> No
                 raise ProvisionError(f"{python} still cannot import comfypack after {shlex.join(cmd)}")
     change = install_nodes(root, target)
     verb = "already linked" if change.action == "unchanged" else "linked"
-    con.print(f"{verb}: {change.link} -> {change.target}")
+    con.print(f"{verb}: {change.link} -> {change.target}", soft_wrap=True)
     if not python:
-        py = guess_comfyui_python(root) or "<the python that runs ComfyUI>"
-        con.print("the canvas buttons need comfypack in the Python that runs ComfyUI; if it lacks it, "
-                  f"run: {shlex.join(pip_install_command(py, spec))}", soft_wrap=True)
+        py = guess_comfyui_python(root)
+        if py is None or not _has_comfypack(py):
+            con.print("the canvas buttons need comfypack in the Python that runs ComfyUI; if it lacks it, "
+                      f"run: {shlex.join(pip_install_command(py or '<the python that runs ComfyUI>', spec))}",
+                      soft_wrap=True)
     con.print("restart ComfyUI to load the nodes")
+
+
+def _has_comfypack(python: str) -> bool:
+    """Whether ``python`` (a ComfyUI's venv next to it) imports comfypack: this very interpreter
+    does; another one is asked."""
+    from .nodepack import python_node_package
+
+    if os.path.realpath(Path(python).parent.parent) == os.path.realpath(sys.prefix):
+        return True
+    try:
+        return python_node_package(python) is not None
+    except ComfyPackError:
+        return False
 
 
 @nodes.command("uninstall")
@@ -235,7 +250,7 @@ def nodes_uninstall(comfyui_dir: Path) -> None:
     if change.action == "absent":
         con.print(f"nothing to remove: {change.link} does not exist")
     else:
-        con.print(f"removed {change.link} (it pointed to {change.target}); restart ComfyUI")
+        con.print(f"removed {change.link} (it pointed to {change.target}); restart ComfyUI", soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -158,6 +158,32 @@ class Frontend:
         self.page.screenshot(path=str(path))
 
 
+# -- comfypack's canvas panel (Serve / Pack / Deploy) ---------------------------------------
+
+PANEL = "#comfypack-panel"
+
+_LOAD_TAB = """async ([wf, name]) => {
+    await window.app.loadGraphData(wf, true, true, name,
+        {showMissingNodesDialog: false, showMissingModelsDialog: false});
+    return (await window.app.graphToPrompt()).output;
+}"""
+
+
+def load_into_tab(fe: Frontend, ui: dict[str, Any], name: str) -> dict[str, Any]:
+    """Load a UI-format workflow into a new workflow tab called ``name`` (a taken name gets
+    " (2)"); returns the frontend's API export of it."""
+    api: dict[str, Any] = fe.page.evaluate(_LOAD_TAB, [ui, name])
+    return api
+
+
+def wait_panel(fe: Frontend, states: str, timeout_ms: int = 120_000) -> str:
+    """Wait until comfypack's panel is in one of ``states`` ("done|error") and return the state."""
+    selector = ", ".join(f"{PANEL}[data-state={s}]" for s in states.split("|"))
+    fe.page.wait_for_selector(selector, timeout=timeout_ms)
+    state: str = fe.page.locator(PANEL).get_attribute("data-state") or ""
+    return state
+
+
 # -- which frontends the browser tests run on -------------------------------------------------
 
 #: The newest frontend package, unpacked by `make setup` (scripts/setup.sh) into .cache/frontends/.

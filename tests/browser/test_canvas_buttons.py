@@ -31,20 +31,22 @@ from typing import Any
 
 import httpx
 import pytest
-from _frontend import DIALOGS, Frontend, comfyui_with_frontend, frontend_variants, require_chromium
+from _frontend import (
+    DIALOGS,
+    PANEL,
+    Frontend,
+    comfyui_with_frontend,
+    frontend_variants,
+    load_into_tab,
+    require_chromium,
+    wait_panel,
+)
 from conftest import EXAMPLES, ROOT, group_members
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 ARTIFACTS = ROOT / "test-artifacts" / "canvas"
 TEXT_TOOLS = EXAMPLES / "text_tools"
-PANEL = "#comfypack-panel"
-
-_LOAD = """async ([wf, name]) => {
-    await window.app.loadGraphData(wf, true, true, name,
-        {showMissingNodesDialog: false, showMissingModelsDialog: false});
-    return (await window.app.graphToPrompt()).output;
-}"""
 
 _RENAME = """([title, value]) => {
     const node = window.app.graph.nodes.find((n) => n.title === title);
@@ -77,21 +79,12 @@ def http(served: str) -> Iterator[httpx.Client]:
 
 def _load(fe: Frontend, name: str) -> dict[str, Any]:
     """Load the example into a new workflow tab called ``name`` (unique: a taken name gets " (2)")."""
-    ui = json.loads((TEXT_TOOLS / "workflow.json").read_text())
-    api: dict[str, Any] = fe.page.evaluate(_LOAD, [ui, name])
-    return api
+    return load_into_tab(fe, json.loads((TEXT_TOOLS / "workflow.json").read_text()), name)
 
 
 def _shot(fe: Frontend, name: str) -> None:
     fe.page.wait_for_timeout(300)  # let the progress bar's transition end
     fe.screenshot(ARTIFACTS / fe.version() / f"{name}.png")
-
-
-def _wait_panel(fe: Frontend, states: str, timeout_ms: int = 120_000) -> str:
-    selector = ", ".join(f"{PANEL}[data-state={s}]" for s in states.split("|"))
-    fe.page.wait_for_selector(selector, timeout=timeout_ms)
-    state: str = fe.page.locator(PANEL).get_attribute("data-state") or ""
-    return state
 
 
 def test_serve_shows_the_typed_api_and_the_service_answers(frontend: Frontend, http: httpx.Client) -> None:
@@ -150,7 +143,7 @@ def test_serve_shows_the_typed_api_and_the_service_answers(frontend: Frontend, h
         assert group_members(pid)
         # Stop service: DELETE /comfypack/serve/{id}
         panel.locator("button.cp-stop").click()
-        _wait_panel(frontend, "done|error", 30_000)
+        wait_panel(frontend, "done|error", 30_000)
         assert "Stopped" in panel.locator(".cp-status-text").inner_text()
         _shot(frontend, "04_serve_stopped")
     finally:
@@ -167,7 +160,7 @@ def test_serve_shows_interface_errors_in_the_panel(frontend: Frontend, http: htt
     _load(frontend, "duplicate_names")
     page.evaluate(_RENAME, ["Suffix", "text"])
     page.locator("button.comfypack-serve").click()
-    assert _wait_panel(frontend, "error|ready", 30_000) == "error"
+    assert wait_panel(frontend, "error|ready", 30_000) == "error"
     error = page.locator(f"{PANEL} .cp-error").inner_text()
     assert "'text' is already used" in error
     _shot(frontend, "05_serve_error")
@@ -185,7 +178,7 @@ def test_pack_downloads_a_cpack_zip(frontend: Frontend, tmp_path: Path) -> None:
     pack = tmp_path / download.value.suggested_filename
     download.value.save_as(pack)
     assert pack.name == "my_text_tools.cpack.zip"  # named after the workflow's tab
-    assert _wait_panel(frontend, "done|error") == "done"
+    assert wait_panel(frontend, "done|error") == "done"
     assert "Packed my_text_tools.cpack.zip" in page.locator(f"{PANEL} .cp-status-text").inner_text()
     _shot(frontend, "06_pack_done")
 
@@ -209,7 +202,7 @@ def test_pack_downloads_a_cpack_zip(frontend: Frontend, tmp_path: Path) -> None:
 def test_deploy_says_what_it_can_do(frontend: Frontend, http: httpx.Client) -> None:
     page = frontend.page
     page.locator("button.comfypack-deploy").click()
-    assert _wait_panel(frontend, "done|error", 60_000) == "done"
+    assert wait_panel(frontend, "done|error", 60_000) == "done"
     caps = http.get("/comfypack/capabilities").json()
     text = page.locator(PANEL).inner_text()
     build = page.locator(f"{PANEL} button.cp-build")
@@ -223,7 +216,7 @@ def test_deploy_says_what_it_can_do(frontend: Frontend, http: httpx.Client) -> N
     _shot(frontend, "07_deploy")
     if caps["deploy"]:  # a dry run: what would be deployed (no build, no network, no login)
         page.locator(f"{PANEL} button.cp-preview").click()
-        assert _wait_panel(frontend, "done|error", 60_000) == "done", page.locator(PANEL).inner_text()
+        assert wait_panel(frontend, "done|error", 60_000) == "done", page.locator(PANEL).inner_text()
         assert "Deployment preview for" in page.locator(f"{PANEL} .cp-status-text").inner_text()
         assert '"bento"' in page.locator(f"{PANEL} .cp-result").inner_text()
         _shot(frontend, "08_deploy_preview")
@@ -238,7 +231,7 @@ def test_the_comfypack_menu_commands(frontend: Frontend) -> None:
                            "Comfypack.StopAll"]
     _load(frontend, "menu_api")
     page.evaluate("() => window.app.extensionManager.command.execute('Comfypack.ShowApi')")
-    assert _wait_panel(frontend, "done|error", 30_000) == "done"
+    assert wait_panel(frontend, "done|error", 30_000) == "done"
     assert page.locator(f"{PANEL} tr[data-field]").count() == 5
     page.locator(f"{PANEL} .cp-close").click()
 
@@ -282,7 +275,7 @@ def test_the_panel_stays_above_the_frontends_dialogs_and_toasts(frontend: Fronte
     page = frontend.page
     _load(frontend, "layers")
     page.evaluate("() => window.app.extensionManager.command.execute('Comfypack.ShowApi')")
-    assert _wait_panel(frontend, "done|error", 30_000) == "done"
+    assert wait_panel(frontend, "done|error", 30_000) == "done"
     point = _header_point(frontend)
     for i in range(4):
         page.evaluate("(i) => window.app.extensionManager.toast.add({severity: 'info', summary: 'layers', "

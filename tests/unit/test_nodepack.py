@@ -178,3 +178,25 @@ def _spy(calls: list[list[str]]):
         return real(cmd, *a, **kw)
 
     return run
+
+
+def test_the_pip_hint_only_when_comfyuis_python_lacks_comfypack(tmp_path: Path) -> None:
+    """Without --python, the ComfyUI's venv is found next to it: a Python without comfypack gets
+    the pip command; this very interpreter (comfypack run from ComfyUI's own venv) gets none."""
+    import shutil
+    import subprocess
+
+    d = fake_comfyui(tmp_path)
+    bare = d / "venv"
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(bare)],
+                   check=True, timeout=120)
+    result = invoke("nodes", "install", "--comfyui", str(d))
+    assert result.exit_code == 0, result.output
+    assert f"run: {bare / 'bin' / 'python'} -m pip install comfypack==" in result.output
+    assert invoke("nodes", "uninstall", "--comfyui", str(d)).exit_code == 0
+
+    shutil.rmtree(bare)
+    bare.symlink_to(sys.prefix)  # now ComfyUI's venv is the one running this comfypack
+    result = invoke("nodes", "install", "--comfyui", str(d))
+    assert result.exit_code == 0, result.output
+    assert "pip install" not in result.output and "linked:" in result.output

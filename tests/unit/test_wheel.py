@@ -69,6 +69,10 @@ def test_node_pack_registry_metadata() -> None:
     assert project["description"] and project["urls"]["Repository"].startswith("https://")
     assert {"PublisherId", "DisplayName", "Icon"} <= set(comfy)
     assert comfy["PublisherId"] and comfy["DisplayName"]
+    # the icon ships in the node pack; Icon is its raw URL under the Repository address
+    assert (NODES / "icon.svg").is_file()
+    repo = project["urls"]["Repository"].removeprefix("https://github.com/")
+    assert comfy["Icon"] == f"https://raw.githubusercontent.com/{repo}/main/custom_nodes/comfypack_nodes/icon.svg"
     assert project["dependencies"] == [f"comfypack=={comfypack.__version__}"]
     reqs = (NODES / "requirements.txt").read_text().split()
     assert reqs == project["dependencies"]
