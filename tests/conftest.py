@@ -191,16 +191,18 @@ class Served:
 
 @contextlib.contextmanager
 def bentoml_serve(workflow: Path, log_dir: Path, *, env: dict[str, str] | None = None,
-                  timeout: float = 180.0, comfyui_url: str | None = None) -> Iterator[Served]:
+                  timeout: float = 180.0, comfyui_url: str | None = None,
+                  pack: bool = False) -> Iterator[Served]:
     """`comfypack serve WORKFLOW` on a free port (its own ComfyUI, or attached to ``comfyui_url``);
-    waits for /readyz; stops the process group."""
+    waits for /readyz; stops the process group. ``pack``: WORKFLOW is a .cpack.zip, which brings
+    its own ComfyUI (no --comfyui)."""
     from comfypack.comfyui.process import free_port
 
     comfyui_dir = require_comfyui()
     port = free_port()
     log = log_dir / f"serve-{workflow.parent.name}-{port}.log"
     cmd = [sys.executable, "-m", "comfypack.cli", "serve", str(workflow), "--port", str(port),
-           *(["--comfyui-url", comfyui_url] if comfyui_url else ["--comfyui", str(comfyui_dir)]),
+           *(["--comfyui-url", comfyui_url] if comfyui_url else [] if pack else ["--comfyui", str(comfyui_dir)]),
            "--state-dir", str(log_dir / f"state-{port}")]  # not under COMFYPACK_HOME: tests leave no trace
     full_env = {**os.environ, **(env or {})}
     with open(log, "wb") as out:
