@@ -693,26 +693,28 @@ def _workflow_or_pack(path: Path, comfyui_dir: Path | None = None) -> tuple[Path
                                "(use `comfypack unpack` and serve its workflow to mix them)")
     if not path.is_file():
         raise WorkflowError(f"{path}: no such file")
-    from .restore import default_workspace, unpack
+    from .workspace import restore_workspace
 
-    dest = default_workspace(path)
-    logger.info("restoring %s into %s", path, dest)
+    logger.info("restoring %s into its workspace", path)
     ep = _endpoints()
-    ws = unpack(path, dest, venv=False, progress=sys.stderr.isatty(), hf_endpoint=ep["hf_endpoint"],
-                civitai_url=ep["civitai_url"], allow_local_sources=_allow_local_sources())
+    ws = restore_workspace(path, progress=sys.stderr.isatty(), hf_endpoint=ep["hf_endpoint"],
+                           civitai_url=ep["civitai_url"], allow_local_sources=_allow_local_sources())
     _warn_package_drift(ws.lock)
     return ws.workflow_path, ws.comfyui_dir
 
 
 def _allow_local_sources(flag: bool = False) -> bool:
     """``--allow-local-sources``, or ``COMFYPACK_ALLOW_LOCAL_SOURCES=1``."""
-    return flag or os.environ.get("COMFYPACK_ALLOW_LOCAL_SOURCES", "").lower() in ("1", "true", "yes")
+    from .config import allow_local_sources
+
+    return flag or allow_local_sources()
 
 
 def _endpoints() -> dict[str, str | None]:
     """Model-hub endpoints from the environment (mirrors, or local stand-ins in tests)."""
-    return {"hf_endpoint": os.environ.get("HF_ENDPOINT") or None,
-            "civitai_url": os.environ.get("COMFYPACK_CIVITAI_URL") or None}
+    from .config import model_endpoints
+
+    return model_endpoints()
 
 
 def _warn_package_drift(lock: Any) -> None:

@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["comfypack_home", "default_comfyui_dir", "record_default_comfyui", "service_state_dir"]
+__all__ = ["comfypack_home", "default_comfyui_dir", "record_default_comfyui", "service_state_dir",
+           "model_endpoints", "allow_local_sources"]
 
 _RECORD = "comfypack-default-comfyui.json"
 
@@ -50,3 +51,15 @@ def service_state_dir(host: str, port: int) -> Path:
 
     safe = re.sub(r"[^A-Za-z0-9.-]+", "_", host).strip("._") or "host"
     return comfypack_home() / "services" / f"{safe}-{int(port)}"
+
+
+def model_endpoints() -> dict[str, str | None]:
+    """Model-hub endpoints for restores: ``HF_ENDPOINT`` (a Hugging Face mirror) and
+    ``COMFYPACK_CIVITAI_URL`` (a Civitai mirror), as ``restore_workspace``'s keyword arguments."""
+    return {"hf_endpoint": os.environ.get("HF_ENDPOINT") or None,
+            "civitai_url": os.environ.get("COMFYPACK_CIVITAI_URL") or None}
+
+
+def allow_local_sources() -> bool:
+    """``COMFYPACK_ALLOW_LOCAL_SOURCES=1``: restore a lock's file:// sources (a trusted pack)."""
+    return os.environ.get("COMFYPACK_ALLOW_LOCAL_SOURCES", "").lower() in ("1", "true", "yes")

@@ -230,10 +230,15 @@ class WorkflowEngine:
         try:
             workspace = None
             if self.pool is None and config.pack is not None:  # restore it, then run its ComfyUI
-                from .bento_runtime import restore_workspace
+                from .config import allow_local_sources, model_endpoints
+                from .workspace import restore_workspace
 
                 self._stage = "restoring the pack (ComfyUI, custom nodes, models)"
-                workspace = await asyncio.to_thread(restore_workspace, config.pack, config.workspace)
+                pack, ep = config.pack, model_endpoints()
+                workspace = await asyncio.to_thread(
+                    lambda: restore_workspace(pack, config.workspace, hf_endpoint=ep["hf_endpoint"],
+                                              civitai_url=ep["civitai_url"],
+                                              allow_local_sources=allow_local_sources()))
                 self.pool = self._pool_factory(workspace.comfyui_dir, None)
             assert self.pool is not None
             comfyui_dir = workspace.comfyui_dir if workspace is not None else config.comfyui_dir
@@ -243,9 +248,10 @@ class WorkflowEngine:
             self._stage = "starting ComfyUI"
             await self.pool.start()
             if workspace is not None:
-                from .bento_runtime import seed_inputs
+                from .workspace import seed_inputs
 
-                seed_inputs(workspace, self.pool)
+                seed_inputs(workspace, [w.process.input_dir for w in self.pool.workers
+                                        if w.process is not None and w.process.workdir is not None])
         except BaseException as e:
             self._startup_error = e
             logger.error("ComfyUI failed to start: %s", getattr(e, "message", e))

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from comfypack.bento_runtime import SETTINGS_FILE, apply_bento_settings, restore_workspace
+from comfypack.bento_runtime import SETTINGS_FILE, apply_bento_settings
 from comfypack.build import IMAGE_WORKSPACE, BuildOptions, plan_build, write_build_context
 from comfypack.cli import cli
 from comfypack.comfyui.source import DEFAULT_PACKAGED, TORCH_PINS
@@ -32,6 +32,7 @@ from comfypack.lock import create_lock
 from comfypack.pack import create_pack
 from comfypack.restore import WORKSPACE_MARKER, model_cache_dir, read_pack
 from comfypack.sources import SourcesFile
+from comfypack.workspace import restore_workspace
 
 from ._lock_helpers import MODEL_BYTES, fake_env, sha, sources_file
 
@@ -191,7 +192,7 @@ def test_include_models_carries_verified_weights_next_to_the_pack(tmp_path, home
     ctx = write_build_context(plan_build(pack, BuildOptions(include_models=True)), tmp_path / "ctx")
     assert (ctx / "pack" / "weights" / sha(MODEL_BYTES)).read_bytes() == MODEL_BYTES
     # at start the weights seed the model cache: no source needed
-    ws = restore_workspace(ctx / "pack" / "demo.cpack.zip", tmp_path / "ws", home=home)
+    ws = restore_workspace(ctx / "pack" / "demo.cpack.zip", tmp_path / "ws", home=home, allow_local_sources=True)
     assert (ws.comfyui_dir / "models" / "upscale_models" / "tiny.safetensors").read_bytes() == MODEL_BYTES
     assert (model_cache_dir(home) / sha(MODEL_BYTES)).is_symlink()
 
@@ -224,7 +225,7 @@ def test_image_setup_restores_comfyui_and_nodes_then_start_up_only_adds_models(t
 
     # the service's start-up: the same pack; only the models arrive (into COMFYPACK_HOME)
     before = {k: v for k, v in _files(workspace).items() if not k.startswith("comfyui/models")}
-    ws = restore_workspace(ctx / "pack" / "demo.cpack.zip", workspace, home=home)
+    ws = restore_workspace(ctx / "pack" / "demo.cpack.zip", workspace, home=home, allow_local_sources=True)
     assert ws.root == workspace
     assert (comfy / "models" / "upscale_models" / "tiny.safetensors").read_bytes() == MODEL_BYTES
     assert (model_cache_dir(home) / sha(MODEL_BYTES)).is_file()

@@ -63,7 +63,7 @@ EXPECTED: dict[str, set[str]] = {
                           "copy_inputs", "WORKSPACE_MARKER"},
     "comfypack.workflow": {
         "INPUT_NODES", "OUTPUT_NODES", "FILE_KINDS", "InputSpec", "OutputSpec", "Interface",
-        "load_workflow", "parse_interface", "RESERVED_NAMES",
+        "load_workflow", "parse_interface", "RESERVED_NAMES", "workflow_name",
     },
     "comfypack.schema": {
         "input_schema", "output_schema", "interface_document", "pydantic_model", "validate_request",
@@ -80,7 +80,7 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.storage": {"StorageSettings", "OutputStore", "OUTPUTS_HEADER", "PREFIX_HEADER", "MODES",
                           "choose_mode", "job_prefix", "s3_client"},
     "comfypack.runner": {"WorkflowRunner", "RunOutput", "OutputFile", "PreparedRequest"},
-    "comfypack.config": {"comfypack_home", "default_comfyui_dir", "record_default_comfyui", "service_state_dir"},
+    "comfypack.config": {"model_endpoints", "allow_local_sources", "comfypack_home", "default_comfyui_dir", "record_default_comfyui", "service_state_dir"},
     "comfypack.uiformat": {"is_ui_format", "convert", "missing_node_types", "load_any_workflow",
                            "dynamic_prompt"},
     "comfypack.objectinfo": {"object_info_for", "fetch_object_info", "object_info_cache_key",
@@ -105,10 +105,8 @@ EXPECTED: dict[str, set[str]] = {
     },
     "comfypack.engine": {"ServeConfig", "WorkflowEngine", "load_served", "warmup_body"},
     "comfypack.jobs": {"JobTable", "FINAL_STATUSES", "progress_hook"},
-    "comfypack.bento_runtime": {
-        "SETTINGS_FILE", "WEIGHTS_DIR", "apply_bento_settings", "restore_workspace", "prepare_workspace",
-        "seed_inputs",
-    },
+    "comfypack.bento_runtime": {"SETTINGS_FILE", "WEIGHTS_DIR", "apply_bento_settings"},
+    "comfypack.workspace": {"restore_workspace", "prepare_workspace", "seed_inputs"},
     "comfypack.deploy": {
         "bentocloud_config", "deploy_bentocloud", "require_cloud_login", "KubernetesOptions",
         "kubernetes_manifests", "kubernetes_readme", "build_command_for", "write_kubernetes", "dumps_config",
