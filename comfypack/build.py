@@ -51,6 +51,7 @@ from .errors import ComfyPackError, DeployError, RestoreError, WorkflowError
 
 __all__ = [
     "BuildOptions",
+    "BUILD_FLAGS",
     "BuildPlan",
     "BuildResult",
     "plan_build",
@@ -86,6 +87,26 @@ class BuildOptions:
     workers: int | None = None  # ComfyUI workers (default at run time: one per GPU, one on CPU)
     endpoint: str = "generate"
     include_models: bool = False  # carry the weights in the Bento
+
+    def to_args(self) -> list[str]:
+        """The ``comfypack build`` flags that give these options (defaults left out): the one
+        place that spells them, besides the CLI's own declarations (a test holds both to it)."""
+        args: list[str] = []
+        for field_name, flag in BUILD_FLAGS.items():
+            value = getattr(self, field_name)
+            if value == getattr(BuildOptions, field_name, None) or value is None:
+                continue
+            if isinstance(value, bool):
+                args.append(flag)
+            else:
+                args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        return args
+
+
+#: :class:`BuildOptions` field → the ``comfypack build`` flag that sets it
+BUILD_FLAGS = {"name": "--name", "version": "--version", "gpu": "--gpu", "timeout": "--timeout",
+               "concurrency": "--concurrency", "workers": "--workers", "endpoint": "--endpoint",
+               "include_models": "--include-models"}
 
 
 @dataclass(frozen=True)

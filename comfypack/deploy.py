@@ -322,23 +322,10 @@ def _volumes(contract: ImageConfig, cache_claim: str,
 def build_command_for(pack: Path, options: BuildOptions, plan: BuildPlan) -> str:
     """The ``comfypack build`` line that makes ``plan``'s Bento (same tag: same flags)."""
     import shlex
+    from dataclasses import replace
 
-    flags = [f"--name {shlex.quote(plan.name)}"]
-    if options.version:
-        flags.append(f"--version {shlex.quote(options.version)}")
-    if options.gpu:
-        flags.append(f"--gpu {options.gpu}")
-    if options.timeout != BuildOptions.timeout:
-        flags.append(f"--timeout {options.timeout:g}")
-    if options.concurrency:
-        flags.append(f"--concurrency {options.concurrency}")
-    if options.workers:
-        flags.append(f"--workers {options.workers}")
-    if options.endpoint != BuildOptions.endpoint:
-        flags.append(f"--endpoint {shlex.quote(options.endpoint)}")
-    if options.include_models:
-        flags.append("--include-models")
-    return f"comfypack build {shlex.quote(str(pack))} " + " ".join(flags)
+    args = replace(options, name=plan.name).to_args()
+    return shlex.join(["comfypack", "build", str(pack), *args])
 
 
 def kubernetes_readme(plan: BuildPlan, opts: KubernetesOptions, build_command: str,

@@ -278,3 +278,22 @@ def test_cli_build_refuses_a_workflow_file(tmp_path):
     result = CliRunner().invoke(cli, ["build", str(wf)])
     assert result.exit_code == 2
     assert "not a .cpack.zip" in result.output
+
+
+def test_build_flags_are_spelled_once_and_round_trip_through_the_cli(tmp_path):
+    """deploy's README prints the `comfypack build` line from BuildOptions.to_args(): parsing it
+    with the real command gives the same options back (a renamed flag fails here)."""
+    from dataclasses import fields
+
+    from comfypack.build import BUILD_FLAGS
+    from comfypack.cli import _options, build_cmd
+
+    assert {f.name for f in fields(BuildOptions)} == set(BUILD_FLAGS)
+    assert BuildOptions().to_args() == []
+    opts = BuildOptions(name="my_flow", version="v1", gpu=2, timeout=90.5, concurrency=3, workers=2,
+                        endpoint="run", include_models=True)
+    pack = tmp_path / "my_flow.cpack.zip"
+    pack.write_bytes(b"PK")
+    p = build_cmd.make_context("build", [str(pack), *opts.to_args()]).params
+    assert _options(p["bento_name"], p["bento_version"], p["gpu"], p["timeout"], p["concurrency"],
+                    p["workers"], p["endpoint"], p["include_models"]) == opts

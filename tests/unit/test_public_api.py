@@ -100,7 +100,7 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.openapi": {"openapi_document", "TASK_STATUSES", "sample_media"},
     "comfypack.codegen": {"generate_client"},
     "comfypack.build": {
-        "BuildOptions", "BuildPlan", "BuildResult", "plan_build", "write_build_context", "build_bento",
+        "BuildOptions", "BUILD_FLAGS", "BuildPlan", "BuildResult", "plan_build", "write_build_context", "build_bento",
         "bento_exists", "IMAGE_WORKSPACE",
     },
     "comfypack.engine": {"ServeConfig", "WorkflowEngine", "load_served", "warmup_body"},
