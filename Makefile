@@ -49,6 +49,6 @@ bench:  ## every benchmark; each prints a table with ratios against a baseline f
 	$(BIN)/python bench/serve_load.py
 	$(BIN)/python bench/hash.py
 
-lint:
-	$(BIN)/ruff check comfypack service tests bench
-	$(BIN)/mypy comfypack --ignore-missing-imports
+lint:  ## ruff over the whole tree; mypy over everything that ships (library, node package, service, scripts)
+	$(BIN)/ruff check comfypack custom_nodes service scripts tests bench
+	$(BIN)/mypy comfypack custom_nodes/comfypack_nodes service scripts --ignore-missing-imports

@@ -135,7 +135,7 @@ def resolve_input_file(value: str) -> str:
     return path
 
 
-def check_input_file(value: str, kind: FileKind) -> bool | str:
+def check_input_file(value: str | None, kind: FileKind) -> bool | str:
     """``validate_inputs`` body for file-backed input nodes.
 
     Returns ``True`` or an error message that tells the user what to fix.
@@ -173,8 +173,11 @@ def list_input_files(content_types: list[str]) -> list[str]:
     return sorted(folder_paths.filter_files_content_types(files, content_types))
 
 
-def file_digest(value: str) -> str:
-    """SHA-256 of an input file's contents, as a cache fingerprint."""
+def file_digest(value: str | None) -> str:
+    """SHA-256 of an input file's contents, as a cache fingerprint ("" without a file: the
+    input's validation already refused it)."""
+    if value is None:
+        return ""
     digest = hashlib.sha256()
     with open(resolve_input_file(value), "rb") as f:
         for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
@@ -182,8 +185,10 @@ def file_digest(value: str) -> str:
     return digest.hexdigest()
 
 
-def file_stamp(value: str) -> str:
+def file_stamp(value: str | None) -> str:
     """Modification time and size of an input file, a cheap fingerprint for large files."""
+    if value is None:
+        return ""
     st = os.stat(resolve_input_file(value))
     return f"{st.st_mtime_ns}:{st.st_size}"
 
