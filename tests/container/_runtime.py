@@ -99,14 +99,26 @@ class Container:
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         return started
 
+    def _pid1(self, proc: subprocess.Popen[bytes]) -> int | None:
+        """The host PID of the container's PID 1 (tini): ``unshare --fork``'s one child."""
+        try:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(children[0]) if children else None
+
     def stop(self, grace: float = 30.0) -> None:
-        """SIGTERM the container's process group (its PID 1 is tini: it forwards it), SIGKILL
-        after ``grace``; PID 1's end ends every process in its PID namespace."""
+        """SIGTERM the container's PID 1 (tini, which forwards it to the service), as a cluster
+        does; SIGKILL after ``grace``. PID 1's end ends every process in its PID namespace."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
+        pid1 = self._pid1(proc)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            if pid1 is not None:
+                os.kill(pid1, signal.SIGTERM)
+            else:
+                os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
