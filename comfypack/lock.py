@@ -38,7 +38,6 @@ from .gitstate import git_state, local_patch
 from .hashing import HashCache, hash_files, sha256_file
 from .lockfile import (
     COMFYPACK_NODES,
-    ArchiveSource,
     ComfyUIInfo,
     CustomNode,
     FileSource,
@@ -46,7 +45,6 @@ from .lockfile import (
     Lock,
     Model,
     Package,
-    PackagedSource,
     PatchInfo,
     PythonInfo,
     RegistryInfo,
@@ -524,7 +522,7 @@ def python_info(python: str) -> PythonInfo:
 def comfyui_info(comfyui_dir: Path, *, strict: bool = False) -> ComfyUIInfo:
     """ComfyUI's version and where the tree came from (a git checkout, or the source recorded by
     ``comfypack comfyui install``)."""
-    from .comfyui.source import comfyui_version, read_marker
+    from .comfyui.source import MARKER, comfyui_version, read_marker, to_lock
 
     comfyui_dir = Path(comfyui_dir)
     version = comfyui_version(comfyui_dir)
@@ -543,17 +541,11 @@ def comfyui_info(comfyui_dir: Path, *, strict: bool = False) -> ComfyUIInfo:
         return ComfyUIInfo(version=version, source=GitSource(type="git", url=url, commit=commit))
     marker = read_marker(comfyui_dir)
     source = (marker or {}).get("source")
-    if isinstance(source, dict) and source.get("type") == "git":
-        return ComfyUIInfo(version=version, source=GitSource(type="git", url=source["url"],
-                                                             commit=source["commit"]))
-    if isinstance(source, dict) and source.get("type") == "archive":
-        return ComfyUIInfo(version=version, source=ArchiveSource(
-            type="archive", url=source["url"], sha256=source["sha256"], size=source["size"],
-            root=source.get("root", "")))
-    if isinstance(source, dict) and source.get("type") == "packaged":
-        return ComfyUIInfo(version=version, source=PackagedSource(
-            type="packaged", package=source["package"], version=source["version"],
-            sha256=source["sha256"], tree=source["tree"]))
+    if isinstance(source, dict):
+        try:
+            return ComfyUIInfo(version=version, source=to_lock(source))
+        except LockError as e:
+            raise LockError(f"{comfyui_dir / MARKER}: {e.message}") from e
     raise LockError(
         f"cannot tell where the ComfyUI at {comfyui_dir} came from: it is neither a git checkout nor "
         "installed by `comfypack comfyui install`. Use a git clone of ComfyUI or install one with "

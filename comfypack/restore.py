@@ -43,7 +43,6 @@ from .gitstate import apply_patch, git_state, local_patch
 from .hashing import HashCache, sha256_file
 from .lockfile import (
     COMFYPACK_NODES,
-    ArchiveSource,
     FileSource,
     GitSource,
     Lock,
@@ -146,17 +145,6 @@ def _extract_new(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, confl
 
 # ----------------------------------------------------------------------------------------------
 # ComfyUI and custom nodes
-
-
-def _comfyui_source(lock: Lock) -> Any:
-    from .comfyui import source as src
-
-    s = lock.comfyui.source
-    if isinstance(s, GitSource):
-        return src.GitSource(s.url, s.commit)
-    if isinstance(s, ArchiveSource):
-        return src.ArchiveSource(url=s.url, sha256=s.sha256, size=s.size, root=s.root)
-    return src.PackagedSource(package=s.package, version=s.version, sha256=s.sha256, tree=s.tree)
 
 
 def _restore_git_node(name: str, url: str, commit: str, target: Path, conflicts: Conflicts, *,
@@ -397,7 +385,7 @@ def unpack(pack: Path, dest: Path, *, force: bool = False, venv: bool = True,
 def _build(contents: PackContents, dest: Path, cached: dict[str, Path] | None, hashes: HashCache, *,
            home: Path, venv: bool, lock_sha: str, allow_local: bool = False, installer: str = "auto",
            ignore_platform: bool = False, copy_models: bool = False) -> Workspace:
-    from .comfyui.source import install
+    from .comfyui.source import from_lock, install
 
     lock = contents.lock
     conflicts = Conflicts()
@@ -412,7 +400,7 @@ def _build(contents: PackContents, dest: Path, cached: dict[str, Path] | None, h
                           sort_keys=True) + "\n"
         atomic_write(dest / WORKSPACE_MARKER, text)
     comfyui_dir = dest / "comfyui"
-    install(_comfyui_source(lock), comfyui_dir, cache_dir=home)
+    install(from_lock(lock.comfyui.source), comfyui_dir, cache_dir=home)
     for node in lock.custom_nodes:
         if node.name == COMFYPACK_NODES:
             continue  # comfypack itself provides its node package

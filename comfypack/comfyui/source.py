@@ -28,13 +28,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import ProvisionError
+from .. import lockfile
+from ..errors import LockError, ProvisionError
 
 __all__ = [
     "ComfyUISource",
     "GitSource",
     "PackagedSource",
     "ArchiveSource",
+    "from_lock",
+    "to_lock",
     "DEFAULT_PACKAGED",
     "TORCH_PINS",
     "install",
@@ -296,6 +299,28 @@ def comfyui_version(path: Path) -> str | None:
         return None
     m = re.search(r"__version__\s*=\s*[\"']([^\"']+)", text)
     return m.group(1) if m else None
+
+
+def from_lock(entry: lockfile.GitSource | lockfile.PackagedSource | lockfile.ArchiveSource) -> ComfyUISource:
+    """The installable source a lock's ``comfyui.source`` names (the lock holds the record, this
+    module knows how to materialise it)."""
+    if isinstance(entry, lockfile.GitSource):
+        return GitSource(url=entry.url, commit=entry.commit)
+    if isinstance(entry, lockfile.ArchiveSource):
+        return ArchiveSource(url=entry.url, sha256=entry.sha256, size=entry.size, root=entry.root)
+    return PackagedSource(package=entry.package, version=entry.version, sha256=entry.sha256, tree=entry.tree)
+
+
+def to_lock(described: Any) -> lockfile.GitSource | lockfile.PackagedSource | lockfile.ArchiveSource:
+    """The lock's record of a source, from :meth:`ComfyUISource.describe` (or the ``source`` of an
+    install marker): validated by the lock's own schema — :class:`LockError` when it is not one."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(lockfile.ComfyUISourceField).validate_python(described)
+    except ValidationError as e:
+        raise LockError(f"not a ComfyUI source the lock can record: {described!r:.300} "
+                        f"({e.error_count()} problem(s): {e.errors()[0]['msg']})") from e
 
 
 def install(source: ComfyUISource, dest: Path, *, cache_dir: Path) -> tuple[Path, bool]:

