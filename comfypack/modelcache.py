@@ -17,7 +17,6 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -86,26 +85,20 @@ def _cached_ok(path: Path, model: Model, hashes: HashCache) -> bool:
 
 def _from_pack(pack: Path, entry: str, model: Model, target: Path) -> None:
     """Extract a weight carried in the pack into the cache, verified before it gets there."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{model.sha256}.", suffix=".partial", dir=target.parent)
-    try:
+    # verified inside the block: a mismatch raises before the file reaches the cache
+    with atomic_file(target, mode=0o444) as out, zipfile.ZipFile(pack) as zf, zf.open(entry) as src:
         h = hashlib.sha256()
         n = 0
-        with zipfile.ZipFile(pack) as zf, zf.open(entry) as src, os.fdopen(fd, "wb") as out:
-            while chunk := src.read(1 << 20):
-                n += len(chunk)
-                if n > model.size:
-                    break
-                h.update(chunk)
-                out.write(chunk)
+        while chunk := src.read(1 << 20):
+            n += len(chunk)
+            if n > model.size:
+                break
+            h.update(chunk)
+            out.write(chunk)
         if n != model.size or h.hexdigest() != model.sha256:
             raise RestoreError(f"{model.folder}/{model.path} in the pack does not match the lock "
                                f"(sha256 {model.sha256[:12]}…, {model.size} bytes); the pack was "
                                "modified — refusing it")
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 @contextlib.contextmanager

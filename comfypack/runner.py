@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .atomic import atomic_write
 from .comfyui.client import ComfyUIClient, FileRef, ProgressEvent
 from .errors import ComfyUIError, FieldError, PromptRejected, RequestError
 from .media import DEFAULT_MAX_BYTES, InputLimits, MediaFile, decode_media
@@ -192,10 +193,7 @@ class WorkflowRunner:
             return await client.upload(data, filename, subfolder="comfypack")
 
         def write() -> None:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{filename}.partial"
-            tmp.write_bytes(data)
-            os.replace(tmp, folder / filename)
+            atomic_write(folder / filename, data)
 
         await asyncio.to_thread(write) if len(data) > 1 << 20 else write()
         return f"comfypack/{filename}"
