@@ -356,32 +356,6 @@ def _parse_inputs(interface: Any, pairs: tuple[str, ...]) -> dict[str, Any]:
     return body
 
 
-def _write_outputs(result: Any, outdir: Path) -> list[Path]:
-    from .runner import OutputFile
-
-    outdir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    values: dict[str, Any] = {}
-    for name, items in result.outputs.items():
-        files = [v for v in items if isinstance(v, OutputFile)]
-        for i, f in enumerate(files):
-            ext = Path(f.filename).suffix
-            path = outdir / (f"{name}{ext}" if len(files) == 1 else f"{name}_{i}{ext}")
-            atomic_write(path, f.data)
-            written.append(path)
-        others = [v for v in items if not isinstance(v, OutputFile)]
-        if others:
-            values[name] = others[0] if len(others) == 1 else others
-    if values or result.seeds:
-        doc = dict(values)
-        if result.seeds:
-            doc["seeds"] = result.seeds
-        path = outdir / "outputs.json"
-        path.write_text(json.dumps(doc, indent=2) + "\n")
-        written.append(path)
-    return written
-
-
 @cli.command()
 @click.argument("workflow", type=click.Path(path_type=Path))
 @click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE",
@@ -441,7 +415,7 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
             await asyncio.to_thread(proc.stop)
 
     result = asyncio.run(go())
-    written = _write_outputs(result, outdir)
+    written = result.write_to(outdir)
     if as_json:
         click.echo(json.dumps({"prompt_id": result.prompt_id, "files": [str(p) for p in written],
                                "seeds": result.seeds}, indent=2))

@@ -20,6 +20,7 @@ import random
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write
@@ -75,6 +76,30 @@ class RunOutput:
         if self.seeds:
             out["seeds"] = dict(self.seeds)
         return out
+
+    def write_to(self, outdir: Path) -> list[Path]:
+        """Write the outputs into ``outdir``: each file as ``<name><ext>`` (``<name>_<i><ext>``
+        when there are several), the other values and the seeds in ``outputs.json``; every file
+        written atomically. Returns the paths written."""
+        outdir = Path(outdir)
+        written: list[Path] = []
+        values: dict[str, Any] = {}
+        for name, items in self.outputs.items():
+            files = [v for v in items if isinstance(v, OutputFile)]
+            for i, f in enumerate(files):
+                ext = Path(f.filename).suffix
+                path = outdir / (f"{name}{ext}" if len(files) == 1 else f"{name}_{i}{ext}")
+                atomic_write(path, f.data)
+                written.append(path)
+            others = [v for v in items if not isinstance(v, OutputFile)]
+            if others:
+                values[name] = others[0] if len(others) == 1 else others
+        if values or self.seeds:
+            doc = {**values, **({"seeds": self.seeds} if self.seeds else {})}
+            path = outdir / "outputs.json"
+            atomic_write(path, json.dumps(doc, indent=2) + "\n")
+            written.append(path)
+        return written
 
     def single_file(self) -> OutputFile | None:
         """The file, when the workflow has exactly one output and it produced exactly one file

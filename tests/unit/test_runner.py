@@ -398,3 +398,14 @@ def test_default_pixel_limits_follow_the_machine_memory():
     assert image == 40_000_000 and request == 16 * 1024**3 // 4 // 48
     assert default_pixel_limits(10**13) == (40_000_000, 200_000_000)
     assert 9000 * 9000 > image  # the 9000×9000 PNG is refused on any machine
+
+
+
+def test_run_output_write_to_names_files_and_keeps_values_in_outputs_json(tmp_path):
+    png = OutputFile(b"\x89PNG-1", "image/png", "ComfyUI_0001.png")
+    out = RunOutput("p", {"image": [png], "frames": [png, png], "count": [3]}, {}, {"seed": 7})
+    written = out.write_to(tmp_path / "out")
+    assert sorted(p.name for p in written) == ["frames_0.png", "frames_1.png", "image.png", "outputs.json"]
+    assert (tmp_path / "out" / "image.png").read_bytes() == b"\x89PNG-1"
+    assert json.loads((tmp_path / "out" / "outputs.json").read_text()) == {"count": 3, "seeds": {"seed": 7}}
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
