@@ -175,12 +175,12 @@ class Services:
         workflow_path.parent.mkdir(parents=True, exist_ok=True)
         workflow_path.write_text(workflow_json, encoding="utf-8")
         port = free_port(host)
+        # its own state folder (BentoML's task database, which `bentoml serve` recreates at
+        # start, metrics, v2 assets) next to its workflow: never another service's
         cmd = [*self.command, "serve", str(workflow_path), "--host", host, "--port", str(port),
-               "--comfyui-url", comfyui_url, "--endpoint", endpoint]
+               "--comfyui-url", comfyui_url, "--endpoint", endpoint, "--state-dir", str(folder / "state")]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "COMFYPACK_SERVICE_NAME": _service_name(name),
-               # its own BentoML home: `bentoml serve` recreates its task database there at start
-               "BENTOML_HOME": str(folder / "bentoml-home"), "BENTOML_DO_NOT_TRACK": "True",
-               "NO_COLOR": "1", "TERM": "dumb"}
+               "BENTOML_DO_NOT_TRACK": "True", "NO_COLOR": "1", "TERM": "dumb"}
         setup = functools.partial(_child_setup, _prctl(), os.getpid())
         proc = subprocess.Popen(cmd, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=setup)

@@ -20,6 +20,7 @@ import pytest
 from conftest import EXAMPLES, group_members
 
 from comfypack.comfyui.source import comfyui_version
+from comfypack.config import comfypack_home
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -273,6 +274,9 @@ def test_one_service_per_workflow_and_a_clean_stop(http: httpx.Client) -> None:
             time.sleep(0.3)
         assert status["state"] == "ready", status
         assert any("comfypack.service" in line or "BentoServer" in line for line in status["log"])
+        # its state lives in the canvas's own folder for it, not in the CLI's default
+        # $COMFYPACK_HOME/services/<host>-<port> (which another service could share)
+        assert not (comfypack_home() / "services" / f"127.0.0.1-{svc['port']}").exists()
         out = httpx.post(status["endpoint_url"], json={"text": "abc", "suffix": "", "case": "UPPERCASE",
                                                         "needle": "B"}, timeout=60)
         assert out.status_code == 200, out.text
