@@ -2,8 +2,8 @@
 
 1. ``python -m build`` makes the sdist and the wheel (from a copy of the sources, so the shared
    checkout gets no ``build/`` or ``*.egg-info``).
-2. A user's ComfyUI: a plain copy of the provisioned ComfyUI (``.cache/comfyui``, without any
-   comfypack link in ``custom_nodes``) with its own venv in ``ComfyUI/venv`` (the README's
+2. A user's ComfyUI: a plain copy of the provisioned ComfyUI (``.cache/comfyui``; the current
+   line's under ``make test-current``), without any comfypack link in ``custom_nodes``, with its own venv in ``ComfyUI/venv`` (the README's
    layout) holding torch and ComfyUI's requirements — and no comfypack, no editable install, no
    repository on the path (``PYTHONPATH`` and every ``COMFYPACK_*`` setting are unset, every
    command runs outside the checkout).
@@ -43,7 +43,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 TEXT_TOOLS = EXAMPLES / "text_tools"
 ARTIFACTS = ROOT / "test-artifacts" / "install"
-TORCH = ("torch==2.11.0", "torchvision==0.26.0", "torchaudio==2.11.0")
 PLACEHOLDER = "/path/to/ComfyUI"
 
 # What ComfyUI itself writes into its folder while it runs, and the user's venv that the README
@@ -143,12 +142,15 @@ def _build_wheel(out: Path, work: Path) -> Path:
 
 
 def _requirements(comfyui: Path) -> list[str]:
-    """torch (pinned) + ComfyUI's requirements.txt without its torch lines + requests."""
+    """What a user's ComfyUI venv holds: torch (comfypack's tested pins) + ComfyUI's
+    requirements.txt without its torch lines + requests."""
+    from comfypack.comfyui.source import TORCH_PINS
+
     torch_names = {"torch", "torchvision", "torchaudio"}
     keep = [ln.strip() for ln in (comfyui / "requirements.txt").read_text().splitlines()
             if ln.strip() and not ln.strip().startswith("#")
             and re.split(r"[<>=!~\[; ]", ln.strip(), maxsplit=1)[0].lower() not in torch_names]
-    return [*TORCH, *keep, "requests"]
+    return [*TORCH_PINS, *keep, "requests"]
 
 
 @contextlib.contextmanager
@@ -232,7 +234,7 @@ def test_install_from_the_wheel_the_documented_way_serve_pack_and_uninstall(tmp_
         with _comfyui_running(comfyui, python, env, log) as url:
             with Frontend(url) as fe:
                 fe.page.wait_for_selector("button.comfypack-serve", state="visible", timeout=30_000)
-                fe.dismiss_dialogs(settle_ms=500)
+                fe.dismiss_dialogs(settle_ms=3000)  # a new user's ComfyUI: first-run dialogs come late
                 _serve(fe, url, python)
                 _pack(fe, work, python, env)
         text = log.read_text(errors="replace")
@@ -249,10 +251,17 @@ def test_install_from_the_wheel_the_documented_way_serve_pack_and_uninstall(tmp_
         shutil.rmtree(work, ignore_errors=True)  # a 5 GB venv (hard links to uv's cache, mostly)
 
 
+def _click_button(fe: Frontend, selector: str) -> None:
+    """Click a top-bar button as a user would: first close a dialog the frontend opened over it
+    (a fresh ComfyUI's first-run dialogs can open after the page looked ready)."""
+    fe.dismiss_dialogs(settle_ms=300)
+    fe.page.locator(selector).click()
+
+
 def _serve(fe: Frontend, url: str, python: Path) -> None:
     page = fe.page
     load_into_tab(fe, json.loads((TEXT_TOOLS / "workflow.json").read_text()), "text_tools")
-    page.locator("button.comfypack-serve").click()
+    _click_button(fe, "button.comfypack-serve")
     state = wait_panel(fe, "ready|error", 180_000)
     panel = page.locator(PANEL)
     fe.screenshot(ARTIFACTS / "serve.png")
@@ -281,7 +290,7 @@ def _pack(fe: Frontend, work: Path, python: Path, env: dict[str, str]) -> None:
     api: dict[str, Any] = load_into_tab(fe, json.loads((TEXT_TOOLS / "workflow.json").read_text()),
                                         "my_text_tools")
     with page.expect_download(timeout=180_000) as download:
-        page.locator("button.comfypack-pack").click()
+        _click_button(fe, "button.comfypack-pack")
     pack = work / download.value.suggested_filename
     download.value.save_as(pack)
     assert pack.name == "my_text_tools.cpack.zip"
