@@ -175,7 +175,8 @@ def _delivery_params(webhooks: bool, outputs: tuple[str, ...]) -> list[dict[str,
     params: list[dict[str, Any]] = []
     if webhooks:
         params.append({"name": "X-ComfyPack-Callback-Url", "in": "header", "required": False,
-                       "schema": {"type": "string", "maxLength": 2048},
+                       "schema": {"type": "string", "format": "uri", "pattern": "^https?://[^/?#\\s]+",
+                                  "maxLength": 2048},
                        "description": "POST a signed event here when the job ends (completed, failed or "
                                       "cancelled): headers `X-ComfyPack-Webhook-Id`, `-Timestamp`, "
                                       "`-Signature: v1=<hex HMAC-SHA256 of \"<timestamp>.<body>\">`. "
@@ -361,9 +362,10 @@ def _example(interface: Interface, example: dict[str, Any] | None) -> dict[str, 
 def openapi_document(interface: Interface, *, route: str = "/generate", title: str = "comfypack",
                      version: str = "0", description: str = "", example: dict[str, Any] | None = None,
                      api_key: bool = False, webhooks: bool = False,
-                     outputs: tuple[str, ...] = ("inline",)) -> dict[str, Any]:
+                     outputs: tuple[str, ...] = ("inline",), v2: bool = False) -> dict[str, Any]:
     """The whole OpenAPI 3.0 document of a service serving ``interface`` at ``route``
-    (``webhooks``: callbacks are signed; ``outputs``: the answer forms for files)."""
+    (``webhooks``: callbacks are signed; ``outputs``: the answer forms for files; ``v2``: the
+    Comfy API v2 routes at ``/api/v2``)."""
     body, bodies = _bodies(interface, _example(interface, example))
     params = _delivery_params(webhooks, outputs)
     generate: dict[str, Any] = {
@@ -391,6 +393,11 @@ def openapi_document(interface: Interface, *, route: str = "/generate", title: s
                                            **_errors([], auth=api_key)}}},
     }
     components: dict[str, Any] = {"schemas": _components(interface, bodies)}
+    if v2:
+        from .v2.openapi import V2_SCHEMAS, v2_paths
+
+        paths.update(v2_paths(auth=api_key))
+        components["schemas"].update(V2_SCHEMAS)
     doc: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": title, "version": version, "description": description},
@@ -398,7 +405,8 @@ def openapi_document(interface: Interface, *, route: str = "/generate", title: s
         "components": components,
         "tags": [{"name": "workflow", "description": "the typed endpoint"},
                  {"name": "jobs", "description": "the same work, as jobs"},
-                 {"name": "service", "description": "health and metrics"}],
+                 {"name": "service", "description": "health and metrics"},
+                 *([{"name": "comfy-api-v2", "description": "the Comfy API v2 (comfy-sdk)"}] if v2 else [])],
     }
     if api_key:
         components["securitySchemes"] = {

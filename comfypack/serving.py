@@ -282,7 +282,7 @@ def make_service(config: ServeConfig) -> type[Any]:
                                 description=described, example=request_schema.get("example"),
                                 api_key=bool(config.api_key),
                                 webhooks=bool(config.webhooks and config.webhooks.secret),
-                                outputs=config.storage.modes if config.storage else ("inline",))
+                                outputs=config.storage.modes if config.storage else ("inline",), v2=True)
 
     _add_middlewares(ComfyPackService, config, route=route, interface=interface, jobs=jobs,
                      readiness=readiness, document=document, delivery=delivery)

@@ -45,7 +45,7 @@ from .common import V2Error, check_uuid, error_body, origin
 from .jobs import TERMINAL, Engine, JobManager, Submission
 from .policy import AssetRef, asset_refs, check_any, check_served
 
-__all__ = ["V2Settings", "create_app"]
+__all__ = ["V2ConfigError", "V2Settings", "create_app", "settings_for"]
 
 logger = logging.getLogger("comfypack.v2")
 
@@ -267,11 +267,13 @@ def create_app(settings: V2Settings, engine: Callable[[], Engine | None],
             file = form.get("file")
             if file is None or isinstance(file, str):
                 raise V2Error(422, "invalid_request", "missing the 'file' part (a file)", {"field": "file"})
-            expected = form.get("expected_hash")
-            expected = check_hash(expected, "expected_hash") if isinstance(expected, str) and expected else None
-            name = form.get("file_path") or file.filename
+            given = form.get("expected_hash")  # present means checked: empty or a file part is a 422
+            expected = None if given is None else check_hash(given if isinstance(given, str) else None,
+                                                             "expected_hash")
+            name = form.get("file_path")
+            name = name if isinstance(name, str) and name else file.filename
             rec, new = await asyncio.to_thread(store.add_stream, file.file, file_path=name,
-                                               content_type=form.get("content_type") or file.content_type,
+                                               content_type=_text(form.get("content_type")) or file.content_type,
                                                expected_hash=expected)
         finally:
             await form.close()
@@ -330,25 +332,46 @@ def create_app(settings: V2Settings, engine: Callable[[], Engine | None],
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                             headers=dict(exc.headers or {}))
 
-    routes = [
-        Route("/health", health, methods=["GET"]),
-        Route("/jobs", submit, methods=["POST"]),
-        Route("/jobs", list_jobs, methods=["GET"]),
-        Route("/jobs/{id}", get_job, methods=["GET"]),
-        Route("/jobs/{id}/workflow", job_workflow, methods=["GET"]),
-        Route("/jobs/{id}/cancel", cancel, methods=["POST"]),
-        Route("/jobs/{id}/events", events, methods=["GET"]),
-        Route("/assets", upload, methods=["POST"]),
-        Route("/assets/from-hash", from_hash, methods=["POST"]),
-        Route("/assets/from-path", from_path, methods=["POST"]),
-        Route("/assets/by-hash/{hash}", by_hash, methods=["HEAD", "GET"]),
-        Route("/assets/{id}", get_asset, methods=["GET"]),
-        Route("/assets/{id}/content", content, methods=["GET"]),
-        Route("/assets/{id}", delete, methods=["DELETE"]),
-    ]
+    table: dict[str, dict[str, Callable[[Request], Any]]] = {
+        "/health": {"GET": health},
+        "/jobs": {"POST": submit, "GET": list_jobs},
+        "/jobs/{id}": {"GET": get_job},
+        "/jobs/{id}/workflow": {"GET": job_workflow},
+        "/jobs/{id}/cancel": {"POST": cancel},
+        "/jobs/{id}/events": {"GET": events},
+        "/assets": {"POST": upload},
+        "/assets/from-hash": {"POST": from_hash},
+        "/assets/from-path": {"POST": from_path},
+        "/assets/by-hash/{hash}": {"HEAD": by_hash},
+        "/assets/{id}": {"GET": get_asset, "DELETE": delete},
+        "/assets/{id}/content": {"GET": content},
+    }
+    routes = [Route(path, _Dispatch(methods)) for path, methods in table.items()]
     app = Starlette(routes=routes, exception_handlers={V2Error: v2_error, HTTPException: http_error})
     app.state.v2 = state
     return app
+
+
+class _Dispatch:
+    """One ASGI endpoint per path: its methods, else 405 with exactly those in ``Allow`` (a plain
+    function endpoint would be GET-only in Starlette)."""
+
+    def __init__(self, methods: dict[str, Callable[[Request], Any]]) -> None:
+        self.methods = methods
+        self.allow = ", ".join(methods)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope, receive)
+        handler = self.methods.get(request.method)
+        if handler is None:
+            raise V2Error(405, "method_not_allowed", f"{request.method[:20]} is not allowed here; use {self.allow}",
+                          headers={"Allow": self.allow})
+        response: Response = await handler(request)
+        await response(scope, receive, send)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _frame(event: str, data: dict[str, Any]) -> bytes:

@@ -239,8 +239,9 @@ class AssetStore:
     def from_path(self, raw: Any, *, file_path: Any, content_type: Any) -> tuple[AssetRecord, bool]:
         """Copy in a file from the import folder (and nowhere else)."""
         if self.import_dir is None:
-            raise V2Error(422, "invalid_request", "from-path is off: this service has no import folder "
-                          "(set COMFYPACK_V2_IMPORT_DIR); upload the file instead", {"field": "path"})
+            raise V2Error(404, "blob_not_found", "from-path is off: this service has no import folder "
+                          "(COMFYPACK_V2_IMPORT_DIR), so 'path' names nothing it may read; upload the file",
+                          {"field": "path"})
         if not isinstance(raw, str) or not raw or "\x00" in raw or len(raw) > 4096:
             raise V2Error(422, "invalid_request", "'path' must be a file name under the import folder",
                           {"field": "path"})
@@ -258,11 +259,12 @@ class AssetStore:
             fd = os.open(resolved, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         except OSError:
             raise refused from None
-        with os.fdopen(fd, "rb") as f:
-            import stat
+        import stat
 
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise refused
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a FIFO, a device
+            os.close(fd)
+            raise refused
+        with os.fdopen(fd, "rb") as f:
             real = Path(os.path.realpath(f"/proc/self/fd/{fd}")) if Path("/proc/self/fd").is_dir() else resolved
             if not real.is_relative_to(root):  # swapped for a link between resolve and open
                 raise refused

@@ -151,7 +151,7 @@ def test_assets_dedupe_from_hash_range_delete(services: Services, sdk: Any) -> N
     r = httpx.get(f"{base}/assets/not-a-uuid/content", headers=AUTH)
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = httpx.post(f"{base}/assets/from-path", json={"path": "/etc/passwd"}, headers=AUTH)
-    assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "path"
+    assert r.status_code == 404 and r.json()["error"]["details"]["field"] == "path"  # from-path is off
     r = httpx.post(f"{base}/assets/from-hash", json={"hash": "md5:abc"}, headers=AUTH)
     assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "hash"
     r = httpx.post(f"{base}/assets", files={"file": ("x.png", data, "image/png")},

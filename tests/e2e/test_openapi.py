@@ -21,6 +21,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 NAMES = sorted(p.name for p in EXAMPLES.iterdir() if (p / "workflow_api.json").is_file())
 HOOKS = ROOT / "tests" / "e2e" / "schemathesis_hooks"
+_WARNINGS = ("missing_auth", "base_url_mismatch", "validation_mismatch", "missing_deserializer",
+             "unused_openapi_auth", "unsupported_regex", "method_not_allowed", "constants_extraction",
+             "unmatched_filter", "unresolvable_reference", "low_valid_rate", "rate_limited",
+             "dictionary_mismatch", "timeout_units")
 
 
 def _schemathesis() -> list[str]:
@@ -38,7 +42,14 @@ def test_schemathesis_finds_nothing(name: str, tmp_path: Path) -> None:
                "PYTHONPATH": os.pathsep.join(filter(None, [str(HOOKS), os.environ.get("PYTHONPATH")]))}
         run = subprocess.run([*_schemathesis(), "run", f"{served.url}/docs.json", "--url", served.url,
                               "--checks", "all", "--max-examples", "8", "--seed", "1",
-                              "--request-timeout", "120", "--no-color"],
+                              "--request-timeout", "120", "--no-color",
+                              # which graphs a v2 job may run is the served workflow's policy, not a
+                              # schema: schema-valid graphs are rightly 422. tests/e2e/test_comfy_v2.py
+                              # drives that route with the real comfy-sdk.
+                              "--exclude-operation-id", "v2SubmitJob",
+                              # ...so no job exists and random job / asset ids are 404 (missing test
+                              # data): every other warning stays on
+                              "--warnings", ",".join(_WARNINGS)],
                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=540)
         report = run.stdout[-6000:] + run.stderr[-2000:]
         assert run.returncode == 0, report
