@@ -49,10 +49,9 @@ def fetch_object_info(url: str, *, timeout: float = 60.0) -> dict[str, Any]:
 def _node_dirs(comfyui_dir: Path) -> list[Path]:
     """The custom node folders a :class:`ComfyUIProcess` on ``comfyui_dir`` loads."""
     from .comfyui.process import node_package_dir
+    from .config import extra_nodes_dirs
 
-    dirs = [comfyui_dir / "custom_nodes", node_package_dir()]
-    dirs += [Path(d) for d in os.environ.get("COMFYPACK_EXTRA_NODES_DIRS", "").split(os.pathsep) if d]
-    return dirs
+    return [comfyui_dir / "custom_nodes", node_package_dir(), *extra_nodes_dirs()]
 
 
 def _tree_stamp(root: Path) -> list[Any]:

@@ -40,8 +40,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def node_package_dir() -> Path:
     """The folder holding ``comfypack_nodes`` (set ``COMFYPACK_NODES_DIR`` to override)."""
-    env = os.environ.get("COMFYPACK_NODES_DIR")
-    candidates = [Path(env)] if env else []
+    from ..config import nodes_dir_override
+
+    override = nodes_dir_override()
+    candidates = [override] if override is not None else []
     here = Path(__file__).resolve()
     candidates += [here.parents[2] / "custom_nodes", here.parents[1] / "_custom_nodes"]
     for c in candidates:
@@ -203,7 +205,9 @@ class ComfyUIProcess:
         """
         assert self.workdir is not None
         own = node_package_dir()
-        extra = [d for d in os.environ.get("COMFYPACK_EXTRA_NODES_DIRS", "").split(os.pathsep) if d]
+        from ..config import extra_nodes_dirs
+
+        extra = [str(d) for d in extra_nodes_dirs()]
         tree_nodes = self.comfyui_dir / "custom_nodes"
         copy = tree_nodes / "comfypack_nodes"
         if not copy.exists():

@@ -89,7 +89,7 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.storage": {"StorageSettings", "OutputStore", "OUTPUTS_HEADER", "PREFIX_HEADER", "MODES",
                           "choose_mode", "job_prefix", "s3_client"},
     "comfypack.runner": {"WorkflowRunner", "RunOutput", "OutputFile", "PreparedRequest"},
-    "comfypack.config": {"model_endpoints", "allow_local_sources", "comfypack_home", "default_comfyui_dir", "record_default_comfyui", "service_state_dir"},
+    "comfypack.config": {"model_endpoints", "allow_local_sources", "nodes_dir_override", "extra_nodes_dirs", "ENVIRONMENT", "comfypack_home", "default_comfyui_dir", "record_default_comfyui", "service_state_dir"},
     "comfypack.uiformat": {"is_ui_format", "convert", "missing_node_types", "load_any_workflow",
                            "dynamic_prompt"},
     "comfypack.objectinfo": {"object_info_for", "fetch_object_info", "object_info_cache_key",
