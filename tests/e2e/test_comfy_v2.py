@@ -66,6 +66,8 @@ def services(request: pytest.FixtureRequest, comfyui: Any, tmp_path_factory: pyt
         target, kw = ADJUST / "workflow_api.json", {"comfyui_url": comfyui.url}
     else:
         target, kw = _pack(tmp_path_factory.mktemp("pack")), {"pack": True}
+        # our own pack of this machine's ComfyUI: on the current line its source is a local archive
+        env["COMFYPACK_ALLOW_LOCAL_SOURCES"] = "1"
     with bentoml_serve(target, logs, env=env, **kw) as default, \
             bentoml_serve(target, logs, env={**env, "COMFYPACK_V2_ANY_GRAPH": "1"}, **kw) as any_graph:
         yield Services(default, any_graph, request.param)
