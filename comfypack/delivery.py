@@ -92,7 +92,8 @@ class ResultDelivery:
         """The delivery headers of a request (already checked by the middleware)."""
         return DeliveryOptions(mode=choose_mode(headers.get(OUTPUTS_HEADER), self.storage),
                                prefix=job_prefix(headers.get(PREFIX_HEADER)),
-                               callback=(headers.get(CALLBACK_HEADER) or "").strip() or None)
+                               callback=None if headers.get(CALLBACK_HEADER) is None
+                               else str(headers.get(CALLBACK_HEADER)).strip())
 
     async def check(self, headers: Mapping[str, str]) -> DeliveryOptions:
         """:meth:`options`, with the callback URL checked against the address policy."""

@@ -175,7 +175,8 @@ def _delivery_params(webhooks: bool, outputs: tuple[str, ...]) -> list[dict[str,
     params: list[dict[str, Any]] = []
     if webhooks:
         params.append({"name": "X-ComfyPack-Callback-Url", "in": "header", "required": False,
-                       "schema": {"type": "string", "format": "uri", "pattern": "^https?://[^/?#\\s]+",
+                       "schema": {"type": "string", "format": "uri",
+                                  "pattern": "^https?://([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?([/?#][!-~]*)?$",
                                   "maxLength": 2048},
                        "description": "POST a signed event here when the job ends (completed, failed or "
                                       "cancelled): headers `X-ComfyPack-Webhook-Id`, `-Timestamp`, "

@@ -117,7 +117,7 @@ class StorageSettings:
 
 def choose_mode(asked: str | None, settings: StorageSettings) -> str:
     """The answer form for a request that sent ``X-ComfyPack-Outputs: asked`` (or nothing)."""
-    if asked is None or not asked.strip():
+    if asked is None:
         return settings.modes[0]
     mode = asked.strip().lower()
     if mode not in settings.modes:
@@ -129,10 +129,10 @@ def choose_mode(asked: str | None, settings: StorageSettings) -> str:
 
 def job_prefix(asked: str | None) -> str:
     """A request's own key prefix (``X-ComfyPack-Output-Prefix``), checked."""
-    if asked is None or not asked.strip():
+    if asked is None:
         return ""
     text = asked.strip()
-    if not _PREFIX_RE.match(text) or ".." in text:
+    if not _PREFIX_RE.match(text):  # every segment starts with a letter or digit: no "." / ".."
         raise RequestError.for_field(
             "output_prefix", "letters, digits and '._-', in at most 8 segments separated by '/'",
             status=422)

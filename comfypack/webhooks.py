@@ -188,7 +188,8 @@ async def check_callback(url: str | None, settings: WebhookSettings, *,
         parsed = URL(url)
     except (ValueError, TypeError):
         raise RequestError.for_field(_FIELD, "is not a valid URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.raw_host or len(url) > 2048:
+    if parsed.scheme not in ("http", "https") or not parsed.raw_host or len(url) > 2048 \
+            or not all(33 <= ord(c) < 127 for c in url):  # printable ASCII: a header value
         raise RequestError.for_field(_FIELD, "must be an absolute http(s) URL (at most 2048 characters)")
     try:
         await check_url(parsed, _FIELD, settings.policy, resolve=resolve)

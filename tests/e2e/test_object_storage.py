@@ -11,6 +11,7 @@ must download exactly the stored bytes — without the service's API key.
 from __future__ import annotations
 
 import base64
+import http.server
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -18,7 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httpx
 import pytest
 from _s3server import S3Server, s3_server
-from conftest import EXAMPLES, Served, bentoml_serve, png_bytes
+from conftest import EXAMPLES, Served, bentoml_serve, http_server, png_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -161,3 +162,50 @@ def test_a_single_file_output_is_answered_as_its_url(comfyui: object, s3: S3Serv
                              headers={"Authorization": f"Bearer {KEY}", "X-ComfyPack-Outputs": "inline"},
                              json={"audio": base64.b64encode(wav_bytes()).decode()})
         assert refused.status_code == 422 and "url" in refused.json()["error"]["message"]
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver that takes everything (for the fuzzer's positive cases)."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_schemathesis_with_the_delivery_headers_documented(comfyui: object, s3: S3Server, tmp_path: Any) -> None:
+    """With storage (url and inline) and webhooks on, the document names X-ComfyPack-Outputs,
+    -Output-Prefix and -Callback-Url; schemathesis (--checks all) sends them, valid and not, to
+    the typed endpoint and its jobs and finds nothing (the routes of issue 19, not /api/v2)."""
+    import json
+    import os
+    import subprocess
+
+    from test_openapi import _WARNINGS, HOOKS, _schemathesis
+
+    image = EXAMPLES / "image_adjust" / "workflow_api.json"
+    env = {k: v for k, v in _settings(s3, COMFYPACK_OUTPUTS="url,inline").items() if k != "COMFYPACK_API_KEY"}
+    env["COMFYPACK_WEBHOOK_SECRET"] = "schemathesis-webhook-secret"
+    env["COMFYPACK_URL_ALLOW"] = "127.0.0.1/32"
+    with http_server(_Sink) as sink, \
+            bentoml_serve(image, tmp_path, env=env, comfyui_url=comfyui.url) as served:  # type: ignore[attr-defined]
+        doc = httpx.get(f"{served.url}/docs.json").json()
+        params = {p["name"] for p in doc["paths"]["/generate"]["post"]["parameters"]}
+        assert params == {"X-ComfyPack-Callback-Url", "X-ComfyPack-Outputs", "X-ComfyPack-Output-Prefix"}
+        assert doc["paths"]["/generate/submit"]["post"]["parameters"] == doc["paths"]["/generate"]["post"]["parameters"]
+        st_env = {**os.environ, "SCHEMATHESIS_HOOKS": "valid_media",
+                  "COMFYPACK_ST_FILE_FIELDS": json.dumps({"image": "image"}), "COMFYPACK_ST_CALLBACK": sink + "/hook",
+                  "PYTHONPATH": os.pathsep.join(filter(None, [str(HOOKS), os.environ.get("PYTHONPATH")]))}
+        run = subprocess.run([*_schemathesis(), "run", f"{served.url}/docs.json", "--url", served.url,
+                              "--checks", "all", "--max-examples", "8", "--seed", "1",
+                              "--request-timeout", "120", "--no-color", "--include-path-regex", "^/generate",
+                              # runs of up to 2 Mpx on a shared CPU: latency is not what is tested here
+                              "--max-response-time", "60",
+                              "--warnings", ",".join(_WARNINGS)],
+                             capture_output=True, text=True, env=st_env, cwd=tmp_path, timeout=540)
+        report = run.stdout[-6000:] + run.stderr[-2000:]
+        assert run.returncode == 0, report
+        assert "No issues found" in run.stdout, report

@@ -54,11 +54,13 @@ def test_settings_from_env_and_their_checks() -> None:
 def test_per_request_choice_only_among_what_is_enabled() -> None:
     both = StorageSettings(bucket="b", modes=("url", "inline"))
     assert choose_mode(None, both) == "url" and choose_mode("INLINE", both) == "inline"
+    with pytest.raises(RequestError):
+        choose_mode("", both)  # a header sent empty is a mistake, not a default
     with pytest.raises(RequestError) as e:
         choose_mode("url", StorageSettings())
     assert e.value.status == 422 and "inline" in e.value.message
     assert job_prefix(None) == "" and job_prefix("team-a/run_1") == "team-a/run_1/"
-    for bad in ("../up", "/abs", "a//b", "a b", "x" * 70):
+    for bad in ("", "../up", "/abs", "a//b", "a b", "x" * 70):
         with pytest.raises(RequestError):
             job_prefix(bad)
 
