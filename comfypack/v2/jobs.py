@@ -21,6 +21,7 @@ import json
 import logging
 import mimetypes
 import os
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -42,6 +43,7 @@ logger = logging.getLogger("comfypack.v2")
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "expired"})
 _UI_KINDS = {"images": "image", "gifs": "video", "video": "video", "audio": "audio", "files": "file"}
+_RUN_PREFIX = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}_")
 _PROGRESS_EVERY = 0.2  # seconds between progress events (a node change is sent at once)
 
 
@@ -244,7 +246,8 @@ class JobManager:
         for spec in engine.interface.outputs:
             for i, value in enumerate(result.outputs.get(spec.name, [])):
                 if isinstance(value, OutputFile):
-                    rec = await asyncio.to_thread(self.store.add_bytes, value.data, file_path=value.filename,
+                    name = _RUN_PREFIX.sub("", value.filename)  # the runner's per-run prefix
+                    rec = await asyncio.to_thread(self.store.add_bytes, value.data, file_path=name,
                                                   content_type=value.media_type, job_id=job.id)
                     kind = spec.kind
                 else:

@@ -97,7 +97,7 @@ def test_sdk_runs_the_served_workflow(comfyui: Any, tmp_path: Path, sdk: Any) ->
         assert isinstance(seen[-1], StatusChange) and seen[-1].status == "succeeded"
         job = job.result()
         (out,) = job.get_outputs("10")
-        assert out.type == "image" and out.content_type == "image/png"
+        assert out.type == "image" and out.content_type == "image/png" and out.name == "image_00001_.png"
         size, px = _pixels(out.to_bytes())
         assert size == (24, 16)
         # blur of a flat colour is the colour; inverted
