@@ -276,11 +276,12 @@ def custom_nodes(comfyui_dir: Path, *, strict: bool = False) -> list[CustomNode]
 
     ``comfypack_nodes`` is always *this* comfypack's package — the one its workers load, even
     where the tree holds another copy (see :meth:`ComfyUIProcess._node_setup`)."""
-    from .comfyui.process import node_package_dir
+    from .comfyui.process import node_package_copies, node_package_dir
 
     nodes: dict[str, CustomNode] = {}
     folder = Path(comfyui_dir) / "custom_nodes"
     own = node_package_dir() / COMFYPACK_NODES
+    copies = {c.name for c in node_package_copies(folder)}  # `comfypack_nodes`, registry installs
     if folder.is_dir():
         for entry in sorted(folder.iterdir()):
             if entry.name.startswith(".") or entry.name in SKIP_NAMES:
@@ -291,7 +292,7 @@ def custom_nodes(comfyui_dir: Path, *, strict: bool = False) -> list[CustomNode]
                 continue
             if not entry.is_dir():
                 continue
-            if entry.name == COMFYPACK_NODES:
+            if entry.name in copies:
                 if entry.resolve() != own.resolve():
                     logger.warning("%s is another copy of comfypack's node package; the lock records "
                                    "this comfypack's (the one its workers load)", entry)

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from ..errors import ComfyUIUnavailable, ProvisionError
 
-__all__ = ["ComfyUIProcess", "free_port", "node_package_dir", "has_gpu", "gpu_count"]
+__all__ = ["ComfyUIProcess", "free_port", "node_package_dir", "node_package_copies", "has_gpu", "gpu_count"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,48 @@ def node_package_dir() -> Path:
     raise ProvisionError(
         "cannot find comfypack's node package (custom_nodes/comfypack_nodes); set "
         "COMFYPACK_NODES_DIR to the folder that contains it")
+
+
+#: the node pack's name on the Comfy Registry (its pyproject.toml): a registry or ComfyUI-Manager
+#: install puts it under this name, not ``comfypack_nodes``
+REGISTRY_NAME = "comfypack-nodes"
+
+
+def node_package_copies(custom_nodes: Path) -> list[Path]:
+    """The copies of comfypack's node package in a ``custom_nodes`` folder: ``comfypack_nodes``
+    (a link or a copy), and any folder whose ``pyproject.toml`` names the registry package
+    ``comfypack-nodes`` (what ``comfy node install`` / ComfyUI-Manager create)."""
+    found: list[Path] = []
+    if not custom_nodes.is_dir():
+        return found
+    for entry in sorted(custom_nodes.iterdir()):
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        if entry.name == "comfypack_nodes":
+            found.append(entry)
+            continue
+        if _project_name(entry / "pyproject.toml") == REGISTRY_NAME:
+            found.append(entry)
+    return found
+
+
+def _project_name(pyproject: Path) -> str | None:
+    """``[project] name`` of a pyproject.toml (None: no file, or no name)."""
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:  # 3.10: the one line we need
+        m = re.search(r"(?ms)^\[project\]\s*$.*?^\s*name\s*=\s*[\"']([^\"']+)[\"']", text)
+        return m.group(1) if m else None
+    try:
+        project = tomllib.loads(text).get("project")
+    except ValueError:
+        return None
+    name = project.get("name") if isinstance(project, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def has_gpu() -> bool:
@@ -209,22 +252,26 @@ class ComfyUIProcess:
 
         extra = [str(d) for d in extra_nodes_dirs()]
         tree_nodes = self.comfyui_dir / "custom_nodes"
-        copy = tree_nodes / "comfypack_nodes"
-        if not copy.exists():
+        copies = node_package_copies(tree_nodes)
+        if not copies:
             return [str(own), *extra], []
-        if copy.resolve() == (own / "comfypack_nodes").resolve():
+        if copies == [tree_nodes / "comfypack_nodes"] and \
+                copies[0].resolve() == (own / "comfypack_nodes").resolve():
             return extra, []  # the tree loads this very package already
-        logger.warning("%s is a different copy of comfypack's node package; this worker skips it and "
-                       "loads %s", copy, own / "comfypack_nodes")
+        for copy in copies:
+            if copy.resolve() != (own / "comfypack_nodes").resolve():
+                logger.warning("%s is a different copy of comfypack's node package; this worker skips it "
+                               "and loads %s", copy, own / "comfypack_nodes")
         exposed = self.workdir / "nodes"
         exposed.mkdir(exist_ok=True)
         link = exposed / "comfypack_nodes_active"
         if not link.is_symlink():
             link.symlink_to(own / "comfypack_nodes", target_is_directory=True)
         names = {"comfypack_nodes_active"}
+        skipped = {c.name for c in copies} | {"comfypack_nodes"}
         for folder in [tree_nodes, *map(Path, extra)]:
             with contextlib.suppress(OSError):
-                names.update(e.name for e in folder.iterdir() if e.name != "comfypack_nodes")
+                names.update(e.name for e in folder.iterdir() if e.name not in skipped)
         return [str(exposed), *extra], ["--disable-all-custom-nodes", "--whitelist-custom-nodes",
                                         *sorted(names)]
 

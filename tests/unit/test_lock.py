@@ -194,6 +194,17 @@ def test_custom_nodes_strips_credentials_and_handles_repos_without_remote(tmp_pa
     assert isinstance(nodes["local_only"].source, TreeSource)
 
 
+
+def test_a_registry_install_of_comfypacks_node_pack_is_not_recorded_as_another_node(tmp_path):
+    """A `comfy node install comfypack-nodes` copy (folder `comfypack-nodes`) is comfypack's own
+    package: the lock records this comfypack's, once, under its own name."""
+    comfy = _tree(tmp_path / "c", {"main.py": ""})
+    registry = comfy / "custom_nodes" / "comfypack-nodes"
+    registry.mkdir(parents=True)
+    (registry / "pyproject.toml").write_text('[project]\nname = "comfypack-nodes"\nversion = "0.0.9"\n')
+    (registry / "__init__.py").write_text("")
+    assert set(n.name for n in custom_nodes(comfy)) == {COMFYPACK_NODES}
+
 # -- packages and python ----------------------------------------------------------------------
 
 

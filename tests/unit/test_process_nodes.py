@@ -50,3 +50,21 @@ def test_another_copy_in_the_tree_is_skipped_and_every_other_node_still_loads(tm
     assert (exposed / "comfypack_nodes_active").resolve() == (node_package_dir() / "comfypack_nodes").resolve()
     assert args[:2] == ["--disable-all-custom-nodes", "--whitelist-custom-nodes"]
     assert sorted(args[2:]) == ["comfypack_nodes_active", "other_pack", "single.py", "test_nodes"]
+
+
+def test_a_registry_install_of_the_node_pack_is_recognised_and_skipped(tmp_path, monkeypatch):
+    """`comfy node install comfypack-nodes` / ComfyUI-Manager put the pack under another folder
+    name; it is found by its pyproject.toml's name, and skipped like any other copy."""
+    import shutil
+
+    from comfypack.comfyui.process import node_package_copies
+
+    tree = _tree(tmp_path)
+    registry = tree / "custom_nodes" / "comfypack-nodes"
+    shutil.copytree(node_package_dir() / "comfypack_nodes", registry,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tree / "custom_nodes" / "other_pack" / "pyproject.toml").write_text('[project]\nname = "other"\n')
+    assert node_package_copies(tree / "custom_nodes") == [registry]
+    dirs, args = _setup(tree, tmp_path, monkeypatch)
+    assert dirs[0] == str(tmp_path / "work" / "nodes")
+    assert sorted(args[2:]) == ["comfypack_nodes_active", "other_pack", "single.py", "test_nodes"]

@@ -100,7 +100,7 @@ EXPECTED: dict[str, set[str]] = {
         "PackagedSource", "ProgressEvent", "RunResult", "free_port", "install", "install_requirements",
     },
     "comfypack.comfyui.client": {"ComfyUIClient", "RunResult", "FileRef", "ProgressEvent"},
-    "comfypack.comfyui.process": {"ComfyUIProcess", "free_port", "node_package_dir", "has_gpu", "gpu_count"},
+    "comfypack.comfyui.process": {"ComfyUIProcess", "free_port", "node_package_dir", "node_package_copies", "has_gpu", "gpu_count"},
     "comfypack.pool": {"Admission", "Worker", "WorkerPool", "default_worker_count"},
     "comfypack.http": {"AuthMiddleware", "BodyLimitMiddleware", "BodyTypeMiddleware", "DocsMiddleware",
                        "ErrorShapeMiddleware", "request_id",
