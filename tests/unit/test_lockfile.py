@@ -87,8 +87,11 @@ def test_shipped_schema_is_generated_from_the_models():
 
 
 def test_schema_is_declared_as_package_data():
-    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
-    assert '"schemas/*.json"' in text
+    import tomllib
+
+    setuptools = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "comfypack.schemas" in setuptools["packages"]
+    assert "*.json" in setuptools["package-data"]["comfypack.schemas"]
 
 
 def test_a_generated_lock_validates_against_the_shipped_schema():
