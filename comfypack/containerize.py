@@ -393,7 +393,8 @@ def containerize(pack: Path, build_options: BuildOptions | None = None,
         cmd.append(str(ctx))
         logger.info("%s: building %s from Bento %s on %s", builder, image, plan.tag, base)
         try:
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  env={**os.environ, "DOCKER_BUILDKIT": "1"})  # docker: secrets
         finally:
             index_env.unlink(missing_ok=True)
     if proc.returncode != 0:

@@ -166,11 +166,13 @@ def _wait_ready(url: str, container: Container, seconds: float) -> list[tuple[fl
     raise AssertionError(f"not ready in {seconds} s; last answers {seen[-3:]}")
 
 
-def _check_answer(url: str) -> float:
-    """POST the example's request.json; the example's answer plus the upscaled input picture."""
+def _check_answer(url: str, picture: bytes) -> float:
+    """POST the example's request.json with a picture; the example's answer and the picture
+    upscaled by the model."""
     from PIL import Image
 
-    body = json.loads((TEXT / "request.json").read_text())
+    body = {**json.loads((TEXT / "request.json").read_text()),
+            "image": "data:image/png;base64," + base64.b64encode(picture).decode()}
     r = httpx.post(f"{url}/generate", json=body, timeout=600)
     answered = time.monotonic()
     assert r.status_code == 200, r.text[-2000:]
@@ -188,6 +190,7 @@ def _free_port() -> int:
     return free_port()
 
 
+@pytest.mark.timeout(3600)  # the build alone takes minutes (torch copied from the uv cache, vfs)
 def test_the_image_builds_serves_and_keeps_its_model_cache(tmp_path: Path) -> None:
     from comfypack.build import plan_build
     from comfypack.deploy import KubernetesOptions, kubernetes_manifests
@@ -201,6 +204,7 @@ def test_the_image_builds_serves_and_keeps_its_model_cache(tmp_path: Path) -> No
     _ModelSource.downloads = []
     with http_server(handler) as source:
         pack = _make_pack(tmp_path, source, served, env)
+        picture = (tmp_path / "author" / "comfyui" / "input" / "in.png").read_bytes()  # 32×24
         tag = f"localhost/comfypack-test-{uuid.uuid4().hex[:8]}:latest"
         with _image(pack, tag, env) as (built, build_seconds):
             assert built["image"] == tag and built["builder"] == "buildah"
@@ -227,7 +231,7 @@ def test_the_image_builds_serves_and_keeps_its_model_cache(tmp_path: Path) -> No
                     try:
                         seen = _wait_ready(url, container, 900)
                         ready = seen[-1][0]
-                        answered = _check_answer(url)
+                        answered = _check_answer(url, picture)
                     except AssertionError as e:
                         raise AssertionError(f"{run}: {e}\n--- container log:\n{log.read_text()[-6000:]}") from e
                     finally:
