@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .comfyui.client import ComfyUIClient
-from .comfyui.process import ComfyUIProcess, gpu_count
+from .comfyui.process import ComfyUIProcess, gpu_count, gpu_ids
 from .errors import ComfyUIUnavailable, Overloaded
 
 __all__ = ["Admission", "Worker", "WorkerPool", "default_worker_count"]
@@ -84,14 +84,16 @@ class WorkerPool:
         self.on_change = on_change or (lambda pool: None)
         self.extra_args = extra_args
         self.pipeline = max(1, pipeline)
-        gpus = gpu_count()
+        # one GPU per worker, round robin over those this process may use (its own
+        # CUDA_VISIBLE_DEVICES entries: "2,3" pins workers to GPUs 2 and 3, not 0 and 1)
+        gpus = gpu_ids()
         if urls:
             self.workers = [Worker(i, None, u.rstrip("/")) for i, u in enumerate(urls)]
         else:
             count = n or default_worker_count()
             self.workers = []
             for i in range(count):
-                env = {"CUDA_VISIBLE_DEVICES": str(i % gpus)} if gpus else None
+                env = {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if gpus else None
                 proc = ComfyUIProcess(comfyui_dir, python=python, startup_timeout=startup_timeout,  # type: ignore[arg-type]
                                       env=env, extra_args=extra_args)
                 self.workers.append(Worker(i, proc, ""))

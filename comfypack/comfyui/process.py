@@ -28,7 +28,8 @@ from pathlib import Path
 
 from ..errors import ComfyUIUnavailable, ProvisionError
 
-__all__ = ["ComfyUIProcess", "free_port", "node_package_dir", "node_package_copies", "has_gpu", "gpu_count"]
+__all__ = ["ComfyUIProcess", "free_port", "node_package_dir", "node_package_copies", "has_gpu", "gpu_count",
+           "gpu_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +105,23 @@ def has_gpu() -> bool:
 
 def gpu_count() -> int:
     """How many NVIDIA GPUs this process may use (``CUDA_VISIBLE_DEVICES`` respected; no torch)."""
+    return len(gpu_ids())
+
+
+def gpu_ids() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries for a child that should
+    use one of them: the entries of this process's ``CUDA_VISIBLE_DEVICES`` (indexes or UUIDs, up
+    to the first ``-1`` or empty one, as CUDA reads it), else ``0…n-1`` for the ``/dev/nvidiaN``
+    devices (a container sees its own GPUs numbered from 0)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    return len(list(Path("/dev").glob("nvidia[0-9]*")))
+        ids = []
+        for entry in (d.strip() for d in visible.split(",")):
+            if not entry or entry == "-1":
+                break
+            ids.append(entry)
+        return ids
+    return [str(i) for i in range(len(list(Path("/dev").glob("nvidia[0-9]*"))))]
 
 
 def _pdeathsig() -> None:  # runs in the child before exec
