@@ -140,3 +140,37 @@ def test_keda_needs_a_prometheus_and_an_hpa_cannot_go_to_zero(pack):
         kubernetes_manifests(plan, KubernetesOptions(hpa_max=2, keda=True))
     with pytest.raises(WorkflowError, match="1 ≤ min"):
         kubernetes_manifests(plan, KubernetesOptions(hpa_min=0, hpa_max=2))
+
+
+def test_no_builder_is_one_error_that_says_what_to_install(monkeypatch):
+    import shutil
+
+    from comfypack.containerize import find_builder
+    from comfypack.errors import DeployError
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(DeployError, match="install buildah"):
+        find_builder()
+    with pytest.raises(WorkflowError, match="--builder"):
+        find_builder("kaniko")
+
+
+def test_deploy_cli_writes_the_keda_scaled_object(pack, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from comfypack.cli import cli
+
+    out = tmp_path / "k8s"
+    result = CliRunner().invoke(cli, ["deploy", str(pack), "--target", "kubernetes", "-o", str(out),
+                                      "--hpa-min", "0", "--hpa-max", "3", "--keda",
+                                      "--prometheus-url", "http://prometheus:9090"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "deployment.yaml", "keda.yaml",
+                                                      "pvc.yaml", "service.yaml"]
+    _keda_validate(yaml.safe_load((out / "keda.yaml").read_text()))
+    readme = (out / "README.md").read_text()
+    assert "comfypack containerize" in readme and "HTTP add-on" in readme  # scale from zero: said
+    result = CliRunner().invoke(cli, ["deploy", str(pack), "--target", "kubernetes", "--dry-run",
+                                      "--hpa-min", "0", "--hpa-max", "3"])
+    assert result.exit_code == 2 and "1 ≤ min" in result.output  # an HPA cannot go to zero
