@@ -1041,8 +1041,10 @@ def containerize_cmd(pack: Path, tag: str | None, bento_name: str | None, bento_
     options = _options(bento_name, bento_version, gpu, timeout, concurrency, workers, endpoint,
                        include_models)
     with _console(stderr=True).status(f"building an image from {pack.name} …"):
+        ep = _endpoints()
         result = containerize(_pack_arg(pack), options,
-                              ContainerizeOptions(tag=tag, base_image=base_image, builder=builder))
+                              ContainerizeOptions(tag=tag, base_image=base_image, builder=builder),
+                              hf_endpoint=ep["hf_endpoint"], civitai_url=ep["civitai_url"])
     if as_json:
         click.echo(json.dumps({"image": result.image, "bento": result.bento, "builder": result.builder,
                                "seconds": round(result.seconds, 1)}, indent=2))

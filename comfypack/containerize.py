@@ -340,8 +340,10 @@ def _image_exists(builder: str, image: str, gargs: list[str]) -> bool:
 
 
 def containerize(pack: Path, build_options: BuildOptions | None = None,
-                 options: ContainerizeOptions | None = None) -> ContainerizeResult:
-    """Build (or reuse) the pack's Bento, then its image; returns the image name."""
+                 options: ContainerizeOptions | None = None, *, hf_endpoint: str | None = None,
+                 civitai_url: str | None = None) -> ContainerizeResult:
+    """Build (or reuse) the pack's Bento, then its image; returns the image name. The mirrors
+    are for ``include_models`` (weights collected into the Bento)."""
     import bentoml
 
     options = options or ContainerizeOptions()
@@ -351,7 +353,8 @@ def containerize(pack: Path, build_options: BuildOptions | None = None,
     if not _image_exists(builder, base, gargs):
         raise DeployError(f"the base image {base} is not there: run `make base-image` (Debian with "
                           "Python 3.11, made locally) or pass --base-image")
-    result = build_bento(Path(pack), build_options)
+    result = build_bento(Path(pack), build_options, hf_endpoint=hf_endpoint, civitai_url=civitai_url,
+                         reuse=True)
     plan = result.plan
     bento = bentoml.bentos.get(plan.tag)
     image = options.tag or plan.tag
