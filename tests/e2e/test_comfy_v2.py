@@ -210,16 +210,22 @@ def test_any_graph_runs_a_modified_graph(services: Services, sdk: Any) -> None:
 
 
 def test_cancel_interrupts_a_running_job(services: Services, sdk: Any) -> None:
+    """The event stream is live: the sleep node's progress arrives while it sleeps (a buffered
+    stream would only end with the job), and cancelling then interrupts it in ComfyUI."""
     import json
+
+    from comfy_sdk import Progress
 
     client = sdk(services.any_graph)
     graph = json.loads((TEST_WORKFLOWS / "sleep_echo.json").read_text())
     graph["2"]["inputs"]["default"] = 60.0
+    submitted = time.monotonic()
     job = client.submit(client.workflows.from_json(graph))
-    deadline = time.monotonic() + 60
-    while job.refresh().status != "running":
-        assert time.monotonic() < deadline, job.status
-        time.sleep(0.2)
+    for event in job.events():
+        if isinstance(event, Progress) and event.current_node == "3":  # ComfyPackTestSleep started
+            break
+    assert time.monotonic() - submitted < 45
+    assert job.refresh().status == "running"
     time.sleep(1.0)  # inside the sleep node
     started = time.monotonic()
     assert job.cancel().status in ("canceling", "canceled")
