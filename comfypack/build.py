@@ -152,14 +152,20 @@ def _check_name(name: str) -> str:
 
 
 def _own_requirements() -> list[str]:
-    """comfypack's own dependencies (from its installed metadata, else pyproject's list)."""
+    """comfypack's own dependencies (from its installed metadata, else pyproject's list), with
+    the ``s3`` extra (boto3): a Bento's service may be given a bucket for its outputs at deploy
+    time (``COMFYPACK_S3_BUCKET``)."""
     from importlib import metadata
 
     try:
         reqs = metadata.requires("comfypack") or []
     except metadata.PackageNotFoundError:
         reqs = []
-    return [r for r in reqs if "extra ==" not in r]
+    return [r.split(";")[0].strip() if _S3_EXTRA in r.replace("'", '"') else r for r in reqs
+            if "extra ==" not in r or _S3_EXTRA in r.replace("'", '"')]
+
+
+_S3_EXTRA = 'extra == "s3"'
 
 
 def _source_tree_sha256() -> str:

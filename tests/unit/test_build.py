@@ -297,3 +297,16 @@ def test_build_flags_are_spelled_once_and_round_trip_through_the_cli(tmp_path):
     p = build_cmd.make_context("build", [str(pack), *opts.to_args()]).params
     assert _options(p["bento_name"], p["bento_version"], p["gpu"], p["timeout"], p["concurrency"],
                     p["workers"], p["endpoint"], p["include_models"]) == opts
+
+
+def test_a_bento_gets_the_s3_extra_but_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3 (the ``s3`` extra) goes into a Bento: its service may be given a bucket at deploy
+    time; the ``dev`` extra's tools do not."""
+    from importlib import metadata
+
+    from comfypack.build import _own_requirements
+
+    monkeypatch.setattr(metadata, "requires", lambda name: [
+        "bentoml<1.5,>=1.4.30", 'boto3>=1.34; extra == "s3"', 'boto3>=1.34; extra == "dev"',
+        'moto[server]>=5; extra == "dev"', "pytest>=8; extra == 'dev'"])
+    assert _own_requirements() == ["bentoml<1.5,>=1.4.30", "boto3>=1.34"]
