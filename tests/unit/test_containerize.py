@@ -21,7 +21,20 @@ from comfypack.containerize import (
 from comfypack.deploy import QUEUE_METRIC, KubernetesOptions, kubernetes_manifests
 from comfypack.errors import WorkflowError
 
-from .test_deploy import _validate, home, pack  # noqa: F401 - fixtures
+from ._lock_helpers import fake_env
+from .test_deploy import _validate
+
+
+@pytest.fixture
+def pack(tmp_path, monkeypatch):
+    from comfypack.hashing import HashCache
+    from comfypack.lock import create_lock
+    from comfypack.pack import create_pack
+
+    monkeypatch.setenv("COMFYPACK_HOME", str(tmp_path / "home"))
+    env = fake_env(tmp_path / "src", as_git=False, git_node=False)
+    lock = create_lock(env.workflow_path, env.comfyui, resolvers=[], hash_cache=HashCache(None))
+    return create_pack(env.workflow_path, env.comfyui, tmp_path / "my_flow.cpack.zip", lock=lock)
 
 
 def test_the_contract_is_non_root_with_every_written_path_a_volume():
