@@ -33,11 +33,34 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_WORKFLOW = BENCH_DIR / "workflows" / "invert.json"
 
 __all__ = [
-    "ROOT", "BENCH_DIR", "DEFAULT_WORKFLOW", "BenchError", "RequestFailed", "percentile", "summarize",
-    "make_png", "check_inverted", "TrivialWorkflow", "descendants", "alive", "Served", "start_served",
-    "wait_served", "stop_served", "sigterm_as_interrupt", "cancel_on_signals", "Sample", "RawComfyUI",
-    "ServedClient", "ComfyUIEndpoint", "comfyui_children", "served_comfyui", "wait_comfyui_children",
-    "error_kinds", "key_value", "setup_logging",
+    "ROOT",
+    "BENCH_DIR",
+    "DEFAULT_WORKFLOW",
+    "BenchError",
+    "RequestFailed",
+    "percentile",
+    "summarize",
+    "make_png",
+    "check_inverted",
+    "TrivialWorkflow",
+    "descendants",
+    "alive",
+    "Served",
+    "start_served",
+    "wait_served",
+    "stop_served",
+    "sigterm_as_interrupt",
+    "cancel_on_signals",
+    "Sample",
+    "RawComfyUI",
+    "ServedClient",
+    "ComfyUIEndpoint",
+    "comfyui_children",
+    "served_comfyui",
+    "wait_comfyui_children",
+    "error_kinds",
+    "key_value",
+    "setup_logging",
 ]
 
 logger = logging.getLogger("bench")
@@ -65,9 +88,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summarize(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50_ms": percentile(values, 50), "p95_ms": percentile(values, 95),
-            "mean_ms": sum(values) / len(values) if values else math.nan,
-            "min_ms": min(values, default=math.nan), "max_ms": max(values, default=math.nan)}
+    return {
+        "n": len(values),
+        "p50_ms": percentile(values, 50),
+        "p95_ms": percentile(values, 95),
+        "mean_ms": sum(values) / len(values) if values else math.nan,
+        "min_ms": min(values, default=math.nan),
+        "max_ms": max(values, default=math.nan),
+    }
 
 
 # -- the input image and the correctness check --------------------------------------------------
@@ -95,8 +123,9 @@ def check_inverted(source_png: bytes, output: bytes, what: str) -> None:
     try:
         out = np.asarray(Image.open(io.BytesIO(output)).convert("RGB"), dtype=np.int16)
     except (UnidentifiedImageError, OSError) as e:
-        raise BenchError(f"{what}: the response is not an image ({len(output)} bytes: "
-                         f"{output[:200]!r})") from e
+        raise BenchError(
+            f"{what}: the response is not an image ({len(output)} bytes: {output[:200]!r})"
+        ) from e
     src = np.asarray(Image.open(io.BytesIO(source_png)).convert("RGB"), dtype=np.int16)
     if out.shape != src.shape:
         raise BenchError(f"{what}: output is {out.shape}, input was {src.shape}")
@@ -122,12 +151,19 @@ class TrivialWorkflow:
         prompt = json.loads(path.read_text())
         inputs = [k for k, n in prompt.items() if n.get("class_type") == "ComfyPackInputImage"]
         outputs = [k for k, n in prompt.items() if n.get("class_type") == "ComfyPackOutputImage"]
-        others = [k for k, n in prompt.items() if str(n.get("class_type", "")).startswith("ComfyPackInput")
-                  and k not in inputs]
+        others = [
+            k
+            for k, n in prompt.items()
+            if str(n.get("class_type", "")).startswith("ComfyPackInput") and k not in inputs
+        ]
         if len(inputs) != 1 or len(outputs) != 1 or others:
-            raise BenchError(f"{path}: the benchmark needs exactly one ComfyPackInputImage, one "
-                             "ComfyPackOutputImage and no other ComfyPack inputs")
-        return cls(prompt, inputs[0], str(prompt[inputs[0]]["inputs"].get("name") or "image"), outputs[0])
+            raise BenchError(
+                f"{path}: the benchmark needs exactly one ComfyPackInputImage, one "
+                "ComfyPackOutputImage and no other ComfyPack inputs"
+            )
+        return cls(
+            prompt, inputs[0], str(prompt[inputs[0]]["inputs"].get("name") or "image"), outputs[0]
+        )
 
     def for_run(self, image_name: str, run_id: str) -> dict[str, Any]:
         prompt = json.loads(json.dumps(self.prompt))
@@ -183,16 +219,36 @@ class Served:
         return ""
 
 
-def start_served(workflow: Path, comfyui_dir: Path, log_dir: Path, env: dict[str, str] | None = None) -> Served:
+def start_served(
+    workflow: Path, comfyui_dir: Path, log_dir: Path, env: dict[str, str] | None = None
+) -> Served:
     from comfypack.comfyui.process import free_port
 
     port = free_port()
     log = log_dir / f"serve-{port}.log"
-    cmd = [sys.executable, "-m", "comfypack.cli", "serve", str(workflow), "--host", "127.0.0.1",
-           "--port", str(port), "--comfyui", str(comfyui_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "comfypack.cli",
+        "serve",
+        str(workflow),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--comfyui",
+        str(comfyui_dir),
+    ]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=ROOT, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
     logger.info("comfypack serve: pid %s on port %s (log %s)", proc.pid, port, log)
     return Served(f"http://127.0.0.1:{port}", proc, log)
 
@@ -205,13 +261,17 @@ def wait_served(served: Served, timeout: float) -> None:
         while True:
             served.remember_children()
             if served.proc.poll() is not None:
-                raise BenchError(f"comfypack serve exited ({served.proc.returncode}):\n{served.log_tail()}")
+                raise BenchError(
+                    f"comfypack serve exited ({served.proc.returncode}):\n{served.log_tail()}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if client.get(f"{served.url}/readyz").status_code == 200:
                     served.remember_children()
                     return
             if time.monotonic() > deadline:
-                raise BenchError(f"comfypack serve not ready within {timeout:g} s:\n{served.log_tail()}")
+                raise BenchError(
+                    f"comfypack serve not ready within {timeout:g} s:\n{served.log_tail()}"
+                )
             time.sleep(0.25)
 
 
@@ -240,6 +300,7 @@ def stop_served(served: Served, grace: float = 30.0) -> None:
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Let SIGTERM unwind like Ctrl-C, so every ``finally`` runs."""
+
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -288,10 +349,14 @@ class RawComfyUI:
     async def __aenter__(self) -> RawComfyUI:
         import aiohttp
 
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8),
-                                             timeout=aiohttp.ClientTimeout(total=self.timeout))
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=8),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+        )
         ws_url = self.base_url.replace("http://", "ws://", 1)
-        self.ws = await self.session.ws_connect(f"{ws_url}/ws?clientId={self.client_id}", max_msg_size=0)
+        self.ws = await self.session.ws_connect(
+            f"{ws_url}/ws?clientId={self.client_id}", max_msg_size=0
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -316,7 +381,9 @@ class RawComfyUI:
             if event.get("type") == "executing" and data.get("node") is None:
                 return
             if event.get("type") == "execution_error":
-                raise RequestFailed(f"raw ComfyUI: {data.get('node_type')} failed: {data.get('exception_message')}")
+                raise RequestFailed(
+                    f"raw ComfyUI: {data.get('node_type')} failed: {data.get('exception_message')}"
+                )
 
     async def run(self, png: bytes) -> tuple[bytes, Sample]:
         import aiohttp
@@ -346,23 +413,35 @@ class RawComfyUI:
         images = history[prompt_id]["outputs"][self.workflow.output_node]["images"]
         t4 = time.perf_counter()
         ref = images[0]
-        params = {"filename": ref["filename"], "subfolder": ref.get("subfolder", ""),
-                  "type": ref.get("type", "output")}
+        params = {
+            "filename": ref["filename"],
+            "subfolder": ref.get("subfolder", ""),
+            "type": ref.get("type", "output"),
+        }
         async with self.session.get(f"{self.base_url}/view", params=params) as resp:
             if resp.status != 200:
                 raise RequestFailed(f"raw /view answered {resp.status}")
             data = await resp.read()
         t5 = time.perf_counter()
         ms = 1000.0
-        return data, Sample((t5 - t0) * ms, {"upload": (t1 - t0) * ms, "prompt": (t2 - t1) * ms,
-                                             "wait_ws": (t3 - t2) * ms, "history": (t4 - t3) * ms,
-                                             "view": (t5 - t4) * ms})
+        return data, Sample(
+            (t5 - t0) * ms,
+            {
+                "upload": (t1 - t0) * ms,
+                "prompt": (t2 - t1) * ms,
+                "wait_ws": (t3 - t2) * ms,
+                "history": (t4 - t3) * ms,
+                "view": (t5 - t4) * ms,
+            },
+        )
 
 
 class ServedClient:
     """``POST /<endpoint>`` of the served workflow, over one persistent aiohttp session."""
 
-    def __init__(self, url: str, endpoint: str, field_name: str, png: bytes, timeout: float) -> None:
+    def __init__(
+        self, url: str, endpoint: str, field_name: str, png: bytes, timeout: float
+    ) -> None:
         self.url = f"{url.rstrip('/')}/{endpoint.strip('/')}"
         self.field_name = field_name
         self.png = png
@@ -376,8 +455,9 @@ class ServedClient:
         # BentoML's server (uvicorn) drops a keep-alive connection idle for 5 s; close ours first,
         # so a client that sat out a while never sends on a connection the server is closing
         connector = aiohttp.TCPConnector(limit=8, keepalive_timeout=2.0)
-        self.session = aiohttp.ClientSession(connector=connector,
-                                             timeout=aiohttp.ClientTimeout(total=self.timeout))
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -398,13 +478,17 @@ class ServedClient:
         return data, Sample(total, parts)
 
     async def run_json(self) -> tuple[bytes, Sample]:
-        return await self._post("served/json", data=self.json_body,
-                                headers={"Content-Type": "application/json"})
+        return await self._post(
+            "served/json", data=self.json_body, headers={"Content-Type": "application/json"}
+        )
 
-    async def run_payload(self, payload: dict[str, Any], what: str = "served/json") -> tuple[bytes, Sample]:
+    async def run_payload(
+        self, payload: dict[str, Any], what: str = "served/json"
+    ) -> tuple[bytes, Sample]:
         """``POST`` this JSON body (instead of the one built from ``png``)."""
-        return await self._post(what, data=json.dumps(payload).encode(),
-                                headers={"Content-Type": "application/json"})
+        return await self._post(
+            what, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        )
 
     async def run_multipart(self) -> tuple[bytes, Sample]:
         import aiohttp
@@ -435,8 +519,11 @@ def comfyui_children(served: Served) -> dict[int, ComfyUIEndpoint]:
             continue
         opts = {a: argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--")}
         with contextlib.suppress(KeyError):
-            found[pid] = ComfyUIEndpoint(f"http://127.0.0.1:{opts['--port']}",
-                                         Path(opts["--input-directory"]), Path(opts["--output-directory"]))
+            found[pid] = ComfyUIEndpoint(
+                f"http://127.0.0.1:{opts['--port']}",
+                Path(opts["--input-directory"]),
+                Path(opts["--output-directory"]),
+            )
     return found
 
 
@@ -454,7 +541,9 @@ def wait_comfyui_children(served: Served, n: int, timeout: float) -> dict[int, C
         while True:
             served.remember_children()
             if served.proc.poll() is not None:
-                raise BenchError(f"comfypack serve exited ({served.proc.returncode}):\n{served.log_tail()}")
+                raise BenchError(
+                    f"comfypack serve exited ({served.proc.returncode}):\n{served.log_tail()}"
+                )
             children = comfyui_children(served)
             up = {}
             for pid, ui in children.items():
@@ -464,8 +553,10 @@ def wait_comfyui_children(served: Served, n: int, timeout: float) -> dict[int, C
             if len(up) >= n:
                 return up
             if time.monotonic() > deadline:
-                raise BenchError(f"only {len(up)} of {n} ComfyUI workers answer after {timeout:g} s:\n"
-                                 f"{served.log_tail()}")
+                raise BenchError(
+                    f"only {len(up)} of {n} ComfyUI workers answer after {timeout:g} s:\n"
+                    f"{served.log_tail()}"
+                )
             time.sleep(0.25)
 
 
@@ -489,8 +580,12 @@ def key_value(text: str) -> tuple[str, str]:
 
 
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))

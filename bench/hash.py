@@ -48,7 +48,9 @@ from comfypack.hashing import HashCache, hash_files  # noqa: E402
 MB = 1_000_000
 
 
-def make_files(root: Path, n_big: int, big_bytes: int, n_small: int, small_bytes: int) -> tuple[list[Path], list[Path]]:
+def make_files(
+    root: Path, n_big: int, big_bytes: int, n_small: int, small_bytes: int
+) -> tuple[list[Path], list[Path]]:
     old = time.time() - 3600
     big, small = [], []
     for i in range(n_big):
@@ -102,12 +104,18 @@ def sha256sum(paths: list[Path], exe: str) -> dict[Path, str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=8, help="big files (default 8)")
-    ap.add_argument("--size-mib", type=int, default=64, help="size of each big file (default 64 MiB)")
-    ap.add_argument("--small", type=int, default=200, help="small files for the re-lock (default 200)")
+    ap.add_argument(
+        "--size-mib", type=int, default=64, help="size of each big file (default 64 MiB)"
+    )
+    ap.add_argument(
+        "--small", type=int, default=200, help="small files for the re-lock (default 200)"
+    )
     ap.add_argument("--small-kib", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--dir", type=Path, default=None, help="where to write the files (default: a temp dir)")
+    ap.add_argument(
+        "--dir", type=Path, default=None, help="where to write the files (default: a temp dir)"
+    )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = ap.parse_args(argv)
 
@@ -120,18 +128,25 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="comfypack-hash-bench-", dir=args.dir) as tmp:
         root = Path(tmp)
-        print(f"writing {args.files} × {args.size_mib} MiB + {args.small} × {args.small_kib} KiB in {root} …",
-              file=sys.stderr)
-        big, small = make_files(root, args.files, args.size_mib << 20, args.small, args.small_kib << 10)
+        print(
+            f"writing {args.files} × {args.size_mib} MiB + {args.small} × {args.small_kib} KiB in {root} …",
+            file=sys.stderr,
+        )
+        big, small = make_files(
+            root, args.files, args.size_mib << 20, args.small, args.small_kib << 10
+        )
         total = sum(p.stat().st_size for p in big)
         warm_page_cache(big + small)
 
-        series: dict[str, list[tuple[float, float]]] = {"sha256sum": [], "comfypack ×1": [],
-                                                         f"comfypack ×{workers}": []}
+        series: dict[str, list[tuple[float, float]]] = {
+            "sha256sum": [],
+            "comfypack ×1": [],
+            f"comfypack ×{workers}": [],
+        }
         reference = sha256sum(big, exe)
         for r in range(args.rounds):
             order = list(series)
-            order = order[r % len(order):] + order[:r % len(order)]
+            order = order[r % len(order) :] + order[: r % len(order)]
             for name in order:
                 if name == "sha256sum":
                     got, wall, cpu = timed(lambda: sha256sum(big, exe), children=True)
@@ -146,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         # warm re-lock over every file, the cache loaded from disk as a new process would
         every = big + small
         cache_file = root / "hashes.json"
-        _, cold_wall, _ = timed(lambda: hash_files(every, cache=HashCache(cache_file), workers=workers))
+        _, cold_wall, _ = timed(
+            lambda: hash_files(every, cache=HashCache(cache_file), workers=workers)
+        )
         reads: list[Path] = []
         real = hashing.sha256_file
 
@@ -158,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             relock = []
             for _ in range(max(3, args.rounds)):
-                got, wall, _ = timed(lambda: hash_files(every, cache=HashCache(cache_file), workers=workers))
+                got, wall, _ = timed(
+                    lambda: hash_files(every, cache=HashCache(cache_file), workers=workers)
+                )
                 relock.append(wall)
         finally:
             hashing.sha256_file = real  # type: ignore[assignment]
@@ -174,34 +193,62 @@ def main(argv: list[str] | None = None) -> int:
         rate = total / MB / med(name, 0)
         per_core = rate / cores
         per_cpu_s = total / MB / med(name, 1)
-        rows.append({"series": name, "seconds": round(med(name, 0), 3), "MB_per_s": round(rate, 1),
-                     "cores": cores, "MB_per_s_per_core": round(per_core, 1),
-                     "ratio_per_core": round(per_core / base_wall, 2),
-                     "MB_per_cpu_s": round(per_cpu_s, 1), "ratio_per_cpu_s": round(per_cpu_s / base_cpu, 2)})
+        rows.append(
+            {
+                "series": name,
+                "seconds": round(med(name, 0), 3),
+                "MB_per_s": round(rate, 1),
+                "cores": cores,
+                "MB_per_s_per_core": round(per_core, 1),
+                "ratio_per_core": round(per_core / base_wall, 2),
+                "MB_per_cpu_s": round(per_cpu_s, 1),
+                "ratio_per_cpu_s": round(per_cpu_s / base_cpu, 2),
+            }
+        )
     relock_s = statistics.median(relock)
     per100 = relock_s / len(every) * 100
 
-    print(f"\nhashing {args.files} × {args.size_mib} MiB ({total / MB:.0f} MB), page cache warm, "
-          f"{cpus} CPUs, median of {args.rounds} rounds")
+    print(
+        f"\nhashing {args.files} × {args.size_mib} MiB ({total / MB:.0f} MB), page cache warm, "
+        f"{cpus} CPUs, median of {args.rounds} rounds"
+    )
     head = f"{'series':<16}{'s':>8}{'MB/s':>9}{'cores':>7}{'MB/s/core':>11}{'× sha256sum':>13}{'MB/cpu-s':>10}{'×':>7}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['series']:<16}{r['seconds']:>8.3f}{r['MB_per_s']:>9.0f}{r['cores']:>7}{r['MB_per_s_per_core']:>11.0f}"
-              f"{r['ratio_per_core']:>13.2f}{r['MB_per_cpu_s']:>10.0f}{r['ratio_per_cpu_s']:>7.2f}")
+        print(
+            f"{r['series']:<16}{r['seconds']:>8.3f}{r['MB_per_s']:>9.0f}{r['cores']:>7}{r['MB_per_s_per_core']:>11.0f}"
+            f"{r['ratio_per_core']:>13.2f}{r['MB_per_cpu_s']:>10.0f}{r['ratio_per_cpu_s']:>7.2f}"
+        )
     ours = [r for r in rows if r["series"] != "sha256sum"]
     worst = min(r["ratio_per_core"] for r in ours)
-    print(f"per-core rate vs sha256sum: worst {worst:.2f}× (target ≥ 0.80×) "
-          f"{'PASS' if worst >= 0.8 else 'FAIL'}")
-    print(f"\nwarm re-lock of {len(every)} unchanged files (HashCache loaded from JSON): "
-          f"{relock_s * 1000:.1f} ms = {per100 * 1000:.1f} ms per 100 files (target ≤ 100 ms) "
-          f"{'PASS' if per100 <= 0.1 and not reads else 'FAIL'}; files read: {len(reads)}; "
-          f"cold pass {cold_wall:.2f} s")
+    print(
+        f"per-core rate vs sha256sum: worst {worst:.2f}× (target ≥ 0.80×) "
+        f"{'PASS' if worst >= 0.8 else 'FAIL'}"
+    )
+    print(
+        f"\nwarm re-lock of {len(every)} unchanged files (HashCache loaded from JSON): "
+        f"{relock_s * 1000:.1f} ms = {per100 * 1000:.1f} ms per 100 files (target ≤ 100 ms) "
+        f"{'PASS' if per100 <= 0.1 and not reads else 'FAIL'}; files read: {len(reads)}; "
+        f"cold pass {cold_wall:.2f} s"
+    )
     if args.json:
-        print(json.dumps({"hash": rows, "relock": {"files": len(every), "seconds": round(relock_s, 4),
-                                                   "seconds_per_100": round(per100, 4), "files_read": len(reads),
-                                                   "cold_seconds": round(cold_wall, 3)}},
-                         indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "hash": rows,
+                    "relock": {
+                        "files": len(every),
+                        "seconds": round(relock_s, 4),
+                        "seconds_per_100": round(per100, 4),
+                        "files_read": len(reads),
+                        "cold_seconds": round(cold_wall, 3),
+                    },
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     return 0 if worst >= 0.8 and per100 <= 0.1 and not reads else 1
 
 

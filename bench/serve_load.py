@@ -130,8 +130,10 @@ def check_own_inverse(i: int, output: bytes, what: str) -> None:
     worst = int(np.abs(out - want).max())
     if worst > 1:
         got = tuple(int(v) for v in out.reshape(-1, 3)[0])
-        raise BenchError(f"{what} #{i}: answer is not the inverse of its own input (expected "
-                         f"{tuple(int(v) for v in want)}, got {got}: another request's answer?)")
+        raise BenchError(
+            f"{what} #{i}: answer is not the inverse of its own input (expected "
+            f"{tuple(int(v) for v in want)}, got {got}: another request's answer?)"
+        )
 
 
 def check_own_text(i: int, expected: str, output: bytes, what: str) -> None:
@@ -140,7 +142,9 @@ def check_own_text(i: int, expected: str, output: bytes, what: str) -> None:
     except (ValueError, AttributeError) as e:
         raise BenchError(f"{what} #{i}: the answer is not a JSON object: {output[:200]!r}") from e
     if got != expected:
-        raise BenchError(f"{what} #{i}: expected text {expected!r}, got {got!r} (another request's?)")
+        raise BenchError(
+            f"{what} #{i}: expected text {expected!r}, got {got!r} (another request's?)"
+        )
 
 
 # -- CPU accounting -----------------------------------------------------------------------------
@@ -229,10 +233,14 @@ class Load:
     def summary(self) -> dict[str, Any]:
         n = len(self.latencies_ms)
         out: dict[str, Any] = {
-            "requests": n, "errors": len(self.errors), "wall_s": self.wall_s,
+            "requests": n,
+            "errors": len(self.errors),
+            "wall_s": self.wall_s,
             "req_per_s": n / self.wall_s if self.wall_s else 0.0,
-            "p50_ms": percentile(self.latencies_ms, 50), "p95_ms": percentile(self.latencies_ms, 95),
-            "max_ms": max(self.latencies_ms, default=float("nan"))}
+            "p50_ms": percentile(self.latencies_ms, 50),
+            "p95_ms": percentile(self.latencies_ms, 95),
+            "max_ms": max(self.latencies_ms, default=float("nan")),
+        }
         if self.in_service_ms:
             out["in_service_p50_ms"] = percentile(self.in_service_ms, 50)
         if self.errors:
@@ -296,13 +304,22 @@ class Series:
 
     def report(self) -> dict[str, Any]:
         st = self.load.summary()
-        st.update(label=self.label, held=self.held, comfyui=self.timeline, round_req_per_s=self.rounds,
-                  cpu=cpu_report(self.meter, st["requests"], st["wall_s"]))
+        st.update(
+            label=self.label,
+            held=self.held,
+            comfyui=self.timeline,
+            round_req_per_s=self.rounds,
+            cpu=cpu_report(self.meter, st["requests"], st["wall_s"]),
+        )
         if self.phases:
             keys = dict.fromkeys(k for p in self.phases for k in p)
-            st["phases_ms"] = {k: {"mean": mean([p[k] for p in self.phases if k in p]),
-                                   "p50": percentile([p[k] for p in self.phases if k in p], 50)}
-                               for k in keys}
+            st["phases_ms"] = {
+                k: {
+                    "mean": mean([p[k] for p in self.phases if k in p]),
+                    "p50": percentile([p[k] for p in self.phases if k in p], 50),
+                }
+                for k in keys
+            }
         return st
 
 
@@ -312,7 +329,9 @@ class InProcessPool:
     service's own workers are). ``inflight=1`` is the service's design without BentoML;
     ``inflight=2`` lets a second prompt wait in ComfyUI's own queue while one runs."""
 
-    def __init__(self, url: str, input_dir: Path, output_dir: Path, inflight: int, timeout: float) -> None:
+    def __init__(
+        self, url: str, input_dir: Path, output_dir: Path, inflight: int, timeout: float
+    ) -> None:
         self.url, self.input_dir, self.output_dir = url, input_dir, output_dir
         self.inflight = inflight
         self.timeout = timeout
@@ -355,7 +374,9 @@ class InProcessPool:
         parts = dict(client.parts)
         run_ms = parts.pop("client.run", 0.0)
         parts["wait_ws"] = run_ms - parts.get("prompt", 0.0) - parts.get("history", 0.0)
-        parts["rest (build, cleanup)"] = hold - run_ms - parts.get("upload", 0.0) - parts.get("read_file", 0.0)
+        parts["rest (build, cleanup)"] = (
+            hold - run_ms - parts.get("upload", 0.0) - parts.get("read_file", 0.0)
+        )
         parts["worker held"] = hold
         self.phases.append(parts)
         single = result.single_file()
@@ -364,8 +385,9 @@ class InProcessPool:
         return bytes(single.data)
 
 
-async def throughput(args: argparse.Namespace, served: Served, raw: Any,
-                     attached: Served | None) -> dict[str, Series]:
+async def throughput(
+    args: argparse.Namespace, served: Served, raw: Any, attached: Served | None
+) -> dict[str, Series]:
     """Warm up every path, then time them in interleaved rounds (the order rotates each round)."""
     workflow = TrivialWorkflow.load(INVERT_WORKFLOW)
     c = args.clients
@@ -379,10 +401,16 @@ async def throughput(args: argparse.Namespace, served: Served, raw: Any,
         return base64.b64encode(pngs[i]).decode("ascii")
 
     async with contextlib.AsyncExitStack() as stack:
-        served_clients = [await stack.enter_async_context(
-            ServedClient(served.url, "generate", workflow.input_name, b"", args.timeout)) for _ in range(c)]
-        raw_clients = [await stack.enter_async_context(RawComfyUI(raw.url, workflow, args.timeout))
-                       for _ in range(c)]
+        served_clients = [
+            await stack.enter_async_context(
+                ServedClient(served.url, "generate", workflow.input_name, b"", args.timeout)
+            )
+            for _ in range(c)
+        ]
+        raw_clients = [
+            await stack.enter_async_context(RawComfyUI(raw.url, workflow, args.timeout))
+            for _ in range(c)
+        ]
 
         async def call_served(client: ServedClient, i: int) -> tuple[bytes, Any]:
             return await client.run_payload({workflow.input_name: b64(i)})
@@ -391,33 +419,70 @@ async def throughput(args: argparse.Namespace, served: Served, raw: Any,
             return await client.run(pngs[i])
 
         series = [
-            Series("served", "invert: served /generate, 1 worker", served_clients, call_served, served_ui,
-                   CpuMeter(served_groups(served)), held=True),
-            Series("raw", f"invert: raw ComfyUI, {c} raw clients", raw_clients, call_raw, raw.url,
-                   CpuMeter(raw_groups), held=True),
+            Series(
+                "served",
+                "invert: served /generate, 1 worker",
+                served_clients,
+                call_served,
+                served_ui,
+                CpuMeter(served_groups(served)),
+                held=True,
+            ),
+            Series(
+                "raw",
+                f"invert: raw ComfyUI, {c} raw clients",
+                raw_clients,
+                call_raw,
+                raw.url,
+                CpuMeter(raw_groups),
+                held=True,
+            ),
         ]
         if attached is not None:
-            att_clients = [await stack.enter_async_context(
-                ServedClient(attached.url, "generate", workflow.input_name, b"", args.timeout)) for _ in range(c)]
+            att_clients = [
+                await stack.enter_async_context(
+                    ServedClient(attached.url, "generate", workflow.input_name, b"", args.timeout)
+                )
+                for _ in range(c)
+            ]
 
             def att_groups() -> dict[str, list[int]]:
                 assert attached is not None
-                return {"service: bentoml": [attached.proc.pid, *descendants(attached.proc.pid)],
-                        **raw_groups()}
+                return {
+                    "service: bentoml": [attached.proc.pid, *descendants(attached.proc.pid)],
+                    **raw_groups(),
+                }
 
-            series.append(Series("served-attached×2", "diag: served /generate attached twice to the raw "
-                                 "ComfyUI (2 prompts in flight)", att_clients, call_served, raw.url,
-                                 CpuMeter(att_groups), held=False))
+            series.append(
+                Series(
+                    "served-attached×2",
+                    "diag: served /generate attached twice to the raw "
+                    "ComfyUI (2 prompts in flight)",
+                    att_clients,
+                    call_served,
+                    raw.url,
+                    CpuMeter(att_groups),
+                    held=False,
+                )
+            )
         for inflight in (k for k in (1, 2) if f"runner{k}" in args.diagnose):
             pool = await stack.enter_async_context(
-                InProcessPool(raw.url, raw.input_dir, raw.output_dir, inflight, args.timeout))
+                InProcessPool(raw.url, raw.input_dir, raw.output_dir, inflight, args.timeout)
+            )
 
             async def call_pool(_: Any, i: int, pool: InProcessPool = pool) -> tuple[bytes, Any]:
                 return await pool.run({workflow.input_name: b64(i)}), None
 
-            s = Series(f"runner×{inflight}", f"diag: comfypack runner in-process, {inflight} in flight, "
-                       "no BentoML (on the raw ComfyUI)", [None] * c, call_pool, raw.url,
-                       CpuMeter(raw_groups), held=False)
+            s = Series(
+                f"runner×{inflight}",
+                f"diag: comfypack runner in-process, {inflight} in flight, "
+                "no BentoML (on the raw ComfyUI)",
+                [None] * c,
+                call_pool,
+                raw.url,
+                CpuMeter(raw_groups),
+                held=False,
+            )
             s.phases = pool.phases
             series.append(s)
         total = c + args.requests  # warm-up (one per client) + timed, per series
@@ -434,9 +499,9 @@ async def throughput(args: argparse.Namespace, served: Served, raw: Any,
             s.phases.clear()
         chunks = _split(args.requests, args.rounds)
         for r, chunk in enumerate(chunks):
-            order = series[r % len(series):] + series[:r % len(series)]
+            order = series[r % len(series) :] + series[: r % len(series)]
             for s in order:
-                ids, s.ids = s.ids[:len(chunk)], s.ids[len(chunk):]
+                ids, s.ids = s.ids[: len(chunk)], s.ids[len(chunk) :]
                 s.meter.start()
                 w0 = time.time()
                 load = await drive(s.clients, ids, s.call, args.phase_timeout)
@@ -444,15 +509,24 @@ async def throughput(args: argparse.Namespace, served: Served, raw: Any,
                 s.meter.stop()
                 s.load.add(load)
                 s.rounds.append(len(load.latencies_ms) / load.wall_s)
-                logger.info("round %d/%d %s: %d requests in %.2f s (%.1f req/s, %d errors)", r + 1,
-                            len(chunks), s.name, len(load.latencies_ms), load.wall_s, s.rounds[-1],
-                            len(load.errors))
+                logger.info(
+                    "round %d/%d %s: %d requests in %.2f s (%.1f req/s, %d errors)",
+                    r + 1,
+                    len(chunks),
+                    s.name,
+                    len(load.latencies_ms),
+                    load.wall_s,
+                    s.rounds[-1],
+                    len(load.errors),
+                )
         timelines = {s.name: await comfyui_timeline(s.comfyui_url, s.windows) for s in series}
     for s in series:
         for i, out in s.load.outputs.items():
             check_own_inverse(i, out, s.name)
         s.timeline = timelines[s.name]
-        logger.info("%s: all %d answers are the inverse of their own input", s.name, len(s.load.outputs))
+        logger.info(
+            "%s: all %d answers are the inverse of their own input", s.name, len(s.load.outputs)
+        )
     return {s.name: s for s in series}
 
 
@@ -481,7 +555,10 @@ async def comfyui_timeline(url: str, windows: list[tuple[float, float]]) -> dict
             history = await resp.json() if resp.status == 200 else {}
     runs: list[tuple[float, float]] = []
     for entry in history.values():
-        stamps = {name: data.get("timestamp") for name, data in (entry.get("status") or {}).get("messages", [])}
+        stamps = {
+            name: data.get("timestamp")
+            for name, data in (entry.get("status") or {}).get("messages", [])
+        }
         start, end = stamps.get("execution_start"), stamps.get("execution_success")
         if start is not None and end is not None:
             runs.append((start / 1000.0, end / 1000.0))
@@ -495,9 +572,15 @@ async def comfyui_timeline(url: str, windows: list[tuple[float, float]]) -> dict
         gaps += [(b[0] - a[1]) * 1000.0 for a, b in zip(inside, inside[1:], strict=False)]
         busy += sum(e - s for s, e in inside)
         wall += w1 - w0
-    return {"prompts": len(execs), "exec_mean_ms": mean(execs), "exec_p50_ms": percentile(execs, 50),
-            "gap_mean_ms": mean(gaps), "gap_p50_ms": percentile(gaps, 50),
-            "gap_p95_ms": percentile(gaps, 95), "executing_frac": busy / wall if wall else float("nan")}
+    return {
+        "prompts": len(execs),
+        "exec_mean_ms": mean(execs),
+        "exec_p50_ms": percentile(execs, 50),
+        "gap_mean_ms": mean(gaps),
+        "gap_p50_ms": percentile(gaps, 50),
+        "gap_p95_ms": percentile(gaps, 95),
+        "executing_frac": busy / wall if wall else float("nan"),
+    }
 
 
 # -- part 2: scaling with workers ------------------------------------------------------------
@@ -514,8 +597,9 @@ async def _history_counts(urls: list[str]) -> dict[str, int]:
     return counts
 
 
-async def scaling_run(args: argparse.Namespace, served: Served, workers: int,
-                      meter: CpuMeter) -> tuple[Load, list[int]]:
+async def scaling_run(
+    args: argparse.Namespace, served: Served, workers: int, meter: CpuMeter
+) -> tuple[Load, list[int]]:
     """Warm up every worker, then time ``--sleep-requests`` requests; returns the load and the
     timed prompts each worker ComfyUI ran (from its /history)."""
     urls = [ui.url for ui in comfyui_children(served).values()]
@@ -524,14 +608,22 @@ async def scaling_run(args: argparse.Namespace, served: Served, workers: int,
 
     async def call(client: ServedClient, i: int) -> tuple[bytes, Any]:
         seconds = args.sleep_seconds if i >= 2 * workers else 0.01
-        return await client.run_payload({"text": texts[i], "seconds": seconds}, what=f"served/{workers}w")
+        return await client.run_payload(
+            {"text": texts[i], "seconds": seconds}, what=f"served/{workers}w"
+        )
 
     async with contextlib.AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(
-            ServedClient(served.url, "generate", "text", b"", args.timeout)) for _ in range(args.sleep_clients)]
+        clients = [
+            await stack.enter_async_context(
+                ServedClient(served.url, "generate", "text", b"", args.timeout)
+            )
+            for _ in range(args.sleep_clients)
+        ]
         warm = await drive(clients[:workers], list(range(2 * workers)), call, args.phase_timeout)
         if warm.errors:
-            raise BenchError(f"{workers} worker(s): warm-up answered errors: {error_kinds(warm.errors)}")
+            raise BenchError(
+                f"{workers} worker(s): warm-up answered errors: {error_kinds(warm.errors)}"
+            )
         before = await _history_counts(urls)
         meter.start()
         load = await drive(clients, list(range(2 * workers, len(texts))), call, args.phase_timeout)
@@ -540,8 +632,14 @@ async def scaling_run(args: argparse.Namespace, served: Served, workers: int,
     for i, out in load.outputs.items():
         check_own_text(i, texts[i], out, f"{workers} worker(s)")
     share = [after[u] - before[u] for u in urls]
-    logger.info("%d worker(s): %d requests in %.2f s (%.2f req/s); prompts per worker %s", workers,
-                len(load.latencies_ms), load.wall_s, len(load.latencies_ms) / load.wall_s, share)
+    logger.info(
+        "%d worker(s): %d requests in %.2f s (%.2f req/s); prompts per worker %s",
+        workers,
+        len(load.latencies_ms),
+        load.wall_s,
+        len(load.latencies_ms) / load.wall_s,
+        share,
+    )
     return load, share
 
 
@@ -553,11 +651,13 @@ OTHER_LOAD_WARN = 0.5  # cores used by other processes above which the throughpu
 def cpu_report(meter: CpuMeter, requests: int, wall_s: float) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     ours = sum(meter.used.values())
-    return {"cpu_ms_per_request": {k: 1000.0 * v / max(requests, 1) for k, v in meter.used.items()},
-            "cpu_cores_used": {k: v / wall_s for k, v in meter.used.items()} if wall_s else {},
-            "machine_busy_frac": meter.busy_s / meter.total_s if meter.total_s else float("nan"),
-            "other_cores_used": (meter.busy_s - ours) / wall_s if wall_s else float("nan"),
-            "cores": cores}
+    return {
+        "cpu_ms_per_request": {k: 1000.0 * v / max(requests, 1) for k, v in meter.used.items()},
+        "cpu_cores_used": {k: v / wall_s for k, v in meter.used.items()} if wall_s else {},
+        "machine_busy_frac": meter.busy_s / meter.total_s if meter.total_s else float("nan"),
+        "other_cores_used": (meter.busy_s - ours) / wall_s if wall_s else float("nan"),
+        "cores": cores,
+    }
 
 
 def print_tables(result: dict[str, Any]) -> None:
@@ -566,7 +666,17 @@ def print_tables(result: dict[str, Any]) -> None:
 
     con = Console(width=max(Console().width, 130))
     table = Table(title="comfypack serve under load")
-    for col in ("series", "requests", "clients", "req/s", "p50 ms", "p95 ms", "ratio", "target", ""):
+    for col in (
+        "series",
+        "requests",
+        "clients",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "ratio",
+        "target",
+        "",
+    ):
         table.add_column(col, justify="left" if col == "series" else "right")
 
     def verdict(ok: bool) -> str:
@@ -576,45 +686,87 @@ def print_tables(result: dict[str, Any]) -> None:
     if tp:
         for name, st in tp["series"].items():
             first = name == "served"
-            table.add_row(st["label"], str(st["requests"]), str(tp["clients"]), f"{st['req_per_s']:.1f}",
-                          f"{st['p50_ms']:.0f}", f"{st['p95_ms']:.0f}",
-                          f"{tp['ratio']:.2f}×" if first else
-                          ("" if st["held"] else f"{st['req_per_s'] / tp['series']['raw']['req_per_s']:.2f}×"),
-                          f"≥ {tp['target']}×" if first else "", verdict(tp["pass"]) if first else "",
-                          style=None if st["held"] else "dim")
+            table.add_row(
+                st["label"],
+                str(st["requests"]),
+                str(tp["clients"]),
+                f"{st['req_per_s']:.1f}",
+                f"{st['p50_ms']:.0f}",
+                f"{st['p95_ms']:.0f}",
+                f"{tp['ratio']:.2f}×"
+                if first
+                else (
+                    ""
+                    if st["held"]
+                    else f"{st['req_per_s'] / tp['series']['raw']['req_per_s']:.2f}×"
+                ),
+                f"≥ {tp['target']}×" if first else "",
+                verdict(tp["pass"]) if first else "",
+                style=None if st["held"] else "dim",
+            )
     sc = result.get("scaling")
     if sc:
         for w in ("1", "2"):
             st = sc["runs"][w]
             two = w == "2"
-            table.add_row(f"sleep {sc['seconds']:g} s: served, {w} worker(s)", str(st["requests"]),
-                          str(sc["clients"]), f"{st['req_per_s']:.2f}", f"{st['p50_ms']:.0f}",
-                          f"{st['p95_ms']:.0f}", f"{sc['ratio']:.2f}×" if two else "",
-                          f"≥ {sc['target']}×" if two else "", verdict(sc["pass"]) if two else "")
+            table.add_row(
+                f"sleep {sc['seconds']:g} s: served, {w} worker(s)",
+                str(st["requests"]),
+                str(sc["clients"]),
+                f"{st['req_per_s']:.2f}",
+                f"{st['p50_ms']:.0f}",
+                f"{st['p95_ms']:.0f}",
+                f"{sc['ratio']:.2f}×" if two else "",
+                f"≥ {sc['target']}×" if two else "",
+                verdict(sc["pass"]) if two else "",
+            )
     con.print(table)
     if tp:
-        con.print("served/raw req/s per round: " + " ".join(f"{x:.2f}" for x in tp["round_ratios"])
-                  + f" (median {tp['round_ratio_median']:.2f}); served in-service p50 "
-                  f"{tp['series']['served'].get('in_service_p50_ms', float('nan')):.0f} ms "
-                  "(X-ComfyPack-Duration-Ms, queue wait included)")
+        con.print(
+            "served/raw req/s per round: "
+            + " ".join(f"{x:.2f}" for x in tp["round_ratios"])
+            + f" (median {tp['round_ratio_median']:.2f}); served in-service p50 "
+            f"{tp['series']['served'].get('in_service_p50_ms', float('nan')):.0f} ms "
+            "(X-ComfyPack-Duration-Ms, queue wait included)"
+        )
     if sc:
-        con.print(f"sleep: prompts per worker with 2 workers {sc['runs']['2'].get('per_worker')}; ideal "
-                  f"{sc['runs']['1']['ideal_req_per_s']:g} / {sc['runs']['2']['ideal_req_per_s']:g} req/s")
+        con.print(
+            f"sleep: prompts per worker with 2 workers {sc['runs']['2'].get('per_worker')}; ideal "
+            f"{sc['runs']['1']['ideal_req_per_s']:g} / {sc['runs']['2']['ideal_req_per_s']:g} req/s"
+        )
 
     if tp:
-        tl = Table(title="invert: what each series' ComfyUI did (its /history; prompts that started in the "
-                         "timed windows)")
-        for col in ("series", "prompts", "exec ms", "gap ms", "gap p95", "ComfyUI executing",
-                    "req/s per round"):
+        tl = Table(
+            title="invert: what each series' ComfyUI did (its /history; prompts that started in the "
+            "timed windows)"
+        )
+        for col in (
+            "series",
+            "prompts",
+            "exec ms",
+            "gap ms",
+            "gap p95",
+            "ComfyUI executing",
+            "req/s per round",
+        ):
             tl.add_column(col, justify="left" if col == "series" else "right")
         for name, st in tp["series"].items():
             c = st["comfyui"]
-            tl.add_row(name, str(c["prompts"]), f"{c['exec_mean_ms']:.1f}", f"{c['gap_mean_ms']:.1f}",
-                       f"{c['gap_p95_ms']:.1f}", f"{100 * c['executing_frac']:.0f}%",
-                       " ".join(f"{x:.0f}" for x in st["round_req_per_s"]))
+            tl.add_row(
+                name,
+                str(c["prompts"]),
+                f"{c['exec_mean_ms']:.1f}",
+                f"{c['gap_mean_ms']:.1f}",
+                f"{c['gap_p95_ms']:.1f}",
+                f"{100 * c['executing_frac']:.0f}%",
+                " ".join(f"{x:.0f}" for x in st["round_req_per_s"]),
+            )
         con.print(tl)
-        con.print("exec = execution_start → execution_success; gap = one prompt's end → the next one's "
-                  "start (ComfyUI idle or busy with HTTP)", style="dim")
+        con.print(
+            "exec = execution_start → execution_success; gap = one prompt's end → the next one's "
+            "start (ComfyUI idle or busy with HTTP)",
+            style="dim",
+        )
         for name, st in tp["series"].items():
             if st.get("phases_ms"):
                 ph = Table(title=f"{name}: phases of one request while it holds the worker (ms)")
@@ -629,23 +781,40 @@ def print_tables(result: dict[str, Any]) -> None:
     for col in ("series", "process group", "CPU ms/req", "cores"):
         cpu.add_column(col, justify="left" if col in ("series", "process group") else "right")
     sections = [(f"invert {k}", v["cpu"]) for k, v in ((tp or {}).get("series") or {}).items()]
-    sections += [(f"sleep {k} worker(s)", v["cpu"]) for k, v in ((sc or {}).get("runs") or {}).items()]
+    sections += [
+        (f"sleep {k} worker(s)", v["cpu"]) for k, v in ((sc or {}).get("runs") or {}).items()
+    ]
     for label, rep in sections:
         for group, ms in rep["cpu_ms_per_request"].items():
             cpu.add_row(label, group, f"{ms:.1f}", f"{rep['cpu_cores_used'].get(group, 0):.2f}")
-        cpu.add_row(label, "other processes on the machine", "", f"{rep['other_cores_used']:.2f}", style="dim")
-        cpu.add_row(label, "machine busy", "", f"{rep['machine_busy_frac'] * rep['cores']:.2f} of "
-                    f"{rep['cores']}", style="dim")
+        cpu.add_row(
+            label,
+            "other processes on the machine",
+            "",
+            f"{rep['other_cores_used']:.2f}",
+            style="dim",
+        )
+        cpu.add_row(
+            label,
+            "machine busy",
+            "",
+            f"{rep['machine_busy_frac'] * rep['cores']:.2f} of {rep['cores']}",
+            style="dim",
+        )
     con.print(cpu)
-    con.print(f"load average (1 min) before: {result['load_before']:.2f}, after: "
-              f"{result['load_after']:.2f} on {result['cpus']} CPUs; niceness {result['nice']}")
+    con.print(
+        f"load average (1 min) before: {result['load_before']:.2f}, after: "
+        f"{result['load_after']:.2f} on {result['cpus']} CPUs; niceness {result['nice']}"
+    )
     if tp:
         other = max(st["cpu"]["other_cores_used"] for st in tp["series"].values())
         if other > OTHER_LOAD_WARN:
-            con.print(f"[yellow]other processes used up to {other:.2f} of {result['cpus']} cores during the "
-                      "throughput windows: the ratio measures contention as much as comfypack (the "
-                      "served path waits on a scheduler hop at every step; raw keeps ComfyUI's queue "
-                      "full). Re-run on a quiet machine, or with --nice -10.[/]")
+            con.print(
+                f"[yellow]other processes used up to {other:.2f} of {result['cpus']} cores during the "
+                "throughput windows: the ratio measures contention as much as comfypack (the "
+                "served path waits on a scheduler hop at every step; raw keeps ComfyUI's queue "
+                "full). Re-run on a quiet machine, or with --nice -10.[/]"
+            )
     errors = [(f"invert {k}", v) for k, v in ((tp or {}).get("series") or {}).items()]
     errors += [(f"sleep {w} worker(s)", v) for w, v in ((sc or {}).get("runs") or {}).items()]
     for label, st in errors:
@@ -663,38 +832,76 @@ def _diagnostics(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [n for n in names if n not in DIAGNOSTICS]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown diagnostic {unknown}; choose from {', '.join(DIAGNOSTICS)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown diagnostic {unknown}; choose from {', '.join(DIAGNOSTICS)}"
+        )
     return names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--requests", type=int, default=200, help="timed requests per throughput path (200)")
-    p.add_argument("--clients", type=int, default=16, help="concurrent clients, throughput part (16)")
-    p.add_argument("--rounds", type=int, default=8, help="interleaved rounds per throughput series (8)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--requests", type=int, default=200, help="timed requests per throughput path (200)"
+    )
+    p.add_argument(
+        "--clients", type=int, default=16, help="concurrent clients, throughput part (16)"
+    )
+    p.add_argument(
+        "--rounds", type=int, default=8, help="interleaved rounds per throughput series (8)"
+    )
     p.add_argument("--size", type=int, default=64, help="input image side in pixels (64)")
-    p.add_argument("--sleep-requests", type=int, default=24, help="timed requests per scaling run (24)")
-    p.add_argument("--sleep-clients", type=int, default=8, help="concurrent clients, scaling part (8)")
-    p.add_argument("--sleep-seconds", type=float, default=0.5, help="the sleep node's seconds (0.5)")
-    p.add_argument("--diagnose", type=_diagnostics, default=list(DIAGNOSTICS), metavar="D[,D]",
-                   help="diagnostic throughput series, not held to the target (default all; '' none): "
-                   "runner1 / runner2 = comfypack's WorkerPool + WorkflowRunner in this process (no "
-                   "BentoML) with 1 / 2 prompts in flight on the raw ComfyUI; attached2 = a second "
-                   "`comfypack serve` attached twice to the raw ComfyUI (COMFYPACK_COMFYUI_URL=u,u)")
+    p.add_argument(
+        "--sleep-requests", type=int, default=24, help="timed requests per scaling run (24)"
+    )
+    p.add_argument(
+        "--sleep-clients", type=int, default=8, help="concurrent clients, scaling part (8)"
+    )
+    p.add_argument(
+        "--sleep-seconds", type=float, default=0.5, help="the sleep node's seconds (0.5)"
+    )
+    p.add_argument(
+        "--diagnose",
+        type=_diagnostics,
+        default=list(DIAGNOSTICS),
+        metavar="D[,D]",
+        help="diagnostic throughput series, not held to the target (default all; '' none): "
+        "runner1 / runner2 = comfypack's WorkerPool + WorkflowRunner in this process (no "
+        "BentoML) with 1 / 2 prompts in flight on the raw ComfyUI; attached2 = a second "
+        "`comfypack serve` attached twice to the raw ComfyUI (COMFYPACK_COMFYUI_URL=u,u)",
+    )
     p.add_argument("--only", choices=("throughput", "scaling"), default=None, help="run one part")
-    p.add_argument("--target-throughput", type=float, default=0.9, help="served/raw req/s target (0.9)")
-    p.add_argument("--target-scaling", type=float, default=1.6, help="2-worker/1-worker target (1.6)")
-    p.add_argument("--comfyui", type=Path, default=None,
-                   help="ComfyUI tree (default: comfypack.config.default_comfyui_dir())")
-    p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for each server")
+    p.add_argument(
+        "--target-throughput", type=float, default=0.9, help="served/raw req/s target (0.9)"
+    )
+    p.add_argument(
+        "--target-scaling", type=float, default=1.6, help="2-worker/1-worker target (1.6)"
+    )
+    p.add_argument(
+        "--comfyui",
+        type=Path,
+        default=None,
+        help="ComfyUI tree (default: comfypack.config.default_comfyui_dir())",
+    )
+    p.add_argument(
+        "--startup-timeout", type=float, default=300.0, help="seconds to wait for each server"
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds one request may take")
-    p.add_argument("--phase-timeout", type=float, default=600.0, help="seconds one timed window may take")
+    p.add_argument(
+        "--phase-timeout", type=float, default=600.0, help="seconds one timed window may take"
+    )
     p.add_argument("--log-dir", type=Path, default=None, help="keep the services' logs here")
-    p.add_argument("--nice", type=int, default=0,
-                   help="run this benchmark and everything it starts at this niceness (e.g. -10, as "
-                        "root, to measure on a machine others are loading; default 0)")
-    p.add_argument("--json", action="store_true", help="also print the numbers as JSON (stdout, last)")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run this benchmark and everything it starts at this niceness (e.g. -10, as "
+        "root, to measure on a machine others are loading; default 0)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="also print the numbers as JSON (stdout, last)"
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -704,8 +911,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _serve_env(workers: int, extra_nodes: bool) -> dict[str, str]:
-    env = {"COMFYPACK_WORKERS": str(workers), "COMFYPACK_MAX_QUEUE": "64",
-           "COMFYPACK_COMFYUI_URL": ""}  # start own workers, whatever this shell has set
+    env = {
+        "COMFYPACK_WORKERS": str(workers),
+        "COMFYPACK_MAX_QUEUE": "64",
+        "COMFYPACK_COMFYUI_URL": "",
+    }  # start own workers, whatever this shell has set
     if extra_nodes:
         dirs = [d for d in os.environ.get("COMFYPACK_EXTRA_NODES_DIRS", "").split(os.pathsep) if d]
         env["COMFYPACK_EXTRA_NODES_DIRS"] = os.pathsep.join([*dirs, str(TEST_NODES)])
@@ -732,14 +942,24 @@ def run_throughput(args: argparse.Namespace, comfyui_dir: Path, tmp: Path) -> di
         logger.info("raw ComfyUI: pid %s on %s", raw.pid, raw.url)
         raw.wait_ready()
         if "attached2" in args.diagnose:
-            attached = start_served(INVERT_WORKFLOW, comfyui_dir, tmp,
-                                    {**_serve_env(2, extra_nodes=False),
-                                     "COMFYPACK_COMFYUI_URL": f"{raw.url},{raw.url}"})
+            attached = start_served(
+                INVERT_WORKFLOW,
+                comfyui_dir,
+                tmp,
+                {
+                    **_serve_env(2, extra_nodes=False),
+                    "COMFYPACK_COMFYUI_URL": f"{raw.url},{raw.url}",
+                },
+            )
             wait_served(attached, args.startup_timeout)
         wait_served(served, args.startup_timeout)
         wait_comfyui_children(served, 1, args.startup_timeout)
-        logger.info("throughput: %d clients, %d timed requests per series in %d round(s)",
-                    args.clients, args.requests, args.rounds)
+        logger.info(
+            "throughput: %d clients, %d timed requests per series in %d round(s)",
+            args.clients,
+            args.requests,
+            args.rounds,
+        )
         series = asyncio.run(cancel_on_signals(throughput(args, served, raw, attached)))
     finally:
         if attached is not None:
@@ -754,10 +974,17 @@ def run_throughput(args: argparse.Namespace, comfyui_dir: Path, tmp: Path) -> di
     ratio = st["served"]["req_per_s"] / st["raw"]["req_per_s"]
     # each served round against the raw round of the same round (run next to it)
     paired = [a / b for a, b in zip(series["served"].rounds, series["raw"].rounds, strict=True)]
-    return {"clients": args.clients, "rounds": args.rounds, "image_px": args.size, "series": st,
-            "ratio": ratio, "round_ratios": paired, "round_ratio_median": percentile(paired, 50),
-            "target": args.target_throughput,
-            "pass": ratio >= args.target_throughput and not st["served"]["errors"]}
+    return {
+        "clients": args.clients,
+        "rounds": args.rounds,
+        "image_px": args.size,
+        "series": st,
+        "ratio": ratio,
+        "round_ratios": paired,
+        "round_ratio_median": percentile(paired, 50),
+        "target": args.target_throughput,
+        "pass": ratio >= args.target_throughput and not st["served"]["errors"],
+    }
 
 
 def run_scaling(args: argparse.Namespace, comfyui_dir: Path, tmp: Path) -> dict[str, Any]:
@@ -765,7 +992,9 @@ def run_scaling(args: argparse.Namespace, comfyui_dir: Path, tmp: Path) -> dict[
     for workers in (1, 2):
         served: Served | None = None
         try:
-            served = start_served(SLEEP_WORKFLOW, comfyui_dir, tmp, _serve_env(workers, extra_nodes=True))
+            served = start_served(
+                SLEEP_WORKFLOW, comfyui_dir, tmp, _serve_env(workers, extra_nodes=True)
+            )
             wait_served(served, args.startup_timeout)
             wait_comfyui_children(served, workers, args.startup_timeout)
             meter = CpuMeter(served_groups(served))
@@ -780,9 +1009,14 @@ def run_scaling(args: argparse.Namespace, comfyui_dir: Path, tmp: Path) -> dict[
         st["cpu"] = cpu_report(meter, st["requests"], st["wall_s"])
         runs[str(workers)] = st
     ratio = runs["2"]["req_per_s"] / runs["1"]["req_per_s"]
-    return {"seconds": args.sleep_seconds, "clients": args.sleep_clients, "runs": runs, "ratio": ratio,
-            "target": args.target_scaling,
-            "pass": ratio >= args.target_scaling and not any(r["errors"] for r in runs.values())}
+    return {
+        "seconds": args.sleep_seconds,
+        "clients": args.sleep_clients,
+        "runs": runs,
+        "ratio": ratio,
+        "target": args.target_scaling,
+        "pass": ratio >= args.target_scaling and not any(r["errors"] for r in runs.values()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -793,12 +1027,17 @@ def main(argv: list[str] | None = None) -> int:
     comfyui_dir = (args.comfyui or default_comfyui_dir()).resolve()
     if args.nice:
         try:
-            os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by every process started below
+            os.setpriority(
+                os.PRIO_PROCESS, 0, args.nice
+            )  # inherited by every process started below
         except OSError as e:
             logger.error("cannot set niceness %d: %s", args.nice, e)
             return 2
-    result: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0],
-                              "nice": os.getpriority(os.PRIO_PROCESS, 0)}
+    result: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "load_before": os.getloadavg()[0],
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+    }
     with tempfile.TemporaryDirectory(prefix="comfypack-bench-") as tmp, sigterm_as_interrupt():
         try:
             if args.only in (None, "throughput"):

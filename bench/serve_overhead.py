@@ -85,8 +85,6 @@ from _common import key_value as _key_value
 logger = logging.getLogger("bench.serve_overhead")
 
 
-
-
 class RunnerInProcess:
     """Diagnostic series ``runner@…``: comfypack's own WorkflowRunner + ComfyUIClient, in this
     process (as the service drives them, without BentoML), against the raw ComfyUI
@@ -99,8 +97,14 @@ class RunnerInProcess:
     client and runner, so comfypack's code runs unchanged.
     """
 
-    def __init__(self, workflow_path: Path, comfyui: ComfyUIEndpoint, field_name: str, png: bytes,
-                 timeout: float) -> None:
+    def __init__(
+        self,
+        workflow_path: Path,
+        comfyui: ComfyUIEndpoint,
+        field_name: str,
+        png: bytes,
+        timeout: float,
+    ) -> None:
         self.workflow_path = workflow_path
         self.raw = comfyui
         self.body = {field_name: base64.b64encode(png).decode("ascii")}
@@ -157,10 +161,15 @@ class RunnerInProcess:
         total = (time.perf_counter() - t0) * 1000.0
         single = result.single_file()
         if single is None:
-            raise RequestFailed(f"runner ({self.raw.url}): the workflow did not produce exactly one file")
+            raise RequestFailed(
+                f"runner ({self.raw.url}): the workflow did not produce exactly one file"
+            )
         run_ms = parts.pop("client.run", 0.0)
-        out = {"prepare": (t1 - t0) * 1000.0, **parts,
-               "wait_ws": run_ms - parts.get("prompt", 0.0) - parts.get("history", 0.0)}
+        out = {
+            "prepare": (t1 - t0) * 1000.0,
+            **parts,
+            "wait_ws": run_ms - parts.get("prompt", 0.0) - parts.get("history", 0.0),
+        }
         out["rest"] = total - sum(out.values())
         return single.data, Sample(total, out)
 
@@ -185,28 +194,39 @@ async def _first_answer(name: str, fn: Any, errors: dict[str, list[str]], tries:
     raise AssertionError("unreachable")
 
 
-async def measure(args: argparse.Namespace, workflow: TrivialWorkflow, served_url: str,
-                  served_ui: ComfyUIEndpoint | None, raw_proc: Any,
-                  png: bytes, broken: dict[str, str], errors: dict[str, list[str]]) -> dict[str, list[Sample]]:
+async def measure(
+    args: argparse.Namespace,
+    workflow: TrivialWorkflow,
+    served_url: str,
+    served_ui: ComfyUIEndpoint | None,
+    raw_proc: Any,
+    png: bytes,
+    broken: dict[str, str],
+    errors: dict[str, list[str]],
+) -> dict[str, list[Sample]]:
     """Time every series. An optional series whose output is wrong goes into ``broken``; error
     answers go into ``errors`` (by series) and are not timed."""
     async with contextlib.AsyncExitStack() as stack:
         served = await stack.enter_async_context(
-            ServedClient(served_url, args.endpoint, workflow.input_name, png, args.timeout))
+            ServedClient(served_url, args.endpoint, workflow.input_name, png, args.timeout)
+        )
         raw = await stack.enter_async_context(RawComfyUI(raw_proc.url, workflow, args.timeout))
         series: dict[str, Any] = {"served/json": served.run_json}
         if args.multipart:
             series["served/multipart"] = served.run_multipart
         series["raw"] = lambda: raw.run(png)
         if args.profile:
-            targets = {"runner@raw": ComfyUIEndpoint(raw_proc.url, raw_proc.input_dir, raw_proc.output_dir)}
+            targets = {
+                "runner@raw": ComfyUIEndpoint(raw_proc.url, raw_proc.input_dir, raw_proc.output_dir)
+            }
             if served_ui is not None:
                 targets["runner@served"] = served_ui
             else:
                 logger.warning("cannot find the service's ComfyUI; no runner@served series")
             for name, target in targets.items():
                 runner = await stack.enter_async_context(
-                    RunnerInProcess(args.workflow, target, workflow.input_name, png, args.timeout))
+                    RunnerInProcess(args.workflow, target, workflow.input_name, png, args.timeout)
+                )
                 series[name] = runner.run
         for name, fn in list(series.items()):  # correctness, once, before anything is timed
             try:
@@ -223,7 +243,7 @@ async def measure(args: argparse.Namespace, workflow: TrivialWorkflow, served_ur
         samples: dict[str, list[Sample]] = {name: [] for name in series}
         names = list(series)
         for round_ in range(args.warmup + args.n):
-            order = names[round_ % len(names):] + names[:round_ % len(names)]
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order:
                 try:
                     _, sample = await series[name]()
@@ -238,8 +258,12 @@ async def measure(args: argparse.Namespace, workflow: TrivialWorkflow, served_ur
         return samples
 
 
-def report(args: argparse.Namespace, samples: dict[str, list[Sample]], broken: dict[str, str],
-           errors: dict[str, list[str]]) -> dict[str, Any]:
+def report(
+    args: argparse.Namespace,
+    samples: dict[str, list[Sample]],
+    broken: dict[str, str],
+    errors: dict[str, list[str]],
+) -> dict[str, Any]:
     series = {name: summarize([s.total_ms for s in xs]) for name, xs in samples.items()}
     parts: dict[str, dict[str, dict[str, float]]] = {}
     for name, xs in samples.items():
@@ -251,16 +275,31 @@ def report(args: argparse.Namespace, samples: dict[str, list[Sample]], broken: d
         if name == "raw":
             continue
         r50, r95 = st["p50_ms"] / raw["p50_ms"], st["p95_ms"] / raw["p95_ms"]
-        ratios[name] = {"p50": r50, "p95": r95, "pass": r50 <= args.target and r95 <= args.target,
-                        "held_to_target": name in TIMED_SERIES}
-    return {"n": args.n, "warmup": args.warmup, "image_px": args.size, "target_ratio": args.target,
-            "workflow": str(args.workflow), "series": series, "parts": parts, "ratios": ratios,
-            "broken": broken,
-            "errors": {name: {"count": len(msgs), "kinds": _error_kinds(msgs)} for name, msgs in errors.items()},
-            "load_avg_1m": os.getloadavg()[0], "cpus": os.cpu_count(),
-            # a served path that answers errors fails, however fast its other answers are
-            "pass": all(r["pass"] for r in ratios.values() if r["held_to_target"])
-            and not any(name in errors for name in TIMED_SERIES)}
+        ratios[name] = {
+            "p50": r50,
+            "p95": r95,
+            "pass": r50 <= args.target and r95 <= args.target,
+            "held_to_target": name in TIMED_SERIES,
+        }
+    return {
+        "n": args.n,
+        "warmup": args.warmup,
+        "image_px": args.size,
+        "target_ratio": args.target,
+        "workflow": str(args.workflow),
+        "series": series,
+        "parts": parts,
+        "ratios": ratios,
+        "broken": broken,
+        "errors": {
+            name: {"count": len(msgs), "kinds": _error_kinds(msgs)} for name, msgs in errors.items()
+        },
+        "load_avg_1m": os.getloadavg()[0],
+        "cpus": os.cpu_count(),
+        # a served path that answers errors fails, however fast its other answers are
+        "pass": all(r["pass"] for r in ratios.values() if r["held_to_target"])
+        and not any(name in errors for name in TIMED_SERIES),
+    }
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -268,25 +307,56 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     con = Console(width=max(Console().width, 110))
-    table = Table(title=f"serve overhead: {Path(result['workflow']).name}, {result['image_px']}×"
-                        f"{result['image_px']} PNG, n={result['n']} (warm-up {result['warmup']})")
-    for col in ("series", "p50 ms", "p95 ms", "mean ms", "min ms", "p50 ×raw", "p95 ×raw",
-                f"≤ {result['target_ratio']}×"):
+    table = Table(
+        title=f"serve overhead: {Path(result['workflow']).name}, {result['image_px']}×"
+        f"{result['image_px']} PNG, n={result['n']} (warm-up {result['warmup']})"
+    )
+    for col in (
+        "series",
+        "p50 ms",
+        "p95 ms",
+        "mean ms",
+        "min ms",
+        "p50 ×raw",
+        "p95 ×raw",
+        f"≤ {result['target_ratio']}×",
+    ):
         table.add_column(col, justify="left" if col == "series" else "right")
     for name, st in result["series"].items():
         r = result["ratios"].get(name)
-        verdict = "" if r is None or not r["held_to_target"] else (
-            "[green]pass[/]" if r["pass"] else "[red]FAIL[/]")
-        table.add_row(name, f"{st['p50_ms']:.1f}", f"{st['p95_ms']:.1f}", f"{st['mean_ms']:.1f}",
-                      f"{st['min_ms']:.1f}", "" if r is None else f"{r['p50']:.2f}",
-                      "" if r is None else f"{r['p95']:.2f}", verdict)
+        verdict = (
+            ""
+            if r is None or not r["held_to_target"]
+            else ("[green]pass[/]" if r["pass"] else "[red]FAIL[/]")
+        )
+        table.add_row(
+            name,
+            f"{st['p50_ms']:.1f}",
+            f"{st['p95_ms']:.1f}",
+            f"{st['mean_ms']:.1f}",
+            f"{st['min_ms']:.1f}",
+            "" if r is None else f"{r['p50']:.2f}",
+            "" if r is None else f"{r['p95']:.2f}",
+            verdict,
+        )
         for part, pst in result["parts"].get(name, {}).items():
-            table.add_row(f"  · {part}", f"{pst['p50_ms']:.1f}", f"{pst['p95_ms']:.1f}",
-                          f"{pst['mean_ms']:.1f}", f"{pst['min_ms']:.1f}", "", "", "", style="dim")
+            table.add_row(
+                f"  · {part}",
+                f"{pst['p50_ms']:.1f}",
+                f"{pst['p95_ms']:.1f}",
+                f"{pst['mean_ms']:.1f}",
+                f"{pst['min_ms']:.1f}",
+                "",
+                "",
+                "",
+                style="dim",
+            )
     con.print(table)
-    con.print(f"load average (1 min) at the end: {result['load_avg_1m']:.2f} on {result['cpus']} CPUs; "
-              "runner@… rows are diagnostic (comfypack's runner in this process, on the raw ComfyUI "
-              "or on the service's), not held to the target")
+    con.print(
+        f"load average (1 min) at the end: {result['load_avg_1m']:.2f} on {result['cpus']} CPUs; "
+        "runner@… rows are diagnostic (comfypack's runner in this process, on the raw ComfyUI "
+        "or on the service's), not held to the target"
+    )
     for name, err in result["errors"].items():
         con.print(f"[yellow]{name}: {err['count']} error answer(s) (not timed)[/]")
         for kind, count in err["kinds"].items():
@@ -296,30 +366,63 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--n", type=int, default=200, help="timed requests per series (default 200)")
-    p.add_argument("--warmup", type=int, default=20, help="untimed requests per series first (default 20)")
-    p.add_argument("--workflow", type=Path, default=DEFAULT_WORKFLOW,
-                   help="API workflow: one ComfyPackInputImage → … → one ComfyPackOutputImage whose "
-                        "output is the input inverted (default: bench/workflows/invert.json)")
-    p.add_argument("--comfyui", type=Path, default=None,
-                   help="ComfyUI tree (default: comfypack.config.default_comfyui_dir())")
+    p.add_argument(
+        "--warmup", type=int, default=20, help="untimed requests per series first (default 20)"
+    )
+    p.add_argument(
+        "--workflow",
+        type=Path,
+        default=DEFAULT_WORKFLOW,
+        help="API workflow: one ComfyPackInputImage → … → one ComfyPackOutputImage whose "
+        "output is the input inverted (default: bench/workflows/invert.json)",
+    )
+    p.add_argument(
+        "--comfyui",
+        type=Path,
+        default=None,
+        help="ComfyUI tree (default: comfypack.config.default_comfyui_dir())",
+    )
     p.add_argument("--size", type=int, default=64, help="input image side in pixels (default 64)")
     p.add_argument("--endpoint", default="generate")
-    p.add_argument("--no-multipart", dest="multipart", action="store_false",
-                   help="skip the served multipart-upload series")
-    p.add_argument("--no-profile", dest="profile", action="store_false",
-                   help="skip the diagnostic runner@raw / runner@served series (comfypack's runner in "
-                        "this process against either ComfyUI, with its phases)")
-    p.add_argument("--target", type=float, default=1.3, help="pass when served/raw p50 and p95 ≤ this")
-    p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for each server")
+    p.add_argument(
+        "--no-multipart",
+        dest="multipart",
+        action="store_false",
+        help="skip the served multipart-upload series",
+    )
+    p.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="skip the diagnostic runner@raw / runner@served series (comfypack's runner in "
+        "this process against either ComfyUI, with its phases)",
+    )
+    p.add_argument(
+        "--target", type=float, default=1.3, help="pass when served/raw p50 and p95 ≤ this"
+    )
+    p.add_argument(
+        "--startup-timeout", type=float, default=300.0, help="seconds to wait for each server"
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds one request may take")
-    p.add_argument("--serve-env", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
-                   help="extra environment for `comfypack serve` (repeatable), e.g. "
-                        "BENTOML_CONFIG_OPTIONS=... to try BentoML settings")
-    p.add_argument("--serve-log", type=Path, default=None, help="keep the service's log in this file")
-    p.add_argument("--json", action="store_true", help="also print the numbers as JSON (on stdout, last)")
+    p.add_argument(
+        "--serve-env",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="extra environment for `comfypack serve` (repeatable), e.g. "
+        "BENTOML_CONFIG_OPTIONS=... to try BentoML settings",
+    )
+    p.add_argument(
+        "--serve-log", type=Path, default=None, help="keep the service's log in this file"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="also print the numbers as JSON (on stdout, last)"
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when the ratio misses --target")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -351,8 +454,13 @@ def main(argv: list[str] | None = None) -> int:
             raw.wait_ready()
             wait_served(served, args.startup_timeout)
             logger.info("both ready; %d warm-up + %d timed rounds", args.warmup, args.n)
-            samples = asyncio.run(cancel_on_signals(measure(
-                args, workflow, served.url, served_comfyui(served), raw, png, broken, errors)))
+            samples = asyncio.run(
+                cancel_on_signals(
+                    measure(
+                        args, workflow, served.url, served_comfyui(served), raw, png, broken, errors
+                    )
+                )
+            )
         except BenchError as e:
             logger.error("%s", e)
             return 2

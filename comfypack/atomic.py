@@ -34,8 +34,9 @@ def place_new(tmp: str | Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, *, mode: int = 0o644, exclusive: bool = False,
-                suffix: str = ".partial") -> Iterator[IO[bytes]]:
+def atomic_file(
+    path: Path, *, mode: int = 0o644, exclusive: bool = False, suffix: str = ".partial"
+) -> Iterator[IO[bytes]]:
     """A binary file that becomes ``path`` (with permissions ``mode``) when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,9 @@ def atomic_file(path: Path, *, mode: int = 0o644, exclusive: bool = False,
             os.unlink(tmp)
 
 
-def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o644, exclusive: bool = False) -> None:
+def atomic_write(
+    path: Path, data: str | bytes, *, mode: int = 0o644, exclusive: bool = False
+) -> None:
     """Write ``data`` (text as UTF-8 with ``\\n`` line ends) to ``path`` atomically."""
     with atomic_file(path, mode=mode, exclusive=exclusive) as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)

@@ -28,7 +28,6 @@ SETTINGS_FILE = "comfypack-bento.json"
 WEIGHTS_DIR = "weights"
 
 
-
 def apply_bento_settings(root: Path) -> bool:
     """Inside a Bento that ``comfypack build`` made: put its settings (``root/comfypack-bento.json``)
     into the environment where the environment does not already set them, and make a relative
@@ -51,8 +50,10 @@ def apply_bento_settings(root: Path) -> bool:
 def _main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m comfypack.bento_runtime",
-                                     description="Steps that run inside a Bento's image build.")
+    parser = argparse.ArgumentParser(
+        prog="python -m comfypack.bento_runtime",
+        description="Steps that run inside a Bento's image build.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="restore PACK into WORKSPACE without models")
     prep.add_argument("pack", type=Path)
@@ -67,8 +68,10 @@ def _main(argv: list[str] | None = None) -> int:
     except ComfyPackError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return e.exit_code
-    print(f"restored {args.pack} into {ws.root} (ComfyUI at {ws.comfyui_dir}); models are fetched "
-          "when the service starts")
+    print(
+        f"restored {args.pack} into {ws.root} (ComfyUI at {ws.comfyui_dir}); models are fetched "
+        "when the service starts"
+    )
     return 0
 
 

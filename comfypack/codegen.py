@@ -40,22 +40,56 @@ from .workflow import FILE_KINDS, InputSpec, Interface, OutputSpec
 __all__ = ["generate_client"]
 
 #: Names the generated class bodies use as types or helpers: an attribute must not shadow them.
-_TYPE_NAMES = frozenset({
-    "Any", "Annotated", "Field", "FileInput", "GenerateInput", "GenerateResult", "Literal",
-    "OutputFile", "Seeds", "bool", "bytearray", "bytes", "dataclasses", "dict", "float", "int",
-    "list", "object", "str", "tuple",
-})
+_TYPE_NAMES = frozenset(
+    {
+        "Any",
+        "Annotated",
+        "Field",
+        "FileInput",
+        "GenerateInput",
+        "GenerateResult",
+        "Literal",
+        "OutputFile",
+        "Seeds",
+        "bool",
+        "bytearray",
+        "bytes",
+        "dataclasses",
+        "dict",
+        "float",
+        "int",
+        "list",
+        "object",
+        "str",
+        "tuple",
+    }
+)
 #: Methods of the generated ``GenerateResult``.
 _RESULT_METHODS = frozenset({"batch"})
 #: Module-level names of the generated module (an option alias must not take one).
-_MODULE_NAMES = frozenset({
-    "AsyncClient", "Client", "ComfyPackAPIError", "ENDPOINT", "FileInput", "GenerateInput",
-    "GenerateResult", "OutputFile", "Seeds", "SupportsSave", "WORKFLOW",
-})
+_MODULE_NAMES = frozenset(
+    {
+        "AsyncClient",
+        "Client",
+        "ComfyPackAPIError",
+        "ENDPOINT",
+        "FileInput",
+        "GenerateInput",
+        "GenerateResult",
+        "OutputFile",
+        "Seeds",
+        "SupportsSave",
+        "WORKFLOW",
+    }
+)
 
 # placeholder names for the usage example in the module docstring, by file kind
-_EXAMPLE_FILES = {"image": "input.png", "audio": "input.wav", "video": "input.mp4",
-                  "file": "input.bin"}
+_EXAMPLE_FILES = {
+    "image": "input.png",
+    "audio": "input.wav",
+    "video": "input.mp4",
+    "file": "input.bin",
+}
 _OUTPUT_TYPES = {"text": "str", "number": "float", "json": "Any"}
 
 
@@ -87,8 +121,13 @@ def _str(text: str) -> str:
             out.append("\\t")
         elif not ch.isprintable():
             code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else
-                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+            out.append(
+                f"\\x{code:02x}"
+                if code < 0x100
+                else f"\\u{code:04x}"
+                if code < 0x10000
+                else f"\\U{code:08x}"
+            )
         else:
             out.append(ch)
     return quote + "".join(out) + quote
@@ -143,7 +182,8 @@ class _Plan:
         self.props = input_schema(interface)["properties"]
         # required inputs first, each group in interface order
         self.inputs = [s for s in interface.inputs if s.required] + [
-            s for s in interface.inputs if not s.required]
+            s for s in interface.inputs if not s.required
+        ]
         self.options: dict[str, str] = {}  # choice input → its Literal alias
         used = set(_MODULE_NAMES)
         for spec in self.inputs:
@@ -159,8 +199,9 @@ class _Plan:
         taken: set[str] = {s.name for s in interface.inputs}
         self.model_attrs = {s.name: _attr(s.name, model_reserved, taken) for s in self.inputs}
         taken = {o.name for o in interface.outputs}
-        self.result_attrs = {o.name: _attr(o.name, type_names | _RESULT_METHODS, taken)
-                             for o in interface.outputs}
+        self.result_attrs = {
+            o.name: _attr(o.name, type_names | _RESULT_METHODS, taken) for o in interface.outputs
+        }
         taken = {s.name for s in interface.seed_inputs}
         self.seed_attrs = {s.name: _attr(s.name, type_names, taken) for s in interface.seed_inputs}
         self.receiver = "self" if "self" not in {s.name for s in interface.inputs} else "_self"
@@ -174,8 +215,13 @@ class _Plan:
             return "_FileField" if model else "FileInput"
         if spec.kind == "choice":
             return self.options[spec.name]
-        return {"string": "str", "int": "int", "float": "float", "boolean": "bool",
-                "seed": "int | None"}[spec.kind]
+        return {
+            "string": "str",
+            "int": "int",
+            "float": "float",
+            "boolean": "bool",
+            "seed": "int | None",
+        }[spec.kind]
 
     def default(self, spec: InputSpec) -> str | None:
         """The default as a literal, or None for a required input."""
@@ -196,8 +242,11 @@ class _Plan:
         prop = self.props[spec.name]
         parts = [spec.description.rstrip(".") + "." if spec.description else ""]
         if spec.kind in FILE_KINDS:
-            parts.append("Give a path, bytes, an http(s) URL or a PIL image." if spec.kind == "image"
-                         else "Give a path, bytes or an http(s) URL.")
+            parts.append(
+                "Give a path, bytes, an http(s) URL or a PIL image."
+                if spec.kind == "image"
+                else "Give a path, bytes or an http(s) URL."
+            )
         elif spec.kind == "seed":
             parts.append("Leave it None for a random seed; the one used is in `result.seeds`.")
         else:
@@ -218,10 +267,19 @@ class _Plan:
         return _doc(" ".join(p for p in parts if p))
 
     def describe_output(self, spec: OutputSpec) -> str:
-        what = {"image": "An image", "audio": "An audio file", "video": "A video", "file": "A file",
-                "text": "Text", "number": "A number", "json": "A JSON value"}.get(spec.kind, "A value")
+        what = {
+            "image": "An image",
+            "audio": "An audio file",
+            "video": "A video",
+            "file": "A file",
+            "text": "Text",
+            "number": "A number",
+            "json": "A JSON value",
+        }.get(spec.kind, "A value")
         fmt = f" ({spec.format})" if spec.format and spec.is_file else ""
-        return _doc(f"{what}{fmt} from {spec.description}." if spec.description else f"{what}{fmt}.")
+        return _doc(
+            f"{what}{fmt} from {spec.description}." if spec.description else f"{what}{fmt}."
+        )
 
 
 def _field(plan: _Plan, spec: InputSpec) -> list[str]:
@@ -260,8 +318,11 @@ def _options(plan: _Plan) -> list[str]:
         lines.append(f"#: The options of `{spec.name}`.")
         if len(values) == 1:
             one = f"{alias}: TypeAlias = Literal[{values[0]}]"
-            lines.extend([one] if len(one) <= 88 else
-                         [f"{alias}: TypeAlias = Literal[", f"    {values[0]}", "]"])
+            lines.extend(
+                [one]
+                if len(one) <= 88
+                else [f"{alias}: TypeAlias = Literal[", f"    {values[0]}", "]"]
+            )
         else:
             lines.extend([f"{alias}: TypeAlias = Literal[", *(f"    {v}," for v in values), "]"])
         lines.append("")
@@ -273,7 +334,7 @@ def _model(plan: _Plan) -> list[str]:
         "class GenerateInput(BaseModel):",
         f'    """The inputs of `{_doc(plan.workflow)}`, checked before anything is sent."""',
         "",
-        "    model_config = ConfigDict(extra=\"forbid\", strict=True, allow_inf_nan=False)",
+        '    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)',
     ]
     if plan.inputs:
         lines.append("")
@@ -312,17 +373,19 @@ def _result(plan: _Plan) -> list[str]:
         lines.append("    seeds: Seeds")
         lines.append('    """The seed each Seed input used."""')
         lines.append("")
-    lines.extend([
-        "    _batches: dict[str, list[Any]] = dataclasses.field(",
-        "        default_factory=dict,",
-        "        repr=False,",
-        "        compare=False,",
-        "    )",
-        "",
-        "    def batch(self, name: str) -> list[Any]:",
-        '        """Every value the output `name` produced (several for a batch)."""',
-        "        return list(self._batches.get(name, []))",
-    ])
+    lines.extend(
+        [
+            "    _batches: dict[str, list[Any]] = dataclasses.field(",
+            "        default_factory=dict,",
+            "        repr=False,",
+            "        compare=False,",
+            "    )",
+            "",
+            "    def batch(self, name: str) -> list[Any]:",
+            '        """Every value the output `name` produced (several for a batch)."""',
+            "        return list(self._batches.get(name, []))",
+        ]
+    )
     return lines
 
 
@@ -344,9 +407,14 @@ def _args_doc(plan: _Plan) -> list[str]:
         return []
     lines = ["", "        Args:"]
     for spec in plan.inputs:
-        lines += textwrap.wrap(f"{spec.name}: {plan.describe(spec)}", width=88,
-                               initial_indent=" " * 12, subsequent_indent=" " * 16,
-                               break_long_words=False, break_on_hyphens=False)
+        lines += textwrap.wrap(
+            f"{spec.name}: {plan.describe(spec)}",
+            width=88,
+            initial_indent=" " * 12,
+            subsequent_indent=" " * 16,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
     return lines
 
 
@@ -360,18 +428,24 @@ def _call(plan: _Plan, target: str, *, is_async: bool) -> list[str]:
 def _methods(plan: _Plan, *, is_async: bool) -> list[str]:
     wf = _doc(plan.workflow)
     lines = _signature(plan, "generate", "GenerateResult", is_async=is_async)
-    lines += [f'        """Run `{wf}` and return its outputs.', *_args_doc(plan), "",
-              "        Raises:",
-              "            pydantic.ValidationError: an argument is invalid (nothing was sent).",
-              "            ComfyPackAPIError: the service refused or failed the request.",
-              '        """']
+    lines += [
+        f'        """Run `{wf}` and return its outputs.',
+        *_args_doc(plan),
+        "",
+        "        Raises:",
+        "            pydantic.ValidationError: an argument is invalid (nothing was sent).",
+        "            ComfyPackAPIError: the service refused or failed the request.",
+        '        """',
+    ]
     lines += _call(plan, "_generate", is_async=is_async)
     lines.append("")
     lines += _signature(plan, "submit", "str", is_async=is_async)
-    lines += [f'        """Start `{wf}` as a job and return its task id (files go as base64).',
-              "",
-              "        Follow it with `status()` / `progress()`; get the outputs with `result()`.",
-              '        """']
+    lines += [
+        f'        """Start `{wf}` as a job and return its task id (files go as base64).',
+        "",
+        "        Follow it with `status()` / `progress()`; get the outputs with `result()`.",
+        '        """',
+    ]
     lines += _call(plan, "_submit", is_async=is_async)
     return lines
 
@@ -383,10 +457,17 @@ def _example(plan: _Plan) -> list[str]:
             args.append(f"{spec.name}={_str(_EXAMPLE_FILES.get(spec.kind, 'input.bin'))}")
     call = f"        result = client.generate({', '.join(args)})"
     if len(call) > 88:
-        call = "        result = client.generate(\n" + "".join(
-            f"            {a},\n" for a in args) + "        )"
-    lines = ["    from client import Client", "",
-             '    with Client("http://127.0.0.1:3000") as client:', call]
+        call = (
+            "        result = client.generate(\n"
+            + "".join(f"            {a},\n" for a in args)
+            + "        )"
+        )
+    lines = [
+        "    from client import Client",
+        "",
+        '    with Client("http://127.0.0.1:3000") as client:',
+        call,
+    ]
     for out in plan.interface.outputs:
         attr = plan.result_attrs[out.name]
         if out.is_file:
@@ -401,8 +482,11 @@ def _tables(plan: _Plan) -> list[str]:
     def table(name: str, kind: str, items: dict[str, str]) -> list[str]:
         if not items:
             return [f"{name}: dict[str, {kind}] = {{}}"]
-        return [f"{name}: dict[str, {kind}] = {{",
-                *(f"    {_str(k)}: {_str(v)}," for k, v in items.items()), "}"]
+        return [
+            f"{name}: dict[str, {kind}] = {{",
+            *(f"    {_str(k)}: {_str(v)}," for k, v in items.items()),
+            "}",
+        ]
 
     single = _str(plan.single_file) if plan.single_file else "None"
     return [
@@ -426,7 +510,9 @@ def _template() -> Template:
     """The module's text with ``$placeholders`` for the generated parts (package data)."""
     from importlib.resources import files
 
-    return Template(files("comfypack").joinpath("templates/client.py.tmpl").read_text(encoding="utf-8"))
+    return Template(
+        files("comfypack").joinpath("templates/client.py.tmpl").read_text(encoding="utf-8")
+    )
 
 
 def generate_client(interface: Interface, *, workflow_name: str, endpoint: str = "generate") -> str:

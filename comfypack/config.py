@@ -7,9 +7,17 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["comfypack_home", "default_comfyui_dir", "record_default_comfyui", "service_state_dir",
-           "model_endpoints", "allow_local_sources", "nodes_dir_override", "extra_nodes_dirs",
-           "ENVIRONMENT"]
+__all__ = [
+    "comfypack_home",
+    "default_comfyui_dir",
+    "record_default_comfyui",
+    "service_state_dir",
+    "model_endpoints",
+    "allow_local_sources",
+    "nodes_dir_override",
+    "extra_nodes_dirs",
+    "ENVIRONMENT",
+]
 
 _RECORD = "comfypack-default-comfyui.json"
 
@@ -57,14 +65,15 @@ def service_state_dir(host: str, port: int) -> Path:
 def model_endpoints() -> dict[str, str | None]:
     """Model-hub endpoints for restores: ``HF_ENDPOINT`` (a Hugging Face mirror) and
     ``COMFYPACK_CIVITAI_URL`` (a Civitai mirror), as ``restore_workspace``'s keyword arguments."""
-    return {"hf_endpoint": os.environ.get("HF_ENDPOINT") or None,
-            "civitai_url": os.environ.get("COMFYPACK_CIVITAI_URL") or None}
+    return {
+        "hf_endpoint": os.environ.get("HF_ENDPOINT") or None,
+        "civitai_url": os.environ.get("COMFYPACK_CIVITAI_URL") or None,
+    }
 
 
 def allow_local_sources() -> bool:
     """``COMFYPACK_ALLOW_LOCAL_SOURCES=1``: restore a lock's file:// sources (a trusted pack)."""
     return os.environ.get("COMFYPACK_ALLOW_LOCAL_SOURCES", "").lower() in ("1", "true", "yes")
-
 
 
 def nodes_dir_override() -> Path | None:
@@ -76,7 +85,10 @@ def nodes_dir_override() -> Path | None:
 
 def extra_nodes_dirs() -> list[Path]:
     """``COMFYPACK_EXTRA_NODES_DIRS``: more custom-node folders every worker loads."""
-    return [Path(d) for d in os.environ.get("COMFYPACK_EXTRA_NODES_DIRS", "").split(os.pathsep) if d]
+    return [
+        Path(d) for d in os.environ.get("COMFYPACK_EXTRA_NODES_DIRS", "").split(os.pathsep) if d
+    ]
+
 
 #: Every ``COMFYPACK_*`` environment variable comfypack reads, with what it does (the README's
 #: "Settings" table lists each; tests/unit/test_config.py holds the source, this table and the
@@ -84,14 +96,14 @@ def extra_nodes_dirs() -> list[Path]:
 ENVIRONMENT: dict[str, str] = {
     # where things live
     "COMFYPACK_HOME": "comfypack's own folder: model cache, workspaces, services' state "
-                      "(default ~/.cache/comfypack)",
+    "(default ~/.cache/comfypack)",
     "COMFYPACK_COMFYUI_DIR": "the ComfyUI tree to run (default: the last `comfypack comfyui install`)",
     "COMFYPACK_COMFYUI_URL": "attach to running ComfyUI(s) at these comma-separated URLs instead",
     "COMFYPACK_PYTHON": "the interpreter that runs ComfyUI (default: comfypack's own)",
     "COMFYPACK_NODES_DIR": "the folder holding comfypack_nodes (default: the installed package's)",
     "COMFYPACK_EXTRA_NODES_DIRS": "more custom-node folders every worker loads (os.pathsep-separated)",
     "COMFYPACK_CLI": "the command the canvas buttons run as the comfypack CLI (default: "
-                     "ComfyUI's Python -m comfypack.cli)",
+    "ComfyUI's Python -m comfypack.cli)",
     "COMFYPACK_ALLOWED_HOSTS": "more Host names the canvas routes accept (comma-separated)",
     # what a service serves and how
     "COMFYPACK_WORKFLOW": "the API-format workflow a service serves",

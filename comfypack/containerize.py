@@ -11,7 +11,10 @@ The Bento (:func:`comfypack.build.build_bento`) goes into a build context with a
 * sets the run-time contract (:class:`ImageConfig`, which ``comfypack deploy --target kubernetes``
   writes its manifests from): user ``1034`` (non-root), port 3000, ``bentoml serve`` of the Bento
   under ``tini``, every path it writes a declared volume (the model cache ``$COMFYPACK_HOME``,
-  ``/tmp``, the workspace's ``models`` and ``input``), so the root file system can be read-only.
+  ``/tmp``, the workspace's ``input``), so the root file system can be read-only. The workspace's
+  ``models`` folder is a link into the model cache volume (``workspaces/<pack>/models``), so
+  restoring the models at start hard-links each cached file instead of copying it (a link cannot
+  cross volumes); the start script (``comfypack-start``) makes that folder before the service.
 
 Models are not in the image: at start the service fetches each into ``$COMFYPACK_HOME`` and checks
 its sha256 (``/readyz`` says so meanwhile); a kept volume is not downloaded again. GPUs: the
@@ -70,6 +73,7 @@ MODEL_CACHE_PATH = "/var/lib/comfypack"
 IMAGE_UID = 1034  # the `bentoml` user, as in images from `bentoml containerize`
 IMAGE_PORT = 3000
 BENTO_PATH = "/home/bentoml/bento"
+START_SCRIPT = "/usr/local/bin/comfypack-start"
 VENV_PATH = "/opt/comfypack/venv"
 _UV_CACHE_IN_BUILD = "/root/.cache/uv"
 _BUILD_HOME = "/tmp/comfypack-build-home"  # COMFYPACK_HOME of the image's set-up (removed after)
@@ -93,21 +97,25 @@ class ImageConfig:
 
     uid: int = IMAGE_UID
     port: int = IMAGE_PORT
-    entrypoint: tuple[str, ...] = ("/usr/bin/tini", "--", f"{VENV_PATH}/bin/python", "-m", "bentoml",
-                                   "serve", BENTO_PATH)
+    entrypoint: tuple[str, ...] = ("/usr/bin/tini", "--", START_SCRIPT, f"{VENV_PATH}/bin/python", "-m",
+                                   "bentoml", "serve", BENTO_PATH)
     workdir: str = BENTO_PATH
     env: dict[str, str] = field(default_factory=dict)
     #: every path the service writes; all else is read-only at run time
     volumes: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    #: where the workspace's ``models`` folder links to (in the model cache volume)
+    models_dir: str = ""
 
     @property
     def user(self) -> str:
         return f"{self.uid}:{self.uid}"
 
 
-def image_config(envs: dict[str, str], labels: dict[str, str] | None = None) -> ImageConfig:
-    """The run-time contract of an image whose Bento has the environment ``envs``."""
+def image_config(envs: dict[str, str], pack_sha256: str,
+                 labels: dict[str, str] | None = None) -> ImageConfig:
+    """The run-time contract of an image whose Bento has the environment ``envs`` and serves
+    the pack ``pack_sha256``."""
     env = {
         "PATH": f"{VENV_PATH}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "LANG": "C.UTF-8",
@@ -126,8 +134,9 @@ def image_config(envs: dict[str, str], labels: dict[str, str] | None = None) -> 
         **envs,
     }
     workspace = env.get("COMFYPACK_WORKSPACE", IMAGE_WORKSPACE)
-    volumes = (MODEL_CACHE_PATH, "/tmp", f"{workspace}/comfyui/models", f"{workspace}/comfyui/input")
-    return ImageConfig(env=env, volumes=volumes, labels=dict(labels or {}))
+    volumes = (MODEL_CACHE_PATH, "/tmp", f"{workspace}/comfyui/input")
+    return ImageConfig(env=env, volumes=volumes, labels=dict(labels or {}),
+                       models_dir=f"{MODEL_CACHE_PATH}/workspaces/{pack_sha256[:16]}/models")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -142,6 +151,7 @@ def build_script(config: ImageConfig) -> str:
     """The image's one build step (``build.sh`` in the build context; runs as root)."""
     workspace = config.env.get("COMFYPACK_WORKSPACE", IMAGE_WORKSPACE)
     volumes = " ".join(shlex.quote(v) for v in config.volumes)
+    models = shlex.quote(config.models_dir)
     return f"""#!/bin/sh
 # written by `comfypack containerize`: the image's one build step
 set -eu
@@ -167,6 +177,12 @@ if [ -n "$setup" ]; then
     BENTO_USER=bentoml sh "$setup"
 fi
 {VENV_PATH}/bin/python -m compileall -q -j 0 {BENTO_PATH}/src {workspace} >/dev/null || true
+# the models folder: a link into the model cache volume (hard links from the cache, no copies)
+rm -rf {workspace}/comfyui/models
+ln -s {models} {workspace}/comfyui/models
+# the start script (written by comfypack containerize): makes that folder, then runs the service
+printf '%s\\n' '#!/bin/sh' 'set -e' 'mkdir -p {models}' 'exec "$@"' > {START_SCRIPT}
+chmod 755 {START_SCRIPT}
 mkdir -p {volumes}
 chown -R {config.uid}:{config.uid} {BENTO_PATH} {MODEL_CACHE_PATH} /home/bentoml
 chmod 1777 /tmp
@@ -358,7 +374,7 @@ def containerize(pack: Path, build_options: BuildOptions | None = None,
     plan = result.plan
     bento = bentoml.bentos.get(plan.tag)
     image = options.tag or plan.tag
-    config = image_config(plan.envs, {**plan.labels, "comfypack-bento": plan.tag,
+    config = image_config(plan.envs, plan.pack_sha256, {**plan.labels, "comfypack-bento": plan.tag,
                                        "org.opencontainers.image.title": plan.name,
                                        "org.opencontainers.image.version": plan.version})
     index = host_index_settings()

@@ -49,14 +49,23 @@ class DeliveryOptions:
 
 
 def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(t, timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 class ResultDelivery:
     """Object storage and webhooks for one service (both optional)."""
 
-    def __init__(self, webhooks: WebhookSettings | None = None, storage: StorageSettings | None = None,
-                 *, store: OutputStore | None = None) -> None:
+    def __init__(
+        self,
+        webhooks: WebhookSettings | None = None,
+        storage: StorageSettings | None = None,
+        *,
+        store: OutputStore | None = None,
+    ) -> None:
         self.webhooks = webhooks or WebhookSettings()
         self.storage = storage or StorageSettings()
         self._store = store
@@ -74,8 +83,12 @@ class ResultDelivery:
         if self.storage.enabled:
             try:
                 await asyncio.to_thread(self.store.check)
-                logger.info("file outputs go to s3://%s/%s (signed URLs valid %d s)", self.storage.bucket,
-                            self.storage.prefix, self.storage.expires)
+                logger.info(
+                    "file outputs go to s3://%s/%s (signed URLs valid %d s)",
+                    self.storage.bucket,
+                    self.storage.prefix,
+                    self.storage.expires,
+                )
             except ComfyPackError as e:
                 logger.error("object storage: %s", e.message)
 
@@ -90,10 +103,13 @@ class ResultDelivery:
 
     def options(self, headers: Mapping[str, str]) -> DeliveryOptions:
         """The delivery headers of a request (already checked by the middleware)."""
-        return DeliveryOptions(mode=choose_mode(headers.get(OUTPUTS_HEADER), self.storage),
-                               prefix=job_prefix(headers.get(PREFIX_HEADER)),
-                               callback=None if headers.get(CALLBACK_HEADER) is None
-                               else str(headers.get(CALLBACK_HEADER)).strip())
+        return DeliveryOptions(
+            mode=choose_mode(headers.get(OUTPUTS_HEADER), self.storage),
+            prefix=job_prefix(headers.get(PREFIX_HEADER)),
+            callback=None
+            if headers.get(CALLBACK_HEADER) is None
+            else str(headers.get(CALLBACK_HEADER)).strip(),
+        )
 
     async def check(self, headers: Mapping[str, str]) -> DeliveryOptions:
         """:meth:`options`, with the callback URL checked against the address policy."""
@@ -110,15 +126,20 @@ class ResultDelivery:
 
     # -- webhooks ---------------------------------------------------------------------------------
 
-    def expect(self, job: dict[str, Any], options: DeliveryOptions, *, request_id: str,
-               is_task: bool) -> None:
+    def expect(
+        self, job: dict[str, Any], options: DeliveryOptions, *, request_id: str, is_task: bool
+    ) -> None:
         """Remember that ``job`` has a callback (called before it runs)."""
         if options.callback is None:
             return
         event_id = str(uuid.uuid4())
-        self._pending[job["task_id"]] = {"url": options.callback, "request_id": request_id,
-                                         "job_id": job["task_id"] if is_task else None,
-                                         "received": time.time(), "event_id": event_id}
+        self._pending[job["task_id"]] = {
+            "url": options.callback,
+            "request_id": request_id,
+            "job_id": job["task_id"] if is_task else None,
+            "received": time.time(),
+            "event_id": event_id,
+        }
         job["webhook"] = Delivery(options.callback, event_id).to_json()
 
     def on_finish(self, job: dict[str, Any], result: Any, error: BaseException | None) -> None:
@@ -129,13 +150,26 @@ class ResultDelivery:
         finished = time.time()
         err = None
         if error is not None:
-            err = error.to_dict()["error"] if isinstance(error, ComfyPackError) else \
-                {"type": "internal", "message": "the job failed", "details": None}
-        body = event(status=job["status"], job_id=ctx["job_id"], request_id=ctx["request_id"],
-                     outputs=result.to_json() if result is not None and job["status"] == "completed" else None,
-                     error=err, event_id=ctx["event_id"],
-                     timings={"received_at": _iso(ctx["received"]), "finished_at": _iso(finished),
-                              "duration_ms": round((finished - ctx["received"]) * 1000, 1)})
+            err = (
+                error.to_dict()["error"]
+                if isinstance(error, ComfyPackError)
+                else {"type": "internal", "message": "the job failed", "details": None}
+            )
+        body = event(
+            status=job["status"],
+            job_id=ctx["job_id"],
+            request_id=ctx["request_id"],
+            outputs=result.to_json()
+            if result is not None and job["status"] == "completed"
+            else None,
+            error=err,
+            event_id=ctx["event_id"],
+            timings={
+                "received_at": _iso(ctx["received"]),
+                "finished_at": _iso(finished),
+                "duration_ms": round((finished - ctx["received"]) * 1000, 1),
+            },
+        )
         record = Delivery(ctx["url"], ctx["event_id"])
 
         async def send() -> None:
@@ -160,7 +194,11 @@ class DeliveryOptionsMiddleware:
         self.delivery = delivery
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") == "http" and scope.get("method") == "POST" and scope.get("path") in self.paths:
+        if (
+            scope.get("type") == "http"
+            and scope.get("method") == "POST"
+            and scope.get("path") in self.paths
+        ):
             from starlette.datastructures import Headers
 
             from .http import send_error
@@ -171,4 +209,3 @@ class DeliveryOptionsMiddleware:
                 await send_error(e, scope, receive, send)
                 return
         await self.app(scope, receive, send)
-

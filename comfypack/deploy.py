@@ -186,7 +186,7 @@ def kubernetes_manifests(plan: BuildPlan, opts: KubernetesOptions | None = None)
                             "scrapes the pods' /metrics)")
     name = _dns_name(opts.name or plan.name)
     image = opts.image or plan.tag
-    contract = image_config(plan.envs)
+    contract = image_config(plan.envs, plan.pack_sha256)
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "comfypack",
               "app.kubernetes.io/version": plan.version}
     selector = {"app.kubernetes.io/name": name}

@@ -47,11 +47,18 @@ def _rebase(url: str, base: str) -> str:
     return urlunsplit((b.scheme, b.netloc, b.path + u.path, u.query, u.fragment))
 
 
-def source_url(source: ModelSource, *, hf_endpoint: str | None = None,
-               civitai_url: str | None = None) -> str:
+def source_url(
+    source: ModelSource, *, hf_endpoint: str | None = None, civitai_url: str | None = None
+) -> str:
     """The URL to fetch ``source`` from; ``hf_endpoint`` / ``civitai_url`` redirect Hugging Face
     and Civitai sources to a mirror (or a local stand-in)."""
-    if source.type == "huggingface" and hf_endpoint and source.repo and source.revision and source.file:
+    if (
+        source.type == "huggingface"
+        and hf_endpoint
+        and source.repo
+        and source.revision
+        and source.file
+    ):
         return hf_file_url(source.repo, source.file, source.revision, hf_endpoint)
     if source.type == "civitai" and civitai_url:
         return _rebase(source.url, civitai_url)
@@ -71,11 +78,14 @@ def s3_presigned_url(url: str, expires: int = 6 * 3600) -> str:
     client = s3_client()  # no boto3: a ComfyPackError naming the extra to install
     try:
         signed: str = client.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires)
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
+        )
     except Exception as e:  # botocore's NoCredentialsError, NoRegionError …: all "cannot sign"
-        raise RestoreError(f"cannot sign a download of {url}: {type(e).__name__} (boto3 reads "
-                           "credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or an "
-                           "instance role; the endpoint from AWS_ENDPOINT_URL_S3)") from e
+        raise RestoreError(
+            f"cannot sign a download of {url}: {type(e).__name__} (boto3 reads "
+            "credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or an "
+            "instance role; the endpoint from AWS_ENDPOINT_URL_S3)"
+        ) from e
     return signed
 
 
@@ -126,8 +136,15 @@ def _hash_prefix(f: IO[bytes], n: int) -> Any:
     return h
 
 
-def _fetch(client: httpx.Client, url: str, f: IO[bytes], size: int, headers: dict[str, str],
-           advance: Any, shown: str | None = None) -> tuple[str, int, bool]:
+def _fetch(
+    client: httpx.Client,
+    url: str,
+    f: IO[bytes],
+    size: int,
+    headers: dict[str, str],
+    advance: Any,
+    shown: str | None = None,
+) -> tuple[str, int, bool]:
     """Continue the download in ``f`` from its current length. Returns (sha256, length, resumed).
     ``shown``: the URL for messages (a presigned URL's signature is never shown)."""
     shown = shown or url
@@ -146,7 +163,11 @@ def _fetch(client: httpx.Client, url: str, f: IO[bytes], size: int, headers: dic
         req["Range"] = f"bytes={have}-"
     try:
         with client.stream("GET", url, headers=req) as r:
-            if r.status_code == 206 and have and r.headers.get("content-range", "").startswith(f"bytes {have}-"):
+            if (
+                r.status_code == 206
+                and have
+                and r.headers.get("content-range", "").startswith(f"bytes {have}-")
+            ):
                 resumed = True
             elif r.status_code == 200:
                 resumed = False
@@ -160,16 +181,24 @@ def _fetch(client: httpx.Client, url: str, f: IO[bytes], size: int, headers: dic
                 f.truncate(0)
                 raise _Interrupted("the server refused to resume; starting over")
             else:
-                hint = (" (it needs a token: log in with `hf auth login` / set HF_TOKEN, or give "
-                        "another source with --sources)") if r.status_code in (401, 403) else ""
+                hint = (
+                    (
+                        " (it needs a token: log in with `hf auth login` / set HF_TOKEN, or give "
+                        "another source with --sources)"
+                    )
+                    if r.status_code in (401, 403)
+                    else ""
+                )
                 raise RestoreError(f"cannot download {shown}: HTTP {r.status_code}{hint}")
             f.seek(0, os.SEEK_END)
             for chunk in r.iter_bytes():
                 have += len(chunk)
                 if have > size:
                     f.truncate(0)
-                    raise RestoreError(f"{shown} sent more than the expected {size} bytes; refusing it",
-                                       details={"url": shown, "expected_size": size})
+                    raise RestoreError(
+                        f"{shown} sent more than the expected {size} bytes; refusing it",
+                        details={"url": shown, "expected_size": size},
+                    )
                 f.write(chunk)
                 h.update(chunk)
                 if advance:
@@ -181,10 +210,18 @@ def _fetch(client: httpx.Client, url: str, f: IO[bytes], size: int, headers: dic
     return h.hexdigest(), have, resumed
 
 
-def download(source: ModelSource, dest: Path, *, sha256: str, size: int,
-             progress: bool | Progress = True, token: str | None = None,
-             hf_endpoint: str | None = None, civitai_url: str | None = None,
-             retries: int = 3) -> Path:
+def download(
+    source: ModelSource,
+    dest: Path,
+    *,
+    sha256: str,
+    size: int,
+    progress: bool | Progress = True,
+    token: str | None = None,
+    hf_endpoint: str | None = None,
+    civitai_url: str | None = None,
+    retries: int = 3,
+) -> Path:
     """Fetch ``source`` to ``dest``, verified by ``size`` and ``sha256``.
 
     Bytes go to ``dest.partial`` (an interrupted download resumes from it with ``Range``, also in
@@ -198,8 +235,11 @@ def download(source: ModelSource, dest: Path, *, sha256: str, size: int,
     if dest.exists():
         return _verify_existing(dest, sha256, size)
     # an s3:// source: a presigned GET (boto3's credentials and endpoint), fetched like any URL
-    url = s3_presigned_url(source.url) if source.type == "s3" else \
-        source_url(source, hf_endpoint=hf_endpoint, civitai_url=civitai_url)
+    url = (
+        s3_presigned_url(source.url)
+        if source.type == "s3"
+        else source_url(source, hf_endpoint=hf_endpoint, civitai_url=civitai_url)
+    )
     shown = source.url if source.type == "s3" else url
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
@@ -210,14 +250,25 @@ def download(source: ModelSource, dest: Path, *, sha256: str, size: int,
             token = get_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with progress_bar(progress, (source.file or dest.name)[-48:], size) as bar, \
-                _locked_partial(partial) as f:
+        with (
+            progress_bar(progress, (source.file or dest.name)[-48:], size) as bar,
+            _locked_partial(partial) as f,
+        ):
             if dest.exists():  # another process finished it while we waited
                 if f.seek(0, os.SEEK_END) == 0:
                     _remove(partial)
                 return _verify_existing(dest, sha256, size)
-            _download_into(f, partial, url, sha256=sha256, size=size, headers=headers,
-                           bar=bar, retries=retries, shown=shown)
+            _download_into(
+                f,
+                partial,
+                url,
+                sha256=sha256,
+                size=size,
+                headers=headers,
+                bar=bar,
+                retries=retries,
+                shown=shown,
+            )
             f.flush()
             os.fsync(f.fileno())
             os.replace(partial, dest)
@@ -228,8 +279,18 @@ def download(source: ModelSource, dest: Path, *, sha256: str, size: int,
     return dest
 
 
-def _download_into(f: IO[bytes], partial: Path, url: str, *, sha256: str, size: int,
-                   headers: dict[str, str], bar: Any, retries: int, shown: str | None = None) -> None:
+def _download_into(
+    f: IO[bytes],
+    partial: Path,
+    url: str,
+    *,
+    sha256: str,
+    size: int,
+    headers: dict[str, str],
+    bar: Any,
+    retries: int,
+    shown: str | None = None,
+) -> None:
     advance = bar.advance if bar is not None else None
     name = shown or url
     timeout = httpx.Timeout(30.0, read=120.0)
@@ -244,8 +305,10 @@ def _download_into(f: IO[bytes], partial: Path, url: str, *, sha256: str, size: 
             except _Interrupted as e:
                 attempt += 1
                 if attempt >= retries:
-                    raise RestoreError(f"downloading {name} was interrupted ({e}); run again to "
-                                       f"resume from {partial}") from e
+                    raise RestoreError(
+                        f"downloading {name} was interrupted ({e}); run again to "
+                        f"resume from {partial}"
+                    ) from e
                 logger.warning("download of %s interrupted (%s); resuming", name, e)
                 if bar is not None:
                     bar.reset()
@@ -254,7 +317,9 @@ def _download_into(f: IO[bytes], partial: Path, url: str, *, sha256: str, size: 
                 return
             f.truncate(0)
             if resumed and not restarted:  # the old partial may be what was wrong
-                logger.warning("%s: the resumed download did not verify; downloading it again", name)
+                logger.warning(
+                    "%s: the resumed download did not verify; downloading it again", name
+                )
                 restarted = True
                 if bar is not None:
                     bar.reset()
@@ -264,8 +329,14 @@ def _download_into(f: IO[bytes], partial: Path, url: str, *, sha256: str, size: 
                 f"{name} is not the locked file: got {got} bytes with sha256 {digest}, expected "
                 f"{size} bytes with sha256 {sha256}. Refusing it; give another source with "
                 "--sources.",
-                details={"url": name, "expected_sha256": sha256, "sha256": digest,
-                         "expected_size": size, "size": got})
+                details={
+                    "url": name,
+                    "expected_sha256": sha256,
+                    "sha256": digest,
+                    "expected_size": size,
+                    "size": got,
+                },
+            )
 
 
 def _remove(path: Path) -> None:
@@ -277,7 +348,8 @@ def _verify_existing(dest: Path, sha256: str, size: int) -> Path:
     got_size = dest.stat().st_size
     if got_size == size and sha256_file(dest) == sha256:
         return dest
-    raise RestoreError(f"{dest} already exists and is not the expected file (size {got_size}, "
-                       f"expected {size} bytes with sha256 {sha256}); not overwriting it",
-                       details={"path": str(dest)})
-
+    raise RestoreError(
+        f"{dest} already exists and is not the expected file (size {got_size}, "
+        f"expected {size} bytes with sha256 {sha256}); not overwriting it",
+        details={"path": str(dest)},
+    )

@@ -57,7 +57,11 @@ MAX_DETAILS = 50
 
 
 def _cap_text(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE else f"{text[:MAX_MESSAGE]}… ({len(text) - MAX_MESSAGE} more characters)"
+    return (
+        text
+        if len(text) <= MAX_MESSAGE
+        else f"{text[:MAX_MESSAGE]}… ({len(text) - MAX_MESSAGE} more characters)"
+    )
 
 
 def _cap(value: Any, depth: int) -> Any:
@@ -102,8 +106,13 @@ class ComfyPackError(Exception):
         """The JSON error body: ``{"error": {"type", "message", "details"}}``, capped: the
         message at :data:`MAX_MESSAGE` characters, ``details`` at :data:`MAX_DETAILS` items and
         every string in it at :data:`MAX_MESSAGE` (an error never echoes a large input back)."""
-        return {"error": {"type": self.type, "message": _cap_text(self.message),
-                          "details": _cap(self.details, 0)}}
+        return {
+            "error": {
+                "type": self.type,
+                "message": _cap_text(self.message),
+                "details": _cap(self.details, 0),
+            }
+        }
 
 
 class WorkflowError(ComfyPackError):
@@ -236,8 +245,13 @@ class Cancelled(ComfyPackError):
     exit_code = 2
     type = "cancelled"
 
-    def __init__(self, message: str = "the request was cancelled; its prompt was removed from ComfyUI",
-                 *, disconnected: bool = False, details: Any = None) -> None:
+    def __init__(
+        self,
+        message: str = "the request was cancelled; its prompt was removed from ComfyUI",
+        *,
+        disconnected: bool = False,
+        details: Any = None,
+    ) -> None:
         super().__init__(message, details=details)
         if disconnected:
             self.status = 499

@@ -24,10 +24,24 @@ __all__ = ["GitState", "git_state", "local_patch", "apply_patch", "clean_url", "
 #: written by ``comfypack comfyui install`` into the tree it installs (not a local change).
 INSTALL_MARKER = ".comfypack-source.json"
 #: left out of "local changes": what running or installing a node writes
-_NOISE = (":(exclude,glob)**/__pycache__/**", ":(exclude,glob)**/*.pyc", ":(exclude,glob)**/*.pyo",
-          f":(exclude){INSTALL_MARKER}")
-_GIT_CONFIG = ["-c", "core.quotePath=false", "-c", "diff.noprefix=false", "-c", "diff.mnemonicPrefix=false",
-               "-c", "core.autocrlf=false", "-c", "color.ui=false"]
+_NOISE = (
+    ":(exclude,glob)**/__pycache__/**",
+    ":(exclude,glob)**/*.pyc",
+    ":(exclude,glob)**/*.pyo",
+    f":(exclude){INSTALL_MARKER}",
+)
+_GIT_CONFIG = [
+    "-c",
+    "core.quotePath=false",
+    "-c",
+    "diff.noprefix=false",
+    "-c",
+    "diff.mnemonicPrefix=false",
+    "-c",
+    "core.autocrlf=false",
+    "-c",
+    "color.ui=false",
+]
 
 
 @dataclass(frozen=True)
@@ -69,21 +83,38 @@ def git_state(path: Path) -> GitState | None:
             remotes = {r.name: r for r in repo.remotes}
             remote = remotes.get("origin") or (next(iter(remotes.values())) if remotes else None)
             url = clean_url(next(iter(remote.urls))) if remote is not None else None
-            untracked = [p for p in repo.untracked_files
-                         if "__pycache__" not in p.split("/") and not p.endswith((".pyc", ".pyo"))
-                         and p != INSTALL_MARKER]
+            untracked = [
+                p
+                for p in repo.untracked_files
+                if "__pycache__" not in p.split("/")
+                and not p.endswith((".pyc", ".pyo"))
+                and p != INSTALL_MARKER
+            ]
             dirty = repo.is_dirty(untracked_files=False) or bool(untracked)
-            pushed = bool(remote is not None and repo.git.branch("-r", "--contains", commit).strip())
+            pushed = bool(
+                remote is not None and repo.git.branch("-r", "--contains", commit).strip()
+            )
     except (git.InvalidGitRepositoryError, git.GitCommandError, ValueError, OSError) as e:
-        raise LockError(f"{path}: cannot read its git state ({' '.join(str(e).split())[:300]})") from e
+        raise LockError(
+            f"{path}: cannot read its git state ({' '.join(str(e).split())[:300]})"
+        ) from e
     return GitState(url=url, commit=commit, dirty=dirty, pushed=pushed)
 
 
-def _git(path: Path, *args: str, env: dict[str, str] | None = None, input: bytes | None = None) -> bytes:
-    proc = subprocess.run(["git", *_GIT_CONFIG, *args], cwd=path, capture_output=True, input=input,
-                          env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})})
+def _git(
+    path: Path, *args: str, env: dict[str, str] | None = None, input: bytes | None = None
+) -> bytes:
+    proc = subprocess.run(
+        ["git", *_GIT_CONFIG, *args],
+        cwd=path,
+        capture_output=True,
+        input=input,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},
+    )
     if proc.returncode != 0:
-        raise LockError(f"{path}: git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+        raise LockError(
+            f"{path}: git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}"
+        )
     return proc.stdout
 
 
@@ -94,8 +125,19 @@ def local_patch(path: Path) -> bytes:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         _git(path, "read-tree", "HEAD", env=env)
         _git(path, "add", "-A", "--", ".", *_NOISE, env=env)
-        return _git(path, "diff", "--cached", "--binary", "--full-index", "--no-ext-diff",
-                    "--no-renames", "--src-prefix=a/", "--dst-prefix=b/", "HEAD", env=env)
+        return _git(
+            path,
+            "diff",
+            "--cached",
+            "--binary",
+            "--full-index",
+            "--no-ext-diff",
+            "--no-renames",
+            "--src-prefix=a/",
+            "--dst-prefix=b/",
+            "HEAD",
+            env=env,
+        )
 
 
 def apply_patch(path: Path, patch: bytes) -> None:

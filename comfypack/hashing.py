@@ -31,15 +31,23 @@ from .config import comfypack_home
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-__all__ = ["sha256_file", "HashCache", "default_hash_cache", "hash_files", "shared_progress", "progress_bar"]
+__all__ = [
+    "sha256_file",
+    "HashCache",
+    "default_hash_cache",
+    "hash_files",
+    "shared_progress",
+    "progress_bar",
+]
 
 logger = logging.getLogger(__name__)
 
 _CACHE_VERSION = 2
 
 
-def sha256_file(path: Path, *, chunk: int = 1 << 20,
-                on_bytes: Callable[[int], None] | None = None) -> str:
+def sha256_file(
+    path: Path, *, chunk: int = 1 << 20, on_bytes: Callable[[int], None] | None = None
+) -> str:
     """The hex sha256 of ``path``'s bytes. ``on_bytes(n)`` is called after every chunk read."""
     h = hashlib.sha256()
     buf = bytearray(chunk)
@@ -56,8 +64,12 @@ def _identity(path: Path) -> tuple[str, dict[str, int]]:
     real = os.path.realpath(path)
     st = os.stat(real)
     # ctime too: a write that puts the old mtime back (os.utime) still changes the ctime
-    return real, {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
-                  "inode": st.st_ino}
+    return real, {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+    }
 
 
 class HashCache:
@@ -90,7 +102,11 @@ class HashCache:
         if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
             return {}
         entries = data.get("entries")
-        return {k: v for k, v in entries.items() if isinstance(v, dict)} if isinstance(entries, dict) else {}
+        return (
+            {k: v for k, v in entries.items() if isinstance(v, dict)}
+            if isinstance(entries, dict)
+            else {}
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -115,8 +131,11 @@ class HashCache:
         except OSError:
             return
         if ident["mtime_ns"] >= time.time_ns() - self.racy_ns:
-            logger.debug("not caching the hash of %s: modified less than %.0f s ago",
-                         path, self.racy_ns / 1e9)
+            logger.debug(
+                "not caching the hash of %s: modified less than %.0f s ago",
+                path,
+                self.racy_ns / 1e9,
+            )
             return
         with self._lock:
             self._entries[real] = {**ident, "sha256": digest}
@@ -133,8 +152,11 @@ class HashCache:
             merged.update({k: self._entries[k] for k in self._dirty})
             self._entries = merged
             self._dirty.clear()
-            text = json.dumps({"version": _CACHE_VERSION, "entries": merged},
-                              sort_keys=True, separators=(",", ":"))
+            text = json.dumps(
+                {"version": _CACHE_VERSION, "entries": merged},
+                sort_keys=True,
+                separators=(",", ":"),
+            )
         try:
             atomic_write(self.path, text)
         except OSError as e:
@@ -150,8 +172,13 @@ def _default_workers() -> int:
     return max(1, min(32, os.cpu_count() or 1))
 
 
-def hash_files(paths: Iterable[Path], *, cache: HashCache | None = None, workers: int | None = None,
-               progress: bool | Progress = False) -> dict[Path, str]:
+def hash_files(
+    paths: Iterable[Path],
+    *,
+    cache: HashCache | None = None,
+    workers: int | None = None,
+    progress: bool | Progress = False,
+) -> dict[Path, str]:
     """sha256 of every file in ``paths`` (keyed by the paths as given).
 
     Files already in ``cache`` (unchanged) are not read; the others are hashed in parallel on
@@ -233,9 +260,15 @@ def shared_progress() -> Iterator[Progress]:
                 TransferSpeedColumn,
             )
 
-            prog = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                            TransferSpeedColumn(), TimeRemainingColumn(),
-                            console=Console(stderr=True), transient=True)
+            prog = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
             prog.start()
             _shared["progress"] = prog
         _shared["users"] += 1
@@ -259,7 +292,8 @@ def progress_bar(progress: bool | Progress, description: str, total: int) -> Ite
         return
     shared = progress is True
     display: contextlib.AbstractContextManager[Progress] = (
-        shared_progress() if shared else contextlib.nullcontext(progress))  # type: ignore[arg-type]
+        shared_progress() if shared else contextlib.nullcontext(progress)  # type: ignore[arg-type]
+    )
     with display as prog:
         task = prog.add_task(description, total=total)
         try:

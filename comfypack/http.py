@@ -56,8 +56,9 @@ def request_id(given: str | None) -> str:
     return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
-async def send_error(err: ComfyPackError, scope: Any, receive: Any, send: Any,
-                     headers: dict[str, str] | None = None) -> None:
+async def send_error(
+    err: ComfyPackError, scope: Any, receive: Any, send: Any, headers: dict[str, str] | None = None
+) -> None:
     from starlette.responses import JSONResponse
 
     await JSONResponse(err.to_dict(), status_code=err.status, headers=headers)(scope, receive, send)
@@ -80,7 +81,9 @@ def _replay(body: bytes, receive: Any) -> Any:
 
 async def method_not_allowed(allowed: tuple[str, ...], scope: Any, receive: Any, send: Any) -> None:
     """405 with the ``Allow`` header, in comfypack's error shape."""
-    err = RequestError(f"{scope.get('method')} is not allowed here; use {' or '.join(allowed)}", status=405)
+    err = RequestError(
+        f"{scope.get('method')} is not allowed here; use {' or '.join(allowed)}", status=405
+    )
     err.type = "method_not_allowed"
     await send_error(err, scope, receive, send, headers={"Allow": ", ".join(allowed)})
 
@@ -102,7 +105,9 @@ class AuthMiddleware:
         if given and hmac.compare_digest(given, self.key):
             await self.app(scope, receive, send)
             return
-        err = ComfyPackError("missing or wrong API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+        err = ComfyPackError(
+            "missing or wrong API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+        )
         err.status, err.type = 401, "unauthorized"
         await send_error(err, scope, receive, send, headers={"WWW-Authenticate": "Bearer"})
 
@@ -116,8 +121,11 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     def _too_large(self) -> RequestError:
-        return RequestError(f"the request body is larger than the {self.max_bytes}-byte limit",
-                            status=413, details=[FieldError(None, "request too large")])
+        return RequestError(
+            f"the request body is larger than the {self.max_bytes}-byte limit",
+            status=413,
+            details=[FieldError(None, "request too large")],
+        )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope.get("type") != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
@@ -131,7 +139,9 @@ class BodyLimitMiddleware:
             except ValueError:
                 declared = self.max_bytes + 1
             if declared > self.max_bytes:
-                await send_error(self._too_large(), scope, receive, send, headers={"Connection": "close"})
+                await send_error(
+                    self._too_large(), scope, receive, send, headers={"Connection": "close"}
+                )
                 return
             await self.app(scope, receive, send)
             return
@@ -144,7 +154,9 @@ class BodyLimitMiddleware:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
-                await send_error(self._too_large(), scope, receive, send, headers={"Connection": "close"})
+                await send_error(
+                    self._too_large(), scope, receive, send, headers={"Connection": "close"}
+                )
                 return
             if not message.get("more_body"):
                 break
@@ -219,8 +231,14 @@ def parse_json_body(raw: bytes | bytearray, *, max_depth: int = MAX_JSON_DEPTH) 
     ``NaN`` / ``Infinity`` parse as floats, for validation to refuse in the field's name."""
     if len(raw) < 64 and not raw.strip():
         return {}
-    if max_depth and raw.count(b"[") + raw.count(b"{") > max_depth and not _json_depth_ok(raw, max_depth):
-        raise _invalid_body(f"the JSON body nests deeper than {max_depth} levels", "too deeply nested")
+    if (
+        max_depth
+        and raw.count(b"[") + raw.count(b"{") > max_depth
+        and not _json_depth_ok(raw, max_depth)
+    ):
+        raise _invalid_body(
+            f"the JSON body nests deeper than {max_depth} levels", "too deeply nested"
+        )
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as e:
@@ -246,7 +264,11 @@ class BodyTypeMiddleware:
         self.paths = {route, f"{route}/submit"}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths:
+        if (
+            scope.get("type") != "http"
+            or scope.get("method") != "POST"
+            or scope.get("path") not in self.paths
+        ):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -256,8 +278,12 @@ class BodyTypeMiddleware:
             return
         if ctype != b"application/json":
             shown = ctype.decode("latin-1")[:100] or "none"
-            err = RequestError(f"send the body as application/json or multipart/form-data (Content-Type "
-                               f"was {shown})", status=415, details=[FieldError(None, "unsupported media type")])
+            err = RequestError(
+                f"send the body as application/json or multipart/form-data (Content-Type "
+                f"was {shown})",
+                status=415,
+                details=[FieldError(None, "unsupported media type")],
+            )
             err.type = "unsupported_media_type"
             await send_error(err, scope, receive, send)
             return
@@ -296,8 +322,11 @@ class MultipartMiddleware:
         # <route>/submit takes the same form; it is handed on as the equivalent JSON body (files as
         # data: URIs), which BentoML stores with the job — so a job's input survives as it is, and
         # `retry` runs it again
-        if scope.get("type") != "http" or scope.get("method") != "POST" or \
-                scope.get("path") not in (self.route, f"{self.route}/submit"):
+        if (
+            scope.get("type") != "http"
+            or scope.get("method") != "POST"
+            or scope.get("path") not in (self.route, f"{self.route}/submit")
+        ):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -319,8 +348,11 @@ class MultipartMiddleware:
                     items.append((key, Upload(await value.read(), value.filename)))
             await form.close()
         except Exception as e:  # starlette raises several types for malformed forms
-            err = RequestError(f"cannot parse the multipart form: {e}", status=400,
-                               details=[FieldError(None, str(e))])
+            err = RequestError(
+                f"cannot parse the multipart form: {e}",
+                status=400,
+                details=[FieldError(None, str(e))],
+            )
             await JSONResponse(err.to_dict(), status_code=400)(scope, receive, send)
             return
         replay = b"{}"
@@ -329,10 +361,13 @@ class MultipartMiddleware:
         else:
             scope["comfypack.form"] = items
         del items
-        scope["headers"] = [(k, v) for k, v in scope["headers"]
-                            if k not in (b"content-type", b"content-length")]
-        scope["headers"] += [(b"content-type", b"application/json"),
-                             (b"content-length", str(len(replay)).encode())]
+        scope["headers"] = [
+            (k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")
+        ]
+        scope["headers"] += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(replay)).encode()),
+        ]
         await self.app(scope, _replay(replay, receive), send)
 
 
@@ -347,7 +382,11 @@ def _form_as_json(body: dict[str, Any]) -> dict[str, Any]:
     for key, value in body.items():
         if isinstance(value, Upload):
             media = mimetypes.guess_type(value.filename or "")[0] or "application/octet-stream"
-            value = f"data:{media};base64,{base64.b64encode(value.data).decode('ascii')}" if value.data else ""
+            value = (
+                f"data:{media};base64,{base64.b64encode(value.data).decode('ascii')}"
+                if value.data
+                else ""
+            )
         out[key] = value
     return out
 
@@ -362,7 +401,11 @@ class SubmitCheckMiddleware:
         self.validate = validate
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("method") != "POST" or scope.get("path") != self.path:
+        if (
+            scope.get("type") != "http"
+            or scope.get("method") != "POST"
+            or scope.get("path") != self.path
+        ):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -393,7 +436,11 @@ class OpenAPIMiddleware:
         self._body: bytes | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("path") != "/docs.json" or scope.get("method") != "GET":
+        if (
+            scope.get("type") != "http"
+            or scope.get("path") != "/docs.json"
+            or scope.get("method") != "GET"
+        ):
             await self.app(scope, receive, send)
             return
         from starlette.responses import Response
@@ -408,8 +455,13 @@ class OpenAPIMiddleware:
 class JobsMiddleware:
     """Progress and cancel for async jobs (``<route>/submit`` comes from BentoML's task API)."""
 
-    def __init__(self, app: Any, route: str, progress: Callable[[str], dict[str, Any] | None],
-                 cancel: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        route: str,
+        progress: Callable[[str], dict[str, Any] | None],
+        cancel: Callable[[str], bool],
+    ) -> None:
         self.app = app
         self.paths = {f"{route}/progress": "progress", f"{route}/cancel": "cancel"}
         self.progress = progress
@@ -430,19 +482,24 @@ class JobsMiddleware:
             return
         task_id = (parse_qs(scope.get("query_string", b"").decode()).get("task_id") or [""])[0]
         if not task_id:
-            await send_error(RequestError.for_field("task_id", "is required", status=400), scope, receive, send)
+            await send_error(
+                RequestError.for_field("task_id", "is required", status=400), scope, receive, send
+            )
             return
         if action == "progress":
             state = self.progress(task_id)
             if state is None:
-                err = RequestError.for_field("task_id", f"no running or recent job {task_id}", status=404)
+                err = RequestError.for_field(
+                    "task_id", f"no running or recent job {task_id}", status=404
+                )
                 await send_error(err, scope, receive, send)
                 return
             await JSONResponse(state)(scope, receive, send)
             return
         if not self.cancel(task_id):
-            err = RequestError.for_field("task_id", f"job {task_id} is not running (finished or unknown)",
-                                         status=409)
+            err = RequestError.for_field(
+                "task_id", f"job {task_id} is not running (finished or unknown)", status=409
+            )
             await send_error(err, scope, receive, send)
             return
         await JSONResponse({"task_id": task_id, "status": "cancelling"})(scope, receive, send)
@@ -472,15 +529,20 @@ class ErrorShapeMiddleware:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path") or ""
-        if scope.get("type") != "http" or not (path == self.route or path.startswith(self.route + "/")):
+        if scope.get("type") != "http" or not (
+            path == self.route or path.startswith(self.route + "/")
+        ):
             await self.app(scope, receive, send)
             return
         held: dict[str, Any] = {}
         endpoint = path == self.route
 
         async def wrapped(message: Any) -> None:
-            if message["type"] == "http.response.start" and 400 <= message["status"] < 600 and (
-                    endpoint or _is_json(message)):
+            if (
+                message["type"] == "http.response.start"
+                and 400 <= message["status"] < 600
+                and (endpoint or _is_json(message))
+            ):
                 held["start"] = message
                 held["body"] = b""
                 return
@@ -493,10 +555,18 @@ class ErrorShapeMiddleware:
                 if start["status"] == 400 and b"is not completed yet" in held["body"]:
                     # BentoML's `get`/`retry` of a job still running: a conflict with its state
                     start["status"] = 409
-                    body = json.dumps({"error": {
-                        "type": "not_finished", "details": None,
-                        "message": "the job has not finished yet; poll status until it is completed"}}).encode()
-                start["headers"] = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                    body = json.dumps(
+                        {
+                            "error": {
+                                "type": "not_finished",
+                                "details": None,
+                                "message": "the job has not finished yet; poll status until it is completed",
+                            }
+                        }
+                    ).encode()
+                start["headers"] = [
+                    (k, v) for k, v in start["headers"] if k.lower() != b"content-length"
+                ]
                 start["headers"].append((b"content-length", str(len(body)).encode()))
                 await send(start)
                 await send({"type": "http.response.body", "body": body})
@@ -521,11 +591,23 @@ def _reshape_error(raw: bytes, status: int, *, endpoint: bool = True) -> bytes:
         return raw  # already ours
     details = data.get("detail") if isinstance(data, dict) else None
     message = str(err or "bad request")
-    if isinstance(details, list) and details and isinstance(details[0], dict) and details[0].get("msg"):
+    if (
+        isinstance(details, list)
+        and details
+        and isinstance(details[0], dict)
+        and details[0].get("msg")
+    ):
         message = "; ".join(str(d.get("msg")) for d in details)
         details = [{"field": None, "message": str(d.get("msg"))} for d in details]
-    kind = ("not_found" if status == 404 else "invalid_body" if status == 400 and endpoint
-            else "internal_error" if status >= 500 else "bad_request")
+    kind = (
+        "not_found"
+        if status == 404
+        else "invalid_body"
+        if status == 400 and endpoint
+        else "internal_error"
+        if status >= 500
+        else "bad_request"
+    )
     return json.dumps({"error": {"type": kind, "message": message, "details": details}}).encode()
 
 
@@ -552,5 +634,8 @@ class ReadyMiddleware:
         except Exception as e:  # a readiness probe must answer, whatever broke
             logging.getLogger("comfypack.service").exception("readiness check failed")
             ready, reason = False, f"readiness check failed: {type(e).__name__}"
-        await JSONResponse({"ready": ready, "reason": reason}, status_code=200 if ready else 503,
-                           headers={"Cache-Control": "no-store"})(scope, receive, send)
+        await JSONResponse(
+            {"ready": ready, "reason": reason},
+            status_code=200 if ready else 503,
+            headers={"Cache-Control": "no-store"},
+        )(scope, receive, send)

@@ -41,8 +41,16 @@ class JobTable:
         self._listeners: list[FinishListener] = []
 
     def start(self, task_id: str, total_nodes: int) -> dict[str, Any]:
-        state = {"task_id": task_id, "status": "queued", "node": None, "nodes_done": 0,
-                 "nodes_total": total_nodes, "step": None, "steps": None, "progress": 0.0}
+        state = {
+            "task_id": task_id,
+            "status": "queued",
+            "node": None,
+            "nodes_done": 0,
+            "nodes_total": total_nodes,
+            "step": None,
+            "steps": None,
+            "progress": 0.0,
+        }
         self.state[task_id] = state
         while len(self.state) > self.keep:
             self.state.pop(next(iter(self.state)))
@@ -63,8 +71,14 @@ class JobTable:
         """Call ``listener(state, result, error)`` when a job ends (once per job)."""
         self._listeners.append(listener)
 
-    def finish(self, job: dict[str, Any], status: str, *, result: Any = None,
-               error: BaseException | None = None) -> None:
+    def finish(
+        self,
+        job: dict[str, Any],
+        status: str,
+        *,
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
         """Mark ``job`` ended with ``status`` (one of :data:`FINAL_STATUSES`) and tell the listeners."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"not a final status: {status!r}")

@@ -78,7 +78,9 @@ logger = logging.getLogger(__name__)
 
 #: comfypack itself and its development tools: not part of the environment ComfyUI needs (what
 #: only they depend on is left out too; see :func:`list_packages`). pip: a venv brings its own.
-DEV_TOOLS = frozenset({"comfypack", "pytest", "mypy", "ruff", "pip", "playwright", "kubernetes-validate"})
+DEV_TOOLS = frozenset(
+    {"comfypack", "pytest", "mypy", "ruff", "pip", "playwright", "kubernetes-validate"}
+)
 _DEV_PREFIXES = ("pytest-", "types-")
 
 #: model folders whose files ship with ComfyUI itself (not models to fetch).
@@ -196,7 +198,9 @@ def missing_models(workflow: Mapping[str, Any], comfyui_dir: Path) -> ModelsMiss
     missing: list[dict[str, str]] = []
     for node_id, node in workflow.items():
         inputs = node.get("inputs") if isinstance(node, Mapping) else None
-        if not isinstance(inputs, Mapping) or str(node.get("class_type", "")).startswith("ComfyPack"):
+        if not isinstance(inputs, Mapping) or str(node.get("class_type", "")).startswith(
+            "ComfyPack"
+        ):
             continue  # comfypack's own input nodes take files from the caller, not model folders
         for name, value in inputs.items():
             if not isinstance(value, str) or not value.lower().endswith(MODEL_SUFFIXES):
@@ -205,18 +209,29 @@ def missing_models(workflow: Mapping[str, Any], comfyui_dir: Path) -> ModelsMiss
             if rel is not None and (comfyui_dir / "input" / rel).is_file():
                 continue  # an input file (LoadImage-like nodes), not a model
             if rel is None or rel not in present:
-                missing.append({"node": str(node_id), "class_type": str(node.get("class_type")),
-                                "input": str(name), "file": value})
+                missing.append(
+                    {
+                        "node": str(node_id),
+                        "class_type": str(node.get("class_type")),
+                        "input": str(name),
+                        "file": value,
+                    }
+                )
     if not missing:
         return None
     extra = len([d for d in dirs if not d[1].is_relative_to(comfyui_dir / "models")])
     where = f"{comfyui_dir / 'models'}/<folder>/" + (
-        f" and {extra} folder(s) from extra_model_paths.yaml" if extra else "")
-    refs = "; ".join(f"{m['file']} (node {m['node']} {m['class_type']}, input {m['input']})" for m in missing)
+        f" and {extra} folder(s) from extra_model_paths.yaml" if extra else ""
+    )
+    refs = "; ".join(
+        f"{m['file']} (node {m['node']} {m['class_type']}, input {m['input']})" for m in missing
+    )
     return ModelsMissing(
         f"{len(missing)} model file(s) the workflow names are not in ComfyUI's model folders: {refs}. "
         f"Searched {where}. Put each file into its folder (e.g. models/checkpoints/), or serve a "
-        "pack whose lock says where to download them", details=missing)
+        "pack whose lock says where to download them",
+        details=missing,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -231,7 +246,9 @@ def _registry(path: Path) -> RegistryInfo | None:
     import tomllib
 
     try:
-        project = tomllib.loads((path / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+        project = tomllib.loads((path / "pyproject.toml").read_text(encoding="utf-8")).get(
+            "project", {}
+        )
         return RegistryInfo(id=str(project["name"]), version=str(project["version"]))
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None
@@ -251,21 +268,39 @@ def _node_entry(name: str, path: Path, *, strict: bool = False) -> CustomNode:
         if state.url:
             source = GitSource(type="git", url=state.url, commit=state.commit)
             if is_local_url(state.url):
-                _problem(f"custom node {name}: its remote {state.url} can be reached only from this "
-                         "machine", strict, "push it to a shared remote (git remote set-url origin URL)")
+                _problem(
+                    f"custom node {name}: its remote {state.url} can be reached only from this "
+                    "machine",
+                    strict,
+                    "push it to a shared remote (git remote set-url origin URL)",
+                )
             if not state.pushed:
-                _problem(f"custom node {name}: commit {state.commit[:12]} is on no branch of its "
-                         f"remote {state.url}", strict, "push it (git push) so a restore can fetch it")
+                _problem(
+                    f"custom node {name}: commit {state.commit[:12]} is on no branch of its "
+                    f"remote {state.url}",
+                    strict,
+                    "push it (git push) so a restore can fetch it",
+                )
             patch = None
             if state.dirty:
                 diff = local_patch(path)
                 if diff:
                     patch = PatchInfo(sha256=hashlib.sha256(diff).hexdigest(), size=len(diff))
-                    logger.info("custom node %s has local changes: the pack carries them as a patch", name)
-            return CustomNode(name=name, source=source, dirty=state.dirty, patch=patch, registry=registry)
-        logger.warning("custom node %s is a git repo without a remote; recording its content instead", name)
-    return CustomNode(name=name, source=TreeSource(type="tree", sha256=tree_sha256(path)), dirty=False,
-                      registry=registry)
+                    logger.info(
+                        "custom node %s has local changes: the pack carries them as a patch", name
+                    )
+            return CustomNode(
+                name=name, source=source, dirty=state.dirty, patch=patch, registry=registry
+            )
+        logger.warning(
+            "custom node %s is a git repo without a remote; recording its content instead", name
+        )
+    return CustomNode(
+        name=name,
+        source=TreeSource(type="tree", sha256=tree_sha256(path)),
+        dirty=False,
+        registry=registry,
+    )
 
 
 def custom_nodes(comfyui_dir: Path, *, strict: bool = False) -> list[CustomNode]:
@@ -287,19 +322,26 @@ def custom_nodes(comfyui_dir: Path, *, strict: bool = False) -> list[CustomNode]
             if entry.name.startswith(".") or entry.name in SKIP_NAMES:
                 continue
             if entry.is_file() and entry.name.endswith(".py"):  # ComfyUI loads single .py files too
-                nodes[entry.name] = CustomNode(name=entry.name, source=FileSource(
-                    type="file", sha256=sha256_file(entry)), dirty=False)
+                nodes[entry.name] = CustomNode(
+                    name=entry.name,
+                    source=FileSource(type="file", sha256=sha256_file(entry)),
+                    dirty=False,
+                )
                 continue
             if not entry.is_dir():
                 continue
             if entry.name in copies:
                 if entry.resolve() != own.resolve():
-                    logger.warning("%s is another copy of comfypack's node package; the lock records "
-                                   "this comfypack's (the one its workers load)", entry)
+                    logger.warning(
+                        "%s is another copy of comfypack's node package; the lock records "
+                        "this comfypack's (the one its workers load)",
+                        entry,
+                    )
                 continue
             nodes[entry.name] = _node_entry(entry.name, entry, strict=strict)
     nodes[COMFYPACK_NODES] = CustomNode(
-        name=COMFYPACK_NODES, source=TreeSource(type="tree", sha256=tree_sha256(own)), dirty=False)
+        name=COMFYPACK_NODES, source=TreeSource(type="tree", sha256=tree_sha256(own)), dirty=False
+    )
     return [nodes[k] for k in sorted(nodes)]
 
 
@@ -337,8 +379,13 @@ def _canonical(name: str) -> str:
 
 def _probe(python: str) -> dict[str, Any]:
     try:
-        proc = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "PYTHONNOUSERSITE": "1"})
+        proc = subprocess.run(
+            [python, "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONNOUSERSITE": "1"},
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise LockError(f"cannot run {python} to list its packages: {e}; pass --python PY") from e
     if proc.returncode != 0:
@@ -383,7 +430,9 @@ def _archive_sha256(url: str) -> str | None:
             return sha256_file(Path(url2pathname(urlsplit(url).path)))
         h = hashlib.sha256()
         n = 0
-        with httpx.stream("GET", url, follow_redirects=True, timeout=httpx.Timeout(30.0, read=120.0)) as r:
+        with httpx.stream(
+            "GET", url, follow_redirects=True, timeout=httpx.Timeout(30.0, read=120.0)
+        ) as r:
             r.raise_for_status()
             for chunk in r.iter_bytes(1 << 20):
                 n += len(chunk)
@@ -396,8 +445,9 @@ def _archive_sha256(url: str) -> str | None:
         return None
 
 
-def _direct(name: str, version: str, info: Any, strict: bool,
-            fetch_hashes: bool = False) -> Package | None:
+def _direct(
+    name: str, version: str, info: Any, strict: bool, fetch_hashes: bool = False
+) -> Package | None:
     """The package as a PEP 610 direct reference (``name @ url``, git at its commit), from its
     ``direct_url.json``; ``None`` when it came from an index. An archive whose installer recorded
     no hash (uv does not) is fetched to pin its sha256 when ``fetch_hashes``. A local path or
@@ -414,8 +464,10 @@ def _direct(name: str, version: str, info: Any, strict: bool,
     commit: str | None = None
     if vcs is not None:
         if vcs.get("vcs") != "git":
-            raise LockError(f"package {name} was installed from {vcs.get('vcs')} ({url}); comfypack "
-                            "locks git sources only — install it from git or an index")
+            raise LockError(
+                f"package {name} was installed from {vcs.get('vcs')} ({url}); comfypack "
+                "locks git sources only — install it from git or an index"
+            )
         url, commit = f"git+{url}", str(vcs.get("commit_id") or "")
     elif archive is not None:
         hashes = archive.get("hashes") if isinstance(archive.get("hashes"), dict) else {}
@@ -427,18 +479,28 @@ def _direct(name: str, version: str, info: Any, strict: bool,
         pkg = Package(name=name, version=version, url=url, sha256=sha, commit=commit)
         requirement(name, version, url=url, sha256=sha, commit=commit)
     except (ValueError, LockError) as e:
-        raise LockError(f"package {name} was installed from {url[:200]!r}, which a lock cannot "
-                        f"record ({' '.join(str(e).split())[:200]})") from e
+        raise LockError(
+            f"package {name} was installed from {url[:200]!r}, which a lock cannot "
+            f"record ({' '.join(str(e).split())[:200]})"
+        ) from e
     if is_local_url(url.removeprefix("git+")):
-        _problem(f"package {name} was installed from {url}, on this machine only", strict,
-                 "publish it (an index, or an https/git URL) so a restore elsewhere can install it")
+        _problem(
+            f"package {name} was installed from {url}, on this machine only",
+            strict,
+            "publish it (an index, or an https/git URL) so a restore elsewhere can install it",
+        )
     elif archive is not None and sha is None:
-        logger.warning("package %s comes from %s without a recorded hash; the restore trusts that URL",
-                       name, url)
+        logger.warning(
+            "package %s comes from %s without a recorded hash; the restore trusts that URL",
+            name,
+            url,
+        )
     return pkg
 
 
-def _packages(data: Mapping[str, Any], *, strict: bool = False, fetch_hashes: bool = False) -> list[Package]:
+def _packages(
+    data: Mapping[str, Any], *, strict: bool = False, fetch_hashes: bool = False
+) -> list[Package]:
     """Every installed distribution except comfypack's tooling: the dev tools themselves and what
     only they pull in (pytest's pluggy, mypy's mypy-extensions …). comfypack's own dependencies
     stay (bentoml serves the pack). Packages installed from a URL, git or a path keep that source
@@ -457,16 +519,24 @@ def _packages(data: Mapping[str, Any], *, strict: bool = False, fetch_hashes: bo
         deps[canon] &= set(versions)
     dev = {n for n in versions if _is_dev_tool(n)}
     required = set().union(*deps.values()) if deps else set()
-    roots = {n for n in versions if n not in dev and n not in required} | deps.get("comfypack", set())
+    roots = {n for n in versions if n not in dev and n not in required} | deps.get(
+        "comfypack", set()
+    )
     keep = _closure(roots, {n: d - dev for n, d in deps.items() if n not in dev})
     only_tooling = _closure(dev, deps) - keep
     excluded = dev | only_tooling
     invalid = sorted(n for n in versions if n not in excluded and not valid_package(n, versions[n]))
     if invalid:  # a lock pins PEP 508 names to PEP 440 versions only (what pip can take safely)
-        logger.warning("leaving out packages whose version is not PEP 440: %s",
-                       ", ".join(f"{n} {versions[n]!r}" for n in invalid))
-    return [_direct(n, versions[n], directs.get(n), strict, fetch_hashes) or Package(name=n, version=versions[n])
-            for n in sorted(versions) if n not in excluded and n not in invalid]
+        logger.warning(
+            "leaving out packages whose version is not PEP 440: %s",
+            ", ".join(f"{n} {versions[n]!r}" for n in invalid),
+        )
+    return [
+        _direct(n, versions[n], directs.get(n), strict, fetch_hashes)
+        or Package(name=n, version=versions[n])
+        for n in sorted(versions)
+        if n not in excluded and n not in invalid
+    ]
 
 
 def list_packages(python: str) -> list[Package]:
@@ -477,7 +547,10 @@ def list_packages(python: str) -> list[Package]:
 
 #: the default package index (pip's and uv's)
 PYPI = "https://pypi.org/simple"
-_INDEX_VARS = (("PIP_INDEX_URL", "UV_INDEX_URL", "UV_DEFAULT_INDEX"), ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX"))
+_INDEX_VARS = (
+    ("PIP_INDEX_URL", "UV_INDEX_URL", "UV_DEFAULT_INDEX"),
+    ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX"),
+)
 
 
 def index_urls(python: str, env: Mapping[str, str] | None = None) -> list[str]:
@@ -492,8 +565,13 @@ def index_urls(python: str, env: Mapping[str, str] | None = None) -> list[str]:
     # pip's configuration is the user's and the machine's; a venv without pip: ask this one's
     for py in dict.fromkeys([python, sys.executable]) if default is None or not extra else ():
         try:
-            proc = subprocess.run([py, "-m", "pip", "config", "list"], capture_output=True,
-                                  text=True, timeout=60, env={**env, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+            proc = subprocess.run(
+                [py, "-m", "pip", "config", "list"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**env, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
         if proc.returncode == 0:
@@ -528,17 +606,24 @@ def comfyui_info(comfyui_dir: Path, *, strict: bool = False) -> ComfyUIInfo:
     comfyui_dir = Path(comfyui_dir)
     version = comfyui_version(comfyui_dir)
     if not (comfyui_dir / "main.py").is_file() or version is None:
-        raise LockError(f"{comfyui_dir} is not a ComfyUI tree (no main.py / comfyui_version.py); "
-                        "pass --comfyui DIR")
+        raise LockError(
+            f"{comfyui_dir} is not a ComfyUI tree (no main.py / comfyui_version.py); "
+            "pass --comfyui DIR"
+        )
     state = git_state(comfyui_dir)
     if state is not None:
         url, commit, dirty = state.url, state.commit, state.dirty
         if not url:
-            raise LockError(f"{comfyui_dir} is a git checkout without a remote; add one (git remote add "
-                            "origin URL) so the lock can say where ComfyUI comes from")
+            raise LockError(
+                f"{comfyui_dir} is a git checkout without a remote; add one (git remote add "
+                "origin URL) so the lock can say where ComfyUI comes from"
+            )
         if dirty:
-            _problem(f"ComfyUI at {comfyui_dir} has local changes the lock does not capture", strict,
-                     "commit or stash them")
+            _problem(
+                f"ComfyUI at {comfyui_dir} has local changes the lock does not capture",
+                strict,
+                "commit or stash them",
+            )
         return ComfyUIInfo(version=version, source=GitSource(type="git", url=url, commit=commit))
     marker = read_marker(comfyui_dir)
     source = (marker or {}).get("source")
@@ -550,7 +635,8 @@ def comfyui_info(comfyui_dir: Path, *, strict: bool = False) -> ComfyUIInfo:
     raise LockError(
         f"cannot tell where the ComfyUI at {comfyui_dir} came from: it is neither a git checkout nor "
         "installed by `comfypack comfyui install`. Use a git clone of ComfyUI or install one with "
-        "`comfypack comfyui install`")
+        "`comfypack comfyui install`"
+    )
 
 
 def workflow_sha256(workflow: Mapping[str, Any]) -> str:
@@ -563,11 +649,20 @@ def workflow_sha256(workflow: Mapping[str, Any]) -> str:
 # the lock
 
 
-def create_lock(workflow_path: Path, comfyui_dir: Path, *, python: str | None = None,
-                resolvers: list[Resolver] | None = None, hash_cache: HashCache | None = None,
-                strict: bool = False, progress: bool = False,
-                sources_cache: Path | None = None, allow_missing_models: bool = False,
-                indexes: list[str] | None = None, fetch_archive_hashes: bool = True) -> Lock:
+def create_lock(
+    workflow_path: Path,
+    comfyui_dir: Path,
+    *,
+    python: str | None = None,
+    resolvers: list[Resolver] | None = None,
+    hash_cache: HashCache | None = None,
+    strict: bool = False,
+    progress: bool = False,
+    sources_cache: Path | None = None,
+    allow_missing_models: bool = False,
+    indexes: list[str] | None = None,
+    fetch_archive_hashes: bool = True,
+) -> Lock:
     """Lock the environment of ``workflow_path`` running on ``comfyui_dir`` (see the module doc).
 
     ``python``: the interpreter that runs ComfyUI (default: this one). ``resolvers``: where to
@@ -591,8 +686,10 @@ def create_lock(workflow_path: Path, comfyui_dir: Path, *, python: str | None = 
     absent = missing_models(workflow, comfyui_dir)
     if absent is not None:
         if not allow_missing_models:
-            raise ModelsMissing(f"{absent.message} — or lock without them: --allow-missing-models",
-                                details=absent.details)
+            raise ModelsMissing(
+                f"{absent.message} — or lock without them: --allow-missing-models",
+                details=absent.details,
+            )
         logger.warning("%s", absent.message)
 
     nodes = custom_nodes(comfyui_dir, strict=strict)
@@ -607,17 +704,32 @@ def create_lock(workflow_path: Path, comfyui_dir: Path, *, python: str | None = 
     digests = hash_files([p for _, _, p in found], cache=cache, progress=progress)
     if hash_cache is not None:
         hash_cache.save()
-    files = [ModelFile(folder=folder, path=rel, size=path.stat().st_size, sha256=digests[path],
-                       local_path=path) for folder, rel, path in found]
+    files = [
+        ModelFile(
+            folder=folder, path=rel, size=path.stat().st_size, sha256=digests[path], local_path=path
+        )
+        for folder, rel, path in found
+    ]
     if resolvers is None:
         resolvers = default_resolvers(None, offline=True)
     sources = resolve_sources(files, resolvers, cache_path=sources_cache) if files else {}
-    models = [Model(folder=f.folder, path=f.path, size=f.size, sha256=f.sha256,
-                    sources=list(sources.get(f.sha256, []))) for f in files]
+    models = [
+        Model(
+            folder=f.folder,
+            path=f.path,
+            size=f.size,
+            sha256=f.sha256,
+            sources=list(sources.get(f.sha256, [])),
+        )
+        for f in files
+    ]
     missing = [f"{m.folder}/{m.path}" for m in models if not m.sources]
     if missing:
-        logger.warning("no download source found for %s; a restore will need --sources FILE "
-                       "(sha256 or file name → URL)", ", ".join(missing))
+        logger.warning(
+            "no download source found for %s; a restore will need --sources FILE "
+            "(sha256 or file name → URL)",
+            ", ".join(missing),
+        )
 
     return Lock(
         created_by=f"comfypack {__version__}",
@@ -634,4 +746,3 @@ def create_lock(workflow_path: Path, comfyui_dir: Path, *, python: str | None = 
 def missing_sources(lock: Lock) -> list[str]:
     """``folder/path`` of every locked model without a download source."""
     return [f"{m.folder}/{m.path}" for m in lock.models if not m.sources]
-

@@ -74,9 +74,11 @@ _PKG_VERSION = r"^v?[0-9][0-9A-Za-z.!+_-]{0,127}$"
 # A git remote: https/ssh/git URLs, scp-like `user@host:path`, or (local: allowed only when
 # asked) a file:// URL or an absolute path. Never an option (`-…`) or a transport helper
 # (`ext::`, `fd::`): git must only ever see a URL.
-_GIT_URL = (r"^(?:(?:https|ssh|git|git\+ssh|ssh\+git|file)://(?!-)[^\s]+"
-            r"|[A-Za-z0-9._~][A-Za-z0-9._~-]*@[A-Za-z0-9][A-Za-z0-9.-]*:(?!-)[^\s:][^\s]*"
-            r"|/[^\s]*)$")
+_GIT_URL = (
+    r"^(?:(?:https|ssh|git|git\+ssh|ssh\+git|file)://(?!-)[^\s]+"
+    r"|[A-Za-z0-9._~][A-Za-z0-9._~-]*@[A-Za-z0-9][A-Za-z0-9.-]*:(?!-)[^\s:][^\s]*"
+    r"|/[^\s]*)$"
+)
 
 Sha256 = Annotated[str, Field(pattern=_SHA256, description="lowercase hex sha256")]
 
@@ -99,9 +101,12 @@ class GitSource(_Model):
     """A git repository at an immutable commit."""
 
     type: Literal["git"] = "git"
-    url: str = Field(pattern=_GIT_URL, max_length=2048,
-                     description="the remote it was cloned from: an https, ssh or git URL (file:// "
-                                 "or a path: restored only when local sources are allowed)")
+    url: str = Field(
+        pattern=_GIT_URL,
+        max_length=2048,
+        description="the remote it was cloned from: an https, ssh or git URL (file:// "
+        "or a path: restored only when local sources are allowed)",
+    )
     commit: str = Field(pattern=_COMMIT, description="full commit id")
 
 
@@ -117,6 +122,7 @@ class PackagedSource(_Model):
     @classmethod
     def _pep440_version(cls, v: str) -> str:
         return _pep440(v)
+
     tree: str = Field(pattern=_RELPATH, description="folder inside the wheel")
 
 
@@ -124,11 +130,16 @@ class ArchiveSource(_Model):
     """A release archive of the ComfyUI tree (``.tar.gz`` / ``.zip``), pinned by size and sha256."""
 
     type: Literal["archive"] = "archive"
-    url: str = Field(pattern=r"^(https?|file)://[^\s]+$", description="http(s) URL, or file:// on this machine")
+    url: str = Field(
+        pattern=r"^(https?|file)://[^\s]+$", description="http(s) URL, or file:// on this machine"
+    )
     sha256: Sha256 = Field(description="sha256 of the archive")
     size: int = Field(ge=0, description="size of the archive in bytes")
-    root: str = Field(default="", pattern=r"^([^/\\\x00.][^/\\\x00]*)?$",
-                      description="the archive's top folder (empty: a single top folder is stripped)")
+    root: str = Field(
+        default="",
+        pattern=r"^([^/\\\x00.][^/\\\x00]*)?$",
+        description="the archive's top folder (empty: a single top folder is stripped)",
+    )
 
 
 class TreeSource(_Model):
@@ -156,8 +167,12 @@ class PatchInfo(_Model):
 class RegistryInfo(_Model):
     """Where a node came from in the ComfyUI registry (recorded as information)."""
 
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="the registry's node id")
-    version: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$", description="the node's version")
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="the registry's node id"
+    )
+    version: str = Field(
+        pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$", description="the node's version"
+    )
 
 
 class ModelSource(_Model):
@@ -183,7 +198,9 @@ class PythonInfo(_Model):
     platform: str = Field(min_length=1, description="e.g. linux-x86_64")
 
 
-ComfyUISourceField = Annotated[GitSource | PackagedSource | ArchiveSource, Field(discriminator="type")]
+ComfyUISourceField = Annotated[
+    GitSource | PackagedSource | ArchiveSource, Field(discriminator="type")
+]
 NodeSourceField = Annotated[GitSource | TreeSource | FileSource, Field(discriminator="type")]
 
 
@@ -197,21 +214,31 @@ class CustomNode(_Model):
     source: NodeSourceField
     dirty: bool = Field(default=False, description="the git work tree had uncommitted changes")
     patch: PatchInfo | None = Field(default=None, description="those changes, carried in the pack")
-    registry: RegistryInfo | None = Field(default=None, description="ComfyUI registry id and version")
+    registry: RegistryInfo | None = Field(
+        default=None, description="ComfyUI registry id and version"
+    )
 
 
 # A direct reference's URL: an archive (http(s), or file:// on this machine) or a git URL, never
 # an option, a space or a pip/uv requirement-file marker (";", " --hash", "#egg=" …).
-_DIRECT_URL = r"^(?:https?://|file://|git\+(?:https|ssh|git|file)://)[A-Za-z0-9._~:/?\[\]@!$&'()*+,=%-]+$"
+_DIRECT_URL = (
+    r"^(?:https?://|file://|git\+(?:https|ssh|git|file)://)[A-Za-z0-9._~:/?\[\]@!$&'()*+,=%-]+$"
+)
 
 
 class Package(_Model):
     name: str = Field(pattern=_PKG_NAME, max_length=128, description="a PEP 508 package name")
     version: str = Field(pattern=_PKG_VERSION, description="a PEP 440 version (installed exactly)")
-    url: str | None = Field(default=None, pattern=_DIRECT_URL, max_length=2048,
-                            description="installed from this URL (PEP 610): an archive, or git+URL")
+    url: str | None = Field(
+        default=None,
+        pattern=_DIRECT_URL,
+        max_length=2048,
+        description="installed from this URL (PEP 610): an archive, or git+URL",
+    )
     sha256: str | None = Field(default=None, pattern=_SHA256, description="the archive's sha256")
-    commit: str | None = Field(default=None, pattern=_COMMIT, description="the VCS commit (git+URL)")
+    commit: str | None = Field(
+        default=None, pattern=_COMMIT, description="the VCS commit (git+URL)"
+    )
 
     @field_validator("version")
     @classmethod
@@ -222,7 +249,9 @@ class Package(_Model):
     def requirement(self) -> str:
         """What the installer is given: ``name==version``, ``name @ url#sha256=…`` or
         ``name @ git+url@commit`` (checked again: see :func:`requirement`)."""
-        return requirement(self.name, self.version, url=self.url, sha256=self.sha256, commit=self.commit)
+        return requirement(
+            self.name, self.version, url=self.url, sha256=self.sha256, commit=self.commit
+        )
 
 
 def valid_package(name: str, version: str) -> bool:
@@ -230,14 +259,23 @@ def valid_package(name: str, version: str) -> bool:
     import re
 
     try:
-        return bool(re.match(_PKG_NAME, name)) and bool(re.match(_PKG_VERSION, version)) \
+        return (
+            bool(re.match(_PKG_NAME, name))
+            and bool(re.match(_PKG_VERSION, version))
             and _pep440(version) == version
+        )
     except ValueError:
         return False
 
 
-def requirement(name: str, version: str, *, url: str | None = None, sha256: str | None = None,
-                commit: str | None = None) -> str:
+def requirement(
+    name: str,
+    version: str,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    commit: str | None = None,
+) -> str:
     """The requirement the installer gets: ``name==version``, or for a direct reference
     ``name @ url`` (an archive with ``#sha256=`` when known; git at ``@commit``). Refused
     (:class:`LockError`) unless every part is valid — so pip and uv only ever see a pinned name or
@@ -245,16 +283,21 @@ def requirement(name: str, version: str, *, url: str | None = None, sha256: str 
     import re
 
     if not valid_package(name, version):
-        raise LockError(f"refusing package {name[:80]!r} version {version[:80]!r}: not a PEP 508 name "
-                        "with a PEP 440 version")
+        raise LockError(
+            f"refusing package {name[:80]!r} version {version[:80]!r}: not a PEP 508 name "
+            "with a PEP 440 version"
+        )
     if url is None:
         return f"{name}=={version}"
     if not re.match(_DIRECT_URL, url) or "#" in url:
-        raise LockError(f"refusing package {name}: its URL {url[:200]!r} is not a plain archive or "
-                        "git URL")
+        raise LockError(
+            f"refusing package {name}: its URL {url[:200]!r} is not a plain archive or git URL"
+        )
     if url.startswith("git+"):
         if commit is None or not re.match(_COMMIT, commit) or "@" in urlsplit(url[4:]).path:
-            raise LockError(f"refusing package {name}: a git URL needs its full commit ({url[:200]!r})")
+            raise LockError(
+                f"refusing package {name}: a git URL needs its full commit ({url[:200]!r})"
+            )
         return f"{name} @ {url}@{commit}"
     if sha256 is not None and not re.match(_SHA256, sha256):
         raise LockError(f"refusing package {name}: {sha256[:80]!r} is not a sha256")
@@ -263,7 +306,12 @@ def requirement(name: str, version: str, *, url: str | None = None, sha256: str 
 
 def is_local_url(url: str) -> bool:
     """A ``file://`` URL or a path: a source on this machine (restored only when allowed)."""
-    return url.lower().startswith("file:") or url.startswith("/") or "://" not in url and "@" not in url
+    return (
+        url.lower().startswith("file:")
+        or url.startswith("/")
+        or "://" not in url
+        and "@" not in url
+    )
 
 
 class Model(_Model):
@@ -271,8 +319,9 @@ class Model(_Model):
     path: str = Field(pattern=_RELPATH, description="path inside that folder, '/'-separated")
     size: int = Field(ge=0)
     sha256: Sha256
-    sources: list[ModelSource] = Field(default_factory=list,
-                                       description="in order of preference; empty: none known")
+    sources: list[ModelSource] = Field(
+        default_factory=list, description="in order of preference; empty: none known"
+    )
 
 
 class WorkflowInfo(_Model):
@@ -288,8 +337,11 @@ class Lock(_Model):
     comfyui: ComfyUIInfo
     custom_nodes: list[CustomNode] = Field(default_factory=list)
     packages: list[Package] = Field(default_factory=list)
-    indexes: list[str] | None = Field(default=None, description="package index URLs the packages "
-                                      "came from, the default index first (none: PyPI)")
+    indexes: list[str] | None = Field(
+        default=None,
+        description="package index URLs the packages "
+        "came from, the default index first (none: PyPI)",
+    )
     models: list[Model] = Field(default_factory=list)
     workflow: WorkflowInfo
 
@@ -299,7 +351,10 @@ class Lock(_Model):
         import re
 
         for url in v or []:
-            if not re.match(r"^(https?|file)://[A-Za-z0-9._~:/?\[\]@!$&'()*+,;=%-]+$", url) or len(url) > 2048:
+            if (
+                not re.match(r"^(https?|file)://[A-Za-z0-9._~:/?\[\]@!$&'()*+,;=%-]+$", url)
+                or len(url) > 2048
+            ):
                 raise ValueError(f"{url[:200]!r} is not an index URL")
         return v
 
@@ -320,8 +375,11 @@ def _tighten(node: Any) -> None:
     if isinstance(node, dict):
         props = node.get("properties")
         if isinstance(props, dict):
-            node["required"] = [k for k, v in props.items()
-                                if not (isinstance(v, dict) and "default" in v and v["default"] is None)]
+            node["required"] = [
+                k
+                for k, v in props.items()
+                if not (isinstance(v, dict) and "default" in v and v["default"] is None)
+            ]
             for v in props.values():
                 if isinstance(v, dict):
                     v.pop("default", None)
@@ -340,7 +398,7 @@ def lock_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "comfypack.lock.json",
         "description": f"comfypack lock file, lock_version {LOCK_VERSION}. Generated from "
-                       "comfypack.lockfile; regenerate with `python -m comfypack.lockfile`.",
+        "comfypack.lockfile; regenerate with `python -m comfypack.lockfile`.",
         **{k: v for k, v in schema.items() if k not in ("title", "description")},
     }
 
@@ -353,7 +411,11 @@ def _schema_text() -> str:
 def _validator() -> Any:
     import jsonschema
 
-    text = resources.files("comfypack").joinpath("schemas/lock.schema.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("comfypack")
+        .joinpath("schemas/lock.schema.json")
+        .read_text(encoding="utf-8")
+    )
     schema = json.loads(text)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
@@ -368,8 +430,9 @@ def _validate(data: Any, what: str) -> None:
             where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
             lines.append(f"{where}: {err.message}")
         more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
-        raise LockError(f"{what} does not match the lock schema: " + "; ".join(lines) + more,
-                        details=lines)
+        raise LockError(
+            f"{what} does not match the lock schema: " + "; ".join(lines) + more, details=lines
+        )
 
 
 # -- (de)serialisation ----------------------------------------------------------------------
@@ -405,15 +468,19 @@ def loads(text: str | bytes) -> Lock:
                 raise LockError(
                     f"this lock was written by a newer comfypack (lock_version {version}); this "
                     f"comfypack reads lock_version {LOCK_VERSION}. Upgrade comfypack "
-                    "(pip install -U comfypack) to use it.")
-            raise LockError(f"unsupported lock_version {version} (this comfypack reads {LOCK_VERSION})")
+                    "(pip install -U comfypack) to use it."
+                )
+            raise LockError(
+                f"unsupported lock_version {version} (this comfypack reads {LOCK_VERSION})"
+            )
     _validate(data, "the lock")
     try:
         return Lock.model_validate(data)
     except ValidationError as e:  # what the schema cannot say (a full PEP 440 version)
         lines = [f"{'/'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()[:10]]
-        raise LockError("the lock does not match the lock schema: " + "; ".join(lines),
-                        details=lines) from None
+        raise LockError(
+            "the lock does not match the lock schema: " + "; ".join(lines), details=lines
+        ) from None
 
 
 def read_lock(path: Path) -> Lock:
@@ -447,16 +514,21 @@ def check_sources(lock: Lock, *, allow_local: bool = False) -> None:
     if isinstance(src, PackagedSource):
         requirement(src.package, src.version)
     urls = [("ComfyUI", src.url)] if isinstance(src, (GitSource, ArchiveSource)) else []
-    urls += [(f"custom node {n.name}", n.source.url) for n in lock.custom_nodes
-             if isinstance(n.source, GitSource) and n.name != COMFYPACK_NODES]
+    urls += [
+        (f"custom node {n.name}", n.source.url)
+        for n in lock.custom_nodes
+        if isinstance(n.source, GitSource) and n.name != COMFYPACK_NODES
+    ]
     urls += [(f"package {p.name}", p.url.removeprefix("git+")) for p in lock.packages if p.url]
     for what, url in urls:
         if url.startswith("-") or "::" in url.split("/", 1)[0]:
             raise LockError(f"the lock's {what} source {url[:200]!r} is not a URL; refusing it")
         if is_local_url(url) and not allow_local:
-            raise LockError(f"the lock's {what} source {url[:200]!r} is on the local file system; "
-                            "restore it only from a pack you trust, with --allow-local-sources "
-                            "(COMFYPACK_ALLOW_LOCAL_SOURCES=1)")
+            raise LockError(
+                f"the lock's {what} source {url[:200]!r} is on the local file system; "
+                "restore it only from a pack you trust, with --allow-local-sources "
+                "(COMFYPACK_ALLOW_LOCAL_SOURCES=1)"
+            )
 
 
 if __name__ == "__main__":  # regenerate the shipped schema

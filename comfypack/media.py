@@ -21,8 +21,16 @@ from urllib.parse import unquote, urlparse
 from .errors import InputFetchError, RequestError
 from .urlfetch import UrlPolicy
 
-__all__ = ["MediaFile", "Upload", "InputLimits", "decode_media", "fetch_url", "sniff",
-           "DEFAULT_MAX_BYTES", "default_pixel_limits"]
+__all__ = [
+    "MediaFile",
+    "Upload",
+    "InputLimits",
+    "decode_media",
+    "fetch_url",
+    "sniff",
+    "DEFAULT_MAX_BYTES",
+    "default_pixel_limits",
+]
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 #: what one pixel of an input image costs a ComfyUI worker (float32 RGB + mask + PIL copies;
@@ -54,15 +62,25 @@ class InputLimits:
     max_request_pixels: int = field(default_factory=lambda: default_pixel_limits()[1])
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES) -> InputLimits:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> InputLimits:
         """``COMFYPACK_URL_*`` (see :meth:`UrlPolicy.from_env`), ``COMFYPACK_MAX_IMAGE_PIXELS``,
         ``COMFYPACK_MAX_REQUEST_PIXELS``."""
         env = os.environ if env is None else env
         image, request = default_pixel_limits()
-        return cls(url=UrlPolicy.from_env(env, max_bytes=max_bytes), max_bytes=max_bytes,
-                   max_image_pixels=int(env.get("COMFYPACK_MAX_IMAGE_PIXELS") or image),
-                   max_request_pixels=int(env.get("COMFYPACK_MAX_REQUEST_PIXELS") or request))
-_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?)(?P<b64>;base64)?,(?P<data>.*)$", re.S)
+        return cls(
+            url=UrlPolicy.from_env(env, max_bytes=max_bytes),
+            max_bytes=max_bytes,
+            max_image_pixels=int(env.get("COMFYPACK_MAX_IMAGE_PIXELS") or image),
+            max_request_pixels=int(env.get("COMFYPACK_MAX_REQUEST_PIXELS") or request),
+        )
+
+
+_DATA_URI = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?)(?P<b64>;base64)?,(?P<data>.*)$",
+    re.S,
+)
 
 
 @dataclass(frozen=True)
@@ -82,20 +100,32 @@ class MediaFile:
 
 
 # magic numbers of the formats ComfyUI can load, by kind
-_AUDIO_MAGIC = [(8, b"WAVE", "audio/wav", ".wav"), (0, b"fLaC", "audio/flac", ".flac"),
-                (0, b"OggS", "audio/ogg", ".ogg"), (0, b"ID3", "audio/mpeg", ".mp3"),
-                (0, b"\xff\xfb", "audio/mpeg", ".mp3"), (0, b"\xff\xf3", "audio/mpeg", ".mp3"),
-                (0, b"\xff\xf2", "audio/mpeg", ".mp3"), (4, b"ftyp", "audio/mp4", ".m4a"),
-                (0, b"\x1a\x45\xdf\xa3", "audio/webm", ".webm")]
-_VIDEO_MAGIC = [(4, b"ftyp", "video/mp4", ".mp4"), (0, b"\x1a\x45\xdf\xa3", "video/webm", ".webm"),
-                (8, b"AVI ", "video/x-msvideo", ".avi"), (0, b"GIF8", "image/gif", ".gif"),
-                (0, b"OggS", "video/ogg", ".ogv")]
+_AUDIO_MAGIC = [
+    (8, b"WAVE", "audio/wav", ".wav"),
+    (0, b"fLaC", "audio/flac", ".flac"),
+    (0, b"OggS", "audio/ogg", ".ogg"),
+    (0, b"ID3", "audio/mpeg", ".mp3"),
+    (0, b"\xff\xfb", "audio/mpeg", ".mp3"),
+    (0, b"\xff\xf3", "audio/mpeg", ".mp3"),
+    (0, b"\xff\xf2", "audio/mpeg", ".mp3"),
+    (4, b"ftyp", "audio/mp4", ".m4a"),
+    (0, b"\x1a\x45\xdf\xa3", "audio/webm", ".webm"),
+]
+_VIDEO_MAGIC = [
+    (4, b"ftyp", "video/mp4", ".mp4"),
+    (0, b"\x1a\x45\xdf\xa3", "video/webm", ".webm"),
+    (8, b"AVI ", "video/x-msvideo", ".avi"),
+    (0, b"GIF8", "image/gif", ".gif"),
+    (0, b"OggS", "video/ogg", ".ogv"),
+]
 
 
 def _too_many_pixels(field: str, what: str, pixels: int, limit: int) -> RequestError:
     return InputFetchError.for_field(
-        field, f"{what} {pixels / 1e6:.1f} Mpx; the limit is {limit / 1e6:.1f} Mpx (send a smaller "
-        "image)", status=413)
+        field,
+        f"{what} {pixels / 1e6:.1f} Mpx; the limit is {limit / 1e6:.1f} Mpx (send a smaller image)",
+        status=413,
+    )
 
 
 def image_pixels(data: bytes, field: str, max_pixels: int | None = None) -> tuple[str, int]:
@@ -113,12 +143,16 @@ def image_pixels(data: bytes, field: str, max_pixels: int | None = None) -> tupl
             frames = int(getattr(im, "n_frames", 1) or 1)  # ComfyUI loads every frame
             pixels *= frames
             if max_pixels is not None and pixels > max_pixels:
-                raise _too_many_pixels(field, f"is {frames} frames of {width}×{height}:", pixels, max_pixels)
+                raise _too_many_pixels(
+                    field, f"is {frames} frames of {width}×{height}:", pixels, max_pixels
+                )
             im.verify()
     except Image.DecompressionBombError as e:  # a small file claiming billions of pixels
         raise InputFetchError.for_field(field, f"is too large an image ({e})", status=413) from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
-        raise InputFetchError.for_field(field, f"is not a readable image ({e.__class__.__name__}: {e})") from e
+        raise InputFetchError.for_field(
+            field, f"is not a readable image ({e.__class__.__name__}: {e})"
+        ) from e
     return fmt, pixels
 
 
@@ -132,7 +166,7 @@ def sniff(kind: str, data: bytes, field: str, *, max_pixels: int | None = None) 
         return mimetypes.types_map.get(ext, f"image/{fmt}"), ext
     table = _AUDIO_MAGIC if kind == "audio" else _VIDEO_MAGIC if kind == "video" else []
     for offset, magic, media_type, ext in table:
-        if data[offset:offset + len(magic)] == magic:
+        if data[offset : offset + len(magic)] == magic:
             return media_type, ext
     if table:
         raise InputFetchError.for_field(field, f"is not a recognised {kind} file")
@@ -145,11 +179,18 @@ def _b64(text: str, field: str) -> bytes:
         return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
     except (binascii.Error, ValueError) as e:
         raise InputFetchError.for_field(
-            field, "is not valid base64 (send a file upload, an http(s) URL, or base64 data)") from e
+            field, "is not valid base64 (send a file upload, an http(s) URL, or base64 data)"
+        ) from e
 
 
-async def fetch_url(url: str, field: str, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                    timeout: float | None = None, policy: UrlPolicy | None = None) -> tuple[bytes, str | None]:
+async def fetch_url(
+    url: str,
+    field: str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float | None = None,
+    policy: UrlPolicy | None = None,
+) -> tuple[bytes, str | None]:
     """GET an http(s) URL under ``policy`` (default: public addresses only); ``max_bytes`` and
     ``timeout`` override the policy's cap and deadline. Returns ``(body, content type)``."""
     from dataclasses import replace
@@ -162,9 +203,15 @@ async def fetch_url(url: str, field: str, *, max_bytes: int = DEFAULT_MAX_BYTES,
     return await urlfetch.fetch_url(url, field, policy)
 
 
-async def decode_media(kind: str, value: Upload | bytes | str, field: str, *,
-                       filename: str | None = None, max_bytes: int | None = None,
-                       limits: InputLimits | None = None) -> MediaFile:
+async def decode_media(
+    kind: str,
+    value: Upload | bytes | str,
+    field: str,
+    *,
+    filename: str | None = None,
+    max_bytes: int | None = None,
+    limits: InputLimits | None = None,
+) -> MediaFile:
     """Decode one file input of ``kind`` (image/file/audio/video) and check it against ``limits``
     (``max_bytes`` overrides their byte cap)."""
     limits = limits or InputLimits()
@@ -177,7 +224,9 @@ async def decode_media(kind: str, value: Upload | bytes | str, field: str, *,
         data = bytes(value)
     elif isinstance(value, str):
         text = value.strip()
-        scheme = urlparse(text).scheme.lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text) else ""
+        scheme = (
+            urlparse(text).scheme.lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text) else ""
+        )
         if scheme in ("http", "https"):
             data, _ = await fetch_url(text, field, max_bytes=max_bytes, policy=limits.url)
             filename = filename or unquote(urlparse(text).path.rsplit("/", 1)[-1]) or None
@@ -189,11 +238,14 @@ async def decode_media(kind: str, value: Upload | bytes | str, field: str, *,
             data = _b64(payload, field) if m.group("b64") else unquote(payload).encode()
         elif scheme and len(scheme) > 1:
             raise InputFetchError.for_field(
-                field, f"URL scheme {scheme!r} is not allowed; use http(s), base64 or a file upload")
+                field, f"URL scheme {scheme!r} is not allowed; use http(s), base64 or a file upload"
+            )
         else:
             data = _b64(text, field)
     else:
-        raise InputFetchError.for_field(field, "must be a file upload, an http(s) URL or base64 text")
+        raise InputFetchError.for_field(
+            field, "must be a file upload, an http(s) URL or base64 text"
+        )
     if len(data) > max_bytes:
         raise InputFetchError.for_field(field, f"is larger than {max_bytes} bytes", status=413)
     pixels = 0

@@ -56,8 +56,10 @@ class Conflicts:
             raise RestoreError(
                 f"{len(self.items)} file(s) already exist with other contents; comfypack never "
                 "overwrites what it did not create — move them aside or restore into another --dir: "
-                + "; ".join(self.items[:5]) + (" …" if len(self.items) > 5 else ""),
-                details=[FieldError(None, i) for i in self.items])
+                + "; ".join(self.items[:5])
+                + (" …" if len(self.items) > 5 else ""),
+                details=[FieldError(None, i) for i in self.items],
+            )
 
 
 def _user_sources(sources_file: Path | None, model: Model) -> list[ModelSource]:
@@ -66,8 +68,17 @@ def _user_sources(sources_file: Path | None, model: Model) -> list[ModelSource]:
     from .sources import ModelFile, SourcesFile
 
     resolver = SourcesFile(Path(sources_file))
-    return list(resolver.resolve(ModelFile(folder=model.folder, path=model.path, size=model.size,
-                                           sha256=model.sha256, local_path=Path(model.path))))
+    return list(
+        resolver.resolve(
+            ModelFile(
+                folder=model.folder,
+                path=model.path,
+                size=model.size,
+                sha256=model.sha256,
+                local_path=Path(model.path),
+            )
+        )
+    )
 
 
 def _cached_ok(path: Path, model: Model, hashes: HashCache) -> bool:
@@ -96,9 +107,11 @@ def _from_pack(pack: Path, entry: str, model: Model, target: Path) -> None:
             h.update(chunk)
             out.write(chunk)
         if n != model.size or h.hexdigest() != model.sha256:
-            raise RestoreError(f"{model.folder}/{model.path} in the pack does not match the lock "
-                               f"(sha256 {model.sha256[:12]}…, {model.size} bytes); the pack was "
-                               "modified — refusing it")
+            raise RestoreError(
+                f"{model.folder}/{model.path} in the pack does not match the lock "
+                f"(sha256 {model.sha256[:12]}…, {model.size} bytes); the pack was "
+                "modified — refusing it"
+            )
 
 
 @contextlib.contextmanager
@@ -114,9 +127,17 @@ def _shared_progress(enabled: bool) -> Iterator[Any]:
         yield prog
 
 
-def fetch_models(contents: PackContents, cache: Path, hashes: HashCache, *, sources_file: Path | None,
-                  progress: bool, hf_endpoint: str | None, civitai_url: str | None,
-                  workers: int = 4) -> dict[str, Path]:
+def fetch_models(
+    contents: PackContents,
+    cache: Path,
+    hashes: HashCache,
+    *,
+    sources_file: Path | None,
+    progress: bool,
+    hf_endpoint: str | None,
+    civitai_url: str | None,
+    workers: int = 4,
+) -> dict[str, Path]:
     """Every locked model in the cache (fetched and verified as needed): ``sha256 → file``.
     All failures are collected into one :class:`RestoreError`."""
     from .download import download
@@ -137,7 +158,9 @@ def fetch_models(contents: PackContents, cache: Path, hashes: HashCache, *, sour
         if path.exists() or path.is_symlink():
             if _cached_ok(path, m, hashes):
                 continue
-            logger.warning("the cached model %s is damaged (size or sha256 differs); fetching it again", path)
+            logger.warning(
+                "the cached model %s is damaged (size or sha256 differs); fetching it again", path
+            )
             _unlink(path)
         todo.append(m)
 
@@ -157,8 +180,15 @@ def fetch_models(contents: PackContents, cache: Path, hashes: HashCache, *, sour
         errors = []
         for source in candidates:
             try:
-                download(source, target, sha256=m.sha256, size=m.size, progress=shown,
-                         hf_endpoint=hf_endpoint, civitai_url=civitai_url)
+                download(
+                    source,
+                    target,
+                    sha256=m.sha256,
+                    size=m.size,
+                    progress=shown,
+                    hf_endpoint=hf_endpoint,
+                    civitai_url=civitai_url,
+                )
             except ComfyPackError as e:
                 errors.append(e.message)
                 continue
@@ -181,8 +211,12 @@ def fetch_models(contents: PackContents, cache: Path, hashes: HashCache, *, sour
             failures[m.sha256] = f"{type(e).__name__}: {e}"
 
     if todo:
-        with _shared_progress(progress) as bars, ThreadPoolExecutor(
-                max_workers=max(1, min(workers, len(todo))), thread_name_prefix="fetch") as pool:
+        with (
+            _shared_progress(progress) as bars,
+            ThreadPoolExecutor(
+                max_workers=max(1, min(workers, len(todo))), thread_name_prefix="fetch"
+            ) as pool,
+        ):
             shown = bars
             list(pool.map(guarded, todo))
     hashes.save()
@@ -191,20 +225,34 @@ def fetch_models(contents: PackContents, cache: Path, hashes: HashCache, *, sour
         for m in contents.lock.models:
             names.setdefault(m.sha256, []).append(f"{m.folder}/{m.path}")
         details = [FieldError(", ".join(names[d]), why) for d, why in sorted(failures.items())]
-        listed = "; ".join(f"{', '.join(names[d])} (sha256 {d[:12]}…): {why}"
-                           for d, why in sorted(failures.items()))
+        listed = "; ".join(
+            f"{', '.join(names[d])} (sha256 {d[:12]}…): {why}"
+            for d, why in sorted(failures.items())
+        )
         tampered = any("the pack was modified" in why for why in failures.values())
-        hint = "" if tampered else (
-            " — give a source with --sources FILE (a JSON object mapping each model's sha256 or file "
-            f"name to a URL), or put the file at {cache}/<sha256>")
+        hint = (
+            ""
+            if tampered
+            else (
+                " — give a source with --sources FILE (a JSON object mapping each model's sha256 or file "
+                f"name to a URL), or put the file at {cache}/<sha256>"
+            )
+        )
         if tampered:
             raise InvalidPack(f"refusing the pack: {listed}", details=details)
         raise RestoreError(f"cannot get {len(failures)} model(s): {listed}{hint}", details=details)
     return {d: cache / d for d in by_hash}
 
 
-def link_model(cached: Path, target: Path, model: Model, hashes: HashCache,
-               conflicts: Conflicts, *, copy: bool = False) -> None:
+def link_model(
+    cached: Path,
+    target: Path,
+    model: Model,
+    hashes: HashCache,
+    conflicts: Conflicts,
+    *,
+    copy: bool = False,
+) -> None:
     """Put the cached model at ``target`` so that writing to ``target`` cannot change the cache:
     a reflink (copy-on-write clone) where the file system has them, else a hard link to the
     read-only cached file (``copy``: always a copy). What is already there is left alone: the

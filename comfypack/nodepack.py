@@ -48,11 +48,15 @@ def check_comfyui_dir(comfyui_dir: Path) -> Path:
     """``comfyui_dir`` resolved, or a :class:`RequestError` when it is not a ComfyUI tree."""
     d = Path(comfyui_dir).expanduser()
     if not d.is_dir():
-        raise RequestError(f"--comfyui {d}: no such folder (give the folder that holds ComfyUI's main.py)")
+        raise RequestError(
+            f"--comfyui {d}: no such folder (give the folder that holds ComfyUI's main.py)"
+        )
     missing = [m for m in _MARKERS if not (d / m).is_file()]
     if missing:
-        raise RequestError(f"--comfyui {d} is not a ComfyUI folder (it has no {' / '.join(missing)}); "
-                           "give the folder that holds ComfyUI's main.py")
+        raise RequestError(
+            f"--comfyui {d} is not a ComfyUI folder (it has no {' / '.join(missing)}); "
+            "give the folder that holds ComfyUI's main.py"
+        )
     return d.resolve()
 
 
@@ -74,8 +78,12 @@ def _made_by_us(link: Path, own: Path) -> bool:
     target = link.resolve()
     if target == own:
         return True
-    return (target.name == LINK_NAME and target.parent.name == "_custom_nodes"
-            and target.parent.parent.name == "comfypack" and _is_node_package(target))
+    return (
+        target.name == LINK_NAME
+        and target.parent.name == "_custom_nodes"
+        and target.parent.parent.name == "comfypack"
+        and _is_node_package(target)
+    )
 
 
 def _link_path(comfyui_dir: Path) -> Path:
@@ -88,15 +96,25 @@ def install_nodes(comfyui_dir: Path, target: Path | None = None) -> NodesChange:
     link = _link_path(comfyui_dir)
     target = (target or _own_package()).resolve()
     if not _is_node_package(target):
-        raise ProvisionError(f"{target} is not comfypack's node package (no __init__.py and web/); "
-                             "reinstall comfypack")
+        raise ProvisionError(
+            f"{target} is not comfypack's node package (no __init__.py and web/); "
+            "reinstall comfypack"
+        )
     if link.is_symlink() and link.resolve() == target:
         return NodesChange("unchanged", link, target)
     if link.is_symlink() or link.exists():
-        what = (f"a link to {os.readlink(link)}" if link.is_symlink()
-                else "a folder" if link.is_dir() else "a file")
-        hint = ("run `comfypack nodes uninstall` with the comfypack that made it first"
-                if _made_by_us(link, target) else "move it away yourself if it should be replaced")
+        what = (
+            f"a link to {os.readlink(link)}"
+            if link.is_symlink()
+            else "a folder"
+            if link.is_dir()
+            else "a file"
+        )
+        hint = (
+            "run `comfypack nodes uninstall` with the comfypack that made it first"
+            if _made_by_us(link, target)
+            else "move it away yourself if it should be replaced"
+        )
         raise RequestError(f"{link} already exists ({what}); comfypack will not replace it: {hint}")
     link.parent.mkdir(exist_ok=True)
     link.symlink_to(target, target_is_directory=True)
@@ -109,9 +127,13 @@ def uninstall_nodes(comfyui_dir: Path) -> NodesChange:
     if not link.is_symlink() and not link.exists():
         return NodesChange("absent", link)
     if not _made_by_us(link, _own_package()):
-        what = f"a link to {os.readlink(link)}" if link.is_symlink() else "not a link comfypack made"
-        raise RequestError(f"{link} is {what}; comfypack leaves it alone (remove it yourself if you "
-                           "no longer want it)")
+        what = (
+            f"a link to {os.readlink(link)}" if link.is_symlink() else "not a link comfypack made"
+        )
+        raise RequestError(
+            f"{link} is {what}; comfypack leaves it alone (remove it yourself if you "
+            "no longer want it)"
+        )
     target = link.resolve()
     link.unlink()
     return NodesChange("removed", link, target)
@@ -126,17 +148,25 @@ def guess_comfyui_python(comfyui_dir: Path) -> str | None:
     """A virtual environment's Python next to / inside the ComfyUI tree, if there is one."""
     d = Path(comfyui_dir)
     sub = Path("Scripts", "python.exe") if sys.platform == "win32" else Path("bin", "python")
-    for venv in (d / "venv", d / ".venv", d.parent / "venv", d.parent / ".venv", d.parent / "python_embeded"):
+    for venv in (
+        d / "venv",
+        d / ".venv",
+        d.parent / "venv",
+        d.parent / ".venv",
+        d.parent / "python_embeded",
+    ):
         py = venv / sub if venv.name != "python_embeded" else venv / "python.exe"
         if py.is_file():
             return str(py)
     return None
 
 
-_PROBE = ("import importlib.util,sys\n"
-          "if importlib.util.find_spec('comfypack') is None: sys.exit(3)\n"
-          "from comfypack.comfyui.process import node_package_dir\n"
-          "print(node_package_dir() / 'comfypack_nodes')\n")
+_PROBE = (
+    "import importlib.util,sys\n"
+    "if importlib.util.find_spec('comfypack') is None: sys.exit(3)\n"
+    "from comfypack.comfyui.process import node_package_dir\n"
+    "print(node_package_dir() / 'comfypack_nodes')\n"
+)
 
 
 def python_node_package(python: str) -> Path | None:
@@ -149,6 +179,8 @@ def python_node_package(python: str) -> Path | None:
         return None
     if r.returncode != 0 or not r.stdout.strip():
         last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ProvisionError(f"--python {python}: comfypack there is broken ({last}); "
-                             f"reinstall it: {shlex.join(pip_install_command(python))}")
+        raise ProvisionError(
+            f"--python {python}: comfypack there is broken ({last}); "
+            f"reinstall it: {shlex.join(pip_install_command(python))}"
+        )
     return Path(r.stdout.strip().splitlines()[-1])

@@ -39,8 +39,9 @@ def fetch_object_info(url: str, *, timeout: float = 60.0) -> dict[str, Any]:
         with urllib.request.urlopen(f"{url.rstrip('/')}/object_info", timeout=timeout) as r:
             data = json.loads(r.read())
     except (urllib.error.URLError, OSError, ValueError) as e:
-        raise ComfyUIUnavailable(f"cannot read node definitions from {url}/object_info: {e}; "
-                                 "is ComfyUI running there?") from e
+        raise ComfyUIUnavailable(
+            f"cannot read node definitions from {url}/object_info: {e}; is ComfyUI running there?"
+        ) from e
     if not isinstance(data, dict):
         raise ComfyUIUnavailable(f"{url}/object_info did not answer a JSON object")
     return data
@@ -86,13 +87,20 @@ def object_info_cache_key(comfyui_dir: Path) -> str:
     }
     for core in ("nodes.py", "comfy_extras", "comfy_api_nodes"):
         p = comfyui_dir / core
-        parts[core] = _tree_stamp(p) if p.is_dir() else (p.stat().st_mtime_ns if p.exists() else None)
+        parts[core] = (
+            _tree_stamp(p) if p.is_dir() else (p.stat().st_mtime_ns if p.exists() else None)
+        )
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
-def object_info_for(source: str | Path, *, cache_dir: Path | None = None,
-                    python: str | None = None, refresh: bool = False) -> dict[str, Any]:
+def object_info_for(
+    source: str | Path,
+    *,
+    cache_dir: Path | None = None,
+    python: str | None = None,
+    refresh: bool = False,
+) -> dict[str, Any]:
     """Node definitions for ``source``: a URL of a running ComfyUI (asked directly), or a ComfyUI
     tree (started briefly, then cached in ``cache_dir``; default ``$COMFYPACK_HOME/cache``)."""
     if isinstance(source, str) and source.startswith(("http://", "https://")):
@@ -130,13 +138,16 @@ def object_info_for(source: str | Path, *, cache_dir: Path | None = None,
 
 FRONTEND_PACKAGE = "comfyui-frontend-package"
 _SEMVER = re.compile(r"^v?(\d+\.\d+\.\d+)$")
-_PROBE = ("import importlib.metadata as m\n"
-          "try:\n    print(m.version('comfyui-frontend-package'))\n"
-          "except m.PackageNotFoundError:\n    pass\n")
+_PROBE = (
+    "import importlib.metadata as m\n"
+    "try:\n    print(m.version('comfyui-frontend-package'))\n"
+    "except m.PackageNotFoundError:\n    pass\n"
+)
 
 
-def frontend_version_for(source: str | Path, *, python: str | None = None,
-                         timeout: float = 30.0) -> str | None:
+def frontend_version_for(
+    source: str | Path, *, python: str | None = None, timeout: float = 30.0
+) -> str | None:
     """The version of the frontend the ComfyUI ``source`` serves, or None when it cannot be told
     (the caller then mirrors the newest frontend comfypack knows).
 
@@ -174,14 +185,26 @@ def _served_frontend(url: str, timeout: float) -> str | None:
         if value is None:
             continue
         # Comfy-Org/ComfyUI_frontend@1.40.2, or a folder such as .../frontends/1.58.1
-        version = _semver(value.rpartition("@")[2] if flag == "--front-end-version"
-                          else Path(value.rstrip("/\\")).name)
+        version = _semver(
+            value.rpartition("@")[2]
+            if flag == "--front-end-version"
+            else Path(value.rstrip("/\\")).name
+        )
         if version is None:
-            logger.warning("%s serves the frontend %s %s, whose version comfypack cannot tell; "
-                           "mirroring the newest", url, flag, value)
+            logger.warning(
+                "%s serves the frontend %s %s, whose version comfypack cannot tell; "
+                "mirroring the newest",
+                url,
+                flag,
+                value,
+            )
         return version
     for pkg in system.get("comfy_package_versions") or []:
-        if isinstance(pkg, dict) and pkg.get("name") == FRONTEND_PACKAGE and _semver(pkg.get("installed")):
+        if (
+            isinstance(pkg, dict)
+            and pkg.get("name") == FRONTEND_PACKAGE
+            and _semver(pkg.get("installed"))
+        ):
             return _semver(pkg.get("installed"))
     return _semver(system.get("required_frontend_version"))
 

@@ -123,9 +123,17 @@ def _atomic_zip(out: Path) -> Iterator[zipfile.ZipFile]:
         yield zf
 
 
-def create_pack(workflow_path: Path, comfyui_dir: Path, out: Path, *, lock: Lock | None = None,
-                ui_workflow: Path | None = None, include_models: bool = False,
-                input_dir: Path | None = None, **lock_kwargs: Any) -> Path:
+def create_pack(
+    workflow_path: Path,
+    comfyui_dir: Path,
+    out: Path,
+    *,
+    lock: Lock | None = None,
+    ui_workflow: Path | None = None,
+    include_models: bool = False,
+    input_dir: Path | None = None,
+    **lock_kwargs: Any,
+) -> Path:
     """Write ``out`` (a ``.cpack.zip``) for ``workflow_path`` on ``comfyui_dir``; returns ``out``.
 
     ``lock``: use this lock (it must be for this workflow) instead of locking now with
@@ -144,8 +152,10 @@ def create_pack(workflow_path: Path, comfyui_dir: Path, out: Path, *, lock: Lock
     if lock is None:
         lock = create_lock(Path(workflow_path), comfyui_dir, **lock_kwargs)
     elif lock.workflow.sha256 != workflow_sha256(workflow):
-        raise LockError(f"the lock is for another workflow (its workflow sha256 differs from "
-                        f"{workflow_path}'s); lock this workflow again")
+        raise LockError(
+            f"the lock is for another workflow (its workflow sha256 differs from "
+            f"{workflow_path}'s); lock this workflow again"
+        )
 
     ui_bytes: bytes | None = None
     if ui_workflow is not None:
@@ -163,13 +173,17 @@ def create_pack(workflow_path: Path, comfyui_dir: Path, out: Path, *, lock: Lock
             continue
         folder = comfyui_dir / "custom_nodes" / node.name
         if not folder.is_dir() or tree_sha256(folder) != node.source.sha256:
-            raise LockError(f"custom node {node.name} changed since it was locked (or is missing "
-                            f"from {folder.parent}); lock again")
+            raise LockError(
+                f"custom node {node.name} changed since it was locked (or is missing "
+                f"from {folder.parent}); lock again"
+            )
         files = tree_files(folder)
         links = [rel for rel, p in files if p.is_symlink()]
         if links:
-            raise LockError(f"custom node {node.name} contains symbolic links ({', '.join(links[:3])}); "
-                            "a pack carries plain files only — make it a git repo with a remote")
+            raise LockError(
+                f"custom node {node.name} contains symbolic links ({', '.join(links[:3])}); "
+                "a pack carries plain files only — make it a git repo with a remote"
+            )
         trees.append((node.name, files))
 
     singles: list[tuple[str, Path]] = []
@@ -178,14 +192,18 @@ def create_pack(workflow_path: Path, comfyui_dir: Path, out: Path, *, lock: Lock
         node_path = comfyui_dir / "custom_nodes" / node.name
         if isinstance(node.source, FileSource):
             if not node_path.is_file() or sha256_file(node_path) != node.source.sha256:
-                raise LockError(f"custom node {node.name} changed since it was locked (or is missing "
-                                f"from {node_path.parent}); lock again")
+                raise LockError(
+                    f"custom node {node.name} changed since it was locked (or is missing "
+                    f"from {node_path.parent}); lock again"
+                )
             singles.append((node.name, node_path))
         elif node.patch is not None and isinstance(node.source, GitSource):
             diff = local_patch(node_path) if node_path.is_dir() else b""
             if hashlib.sha256(diff).hexdigest() != node.patch.sha256:
-                raise LockError(f"custom node {node.name}: its local changes differ from the locked "
-                                "ones; lock again")
+                raise LockError(
+                    f"custom node {node.name}: its local changes differ from the locked "
+                    "ones; lock again"
+                )
             patches.append((node.name, diff))
 
     models: list[tuple[str, Path]] = []
@@ -197,23 +215,35 @@ def create_pack(workflow_path: Path, comfyui_dir: Path, out: Path, *, lock: Lock
         for m in lock.models:
             path = local.get((m.folder, m.path))
             if path is None:
-                raise LockError(f"model {m.folder}/{m.path} is in the lock but not in {comfyui_dir}")
+                raise LockError(
+                    f"model {m.folder}/{m.path} is in the lock but not in {comfyui_dir}"
+                )
             wanted.append((m, path))
         digests = hash_files([p for _, p in wanted], progress=False)
         for m, path in wanted:
             if digests[path] != m.sha256:
-                raise LockError(f"model {m.folder}/{m.path} changed since it was locked; lock again")
+                raise LockError(
+                    f"model {m.folder}/{m.path} changed since it was locked; lock again"
+                )
             models.append((f"models/{m.folder}/{m.path}", path))
 
     out = Path(out)
     with _atomic_zip(out) as zf:
-        _add_bytes(zf, WORKFLOW_ENTRY,
-                   (json.dumps(workflow, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        _add_bytes(
+            zf,
+            WORKFLOW_ENTRY,
+            (json.dumps(workflow, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+        )
         if ui_bytes is not None:
             _add_bytes(zf, UI_WORKFLOW_ENTRY, ui_bytes)
         _add_bytes(zf, LOCK_ENTRY, dumps(lock).encode("utf-8"))
-        _add_bytes(zf, INTERFACE_ENTRY, (json.dumps(interface_document(interface), indent=2,
-                                                    sort_keys=True) + "\n").encode("utf-8"))
+        _add_bytes(
+            zf,
+            INTERFACE_ENTRY,
+            (json.dumps(interface_document(interface), indent=2, sort_keys=True) + "\n").encode(
+                "utf-8"
+            ),
+        )
         for rel, path in assets:
             _add_file(zf, f"assets/{rel}", path)
         for name, files in trees:
@@ -249,9 +279,11 @@ class PackLimits:
         """``COMFYPACK_PACK_MAX_BYTES``, ``COMFYPACK_PACK_MAX_ENTRIES``, ``COMFYPACK_PACK_MAX_RATIO``."""
         env = os.environ if env is None else env
         try:
-            return cls(max_bytes=int(env.get("COMFYPACK_PACK_MAX_BYTES") or cls.max_bytes),
-                       max_entries=int(env.get("COMFYPACK_PACK_MAX_ENTRIES") or cls.max_entries),
-                       max_ratio=float(env.get("COMFYPACK_PACK_MAX_RATIO") or cls.max_ratio))
+            return cls(
+                max_bytes=int(env.get("COMFYPACK_PACK_MAX_BYTES") or cls.max_bytes),
+                max_entries=int(env.get("COMFYPACK_PACK_MAX_ENTRIES") or cls.max_entries),
+                max_ratio=float(env.get("COMFYPACK_PACK_MAX_RATIO") or cls.max_ratio),
+            )
         except ValueError as e:
             raise _bad_pack(f"a COMFYPACK_PACK_MAX_* setting is not a number ({e})") from e
 
@@ -332,32 +364,46 @@ def _check_lock_paths(lock: Lock) -> None:
     """The lock names paths inside the workspace; make sure none can escape it."""
     for m in lock.models:
         if not _NAME_RE.match(m.folder) or safe_relpath(m.path) != m.path:
-            raise _bad_pack(f"the lock names model {m.folder!r}/{m.path!r}, which is not a plain "
-                               "relative path; refusing the pack")
+            raise _bad_pack(
+                f"the lock names model {m.folder!r}/{m.path!r}, which is not a plain "
+                "relative path; refusing the pack"
+            )
     for n in lock.custom_nodes:
         if not _NAME_RE.match(n.name):
-            raise _bad_pack(f"the lock names custom node {n.name!r}, which is not a plain folder "
-                               "name; refusing the pack")
+            raise _bad_pack(
+                f"the lock names custom node {n.name!r}, which is not a plain folder "
+                "name; refusing the pack"
+            )
 
 
 def _check_sizes(pack: Path, infos: list[zipfile.ZipInfo], limits: PackLimits) -> None:
     """Refuse a pack whose directory promises more than ``limits`` allow (before any reading)."""
     if len(infos) > limits.max_entries:
-        raise _bad_pack(f"{pack}: {len(infos)} entries, more than the limit of {limits.max_entries} "
-                        "(COMFYPACK_PACK_MAX_ENTRIES); refusing the pack")
+        raise _bad_pack(
+            f"{pack}: {len(infos)} entries, more than the limit of {limits.max_entries} "
+            "(COMFYPACK_PACK_MAX_ENTRIES); refusing the pack"
+        )
     total = sum(i.file_size for i in infos)
     if total > limits.max_bytes:
-        raise _bad_pack(f"{pack}: expands to {total} bytes, more than the limit of {limits.max_bytes} "
-                        "(COMFYPACK_PACK_MAX_BYTES); refusing the pack")
+        raise _bad_pack(
+            f"{pack}: expands to {total} bytes, more than the limit of {limits.max_bytes} "
+            "(COMFYPACK_PACK_MAX_BYTES); refusing the pack"
+        )
     for info in infos:
-        if info.file_size > 1 << 20 and info.file_size > limits.max_ratio * max(1, info.compress_size):
-            raise _bad_pack(f"{pack}: entry {info.filename!r} expands {info.compress_size} bytes to "
-                            f"{info.file_size} (more than {limits.max_ratio:g}:1, "
-                            "COMFYPACK_PACK_MAX_RATIO); refusing a zip bomb")
+        if info.file_size > 1 << 20 and info.file_size > limits.max_ratio * max(
+            1, info.compress_size
+        ):
+            raise _bad_pack(
+                f"{pack}: entry {info.filename!r} expands {info.compress_size} bytes to "
+                f"{info.file_size} (more than {limits.max_ratio:g}:1, "
+                "COMFYPACK_PACK_MAX_RATIO); refusing a zip bomb"
+            )
     packed = sum(i.compress_size for i in infos)
     if total > 1 << 20 and total > limits.max_ratio * max(1, packed):
-        raise _bad_pack(f"{pack}: expands {packed} compressed bytes to {total} (more than "
-                        f"{limits.max_ratio:g}:1, COMFYPACK_PACK_MAX_RATIO); refusing a zip bomb")
+        raise _bad_pack(
+            f"{pack}: expands {packed} compressed bytes to {total} (more than "
+            f"{limits.max_ratio:g}:1, COMFYPACK_PACK_MAX_RATIO); refusing a zip bomb"
+        )
 
 
 def read_pack(pack: Path, *, limits: PackLimits | None = None) -> PackContents:
@@ -400,9 +446,12 @@ def _read_pack(pack: Path, limits: PackLimits) -> PackContents:
             if not info.is_dir():
                 infos[info.filename] = info
         if problems:
-            raise _bad_pack(f"{pack}: refusing an unsafe pack — " + "; ".join(problems[:5])
-                               + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
-                               details=[FieldError(None, p) for p in problems])
+            raise _bad_pack(
+                f"{pack}: refusing an unsafe pack — "
+                + "; ".join(problems[:5])
+                + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
+                details=[FieldError(None, p) for p in problems],
+            )
         for required in (LOCK_ENTRY, WORKFLOW_ENTRY):
             if required not in infos:
                 raise _bad_pack(f"{pack}: not a comfypack pack (no {required})")
@@ -421,17 +470,28 @@ def _read_pack(pack: Path, limits: PackLimits) -> PackContents:
         except ValueError as e:
             raise _bad_pack(f"{pack}: {WORKFLOW_ENTRY} is not valid JSON ({e})") from e
         if workflow_sha256(workflow) != lock.workflow.sha256:
-            raise _bad_pack(f"{pack}: {WORKFLOW_ENTRY} does not match the lock's workflow sha256; "
-                               "the pack was modified")
-        contents = PackContents(path=pack, sha256=digest, lock=lock, lock_text=lock_text,
-                                workflow=workflow, workflow_bytes=workflow_bytes)
+            raise _bad_pack(
+                f"{pack}: {WORKFLOW_ENTRY} does not match the lock's workflow sha256; "
+                "the pack was modified"
+            )
+        contents = PackContents(
+            path=pack,
+            sha256=digest,
+            lock=lock,
+            lock_text=lock_text,
+            workflow=workflow,
+            workflow_bytes=workflow_bytes,
+        )
         if UI_WORKFLOW_ENTRY in infos:
             contents.ui_workflow = _read_small(zf, infos[UI_WORKFLOW_ENTRY])
         if INTERFACE_ENTRY in infos:
             contents.interface = _read_small(zf, infos[INTERFACE_ENTRY])
         locked = {(m.folder, m.path): m for m in lock.models}
-        trees = {n.name for n in lock.custom_nodes
-                 if isinstance(n.source, TreeSource) and n.name != COMFYPACK_NODES}
+        trees = {
+            n.name
+            for n in lock.custom_nodes
+            if isinstance(n.source, TreeSource) and n.name != COMFYPACK_NODES
+        }
         singles = {n.name: n for n in lock.custom_nodes if isinstance(n.source, FileSource)}
         patched = {n.name: n.patch for n in lock.custom_nodes if n.patch is not None}
         unknown = []
@@ -445,10 +505,14 @@ def _read_pack(pack: Path, limits: PackLimits) -> PackContents:
                 folder, _, path = rest.partition("/")
                 model = locked.get((folder, path))
                 if model is None:
-                    raise _bad_pack(f"{pack}: entry {name} is a model the lock does not list; refusing it")
+                    raise _bad_pack(
+                        f"{pack}: entry {name} is a model the lock does not list; refusing it"
+                    )
                 if info.file_size != model.size:
-                    raise _bad_pack(f"{pack}: {name} is {info.file_size} bytes but the lock says "
-                                       f"{model.size}; the pack was modified")
+                    raise _bad_pack(
+                        f"{pack}: {name} is {info.file_size} bytes but the lock says "
+                        f"{model.size}; the pack was modified"
+                    )
                 contents.models[(folder, path)] = name
             elif top == "custom_nodes" and rest in singles:
                 contents.files[rest] = name
@@ -456,18 +520,24 @@ def _read_pack(pack: Path, limits: PackLimits) -> PackContents:
                 patch = patched[rest[:-6]]
                 assert patch is not None
                 if info.file_size != patch.size:
-                    raise _bad_pack(f"{pack}: {name} is {info.file_size} bytes but the lock says "
-                                    f"{patch.size}; the pack was modified")
+                    raise _bad_pack(
+                        f"{pack}: {name} is {info.file_size} bytes but the lock says "
+                        f"{patch.size}; the pack was modified"
+                    )
                 contents.patches[rest[:-6]] = name
             elif top == "custom_nodes" and "/" in rest:
                 node, _, path = rest.partition("/")
                 if node not in trees:
-                    raise _bad_pack(f"{pack}: entry {name} belongs to no locked custom node; refusing it")
+                    raise _bad_pack(
+                        f"{pack}: entry {name} belongs to no locked custom node; refusing it"
+                    )
                 contents.trees.setdefault(node, {})[path] = name
             else:
                 unknown.append(name)
         if unknown:
-            logger.warning("%s: ignoring entries this comfypack does not know: %s", pack,
-                           ", ".join(unknown[:5]))
+            logger.warning(
+                "%s: ignoring entries this comfypack does not know: %s",
+                pack,
+                ", ".join(unknown[:5]),
+            )
     return contents
-

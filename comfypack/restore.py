@@ -62,8 +62,14 @@ from .trees import tree_sha256
 from .venv import check_platform, ensure_venv
 from .verify import verify
 
-__all__ = ["Workspace", "unpack", "run_node_install_scripts", "default_workspace", "copy_inputs",
-           "WORKSPACE_MARKER"]
+__all__ = [
+    "Workspace",
+    "unpack",
+    "run_node_install_scripts",
+    "default_workspace",
+    "copy_inputs",
+    "WORKSPACE_MARKER",
+]
 
 # Kept importable from here for existing callers: read_pack, PackContents, PackLimits (comfypack.pack),
 # check_sources (comfypack.lockfile), model_cache_dir (comfypack.modelcache), verify (comfypack.verify).
@@ -98,8 +104,12 @@ def _read_workspace_marker(dest: Path) -> dict[str, Any] | None:
 def _write_new(target: Path, data: bytes, conflicts: Conflicts, *, mode: int = 0o644) -> None:
     """Write ``data`` at ``target`` unless it is already there (identical: fine; else: conflict)."""
     if target.is_symlink() or target.exists():
-        if target.is_file() and not target.is_symlink() and target.stat().st_size == len(data) \
-                and target.read_bytes() == data:
+        if (
+            target.is_file()
+            and not target.is_symlink()
+            and target.stat().st_size == len(data)
+            and target.read_bytes() == data
+        ):
             return
         conflicts.add(target, "exists with other contents")
         return
@@ -128,11 +138,17 @@ def _copy_at_most(src: Any, dst: Any, info: zipfile.ZipInfo) -> None:
         left -= len(chunk)
 
 
-def _extract_new(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, conflicts: Conflicts) -> None:
+def _extract_new(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, conflicts: Conflicts
+) -> None:
     """Stream the entry ``info`` to ``target`` unless it is already there (same bytes: fine)."""
     if target.is_symlink() or target.exists():
-        if target.is_file() and not target.is_symlink() and target.stat().st_size == info.file_size \
-                and sha256_file(target) == _entry_sha256(zf, info):
+        if (
+            target.is_file()
+            and not target.is_symlink()
+            and target.stat().st_size == info.file_size
+            and sha256_file(target) == _entry_sha256(zf, info)
+        ):
             return
         conflicts.add(target, "exists with other contents")
         return
@@ -147,8 +163,16 @@ def _extract_new(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, confl
 # ComfyUI and custom nodes
 
 
-def _restore_git_node(name: str, url: str, commit: str, target: Path, conflicts: Conflicts, *,
-                      allow_local: bool = False, patch: bytes = b"") -> None:
+def _restore_git_node(
+    name: str,
+    url: str,
+    commit: str,
+    target: Path,
+    conflicts: Conflicts,
+    *,
+    allow_local: bool = False,
+    patch: bytes = b"",
+) -> None:
     """Clone ``url`` at ``commit`` (and apply ``patch``, the locked local changes) into a temp
     folder beside ``target``, check it, then rename it into place."""
     if target.exists() or target.is_symlink():
@@ -164,8 +188,10 @@ def _restore_git_node(name: str, url: str, commit: str, target: Path, conflicts:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=target.parent))
     # git (and its submodules) may use only the allowed transports
-    env = {"GIT_ALLOW_PROTOCOL": _GIT_PROTOCOLS + (":file" if allow_local else ""),
-           "GIT_TERMINAL_PROMPT": "0"}
+    env = {
+        "GIT_ALLOW_PROTOCOL": _GIT_PROTOCOLS + (":file" if allow_local else ""),
+        "GIT_TERMINAL_PROMPT": "0",
+    }
     try:
         repo = git.Repo.clone_from(url, tmp, no_checkout=True, env=env)
         repo.git.update_environment(**env)
@@ -173,42 +199,58 @@ def _restore_git_node(name: str, url: str, commit: str, target: Path, conflicts:
         if (tmp / ".gitmodules").exists():
             repo.git.submodule("update", "--init", "--recursive")
         if repo.head.commit.hexsha != commit:
-            raise RestoreError(f"custom node {name}: {url} checked out {repo.head.commit.hexsha}, "
-                               f"not the locked {commit}")
+            raise RestoreError(
+                f"custom node {name}: {url} checked out {repo.head.commit.hexsha}, "
+                f"not the locked {commit}"
+            )
         repo.close()
         if patch:
             try:
                 apply_patch(tmp, patch)
             except ComfyPackError as e:
-                raise InvalidPack(f"custom node {name}: the pack's patch does not apply to "
-                                  f"{commit[:12]} ({e.message})") from e
+                raise InvalidPack(
+                    f"custom node {name}: the pack's patch does not apply to "
+                    f"{commit[:12]} ({e.message})"
+                ) from e
             if local_patch(tmp) != patch:
-                raise InvalidPack(f"custom node {name}: after the pack's patch the checkout does "
-                                  "not have the locked local changes; refusing the pack")
+                raise InvalidPack(
+                    f"custom node {name}: after the pack's patch the checkout does "
+                    "not have the locked local changes; refusing the pack"
+                )
         os.rename(tmp, target)
     except git.GitCommandError as e:
         why = " ".join((e.stderr or "").split()) or str(e)
-        hint = (" — the commit is not on the remote (it was never pushed?)"
-                if "reference is not a tree" in why or "did not match" in why else "")
-        raise RestoreError(f"cannot restore custom node {name} from {url} at {commit}: {why}{hint}") from e
+        hint = (
+            " — the commit is not on the remote (it was never pushed?)"
+            if "reference is not a tree" in why or "did not match" in why
+            else ""
+        )
+        raise RestoreError(
+            f"cannot restore custom node {name} from {url} at {commit}: {why}{hint}"
+        ) from e
     except git.exc.UnsafeProtocolError as e:  # GitPython's own refusal (ext::, …)
-        raise LockError(f"the lock's custom node {name} source {url[:200]!r} uses a transport "
-                        f"comfypack does not allow: {e}") from e
+        raise LockError(
+            f"the lock's custom node {name} source {url[:200]!r} uses a transport "
+            f"comfypack does not allow: {e}"
+        ) from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _restore_tree_node(contents: PackContents, name: str, sha256: str, target: Path,
-                       conflicts: Conflicts) -> None:
+def _restore_tree_node(
+    contents: PackContents, name: str, sha256: str, target: Path, conflicts: Conflicts
+) -> None:
     if target.exists() or target.is_symlink():
         if not target.is_dir() or tree_sha256(target) != sha256:
             conflicts.add(target, f"is not the locked custom node {name}")
         return
     files = contents.trees.get(name)
     if not files:
-        raise InvalidPack(f"custom node {name} is not a git repo and the pack does not carry it; "
-                           "re-pack it with comfypack (which includes such nodes)")
+        raise InvalidPack(
+            f"custom node {name} is not a git repo and the pack does not carry it; "
+            "re-pack it with comfypack (which includes such nodes)"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=target.parent))
     try:
@@ -221,16 +263,19 @@ def _restore_tree_node(contents: PackContents, name: str, sha256: str, target: P
                     _copy_at_most(src, dst, info)
                 os.chmod(out, 0o755 if (info.external_attr >> 16) & 0o111 else 0o644)
         if tree_sha256(tmp) != sha256:
-            raise InvalidPack(f"custom node {name} in the pack does not match the lock's tree "
-                               "sha256; the pack was modified")
+            raise InvalidPack(
+                f"custom node {name} in the pack does not match the lock's tree "
+                "sha256; the pack was modified"
+            )
         os.rename(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _restore_file_node(contents: PackContents, name: str, sha256: str, target: Path,
-                       conflicts: Conflicts) -> None:
+def _restore_file_node(
+    contents: PackContents, name: str, sha256: str, target: Path, conflicts: Conflicts
+) -> None:
     """A single-file custom node (``custom_nodes/NAME.py``) from the pack, checked by sha256."""
     entry = contents.files.get(name)
     if target.exists() or target.is_symlink():
@@ -238,12 +283,16 @@ def _restore_file_node(contents: PackContents, name: str, sha256: str, target: P
             conflicts.add(target, f"is not the locked custom node {name}")
         return
     if entry is None:
-        raise InvalidPack(f"custom node {name} is a single file and the pack does not carry it; "
-                          "re-pack it with this comfypack")
+        raise InvalidPack(
+            f"custom node {name} is a single file and the pack does not carry it; "
+            "re-pack it with this comfypack"
+        )
     data = contents.read(entry)
     if hashlib.sha256(data).hexdigest() != sha256:
-        raise InvalidPack(f"custom node {name} in the pack does not match the lock's sha256; the "
-                          "pack was modified")
+        raise InvalidPack(
+            f"custom node {name} in the pack does not match the lock's sha256; the "
+            "pack was modified"
+        )
     _write_new(target, data, conflicts)
 
 
@@ -258,10 +307,14 @@ def run_node_install_scripts(workspace: Workspace) -> list[str]:
         if node.name == COMFYPACK_NODES or not script.is_file():
             continue
         logger.info("running %s", script)
-        proc = subprocess.run([workspace.python, "install.py"], cwd=folder, capture_output=True, text=True)
+        proc = subprocess.run(
+            [workspace.python, "install.py"], cwd=folder, capture_output=True, text=True
+        )
         if proc.returncode != 0:
-            raise RestoreError(f"custom node {node.name}: install.py failed (exit {proc.returncode}): "
-                               f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+            raise RestoreError(
+                f"custom node {node.name}: install.py failed (exit {proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()[-500:]}"
+            )
         ran.append(node.name)
     return ran
 
@@ -300,12 +353,16 @@ def _check_dest(dest: Path, lock_sha: str, force: bool) -> bool:
         return False
     marker = _read_workspace_marker(dest)
     if marker is None and not force:
-        raise RestoreError(f"{dest} exists, is not empty and is not a comfypack workspace; choose "
-                           "another --dir, or pass --force to add to it (nothing there is deleted "
-                           "or overwritten)")
+        raise RestoreError(
+            f"{dest} exists, is not empty and is not a comfypack workspace; choose "
+            "another --dir, or pass --force to add to it (nothing there is deleted "
+            "or overwritten)"
+        )
     if marker is not None and marker.get("lock_sha256") != lock_sha and not force:
-        raise RestoreError(f"{dest} is a workspace of another lock; choose another --dir, or pass "
-                           "--force to add to it (nothing there is deleted or overwritten)")
+        raise RestoreError(
+            f"{dest} is a workspace of another lock; choose another --dir, or pass "
+            "--force to add to it (nothing there is deleted or overwritten)"
+        )
     return False
 
 
@@ -328,11 +385,24 @@ def _cleanup_on_failure(dest: Path, created: bool, was_empty: bool) -> Iterator[
         raise
 
 
-def unpack(pack: Path, dest: Path, *, force: bool = False, venv: bool = True,
-           sources_file: Path | None = None, progress: bool = True, hf_endpoint: str | None = None,
-           civitai_url: str | None = None, home: Path | None = None, models: bool = True,
-           allow_local_sources: bool = False, installer: str = "auto", ignore_platform: bool = False,
-           run_install_scripts: bool = False, copy_models: bool = False) -> Workspace:
+def unpack(
+    pack: Path,
+    dest: Path,
+    *,
+    force: bool = False,
+    venv: bool = True,
+    sources_file: Path | None = None,
+    progress: bool = True,
+    hf_endpoint: str | None = None,
+    civitai_url: str | None = None,
+    home: Path | None = None,
+    models: bool = True,
+    allow_local_sources: bool = False,
+    installer: str = "auto",
+    ignore_platform: bool = False,
+    run_install_scripts: bool = False,
+    copy_models: bool = False,
+) -> Workspace:
     """Restore ``pack`` into the workspace ``dest`` (see the module doc) and return it.
 
     A second call with the same pack is a quick check. ``venv=False`` skips the venv (the
@@ -360,17 +430,37 @@ def unpack(pack: Path, dest: Path, *, force: bool = False, venv: bool = True,
     was_empty = not created and not any(dest.iterdir())
     hashes = HashCache(home / "cache" / "hashes.json")
     try:
-        cached = fetch_models(contents, model_cache_dir(home), hashes, sources_file=sources_file,
-                               progress=progress, hf_endpoint=hf_endpoint,
-                               civitai_url=civitai_url) if models else None
+        cached = (
+            fetch_models(
+                contents,
+                model_cache_dir(home),
+                hashes,
+                sources_file=sources_file,
+                progress=progress,
+                hf_endpoint=hf_endpoint,
+                civitai_url=civitai_url,
+            )
+            if models
+            else None
+        )
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RestoreError(f"cannot write {e.filename or home}: {e.strerror or e}") from e
     try:
         with _cleanup_on_failure(dest, created, was_empty):
-            ws = _build(contents, dest, cached, hashes, home=home, venv=venv, lock_sha=lock_sha,
-                        allow_local=allow_local_sources, installer=installer,
-                        ignore_platform=ignore_platform, copy_models=copy_models)
+            ws = _build(
+                contents,
+                dest,
+                cached,
+                hashes,
+                home=home,
+                venv=venv,
+                lock_sha=lock_sha,
+                allow_local=allow_local_sources,
+                installer=installer,
+                ignore_platform=ignore_platform,
+                copy_models=copy_models,
+            )
         if run_install_scripts:
             ran_scripts = run_node_install_scripts(ws)
             logger.info("ran install.py of %s", ", ".join(ran_scripts) or "no node")
@@ -378,26 +468,43 @@ def unpack(pack: Path, dest: Path, *, force: bool = False, venv: bool = True,
     except (zipfile.BadZipFile, zlib.error) as e:
         raise InvalidPack(f"{pack}: a damaged entry ({e}); refusing the pack") from e
     except OSError as e:
-        raise RestoreError(f"restoring into {dest} failed: cannot write {e.filename or dest}: "
-                           f"{e.strerror or e}") from e
+        raise RestoreError(
+            f"restoring into {dest} failed: cannot write {e.filename or dest}: {e.strerror or e}"
+        ) from e
 
 
-def _build(contents: PackContents, dest: Path, cached: dict[str, Path] | None, hashes: HashCache, *,
-           home: Path, venv: bool, lock_sha: str, allow_local: bool = False, installer: str = "auto",
-           ignore_platform: bool = False, copy_models: bool = False) -> Workspace:
+def _build(
+    contents: PackContents,
+    dest: Path,
+    cached: dict[str, Path] | None,
+    hashes: HashCache,
+    *,
+    home: Path,
+    venv: bool,
+    lock_sha: str,
+    allow_local: bool = False,
+    installer: str = "auto",
+    ignore_platform: bool = False,
+    copy_models: bool = False,
+) -> Workspace:
     from .comfyui.source import from_lock, install
 
     lock = contents.lock
     conflicts = Conflicts()
     # the marker first: an interrupted restore is then continued by a rerun, not refused
     marker = _read_workspace_marker(dest) or {}
-    want = {"lock_sha256": lock_sha, "pack_sha256": contents.sha256,
-            "venv": bool(venv or marker.get("venv"))}
+    want = {
+        "lock_sha256": lock_sha,
+        "pack_sha256": contents.sha256,
+        "venv": bool(venv or marker.get("venv")),
+    }
     if {k: marker.get(k) for k in want} != want:
         from . import __version__
 
-        text = json.dumps({**want, "created_by": f"comfypack {__version__}"}, indent=2,
-                          sort_keys=True) + "\n"
+        text = (
+            json.dumps({**want, "created_by": f"comfypack {__version__}"}, indent=2, sort_keys=True)
+            + "\n"
+        )
         atomic_write(dest / WORKSPACE_MARKER, text)
     comfyui_dir = dest / "comfyui"
     install(from_lock(lock.comfyui.source), comfyui_dir, cache_dir=home)
@@ -410,25 +517,45 @@ def _build(contents: PackContents, dest: Path, cached: dict[str, Path] | None, h
             if node.patch is not None:
                 entry = contents.patches.get(node.name)
                 if entry is None:
-                    raise InvalidPack(f"the lock says custom node {node.name} has local changes, but "
-                                      "the pack does not carry its patch; refusing the pack")
+                    raise InvalidPack(
+                        f"the lock says custom node {node.name} has local changes, but "
+                        "the pack does not carry its patch; refusing the pack"
+                    )
                 patch = contents.read(entry)
                 if hashlib.sha256(patch).hexdigest() != node.patch.sha256:
-                    raise InvalidPack(f"custom node {node.name}: the pack's patch does not match the "
-                                      "lock's sha256; the pack was modified")
+                    raise InvalidPack(
+                        f"custom node {node.name}: the pack's patch does not match the "
+                        "lock's sha256; the pack was modified"
+                    )
             elif node.dirty:
-                logger.warning("custom node %s had local changes when it was locked that the pack "
-                               "does not carry; restoring the clean commit", node.name)
-            _restore_git_node(node.name, node.source.url, node.source.commit, target, conflicts,
-                              allow_local=allow_local, patch=patch)
+                logger.warning(
+                    "custom node %s had local changes when it was locked that the pack "
+                    "does not carry; restoring the clean commit",
+                    node.name,
+                )
+            _restore_git_node(
+                node.name,
+                node.source.url,
+                node.source.commit,
+                target,
+                conflicts,
+                allow_local=allow_local,
+                patch=patch,
+            )
         elif isinstance(node.source, FileSource):
             _restore_file_node(contents, node.name, node.source.sha256, target, conflicts)
         else:
             _restore_tree_node(contents, node.name, node.source.sha256, target, conflicts)
     if cached is not None:  # None: models left out
         for m in lock.models:
-            link_model(cached[m.sha256], comfyui_dir / "models" / m.folder / m.path, m, hashes,
-                       conflicts, copy=copy_models)
+            link_model(
+                cached[m.sha256],
+                comfyui_dir / "models" / m.folder / m.path,
+                m,
+                hashes,
+                conflicts,
+                copy=copy_models,
+            )
     hashes.save()
     if contents.assets:
         with zipfile.ZipFile(contents.path) as zf:
@@ -443,9 +570,19 @@ def _build(contents: PackContents, dest: Path, cached: dict[str, Path] | None, h
     conflicts.raise_if_any()
     python = sys.executable
     if venv:
-        py, used = ensure_venv(dest / "venv", lock, installer=installer, ignore_platform=ignore_platform,
-                               allow_local_sources=allow_local)
+        py, used = ensure_venv(
+            dest / "venv",
+            lock,
+            installer=installer,
+            ignore_platform=ignore_platform,
+            allow_local_sources=allow_local,
+        )
         python = str(py)
         logger.info("venv %s ready (%s)", dest / "venv", used)
-    return Workspace(root=dest, comfyui_dir=comfyui_dir, python=python,
-                     workflow_path=dest / WORKFLOW_ENTRY, lock=lock)
+    return Workspace(
+        root=dest,
+        comfyui_dir=comfyui_dir,
+        python=python,
+        workflow_path=dest / WORKFLOW_ENTRY,
+        lock=lock,
+    )

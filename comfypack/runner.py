@@ -33,8 +33,12 @@ from .workflow import FILE_KINDS, Interface, OutputSpec
 __all__ = ["WorkflowRunner", "RunOutput", "OutputFile", "PreparedRequest"]
 
 # the UI keys each output kind's node reports its files / values under
-_FILE_KEYS = {"image": ("images",), "audio": ("audio",), "video": ("images", "video", "gifs"),
-              "file": ("files",)}
+_FILE_KEYS = {
+    "image": ("images",),
+    "audio": ("audio",),
+    "video": ("images", "video", "gifs"),
+    "file": ("files",),
+}
 _VALUE_KEYS = {"text": "text", "number": "number", "json": "json"}
 
 
@@ -70,8 +74,10 @@ class RunOutput:
         out: dict[str, Any] = {}
         for name, values in self.outputs.items():
             stored = iter((urls if urls is not None else self.stored).get(name) or ())
-            items = [(next(stored, None) or v.data_uri()) if isinstance(v, OutputFile) else v
-                     for v in values]
+            items = [
+                (next(stored, None) or v.data_uri()) if isinstance(v, OutputFile) else v
+                for v in values
+            ]
             out[name] = items[0] if len(items) == 1 else items
         if self.seeds:
             out["seeds"] = dict(self.seeds)
@@ -105,8 +111,12 @@ class RunOutput:
         """The file, when the workflow has exactly one output and it produced exactly one file
         (and it was not uploaded: then the answer is JSON with its URL)."""
         if len(self.outputs) == 1 and not self.stored:
-            (name, values), = self.outputs.items()
-            if self.specs[name].kind in FILE_KINDS and len(values) == 1 and isinstance(values[0], OutputFile):
+            ((name, values),) = self.outputs.items()
+            if (
+                self.specs[name].kind in FILE_KINDS
+                and len(values) == 1
+                and isinstance(values[0], OutputFile)
+            ):
                 return values[0]
         return None
 
@@ -114,9 +124,15 @@ class RunOutput:
 class WorkflowRunner:
     """Runs one workflow (API format) with its :class:`Interface` on a :class:`ComfyUIClient`."""
 
-    def __init__(self, workflow: Mapping[str, Any], interface: Interface, *,
-                 max_upload_bytes: int = DEFAULT_MAX_BYTES, cleanup: bool = True,
-                 limits: InputLimits | None = None) -> None:
+    def __init__(
+        self,
+        workflow: Mapping[str, Any],
+        interface: Interface,
+        *,
+        max_upload_bytes: int = DEFAULT_MAX_BYTES,
+        cleanup: bool = True,
+        limits: InputLimits | None = None,
+    ) -> None:
         self._workflow_json = json.dumps(workflow)
         self.workflow = json.loads(self._workflow_json)
         self.interface = interface
@@ -143,26 +159,39 @@ class WorkflowRunner:
 
         async def one(name: str, kind: str) -> None:
             try:
-                files[name] = await decode_media(kind, values[name], name, max_bytes=self.max_upload_bytes,
-                                                 limits=self.limits)
+                files[name] = await decode_media(
+                    kind, values[name], name, max_bytes=self.max_upload_bytes, limits=self.limits
+                )
             except RequestError as e:
                 problems.append(e)
 
-        await asyncio.gather(*(one(s.name, s.kind) for s in self.interface.inputs
-                               if s.is_file and values.get(s.name) is not None))
+        await asyncio.gather(
+            *(
+                one(s.name, s.kind)
+                for s in self.interface.inputs
+                if s.is_file and values.get(s.name) is not None
+            )
+        )
         if problems:
             if len(problems) == 1:
                 raise problems[0]
             details = [d for p in problems for d in (p.details or [])]
             status = max(p.status for p in problems)
-            raise RequestError("; ".join(p.message for p in problems), details=details, status=status)
+            raise RequestError(
+                "; ".join(p.message for p in problems), details=details, status=status
+            )
         images = {name: f.pixels for name, f in files.items() if f.pixels}
         total = sum(images.values())
         if total > self.limits.max_request_pixels:
-            message = (f"the images together are {total / 1e6:.1f} Mpx; the limit per request is "
-                       f"{self.limits.max_request_pixels / 1e6:.1f} Mpx (send smaller images)")
-            raise RequestError(f"{', '.join(images)}: {message}", status=413,
-                               details=[FieldError(name, message) for name in images])
+            message = (
+                f"the images together are {total / 1e6:.1f} Mpx; the limit per request is "
+                f"{self.limits.max_request_pixels / 1e6:.1f} Mpx (send smaller images)"
+            )
+            raise RequestError(
+                f"{', '.join(images)}: {message}",
+                status=413,
+                details=[FieldError(name, message) for name in images],
+            )
         seeds = {}
         for spec in self.interface.seed_inputs:
             if values.get(spec.name) is None:
@@ -172,7 +201,9 @@ class WorkflowRunner:
 
     # -- 2. ComfyUI's side ----------------------------------------------------------------------
 
-    def build_prompt(self, values: Mapping[str, Any], uploaded: Mapping[str, str], run_id: str) -> dict[str, Any]:
+    def build_prompt(
+        self, values: Mapping[str, Any], uploaded: Mapping[str, str], run_id: str
+    ) -> dict[str, Any]:
         prompt: dict[str, Any] = json.loads(self._workflow_json)
         for spec in self.interface.inputs:
             node = prompt[spec.node_id]["inputs"]
@@ -183,8 +214,14 @@ class WorkflowRunner:
                 node["filename_prefix"] = f"comfypack/{run_id}_{out.name}"
         return prompt
 
-    async def run(self, client: ComfyUIClient, request: PreparedRequest, *, timeout: float | None = None,
-                  on_progress: Callable[[ProgressEvent], None] | None = None) -> RunOutput:
+    async def run(
+        self,
+        client: ComfyUIClient,
+        request: PreparedRequest,
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[ProgressEvent], None] | None = None,
+    ) -> RunOutput:
         run_id = str(uuid.uuid4())
         uploaded_refs: list[FileRef] = []
         try:
@@ -196,14 +233,18 @@ class WorkflowRunner:
                 uploaded_refs.append(FileRef(fname, sub, "input"))
             prompt = self.build_prompt(request.values, uploaded, run_id)
             try:
-                result = await client.run(prompt, timeout=timeout, on_progress=on_progress, prompt_id=run_id)
+                result = await client.run(
+                    prompt, timeout=timeout, on_progress=on_progress, prompt_id=run_id
+                )
             except PromptRejected as e:
                 raise self._name_fields(e) from None
             outputs: dict[str, list[Any]] = {}
             for spec in self.interface.outputs:
                 ui = result.outputs.get(spec.node_id)
                 if ui is None:
-                    raise ComfyUIError(f"output {spec.name!r} (node {spec.node_id}) produced nothing")
+                    raise ComfyUIError(
+                        f"output {spec.name!r} (node {spec.node_id}) produced nothing"
+                    )
                 outputs[spec.name] = await self._collect(client, spec, ui)
             return RunOutput(result.prompt_id, outputs, self._specs, request.seeds)
         finally:
@@ -223,16 +264,24 @@ class WorkflowRunner:
         await asyncio.to_thread(write) if len(data) > 1 << 20 else write()
         return f"comfypack/{filename}"
 
-    async def _collect(self, client: ComfyUIClient, spec: OutputSpec, ui: Mapping[str, Any]) -> list[Any]:
+    async def _collect(
+        self, client: ComfyUIClient, spec: OutputSpec, ui: Mapping[str, Any]
+    ) -> list[Any]:
         if spec.kind in FILE_KINDS:
             refs: list[FileRef] = []
             for key in _FILE_KEYS[spec.kind]:
-                refs.extend(FileRef.from_ui(item) for item in ui.get(key) or [] if isinstance(item, dict))
+                refs.extend(
+                    FileRef.from_ui(item) for item in ui.get(key) or [] if isinstance(item, dict)
+                )
                 if refs:
                     break
             datas = await asyncio.gather(*(client.read_file(r) for r in refs))
-            return [OutputFile(d, mimetypes.guess_type(r.filename)[0] or "application/octet-stream", r.filename)
-                    for r, d in zip(refs, datas, strict=True)]
+            return [
+                OutputFile(
+                    d, mimetypes.guess_type(r.filename)[0] or "application/octet-stream", r.filename
+                )
+                for r, d in zip(refs, datas, strict=True)
+            ]
         return list(ui.get(_VALUE_KEYS[spec.kind]) or [])
 
     async def _cleanup(self, client: ComfyUIClient, run_id: str, uploaded: list[FileRef]) -> None:
@@ -255,9 +304,17 @@ class WorkflowRunner:
         """Point ComfyUI's node_errors at our API field names where the node is an input."""
         node_errors = (error.details or {}).get("node_errors") or {}
         by_node = {s.node_id: s.name for s in self.interface.inputs}
-        fields = [FieldError(by_node[n], "; ".join(str(e.get("details") or e.get("message"))
-                                                   for e in (info or {}).get("errors", [])))
-                  for n, info in node_errors.items() if n in by_node]
+        fields = [
+            FieldError(
+                by_node[n],
+                "; ".join(
+                    str(e.get("details") or e.get("message"))
+                    for e in (info or {}).get("errors", [])
+                ),
+            )
+            for n, info in node_errors.items()
+            if n in by_node
+        ]
         if fields:
             error.details = {**error.details, "fields": fields}
         return error

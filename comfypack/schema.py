@@ -26,7 +26,12 @@ __all__ = [
 ]
 
 #: Accepted media for file inputs, by kind (for docs and upload checks).
-MEDIA_TYPES = {"image": "image/*", "audio": "audio/*", "video": "video/*", "file": "application/octet-stream"}
+MEDIA_TYPES = {
+    "image": "image/*",
+    "audio": "audio/*",
+    "video": "video/*",
+    "file": "application/octet-stream",
+}
 
 _MEDIA_HELP = (
     "Send it as a multipart file upload, an http(s) URL, or base64 (plain or a data: URI)."
@@ -35,8 +40,12 @@ _MEDIA_HELP = (
 
 def _int_step(spec: InputSpec) -> bool:
     """An Int's step is a JSON Schema ``multipleOf`` when its range starts on a multiple of it."""
-    return (spec.kind == "int" and spec.step is not None and spec.step > 1
-            and int(spec.minimum or 0) % int(spec.step) == 0)
+    return (
+        spec.kind == "int"
+        and spec.step is not None
+        and spec.step > 1
+        and int(spec.minimum or 0) % int(spec.step) == 0
+    )
 
 
 def _input_property(spec: InputSpec) -> dict[str, Any]:
@@ -66,7 +75,8 @@ def _input_property(spec: InputSpec) -> dict[str, Any]:
     description = spec.description
     if spec.kind == "seed":
         description = (description + " " if description else "") + (
-            "Omit it for a random seed; the seed used is returned in `seeds`.")
+            "Omit it for a random seed; the seed used is returned in `seeds`."
+        )
     elif spec.kind in FILE_KINDS:
         description = (description + " " if description else "") + f"({spec.kind}) {_MEDIA_HELP}"
     if description:
@@ -90,16 +100,21 @@ def _output_property(spec: OutputSpec) -> dict[str, Any]:
     # RunOutput.to_json gives one value, or a list when the node produced several (a batch)
     if spec.kind in FILE_KINDS:
         one: dict[str, Any] = {"type": "string", "pattern": "^(data:|https?://)"}
-        description = (f"{spec.kind} as a base64 data: URI, or — where the service stores outputs — "
-                       "a signed http(s) URL to download it from (a list of them for a batch)")
+        description = (
+            f"{spec.kind} as a base64 data: URI, or — where the service stores outputs — "
+            "a signed http(s) URL to download it from (a list of them for a batch)"
+        )
     elif spec.kind == "text":
         one, description = {"type": "string"}, "text (a list when the node produced several)"
     elif spec.kind == "number":
         one, description = {"type": "number"}, "a number (a list when the node produced several)"
     else:
         return {"description": "any JSON value", "title": spec.name}
-    return {"anyOf": [one, {"type": "array", "items": one}], "description": description,
-            "title": spec.name}
+    return {
+        "anyOf": [one, {"type": "array", "items": one}],
+        "description": description,
+        "title": spec.name,
+    }
 
 
 def output_schema(interface: Interface) -> dict[str, Any]:
@@ -112,8 +127,12 @@ def output_schema(interface: Interface) -> dict[str, Any]:
             "description": "the seed used for each Seed input",
             "properties": {s.name: {"type": "integer"} for s in interface.seed_inputs},
         }
-    return {"type": "object", "title": "GenerateOutput", "properties": props,
-            "required": [s.name for s in interface.outputs]}
+    return {
+        "type": "object",
+        "title": "GenerateOutput",
+        "properties": props,
+        "required": [s.name for s in interface.outputs],
+    }
 
 
 def interface_document(interface: Interface) -> dict[str, Any]:
@@ -122,16 +141,34 @@ def interface_document(interface: Interface) -> dict[str, Any]:
         "input_schema": input_schema(interface),
         "output_schema": output_schema(interface),
         "inputs": [
-            {k: v for k, v in {
-                "name": s.name, "kind": s.kind, "node_id": s.node_id, "required": s.required,
-                "default": s.default, "minimum": s.minimum, "maximum": s.maximum, "step": s.step,
-                "max_length": s.max_length, "options": list(s.options) or None,
-                "description": s.description or None,
-            }.items() if v is not None}
+            {
+                k: v
+                for k, v in {
+                    "name": s.name,
+                    "kind": s.kind,
+                    "node_id": s.node_id,
+                    "required": s.required,
+                    "default": s.default,
+                    "minimum": s.minimum,
+                    "maximum": s.maximum,
+                    "step": s.step,
+                    "max_length": s.max_length,
+                    "options": list(s.options) or None,
+                    "description": s.description or None,
+                }.items()
+                if v is not None
+            }
             for s in interface.inputs
         ],
-        "outputs": [{"name": o.name, "kind": o.kind, "node_id": o.node_id,
-                     **({"format": o.format} if o.format else {})} for o in interface.outputs],
+        "outputs": [
+            {
+                "name": o.name,
+                "kind": o.kind,
+                "node_id": o.node_id,
+                **({"format": o.format} if o.format else {}),
+            }
+            for o in interface.outputs
+        ],
     }
 
 
@@ -215,21 +252,41 @@ def _describe(error: Any, body: dict[str, Any], interface: Interface) -> list[Fi
     if error.validator == "additionalProperties":
         known = {s.name for s in interface.inputs}
         extra = [k for k in body if k not in known]
-        hint = f"; the inputs are: {', '.join(sorted(known))}" if known else "; this workflow takes no inputs"
-        listed = [FieldError(_name(k), f"unknown field{hint}") for k in sorted(extra[:1000])[:_MAX_UNKNOWN]]
+        hint = (
+            f"; the inputs are: {', '.join(sorted(known))}"
+            if known
+            else "; this workflow takes no inputs"
+        )
+        listed = [
+            FieldError(_name(k), f"unknown field{hint}")
+            for k in sorted(extra[:1000])[:_MAX_UNKNOWN]
+        ]
         if len(extra) > _MAX_UNKNOWN:
             listed.append(FieldError(None, f"and {len(extra) - _MAX_UNKNOWN} more unknown fields"))
         return listed
     field = str(error.path[0]) if error.path else None
     if error.validator == "type":
         expected = error.validator_value
-        return [FieldError(field, f"must be of type {expected}, got {_json_type(error.instance)} "
-                                  f"{_shown(error.instance)}")]
+        return [
+            FieldError(
+                field,
+                f"must be of type {expected}, got {_json_type(error.instance)} "
+                f"{_shown(error.instance)}",
+            )
+        ]
     if error.validator == "enum":
-        return [FieldError(field, f"must be one of {error.validator_value}, got {_shown(error.instance)}")]
+        return [
+            FieldError(
+                field, f"must be one of {error.validator_value}, got {_shown(error.instance)}"
+            )
+        ]
     if error.validator == "maxLength":
-        return [FieldError(field, f"is too long: {len(error.instance)} characters, at most "
-                                  f"{error.validator_value}")]
+        return [
+            FieldError(
+                field,
+                f"is too long: {len(error.instance)} characters, at most {error.validator_value}",
+            )
+        ]
     message = error.message
     if len(message) > 300:
         message = message[:300] + "…"
@@ -261,11 +318,17 @@ def validate_request(interface: Interface, body: Any) -> dict[str, Any]:
     (bytes or str) for :mod:`comfypack.media` to decode. Seeds left out are ``None``.
     """
     if not isinstance(body, dict):
-        raise RequestError(f"the request body must be a JSON object, got {_json_type(body)}",
-                           details=[FieldError(None, "expected a JSON object")], status=400)
+        raise RequestError(
+            f"the request body must be a JSON object, got {_json_type(body)}",
+            details=[FieldError(None, "expected a JSON object")],
+            status=400,
+        )
     # a Seed sent as null means "pick one", like leaving it out
-    body = {k: v for k, v in body.items()
-            if not (v is None and k in {s.name for s in interface.seed_inputs})}
+    body = {
+        k: v
+        for k, v in body.items()
+        if not (v is None and k in {s.name for s in interface.seed_inputs})
+    }
     validator = _cached_validator(interface)
     problems: list[FieldError] = []
     for error in sorted(validator.iter_errors(body), key=lambda e: list(e.path)):
@@ -275,17 +338,34 @@ def validate_request(interface: Interface, body: Any) -> dict[str, Any]:
         if isinstance(value, float) and not math.isfinite(value):
             problems.append(FieldError(spec.name, f"must be a finite number, got {value!r}"))
             continue
-        if spec.is_file and spec.name in body and not isinstance(value, (str, bytes, bytearray, Upload)):
-            problems.append(FieldError(spec.name, (
-                f"must be a file upload, an http(s) URL or base64 text, got {_json_type(value)}")))
-        elif spec.is_file and spec.name in body and not (
-                value.strip() if isinstance(value, str) else getattr(value, "data", value)):
-            problems.append(FieldError(spec.name, "is empty: send a file upload, an http(s) URL or base64"))
+        if (
+            spec.is_file
+            and spec.name in body
+            and not isinstance(value, (str, bytes, bytearray, Upload))
+        ):
+            problems.append(
+                FieldError(
+                    spec.name,
+                    (
+                        f"must be a file upload, an http(s) URL or base64 text, got {_json_type(value)}"
+                    ),
+                )
+            )
+        elif (
+            spec.is_file
+            and spec.name in body
+            and not (value.strip() if isinstance(value, str) else getattr(value, "data", value))
+        ):
+            problems.append(
+                FieldError(spec.name, "is empty: send a file upload, an http(s) URL or base64")
+            )
         if spec.kind == "float" and isinstance(value, bool):
             problems.append(FieldError(spec.name, "must be a number, got boolean"))
     if problems:
         fields = ", ".join(dict.fromkeys(str(p["field"]) for p in problems))
-        msgs = "; ".join(f"{p['field']}: {p['message']}" if p["field"] else p["message"] for p in problems)
+        msgs = "; ".join(
+            f"{p['field']}: {p['message']}" if p["field"] else p["message"] for p in problems
+        )
         raise RequestError(f"invalid input ({fields}): {msgs}", details=problems)
     values: dict[str, Any] = {}
     for spec in interface.inputs:

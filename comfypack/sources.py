@@ -102,7 +102,9 @@ def _hosts(*urls: str | None) -> set[str]:
     return {(urlsplit(u).hostname or "").lower() for u in urls if u}
 
 
-def classify_url(url: str, *, hf_endpoint: str | None = None, civitai_url: str | None = None) -> ModelSource:
+def classify_url(
+    url: str, *, hf_endpoint: str | None = None, civitai_url: str | None = None
+) -> ModelSource:
     """A URL as a :class:`ModelSource` with its canonical URL: Hugging Face ``resolve`` URLs (on
     huggingface.co or on the ``hf_endpoint`` mirror) keep repo/revision/file, Civitai download
     URLs (on civitai.com or ``civitai_url``) their model version id; anything else is ``url``.
@@ -120,8 +122,9 @@ def classify_url(url: str, *, hf_endpoint: str | None = None, civitai_url: str |
         m = _HF_RESOLVE.match(parts.path)
         if m:
             repo, rev, file = m["repo"], unquote(m["rev"]), unquote(m["file"])
-            return ModelSource(type="huggingface", url=_hf_url(repo, file, rev), repo=repo,
-                               revision=rev, file=file)
+            return ModelSource(
+                type="huggingface", url=_hf_url(repo, file, rev), repo=repo, revision=rev, file=file
+            )
     if host == "civitai.com" or host.endswith(".civitai.com") or host in _hosts(civitai_url):
         m = _CIVITAI_DOWNLOAD.match(parts.path)
         if m:
@@ -159,10 +162,14 @@ class SourcesFile:
         except ValueError as e:
             raise LockError(f"the sources file {path} is not valid JSON: {e}") from e
         if not isinstance(data, dict):
-            raise LockError(f"the sources file {path} must be a JSON object "
-                            '({"<sha256 or file name>": "<url>", …})')
+            raise LockError(
+                f"the sources file {path} must be a JSON object "
+                '({"<sha256 or file name>": "<url>", …})'
+            )
         repos = data.pop("huggingface_repos", [])
-        if not isinstance(repos, list) or not all(isinstance(r, str) and r.count("/") == 1 for r in repos):
+        if not isinstance(repos, list) or not all(
+            isinstance(r, str) and r.count("/") == 1 for r in repos
+        ):
             raise LockError(f"{path}: huggingface_repos must be a list of 'org/name' strings")
         self.repos: list[str] = list(dict.fromkeys(repos))
         self.by_hash: dict[str, list[ModelSource]] = {}
@@ -211,8 +218,12 @@ def workflow_model_urls(graph: Any) -> list[dict[str, str]]:
 
     def take(entries: Any) -> None:
         for e in entries if isinstance(entries, list) else []:
-            if isinstance(e, dict) and all(isinstance(e.get(k), str) and e.get(k) for k in ("name", "url")):
-                found.append({"name": e["name"], "url": e["url"], "directory": str(e.get("directory") or "")})
+            if isinstance(e, dict) and all(
+                isinstance(e.get(k), str) and e.get(k) for k in ("name", "url")
+            ):
+                found.append(
+                    {"name": e["name"], "url": e["url"], "directory": str(e.get("directory") or "")}
+                )
 
     def nodes(container: Any) -> None:
         for node in (container.get("nodes") if isinstance(container, dict) else None) or []:
@@ -222,8 +233,11 @@ def workflow_model_urls(graph: Any) -> list[dict[str, str]]:
     if isinstance(graph, dict):
         take(graph.get("models"))
         nodes(graph)
-        for sub in ((graph.get("definitions") or {}).get("subgraphs") or []) if isinstance(
-                graph.get("definitions"), dict) else []:
+        for sub in (
+            ((graph.get("definitions") or {}).get("subgraphs") or [])
+            if isinstance(graph.get("definitions"), dict)
+            else []
+        ):
             nodes(sub)
     unique: dict[tuple[str, str, str], dict[str, str]] = {}
     for e in found:
@@ -240,8 +254,13 @@ class WorkflowModels:
     name = "workflow"
     cacheable = False
 
-    def __init__(self, entries: list[dict[str, str]], *, hub: HFApiResolver | None = None,
-                 hf_endpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        entries: list[dict[str, str]],
+        *,
+        hub: HFApiResolver | None = None,
+        hf_endpoint: str | None = None,
+    ) -> None:
         self.entries = entries
         self.hub = hub
         self.hf_endpoint = hf_endpoint
@@ -260,20 +279,32 @@ class WorkflowModels:
         base = model.path.rsplit("/", 1)[-1]
         out: list[ModelSource] = []
         for e in self.entries:
-            if e["name"] not in (model.path, base) or (e["directory"] and e["directory"] != model.folder):
+            if e["name"] not in (model.path, base) or (
+                e["directory"] and e["directory"] != model.folder
+            ):
                 continue
             try:
                 src = classify_url(e["url"], hf_endpoint=self.hf_endpoint)
             except ValueError as err:
                 logger.warning("the workflow's URL for %s is unusable: %s", e["name"], err)
                 continue
-            if (src.type == "huggingface" and self.hub is not None and src.repo and src.file
-                    and not _COMMIT_RE.match(src.revision or "")):
+            if (
+                src.type == "huggingface"
+                and self.hub is not None
+                and src.repo
+                and src.file
+                and not _COMMIT_RE.match(src.revision or "")
+            ):
                 pinned = self.hub.pin(src.repo, src.file, model)
                 if pinned is None:
-                    logger.warning("the workflow names %s for %s/%s, but the file there is not this "
-                                   "model (sha256 %s); not using it", src.url, model.folder,
-                                   model.path, model.sha256[:12])
+                    logger.warning(
+                        "the workflow names %s for %s/%s, but the file there is not this "
+                        "model (sha256 %s); not using it",
+                        src.url,
+                        model.folder,
+                        model.path,
+                        model.sha256[:12],
+                    )
                     continue
                 src = pinned
             out.append(src)
@@ -291,7 +322,7 @@ def _hf_url(repo: str, file: str, revision: str) -> str:
 def _repo_of(dirname: str) -> str | None:
     if not dirname.startswith("models--"):
         return None
-    parts = dirname[len("models--"):].split("--")
+    parts = dirname[len("models--") :].split("--")
     return "/".join(parts) if len(parts) == 2 and all(parts) else None
 
 
@@ -339,9 +370,13 @@ class HFCacheResolver:
             if len(rel) >= 3 and _repo_of(rel[0]):
                 if rel[1] == "blobs":
                     if _SHA256_RE.match(rel[2]) and rel[2] != model.sha256:
-                        logger.warning("%s is the cached blob %s but its content hash is %s: the "
-                                       "Hugging Face cache is damaged; not using it as a source",
-                                       model.local_path, rel[2], model.sha256)
+                        logger.warning(
+                            "%s is the cached blob %s but its content hash is %s: the "
+                            "Hugging Face cache is damaged; not using it as a source",
+                            model.local_path,
+                            rel[2],
+                            model.sha256,
+                        )
                         return []
                     return self._best(self._hits(repo_dir, real, model))
                 if rel[1] == "snapshots" and len(rel) >= 4:  # a cache without symlinks
@@ -362,11 +397,15 @@ class HFCacheResolver:
     def _source(self, repo_dir: Path, revision: str, file: str) -> ModelSource:
         repo = _repo_of(repo_dir.name)
         assert repo is not None
-        return ModelSource(type="huggingface", url=_hf_url(repo, file, revision),
-                           repo=repo, revision=revision, file=file)
+        return ModelSource(
+            type="huggingface",
+            url=_hf_url(repo, file, revision),
+            repo=repo,
+            revision=revision,
+            file=file,
+        )
 
-    def _hits(self, repo_dir: Path, blob: Path,
-              model: ModelFile) -> list[_Hit]:
+    def _hits(self, repo_dir: Path, blob: Path, model: ModelFile) -> list[_Hit]:
         """Every snapshot file that links to ``blob``, ranked: in the snapshot ``main`` points
         at first, then with the model's own file name, then by repo, path."""
         snapshots = repo_dir / "snapshots"
@@ -435,8 +474,14 @@ class HFApiResolver:
 
     name = "huggingface"
 
-    def __init__(self, endpoint: str | None = None, token: str | None = None,
-                 repos: list[str] | tuple[str, ...] = (), *, timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        token: str | None = None,
+        repos: list[str] | tuple[str, ...] = (),
+        *,
+        timeout: float = 20.0,
+    ) -> None:
         from huggingface_hub import HfApi, constants
 
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
@@ -471,8 +516,10 @@ class HFApiResolver:
     def _repo(self, repo: str) -> _RepoState:
         state = self._state.get(repo)
         if state is None:
-            info = self._call(f"{repo}@main", lambda: self._api.model_info(
-                repo, revision="main", timeout=self.timeout))
+            info = self._call(
+                f"{repo}@main",
+                lambda: self._api.model_info(repo, revision="main", timeout=self.timeout),
+            )
             state = _RepoState(revision=getattr(info, "sha", None) if info is not None else None)
             self._state[repo] = state
         return state
@@ -489,8 +536,13 @@ class HFApiResolver:
             return False
 
     def _source(self, repo: str, revision: str, file: str) -> ModelSource:
-        return ModelSource(type="huggingface", url=_hf_url(repo, file, revision),
-                           repo=repo, revision=revision, file=file)
+        return ModelSource(
+            type="huggingface",
+            url=_hf_url(repo, file, revision),
+            repo=repo,
+            revision=revision,
+            file=file,
+        )
 
     def resolve(self, model: ModelFile) -> list[ModelSource]:
         from huggingface_hub.hf_api import RepoFile
@@ -502,8 +554,13 @@ class HFApiResolver:
             if rev is None:
                 continue
             live.append((repo, rev))
-            entries = self._call(f"{repo}: paths-info", lambda repo=repo, rev=rev: self._api.get_paths_info(
-                repo, names, revision=rev)) or []
+            entries = (
+                self._call(
+                    f"{repo}: paths-info",
+                    lambda repo=repo, rev=rev: self._api.get_paths_info(repo, names, revision=rev),
+                )
+                or []
+            )
             for entry in entries:
                 if isinstance(entry, RepoFile) and self._matches(entry, model):
                     return [self._source(repo, rev, entry.path)]
@@ -511,16 +568,23 @@ class HFApiResolver:
             state = self._repo(repo)
             if state.by_sha is None:
                 state.by_sha = {}
-                listing = self._call(f"{repo}: tree", lambda repo=repo, rev=rev: list(
-                    _take(self._api.list_repo_tree(repo, recursive=True, revision=rev), _TREE_MAX)))
+                listing = self._call(
+                    f"{repo}: tree",
+                    lambda repo=repo, rev=rev: list(
+                        _take(
+                            self._api.list_repo_tree(repo, recursive=True, revision=rev), _TREE_MAX
+                        )
+                    ),
+                )
                 for entry in listing or []:
                     if not isinstance(entry, RepoFile):
                         continue
                     if entry.lfs is not None:
                         state.by_sha.setdefault(entry.lfs.sha256, []).append(entry.path)
                     elif entry.size <= _GIT_BLOB_MAX:
-                        state.small.setdefault((entry.path.rsplit("/", 1)[-1], entry.size), []).append(
-                            (entry.path, entry.blob_id))
+                        state.small.setdefault(
+                            (entry.path.rsplit("/", 1)[-1], entry.size), []
+                        ).append((entry.path, entry.blob_id))
             paths = state.by_sha.get(model.sha256, [])
             if paths:
                 base = model.path.rsplit("/", 1)[-1]
@@ -532,15 +596,18 @@ class HFApiResolver:
                         return [self._source(repo, rev, path)]
         return []
 
-
     def pin(self, repo: str, file: str, model: ModelFile) -> ModelSource | None:
         """``file`` of ``repo`` at the commit ``main`` points at now, if it is ``model`` (by LFS
         sha256 or git blob id); ``None`` otherwise. Unreachable: :class:`_Unavailable`."""
         rev = self._repo(repo).revision
         if rev is None:
             return None
-        entries = self._call(f"{repo}: paths-info", lambda: self._api.get_paths_info(
-            repo, [file], revision=rev)) or []
+        entries = (
+            self._call(
+                f"{repo}: paths-info", lambda: self._api.get_paths_info(repo, [file], revision=rev)
+            )
+            or []
+        )
         from huggingface_hub.hf_api import RepoFile
 
         for entry in entries:
@@ -565,8 +632,9 @@ class CivitaiResolver:
 
     name = "civitai"
 
-    def __init__(self, base_url: str = CIVITAI_URL, token: str | None = None, *,
-                 timeout: float = 20.0) -> None:
+    def __init__(
+        self, base_url: str = CIVITAI_URL, token: str | None = None, *, timeout: float = 20.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -597,15 +665,22 @@ class CivitaiResolver:
             return []
         version_id = data.get("id") if isinstance(data.get("id"), int) else None
         files = [f for f in data.get("files") or [] if isinstance(f, dict)]
-        match = [f for f in files
-                 if str((f.get("hashes") or {}).get("SHA256", "")).lower() == model.sha256]
+        match = [
+            f
+            for f in files
+            if str((f.get("hashes") or {}).get("SHA256", "")).lower() == model.sha256
+        ]
         download_url = (match[0] if match else {}).get("downloadUrl") or data.get("downloadUrl")
         if not isinstance(download_url, str):
             return []
         try:
             found = classify_url(download_url, civitai_url=self.base_url)
             if found.type == "civitai":  # its canonical civitai.com URL, whatever answered
-                return [found.model_copy(update={"model_version_id": version_id or found.model_version_id})]
+                return [
+                    found.model_copy(
+                        update={"model_version_id": version_id or found.model_version_id}
+                    )
+                ]
             return [ModelSource(type="civitai", url=download_url, model_version_id=version_id)]
         except ValueError:
             logger.debug("Civitai gave an unusable download URL %r", download_url)
@@ -615,9 +690,14 @@ class CivitaiResolver:
 # -- resolving --------------------------------------------------------------------------------
 
 
-def default_resolvers(sources_file: Path | None, *, hf_endpoint: str | None = None,
-                      civitai_url: str | None = None, offline: bool = False,
-                      workflow_models: list[dict[str, str]] | None = None) -> list[Resolver]:
+def default_resolvers(
+    sources_file: Path | None,
+    *,
+    hf_endpoint: str | None = None,
+    civitai_url: str | None = None,
+    offline: bool = False,
+    workflow_models: list[dict[str, str]] | None = None,
+) -> list[Resolver]:
     """The standard order: sources file, the workflow's own model URLs, HF cache, then (unless
     ``offline``) the HF API over the repos named by the sources file, the workflow's URLs and
     present in the cache, and Civitai."""
@@ -663,7 +743,9 @@ class _LookupCache:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(data, dict) and data.get("version") == _CACHE_VERSION:
-                self.entries = {k: v for k, v in data.get("entries", {}).items() if isinstance(v, dict)}
+                self.entries = {
+                    k: v for k, v in data.get("entries", {}).items() if isinstance(v, dict)
+                }
         except FileNotFoundError:
             pass
         except (OSError, ValueError, AttributeError) as e:
@@ -691,14 +773,20 @@ class _LookupCache:
         if not self.dirty:
             return
         try:
-            atomic_write(self.path, json.dumps({"version": _CACHE_VERSION, "entries": self.entries},
-                                                sort_keys=True, indent=1) + "\n")
+            atomic_write(
+                self.path,
+                json.dumps(
+                    {"version": _CACHE_VERSION, "entries": self.entries}, sort_keys=True, indent=1
+                )
+                + "\n",
+            )
         except OSError as e:
             logger.warning("cannot write the source lookup cache %s: %s", self.path, e)
 
 
-def resolve_sources(models: list[ModelFile], resolvers: list[Resolver], *,
-                    cache_path: Path | None = None) -> dict[str, list[ModelSource]]:
+def resolve_sources(
+    models: list[ModelFile], resolvers: list[Resolver], *, cache_path: Path | None = None
+) -> dict[str, list[ModelSource]]:
     """Sources for every model, keyed by sha256 (an empty list: no source found).
 
     Resolvers are tried in order and the first that answers wins. Answers of network resolvers
@@ -731,8 +819,12 @@ def resolve_sources(models: list[ModelFile], resolvers: list[Resolver], *,
                 try:
                     answer = resolver.resolve(model)
                 except unreachable as e:
-                    logger.warning("model sources: %s cannot be reached (%s); skipping it for "
-                                   "the remaining models", resolver.name, e)
+                    logger.warning(
+                        "model sources: %s cannot be reached (%s); skipping it for "
+                        "the remaining models",
+                        resolver.name,
+                        e,
+                    )
                     down.add(id(resolver))
                     continue
                 if cacheable:
@@ -742,8 +834,12 @@ def resolve_sources(models: list[ModelFile], resolvers: list[Resolver], *,
                     break
             result[model.sha256] = found
             if not found:
-                logger.info("no download source found for %s/%s (sha256 %s)",
-                            model.folder, model.path, model.sha256)
+                logger.info(
+                    "no download source found for %s/%s (sha256 %s)",
+                    model.folder,
+                    model.path,
+                    model.sha256,
+                )
     finally:
         cache.save()
     return result

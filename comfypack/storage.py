@@ -31,15 +31,25 @@ from .errors import ComfyPackError, RequestError, ServiceError
 if TYPE_CHECKING:
     from .runner import RunOutput
 
-__all__ = ["StorageSettings", "OutputStore", "OUTPUTS_HEADER", "PREFIX_HEADER", "MODES",
-           "choose_mode", "job_prefix", "s3_client"]
+__all__ = [
+    "StorageSettings",
+    "OutputStore",
+    "OUTPUTS_HEADER",
+    "PREFIX_HEADER",
+    "MODES",
+    "choose_mode",
+    "job_prefix",
+    "s3_client",
+]
 
 logger = logging.getLogger(__name__)
 
 OUTPUTS_HEADER = "X-ComfyPack-Outputs"
 PREFIX_HEADER = "X-ComfyPack-Output-Prefix"
 MODES = ("inline", "url")
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,7}/?$")
+_PREFIX_RE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,7}/?$"
+)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -51,15 +61,22 @@ def _boto3() -> Any:
     return boto3
 
 
-def s3_client(endpoint_url: str | None = None, region: str | None = None,
-              addressing: str = "auto") -> Any:
+def s3_client(
+    endpoint_url: str | None = None, region: str | None = None, addressing: str = "auto"
+) -> Any:
     """A boto3 S3 client: credentials from boto3's chain, SigV4 (what presigned URLs need)."""
     from botocore.config import Config
 
-    config = Config(signature_version="s3v4", s3={"addressing_style": addressing},
-                    retries={"max_attempts": 5, "mode": "standard"})
-    return _boto3().session.Session().client("s3", endpoint_url=endpoint_url or None,
-                                             region_name=region or None, config=config)
+    config = Config(
+        signature_version="s3v4",
+        s3={"addressing_style": addressing},
+        retries={"max_attempts": 5, "mode": "standard"},
+    )
+    return (
+        _boto3()
+        .session.Session()
+        .client("s3", endpoint_url=endpoint_url or None, region_name=region or None, config=config)
+    )
 
 
 @dataclass(frozen=True)
@@ -81,15 +98,21 @@ class StorageSettings:
 
     def __post_init__(self) -> None:
         if not self.modes or any(m not in MODES for m in self.modes):
-            raise ComfyPackError(f"COMFYPACK_OUTPUTS: {','.join(self.modes)!r}: list inline and/or url")
+            raise ComfyPackError(
+                f"COMFYPACK_OUTPUTS: {','.join(self.modes)!r}: list inline and/or url"
+            )
         if "url" in self.modes and not self.bucket:
-            raise ComfyPackError("URL answers need a bucket: set COMFYPACK_S3_BUCKET (or leave "
-                                 "COMFYPACK_OUTPUTS=inline)")
+            raise ComfyPackError(
+                "URL answers need a bucket: set COMFYPACK_S3_BUCKET (or leave "
+                "COMFYPACK_OUTPUTS=inline)"
+            )
         if not 1 <= self.expires <= 7 * 24 * 3600:
             raise ComfyPackError("COMFYPACK_S3_URL_EXPIRES: between 1 s and 7 days (SigV4's limit)")
         if self.prefix and not _PREFIX_RE.match(self.prefix):
-            raise ComfyPackError(f"COMFYPACK_S3_PREFIX={self.prefix!r}: letters, digits, '._-' "
-                                 "segments separated by '/'")
+            raise ComfyPackError(
+                f"COMFYPACK_S3_PREFIX={self.prefix!r}: letters, digits, '._-' "
+                "segments separated by '/'"
+            )
         if self.addressing not in ("auto", "path", "virtual"):
             raise ComfyPackError("COMFYPACK_S3_ADDRESSING: auto, path or virtual")
 
@@ -108,11 +131,15 @@ class StorageSettings:
         expires = env.get("COMFYPACK_S3_URL_EXPIRES") or "3600"
         if not expires.isdigit():
             raise ComfyPackError(f"COMFYPACK_S3_URL_EXPIRES={expires!r}: whole seconds")
-        return cls(bucket=bucket, endpoint_url=env.get("COMFYPACK_S3_ENDPOINT") or None,
-                   prefix=env.get("COMFYPACK_S3_PREFIX", "").strip(),
-                   region=env.get("COMFYPACK_S3_REGION") or None, expires=int(expires),
-                   modes=tuple(m.strip().lower() for m in modes_text.split(",") if m.strip()),
-                   addressing=(env.get("COMFYPACK_S3_ADDRESSING") or "auto").lower())
+        return cls(
+            bucket=bucket,
+            endpoint_url=env.get("COMFYPACK_S3_ENDPOINT") or None,
+            prefix=env.get("COMFYPACK_S3_PREFIX", "").strip(),
+            region=env.get("COMFYPACK_S3_REGION") or None,
+            expires=int(expires),
+            modes=tuple(m.strip().lower() for m in modes_text.split(",") if m.strip()),
+            addressing=(env.get("COMFYPACK_S3_ADDRESSING") or "auto").lower(),
+        )
 
 
 def choose_mode(asked: str | None, settings: StorageSettings) -> str:
@@ -122,8 +149,11 @@ def choose_mode(asked: str | None, settings: StorageSettings) -> str:
     mode = asked.strip().lower()
     if mode not in settings.modes:
         raise RequestError.for_field(
-            "outputs", f"{asked!r} is not an answer form this service offers (it offers: "
-            f"{', '.join(settings.modes)})", status=422)
+            "outputs",
+            f"{asked!r} is not an answer form this service offers (it offers: "
+            f"{', '.join(settings.modes)})",
+            status=422,
+        )
     return mode
 
 
@@ -134,8 +164,10 @@ def job_prefix(asked: str | None) -> str:
     text = asked.strip()
     if not _PREFIX_RE.match(text):  # every segment starts with a letter or digit: no "." / ".."
         raise RequestError.for_field(
-            "output_prefix", "letters, digits and '._-', in at most 8 segments separated by '/'",
-            status=422)
+            "output_prefix",
+            "letters, digits and '._-', in at most 8 segments separated by '/'",
+            status=422,
+        )
     return text.rstrip("/") + "/"
 
 
@@ -147,8 +179,11 @@ class OutputStore:
             raise ComfyPackError("no bucket: set COMFYPACK_S3_BUCKET")
         self.settings = settings
         self.bucket: str = settings.bucket
-        self.client = client if client is not None else s3_client(
-            settings.endpoint_url, settings.region, settings.addressing)
+        self.client = (
+            client
+            if client is not None
+            else s3_client(settings.endpoint_url, settings.region, settings.addressing)
+        )
 
     def key(self, job_id: str, output: str, filename: str, prefix: str = "") -> str:
         base = self.settings.prefix.rstrip("/") + "/" if self.settings.prefix else ""
@@ -160,19 +195,24 @@ class OutputStore:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as e:  # botocore's ClientError / EndpointConnectionError / NoCredentials
-            raise ServiceError(f"the output bucket {self.bucket!r} is not reachable with boto3's "
-                               f"credentials: {_describe(e)}") from e
+            raise ServiceError(
+                f"the output bucket {self.bucket!r} is not reachable with boto3's "
+                f"credentials: {_describe(e)}"
+            ) from e
 
     def put(self, data: bytes, key: str, media_type: str) -> str:
         """Upload ``data`` to ``key``; returns a presigned GET URL for it."""
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=media_type)
             url: str = self.client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": key},
-                ExpiresIn=self.settings.expires)
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=self.settings.expires,
+            )
         except Exception as e:  # botocore raises many kinds; all mean "not stored"
-            raise ServiceError(f"uploading an output to s3://{self.bucket}/{key} failed: "
-                               f"{_describe(e)}") from e
+            raise ServiceError(
+                f"uploading an output to s3://{self.bucket}/{key} failed: {_describe(e)}"
+            ) from e
         return url
 
     async def store(self, result: RunOutput, job_id: str, prefix: str = "") -> dict[str, list[str]]:
@@ -180,8 +220,11 @@ class OutputStore:
         from .runner import OutputFile
 
         jobs: list[tuple[str, int, OutputFile]] = [
-            (name, i, v) for name, values in result.outputs.items()
-            for i, v in enumerate(values) if isinstance(v, OutputFile)]
+            (name, i, v)
+            for name, values in result.outputs.items()
+            for i, v in enumerate(values)
+            if isinstance(v, OutputFile)
+        ]
         urls: dict[str, list[str]] = {}
 
         async def one(name: str, i: int, f: OutputFile) -> tuple[str, int, str]:

@@ -70,29 +70,72 @@ VIRTUAL_TYPES = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote"})
 DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 
 #: Input types the frontend draws as widgets (core widgets and its bundled extensions').
-WIDGET_TYPES = frozenset({
-    "INT", "FLOAT", "BOOLEAN", "STRING", "MARKDOWN", "COMBO", "IMAGEUPLOAD", "COLOR",
-    "IMAGECOMPARE", "CHART", "GALLERIA", "TEXTAREA", "LOAD_3D", "PREVIEW_3D", "AUDIO_UI",
-    "AUDIOUPLOAD", "AUDIO_RECORD", "WEBCAM", "PAINTER", "CURVE", "BOUNDING_BOX", "BOUNDING_BOXES",
-    "RANGE", "COLORS", DYNAMIC_COMBO,
-})
+WIDGET_TYPES = frozenset(
+    {
+        "INT",
+        "FLOAT",
+        "BOOLEAN",
+        "STRING",
+        "MARKDOWN",
+        "COMBO",
+        "IMAGEUPLOAD",
+        "COLOR",
+        "IMAGECOMPARE",
+        "CHART",
+        "GALLERIA",
+        "TEXTAREA",
+        "LOAD_3D",
+        "PREVIEW_3D",
+        "AUDIO_UI",
+        "AUDIOUPLOAD",
+        "AUDIO_RECORD",
+        "WEBCAM",
+        "PAINTER",
+        "CURVE",
+        "BOUNDING_BOX",
+        "BOUNDING_BOXES",
+        "RANGE",
+        "COLORS",
+        DYNAMIC_COMBO,
+    }
+)
 
 #: Save nodes whose ``filename_prefix`` gets ``%Node.widget%`` / ``%date:…%`` replacements.
-SAVE_NODES = frozenset({
-    "SaveImage", "SaveVideo", "SaveAnimatedWEBP", "SaveWEBM", "SaveAudio", "SaveGLB",
-    "SaveAnimatedPNG", "CLIPSave", "VAESave", "ModelSave", "LoraSave", "SaveLatent",
-})
+SAVE_NODES = frozenset(
+    {
+        "SaveImage",
+        "SaveVideo",
+        "SaveAnimatedWEBP",
+        "SaveWEBM",
+        "SaveAudio",
+        "SaveGLB",
+        "SaveAnimatedPNG",
+        "CLIPSave",
+        "VAESave",
+        "ModelSave",
+        "LoraSave",
+        "SaveLatent",
+    }
+)
 
 #: Nodes the frontend gives an audio player widget (no value slot) → whether it is sent (as "").
 #: comfypack's own web extension gives its audio input one too, kept out of the prompt.
 AUDIO_UI_NODES: dict[str, bool] = {
-    "LoadAudio": True, "SaveAudio": True, "PreviewAudio": True, "SaveAudioMP3": True,
-    "SaveAudioOpus": True, "SaveAudioAdvanced": True, "ComfyPackInputAudio": False,
+    "LoadAudio": True,
+    "SaveAudio": True,
+    "PreviewAudio": True,
+    "SaveAudioMP3": True,
+    "SaveAudioOpus": True,
+    "SaveAudioAdvanced": True,
+    "ComfyPackInputAudio": False,
 }
 
 #: The buttons newer frontends give ``Load3D`` after its file combo: (name, value), both saved and sent.
-LOAD3D_BUTTONS = (("upload 3d model", "upload3dmodel"), ("upload extra resources", "uploadExtraResources"),
-                  ("clear", "clear"))
+LOAD3D_BUTTONS = (
+    ("upload 3d model", "upload3dmodel"),
+    ("upload extra resources", "uploadExtraResources"),
+    ("clear", "clear"),
+)
 
 _URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
 _UNSET: Any = object()  # JavaScript's `undefined`: the key is left out of the JSON
@@ -220,7 +263,11 @@ def _unique_subgraph_node_ids(ui: Mapping[str, Any]) -> Mapping[str, Any]:
     state = ui.get("state") if ui.get("version") != 0.4 else None
     last = (state or {}).get("lastNodeId") if isinstance(state, Mapping) else None
     last = int(last if isinstance(last, int) else ui.get("last_node_id") or 0)
-    used = {n.get("id") for n in ui.get("nodes") or [] if isinstance(n, Mapping) and isinstance(n.get("id"), int)}
+    used = {
+        n.get("id")
+        for n in ui.get("nodes") or []
+        if isinstance(n, Mapping) and isinstance(n.get("id"), int)
+    }
     remapped: dict[Any, dict[int, int]] = {}
     for sg in definitions:
         if not isinstance(sg, Mapping):
@@ -252,8 +299,9 @@ def _unique_subgraph_node_ids(ui: Mapping[str, Any]) -> Mapping[str, Any]:
             for w in sg.get("widgets") or []:
                 if isinstance(w, dict) and w.get("id") in mapping:
                     w["id"] = mapping[w["id"]]
-    all_nodes = list(ui.get("nodes") or []) + [n for sg in definitions if isinstance(sg, Mapping)
-                                                for n in sg.get("nodes") or []]
+    all_nodes = list(ui.get("nodes") or []) + [
+        n for sg in definitions if isinstance(sg, Mapping) for n in sg.get("nodes") or []
+    ]
     for n in all_nodes:
         renumbered = remapped.get(n.get("type")) if isinstance(n, dict) else None
         proxies = (n.get("properties") or {}).get("proxyWidgets") if renumbered else None
@@ -274,11 +322,23 @@ def _parse_links(raw: Any) -> dict[Any, _Link]:
     links: dict[Any, _Link] = {}
     for item in raw or []:
         if isinstance(item, list) and len(item) >= 5:
-            link = _Link(item[0], item[1], int(item[2]), item[3], int(item[4]),
-                         item[5] if len(item) > 5 else None)
+            link = _Link(
+                item[0],
+                item[1],
+                int(item[2]),
+                item[3],
+                int(item[4]),
+                item[5] if len(item) > 5 else None,
+            )
         elif isinstance(item, Mapping) and "id" in item:
-            link = _Link(item["id"], item.get("origin_id"), int(item.get("origin_slot") or 0),
-                         item.get("target_id"), int(item.get("target_slot") or 0), item.get("type"))
+            link = _Link(
+                item["id"],
+                item.get("origin_id"),
+                int(item.get("origin_slot") or 0),
+                item.get("target_id"),
+                int(item.get("target_slot") or 0),
+                item.get("type"),
+            )
         else:
             continue
         links[link.id] = link
@@ -295,7 +355,11 @@ def _same_id(a: Any, b: Any) -> bool:
 
 def _spec(raw: Any, name: str, optional: bool) -> dict[str, Any]:
     """A V1 input spec (``["INT", {...}]`` or ``[[options], {...}]``) in the frontend's V2 form."""
-    opts = dict(raw[1]) if isinstance(raw, list) and len(raw) > 1 and isinstance(raw[1], Mapping) else {}
+    opts = (
+        dict(raw[1])
+        if isinstance(raw, list) and len(raw) > 1 and isinstance(raw[1], Mapping)
+        else {}
+    )
     head = raw[0] if isinstance(raw, list) and raw else None
     spec: dict[str, Any] = {"name": name, "isOptional": optional, **opts}
     if isinstance(head, list):
@@ -308,8 +372,12 @@ def _spec(raw: Any, name: str, optional: bool) -> dict[str, Any]:
 
 
 def _is_media_upload(raw: Any) -> bool:
-    opts = raw[1] if isinstance(raw, list) and len(raw) > 1 and isinstance(raw[1], Mapping) else None
-    if not opts or not any(opts.get(k) is True for k in ("image_upload", "video_upload", "animated_image_upload")):
+    opts = (
+        raw[1] if isinstance(raw, list) and len(raw) > 1 and isinstance(raw[1], Mapping) else None
+    )
+    if not opts or not any(
+        opts.get(k) is True for k in ("image_upload", "video_upload", "animated_image_upload")
+    ):
         return False
     return isinstance(raw[0], list) or raw[0] == "COMBO"
 
@@ -321,7 +389,12 @@ def _ordered_specs(class_type: str, definition: Mapping[str, Any]) -> list[dict[
     if class_type in AUDIO_UI_NODES:
         required["audioUI"] = ["AUDIO_UI", {}]
     audio = required.get("audio")
-    if isinstance(audio, list) and len(audio) > 1 and isinstance(audio[1], Mapping) and audio[1].get("audio_upload") is True:
+    if (
+        isinstance(audio, list)
+        and len(audio) > 1
+        and isinstance(audio[1], Mapping)
+        and audio[1].get("audio_upload") is True
+    ):
         required["upload"] = ["AUDIOUPLOAD", {}]
     media = next((name for name, raw in required.items() if _is_media_upload(raw)), None)
     if media is not None:
@@ -336,7 +409,9 @@ def _ordered_specs(class_type: str, definition: Mapping[str, Any]) -> list[dict[
     order = definition.get("input_order")
     if not order:
         return list(specs.values())
-    out = [specs[n] for n in order.get("required") or [] if n in specs and not specs[n]["isOptional"]]
+    out = [
+        specs[n] for n in order.get("required") or [] if n in specs and not specs[n]["isOptional"]
+    ]
     out += [specs[n] for n in order.get("optional") or [] if n in specs and specs[n]["isOptional"]]
     seen = {s["name"] for s in out}
     return out + [s for s in specs.values() if s["name"] not in seen]
@@ -366,23 +441,33 @@ def _make_widgets(class_type: str, specs: list[dict[str, Any]], fe: Frontend) ->
             widgets.append(_Widget(name, kind, spec, spec.get("default", 0)))
             control = spec.get("control_after_generate")
             if control if control is not None else name in ("seed", "noise_seed"):
-                widgets.append(_Widget("control_after_generate", "control", {}, "randomize", sent=False))
+                widgets.append(
+                    _Widget("control_after_generate", "control", {}, "randomize", sent=False)
+                )
         elif kind == "COMBO":
             widgets.append(_Widget(name, kind, spec, _combo_default(spec)))
             if class_type == "Load3D" and name == "model_file" and fe.modern:  # its buttons (sent)
                 widgets += [_Widget(n, "button", {}, v) for n, v in LOAD3D_BUTTONS]
             if spec.get("control_after_generate") and not spec.get("multi_select"):
-                widgets.append(_Widget("control_after_generate", "control", {}, "randomize", sent=False))
+                widgets.append(
+                    _Widget("control_after_generate", "control", {}, "randomize", sent=False)
+                )
                 widgets.append(_Widget("control_filter_list", "control", {}, "", sent=False))
         elif kind in ("IMAGEUPLOAD", "AUDIOUPLOAD"):
-            widgets.append(_Widget(name, kind, spec, "image" if kind == "IMAGEUPLOAD" else "", sent=False))
+            widgets.append(
+                _Widget(name, kind, spec, "image" if kind == "IMAGEUPLOAD" else "", sent=False)
+            )
         elif kind == "AUDIO_UI":  # an audio player: no value slot, sent as "" (or its file's URL)
             sent = AUDIO_UI_NODES.get(class_type, True) and fe.audio_ui_sent
             widgets.append(_Widget(name, kind, spec, "", slot=False, sent=sent))
         elif kind == DYNAMIC_COMBO:  # a combo whose chosen option brings its own widgets
             keys = [o.get("key") for o in spec.get("options") or [] if isinstance(o, Mapping)]
-            combo = _Widget(name, kind, {**spec, "options": keys, "raw_options": spec.get("options") or []},
-                            keys[0] if keys else _UNSET)
+            combo = _Widget(
+                name,
+                kind,
+                {**spec, "options": keys, "raw_options": spec.get("options") or []},
+                keys[0] if keys else _UNSET,
+            )
             widgets.append(combo)
             widgets += _dynamic_children(class_type, combo, fe)
         elif kind == "IMAGECOMPARE":  # before/after viewer: no value slot; newer frontends send it
@@ -403,26 +488,40 @@ def _make_widgets(class_type: str, specs: list[dict[str, Any]], fe: Frontend) ->
 def _dynamic_children(class_type: str, combo: _Widget, fe: Frontend) -> list[_Widget]:
     """The widgets the chosen option of a dynamic combo brings, named ``<combo>.<input>``
     (required, then optional; nested dynamic combos expand in turn)."""
-    option = next((o for o in combo.spec.get("raw_options") or []
-                   if isinstance(o, Mapping) and o.get("key") == combo.value), None)
+    option = next(
+        (
+            o
+            for o in combo.spec.get("raw_options") or []
+            if isinstance(o, Mapping) and o.get("key") == combo.value
+        ),
+        None,
+    )
     if option is None:
         return []
     section = option.get("inputs") or {}
-    specs = [_spec(raw, f"{combo.name}.{sub}", optional) for optional, part in ((False, "required"), (True, "optional"))
-             for sub, raw in (section.get(part) or {}).items()]
+    specs = [
+        _spec(raw, f"{combo.name}.{sub}", optional)
+        for optional, part in ((False, "required"), (True, "optional"))
+        for sub, raw in (section.get(part) or {}).items()
+    ]
     return _make_widgets(class_type, specs, fe)
 
 
-def _migrate_widgets_values(specs: list[dict[str, Any]], widgets: list[_Widget],
-                            values: list[Any]) -> list[Any]:
+def _migrate_widgets_values(
+    specs: list[dict[str, Any]], widgets: list[_Widget], values: list[Any]
+) -> list[Any]:
     """The frontend's ``migrateWidgetsValues``: drop values saved for ``forceInput`` inputs."""
     names = {w.name for w in widgets}
     relevant = [s for s in specs if s["name"] in names or s.get("forceInput")]
-    size = sum(2 if s.get("control_after_generate") or s["name"] in ("seed", "noise_seed") else 1
-               for s in relevant)
+    size = sum(
+        2 if s.get("control_after_generate") or s["name"] in ("seed", "noise_seed") else 1
+        for s in relevant
+    )
     if size != len(values):
         return values
-    return [v for i, v in enumerate(values) if not (i < len(relevant) and relevant[i].get("forceInput"))]
+    return [
+        v for i, v in enumerate(values) if not (i < len(relevant) and relevant[i].get("forceInput"))
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -435,15 +534,21 @@ class _Loader:
         self.fe = fe
         if fe.modern:
             ui = _unique_subgraph_node_ids(ui)
-        self.definitions = {d["id"]: d for d in ((ui.get("definitions") or {}).get("subgraphs") or [])
-                            if isinstance(d, Mapping) and "id" in d}
+        self.definitions = {
+            d["id"]: d
+            for d in ((ui.get("definitions") or {}).get("subgraphs") or [])
+            if isinstance(d, Mapping) and "id" in d
+        }
         self.subgraphs: dict[str, _Graph] = {}
         self.all_nodes: list[_Node] = []
         self.root = self.graph(ui)
 
     def graph(self, raw: Mapping[str, Any]) -> _Graph:
-        g = _Graph(links=_parse_links(raw.get("links")),
-                   inputs=list(raw.get("inputs") or []), outputs=list(raw.get("outputs") or []))
+        g = _Graph(
+            links=_parse_links(raw.get("links")),
+            inputs=list(raw.get("inputs") or []),
+            outputs=list(raw.get("outputs") or []),
+        )
         for item in raw.get("nodes") or []:
             if isinstance(item, Mapping) and "id" in item:
                 node = self.node(item, g)
@@ -461,8 +566,15 @@ class _Loader:
         ntype = TYPE_RENAMES.get(ntype, ntype)
         definition = self.object_info.get(ntype)
         title = raw.get("title") or ""
-        node = _Node(dict(raw), raw["id"], ntype, int(raw.get("mode") or 0), title, g,
-                     definition=dict(definition) if isinstance(definition, Mapping) else None)
+        node = _Node(
+            dict(raw),
+            raw["id"],
+            ntype,
+            int(raw.get("mode") or 0),
+            title,
+            g,
+            definition=dict(definition) if isinstance(definition, Mapping) else None,
+        )
         ui_inputs = [i for i in raw.get("inputs") or [] if isinstance(i, Mapping)]
         ui_outputs = [o for o in raw.get("outputs") or [] if isinstance(o, Mapping)]
         values = raw.get("widgets_values")
@@ -471,8 +583,15 @@ class _Loader:
         elif node.definition is not None:
             self._comfy_node(node, ui_inputs, ui_outputs, values)
         else:
-            node.inputs = [_Input(str(i.get("name", "")), i.get("type"), i.get("link"),
-                                  (i.get("widget") or {}).get("name")) for i in ui_inputs]
+            node.inputs = [
+                _Input(
+                    str(i.get("name", "")),
+                    i.get("type"),
+                    i.get("link"),
+                    (i.get("widget") or {}).get("name"),
+                )
+                for i in ui_inputs
+            ]
             node.output_types = [o.get("type") for o in ui_outputs]
         if not node.title:
             node.title = self._default_title(node)
@@ -481,13 +600,20 @@ class _Loader:
 
     def _default_title(self, node: _Node) -> str:
         if node.definition is not None:
-            return str(node.definition.get("display_name") or node.definition.get("name") or node.type)
+            return str(
+                node.definition.get("display_name") or node.definition.get("name") or node.type
+            )
         if node.type in self.definitions:
             return str(self.definitions[node.type].get("name") or node.type)
         return {"PrimitiveNode": "Primitive"}.get(node.type, node.type)
 
-    def _comfy_node(self, node: _Node, ui_inputs: list[Mapping[str, Any]],
-                    ui_outputs: list[Mapping[str, Any]], values: Any) -> None:
+    def _comfy_node(
+        self,
+        node: _Node,
+        ui_inputs: list[Mapping[str, Any]],
+        ui_outputs: list[Mapping[str, Any]],
+        values: Any,
+    ) -> None:
         assert node.definition is not None
         specs = _ordered_specs(node.type, node.definition)
         node.widgets = _make_widgets(node.type, specs, self.fe)
@@ -505,7 +631,9 @@ class _Loader:
             known.add(s["name"])
             ui = by_name.get(s["name"]) or {}
             is_widget = _widget_kind(s) is not None
-            node.inputs.append(_Input(s["name"], s.get("type"), ui.get("link"), s["name"] if is_widget else None))
+            node.inputs.append(
+                _Input(s["name"], s.get("type"), ui.get("link"), s["name"] if is_widget else None)
+            )
         for i in ui_inputs:
             name = str(i.get("name"))
             if name in known:
@@ -516,7 +644,7 @@ class _Loader:
             node.inputs.append(_Input(name, i.get("type"), i.get("link"), widget))
         outputs = list(node.definition.get("output") or [])
         node.output_types = ["COMBO" if isinstance(t, list) else t for t in outputs]
-        node.output_types += [o.get("type") for o in ui_outputs[len(outputs):]]
+        node.output_types += [o.get("type") for o in ui_outputs[len(outputs) :]]
 
     def _assign_values(self, node: _Node, specs: list[dict[str, Any]], values: Any) -> None:
         if isinstance(values, Mapping):  # some custom nodes save values by name
@@ -539,12 +667,23 @@ class _Loader:
                     prefix = w.name + "."
                     node.widgets = [x for x in node.widgets if not x.name.startswith(prefix)]
                     node.widgets[index:index] = _dynamic_children(node.type, w, self.fe)
-        sampler = node.widget("sampler_name") if node.type in ("KSampler", "KSamplerAdvanced") else None
-        if sampler is not None and isinstance(sampler.value, str) and sampler.value.startswith("sample_"):
+        sampler = (
+            node.widget("sampler_name") if node.type in ("KSampler", "KSamplerAdvanced") else None
+        )
+        if (
+            sampler is not None
+            and isinstance(sampler.value, str)
+            and sampler.value.startswith("sample_")
+        ):
             sampler.value = sampler.value[7:]
 
-    def _subgraph_node(self, node: _Node, ui_inputs: list[Mapping[str, Any]],
-                       ui_outputs: list[Mapping[str, Any]], values: Any) -> None:
+    def _subgraph_node(
+        self,
+        node: _Node,
+        ui_inputs: list[Mapping[str, Any]],
+        ui_outputs: list[Mapping[str, Any]],
+        values: Any,
+    ) -> None:
         sub = node.subgraph = self.subgraph(node.type)
         slots = [_Input(str(s.get("name", "")), s.get("type")) for s in sub.inputs]
         for ui in ui_inputs:  # saved links go to the subgraph's input of the same name
@@ -571,7 +710,9 @@ class _Loader:
                 tin = next((i for i in target.inputs if i.link == link.id), None)
                 inner = target.widget(tin.widget) if tin else None
                 if inner is not None:
-                    node.widgets.append(_Widget(inp.name, inner.kind, inner.spec, copy.deepcopy(inner.value)))
+                    node.widgets.append(
+                        _Widget(inp.name, inner.kind, inner.spec, copy.deepcopy(inner.value))
+                    )
                     inp.widget = inp.name
                     break
         if isinstance(values, list) and self.fe.instance_values_loaded:
@@ -614,7 +755,7 @@ def _round_float(w: _Widget, v: Any) -> Any:
     step = 0.5 if step is None else float(step)
     precision = max(0, -math.floor(math.log10(step))) if step > 0 else 0
     spec_round = w.spec.get("round")
-    rnd = 10.0 ** -precision if precision and not spec_round else spec_round
+    rnd = 10.0**-precision if precision and not spec_round else spec_round
     if not rnd:
         return v
     value = round(_js_round(v / rnd) * rnd, precision)
@@ -637,24 +778,35 @@ def _format_date(fmt: str, now: datetime) -> str:
             return str(now.year)[2:]
         if s == "yyyy":
             return str(now.year)
-        value = {"d": now.day, "M": now.month, "h": now.hour, "m": now.minute, "s": now.second}.get(s[0])
+        value = {"d": now.day, "M": now.month, "h": now.hour, "m": now.minute, "s": now.second}.get(
+            s[0]
+        )
         return s if value is None else str(value).zfill(len(s))
+
     return _DATE_PARTS.sub(part, fmt)
 
 
 def _text_replacements(nodes: list[_Node], text: str) -> str:
     """The frontend's ``applyTextReplacements``: ``%Node.widget%`` and ``%date:FORMAT%``."""
+
     def sub(m: re.Match[str]) -> str:
         parts = m.group(1).split(".")
         if len(parts) != 2:
-            return _format_date(parts[0][5:], datetime.now()) if parts[0].startswith("date:") else m.group(0)
-        found = [n for n in nodes if (n.raw.get("properties") or {}).get("Node name for S&R") == parts[0]]
+            return (
+                _format_date(parts[0][5:], datetime.now())
+                if parts[0].startswith("date:")
+                else m.group(0)
+            )
+        found = [
+            n for n in nodes if (n.raw.get("properties") or {}).get("Node name for S&R") == parts[0]
+        ]
         found = found or [n for n in nodes if n.title == parts[0]]
         w = found[0].widget(parts[1]) if found else None
         if w is None:
             return m.group(0)
         value = "" if w.value is _UNSET or w.value is None else _js_str(w.value)
         return re.sub(r'[/?<>\\:*|"\x00-\x1f\x7f]', "_", value)
+
     return re.sub(r"%([^%]+)%", sub, text)
 
 
@@ -712,9 +864,14 @@ def dynamic_prompt(text: str, rng: random.Random | None = None) -> str:
 
 def _annotated(value: Any, folder: str) -> Any:
     def one(v: Any) -> Any:
-        if not isinstance(v, str) or folder == "input" or re.search(r"\[(input|output|temp)\]", v, re.I):
+        if (
+            not isinstance(v, str)
+            or folder == "input"
+            or re.search(r"\[(input|output|temp)\]", v, re.I)
+        ):
             return v
         return f"{v} [{folder}]"
+
     return [one(v) for v in value] if isinstance(value, list) else one(value)
 
 
@@ -742,8 +899,14 @@ class _Exec:
             inactive = node.mode in (MUTED, BYPASSED) and loader.fe.modern
             self._add(node, (), None, set(), inner=not inactive)
 
-    def _add(self, node: _Node, path: tuple[Any, ...], instance: _Node | None, seen: set[str],
-             inner: bool = True) -> None:
+    def _add(
+        self,
+        node: _Node,
+        path: tuple[Any, ...],
+        instance: _Node | None,
+        seen: set[str],
+        inner: bool = True,
+    ) -> None:
         exec_id = ":".join(str(p) for p in (*path, node.id))
         self.dtos[exec_id] = (node, path, instance)
         self.order.append(exec_id)
@@ -753,13 +916,17 @@ class _Exec:
             for child in node.subgraph.nodes.values():
                 self._add(child, (*path, node.id), node, seen | {node.type})
 
-    def _dto(self, path: tuple[Any, ...], node_id: Any) -> tuple[str, tuple[_Node, tuple[Any, ...], _Node | None]]:
+    def _dto(
+        self, path: tuple[Any, ...], node_id: Any
+    ) -> tuple[str, tuple[_Node, tuple[Any, ...], _Node | None]]:
         exec_id = ":".join(str(p) for p in (*path, node_id))
         if exec_id not in self.dtos:
             raise WorkflowError(f"a link refers to node {exec_id}, which is not in the workflow")
         return exec_id, self.dtos[exec_id]
 
-    def resolve_input(self, exec_id: str, slot: int, visited: set[str], type_: Any = None) -> _Resolved | None:
+    def resolve_input(
+        self, exec_id: str, slot: int, visited: set[str], type_: Any = None
+    ) -> _Resolved | None:
         node, path, instance = self.dtos[exec_id]
         key = f"{exec_id}[I]{slot}"
         if key in visited:
@@ -772,26 +939,38 @@ class _Exec:
             return None
         link = node.graph.links.get(inp.link)
         if link is None:
-            raise WorkflowError(f"node {exec_id} ({node.title}): input {inp.name!r} has link "
-                                f"{inp.link}, which is not in the workflow")
+            raise WorkflowError(
+                f"node {exec_id} ({node.title}): input {inp.name!r} has link "
+                f"{inp.link}, which is not in the workflow"
+            )
         if instance is not None and _same_id(link.origin_id, SUBGRAPH_INPUT):
             if link.origin_slot >= len(instance.inputs):
-                raise WorkflowError(f"node {exec_id}: subgraph input {link.origin_slot} does not exist")
+                raise WorkflowError(
+                    f"node {exec_id}: subgraph input {link.origin_slot} does not exist"
+                )
             outer = instance.inputs[link.origin_slot]
             if outer.link is None:
                 w = instance.widget(outer.widget)
                 return _Resolved(value=w.value) if w is not None else None
             outer_link = instance.graph.links.get(outer.link)
             if outer_link is None:
-                raise WorkflowError(f"node {exec_id}: subgraph input {outer.name!r} has a missing link")
+                raise WorkflowError(
+                    f"node {exec_id}: subgraph input {outer.name!r} has a missing link"
+                )
             instance_id = ":".join(str(p) for p in path)
-            slot_index = next((i for i, x in enumerate(instance.inputs) if x.link == outer.link),
-                              outer_link.target_slot)
+            slot_index = next(
+                (i for i, x in enumerate(instance.inputs) if x.link == outer.link),
+                outer_link.target_slot,
+            )
             return self.resolve_input(instance_id, slot_index, visited)
         origin_id, _ = self._dto(path, link.origin_id)
-        return self.resolve_output(origin_id, link.origin_slot, type_ if type_ is not None else inp.type, visited)
+        return self.resolve_output(
+            origin_id, link.origin_slot, type_ if type_ is not None else inp.type, visited
+        )
 
-    def resolve_output(self, exec_id: str, slot: int, type_: Any, visited: set[str]) -> _Resolved | None:
+    def resolve_output(
+        self, exec_id: str, slot: int, type_: Any, visited: set[str]
+    ) -> _Resolved | None:
         node, path, _ = self.dtos[exec_id]
         key = f"{exec_id}[O]{slot}"
         if key in visited:
@@ -819,8 +998,11 @@ class _Exec:
         assert node.subgraph is not None
         outputs = node.subgraph.outputs
         ids = list((outputs[slot].get("linkIds") or []) if slot < len(outputs) else [])
-        ids += [lk.id for lk in node.subgraph.links.values()
-                if _same_id(lk.target_id, SUBGRAPH_OUTPUT) and lk.target_slot == slot]
+        ids += [
+            lk.id
+            for lk in node.subgraph.links.values()
+            if _same_id(lk.target_id, SUBGRAPH_OUTPUT) and lk.target_slot == slot
+        ]
         for link_id in ids:
             link = node.subgraph.links.get(link_id)
             if link is not None:
@@ -874,27 +1056,41 @@ def _iter_nodes(ui: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 def _is_annotation(node: Mapping[str, Any]) -> bool:
     """A frontend-only node we do not know (a note, a label…): no outputs and no links in."""
     return not node.get("outputs") and not any(
-        isinstance(i, Mapping) and i.get("link") is not None for i in node.get("inputs") or [])
+        isinstance(i, Mapping) and i.get("link") is not None for i in node.get("inputs") or []
+    )
 
 
 def missing_node_types(ui: Mapping[str, Any], object_info: Mapping[str, Any]) -> list[str]:
     """Node types the workflow needs that ``object_info`` lacks (sorted). Muted and bypassed
     nodes, notes and other frontend-only nodes do not count."""
-    subgraphs = {sg.get("id") for sg in (ui.get("definitions") or {}).get("subgraphs") or []
-                 if isinstance(sg, Mapping)}
+    subgraphs = {
+        sg.get("id")
+        for sg in (ui.get("definitions") or {}).get("subgraphs") or []
+        if isinstance(sg, Mapping)
+    }
     missing = set()
     for n in _iter_nodes(ui):
         ntype = TYPE_RENAMES.get(str(n.get("type") or ""), str(n.get("type") or ""))
-        if (ntype in object_info or ntype in VIRTUAL_TYPES or ntype in subgraphs
-                or n.get("mode") in (MUTED, BYPASSED) or _is_annotation(n)):
+        if (
+            ntype in object_info
+            or ntype in VIRTUAL_TYPES
+            or ntype in subgraphs
+            or n.get("mode") in (MUTED, BYPASSED)
+            or _is_annotation(n)
+        ):
             continue
         missing.add(ntype)
     return sorted(missing)
 
 
-def convert(ui: Mapping[str, Any], object_info: Mapping[str, Any], *,
-            providers: Mapping[str, str] | None = None, seed: int | None = None,
-            frontend: str | None = None) -> dict[str, Any]:
+def convert(
+    ui: Mapping[str, Any],
+    object_info: Mapping[str, Any],
+    *,
+    providers: Mapping[str, str] | None = None,
+    seed: int | None = None,
+    frontend: str | None = None,
+) -> dict[str, Any]:
     """Convert the UI-format workflow ``ui`` to API format, like the frontend's
     ``graphToPrompt()``, with node definitions from ``object_info`` (ComfyUI's ``/object_info``).
 
@@ -907,14 +1103,19 @@ def convert(ui: Mapping[str, Any], object_info: Mapping[str, Any], *,
     if (ui.get("extra") or {}).get("groupNodes"):
         raise WorkflowError(
             "this workflow uses legacy group nodes, which comfypack cannot convert; open it in "
-            "ComfyUI and convert each group node to a subgraph (or export it with 'Export (API)')")
+            "ComfyUI and convert each group node to a subgraph (or export it with 'Export (API)')"
+        )
     missing = missing_node_types(ui, object_info)
     if missing:
-        where = [f"{t} (from {providers[t]})" if providers and t in providers else t for t in missing]
+        where = [
+            f"{t} (from {providers[t]})" if providers and t in providers else t for t in missing
+        ]
         raise WorkflowError(
             f"the workflow uses {len(missing)} node type(s) this ComfyUI does not have: "
             f"{', '.join(where)}. Install the custom nodes that provide them (or remove those "
-            "nodes), then try again.", details={"missing_node_types": missing})
+            "nodes), then try again.",
+            details={"missing_node_types": missing},
+        )
     fe = Frontend.parse(frontend)
     loader = _Loader(ui, object_info, fe)
     ex = _Exec(loader)
@@ -943,10 +1144,16 @@ def convert(ui: Mapping[str, Any], object_info: Mapping[str, Any], *,
                 if r.value is _UNSET:
                     inputs.pop(inp.name, None)
                 else:
-                    inputs[inp.name] = {"__value__": r.value} if isinstance(r.value, list) else r.value
+                    inputs[inp.name] = (
+                        {"__value__": r.value} if isinstance(r.value, list) else r.value
+                    )
             else:
                 inputs[inp.name] = [r.origin_id, r.origin_slot]
-        output[exec_id] = {"inputs": inputs, "class_type": node.type, "_meta": {"title": node.title}}
+        output[exec_id] = {
+            "inputs": inputs,
+            "class_type": node.type,
+            "_meta": {"title": node.title},
+        }
     for node_out in output.values():
         ins = node_out["inputs"]
         for name in [k for k, v in ins.items() if _is_link(v) and v[0] not in output]:
@@ -971,15 +1178,22 @@ def _serialize_widget(node: _Node, w: _Widget, loader: _Loader, rng: random.Rand
         audio = node.widget("audio")
         path = str(audio.value) if audio is not None and audio.value not in (_UNSET, None) else ""
         folder, _, name = path.rpartition("/")
-        return (f"/api/view?filename={urllib.parse.quote(name, safe=_URI_SAFE)}&type=input"
-                f"&subfolder={folder}&rand={rng.random()}")
+        return (
+            f"/api/view?filename={urllib.parse.quote(name, safe=_URI_SAFE)}&type=input"
+            f"&subfolder={folder}&rand={rng.random()}"
+        )
     if value is _UNSET:
         return _UNSET
-    if w.kind == "COMBO" and (w.spec.get("image_upload") or w.spec.get("video_upload")
-                              or w.spec.get("animated_image_upload")):
+    if w.kind == "COMBO" and (
+        w.spec.get("image_upload")
+        or w.spec.get("video_upload")
+        or w.spec.get("animated_image_upload")
+    ):
         folder = str(w.spec.get("image_folder") or "input")
         if node.widget("upload") is not None:
-            value = _annotated(value, folder) if value else _annotated(_combo_default(w.spec), folder)
+            value = (
+                _annotated(value, folder) if value else _annotated(_combo_default(w.spec), folder)
+            )
     if w.kind == "STRING" and w.spec.get("dynamicPrompts") is True and isinstance(value, str):
         value = dynamic_prompt(value, rng)
     if node.type in SAVE_NODES and w.name == "filename_prefix" and isinstance(value, str):
@@ -992,12 +1206,16 @@ def _apply_primitives(loader: _Loader) -> None:
     for node in loader.all_nodes:
         if node.type != "PrimitiveNode":
             continue
-        links = [lk for lk in (node.graph.links.get(i) for i in _output_links(node)) if lk is not None]
+        links = [
+            lk for lk in (node.graph.links.get(i) for i in _output_links(node)) if lk is not None
+        ]
         if not links:
             continue
         first = node.graph.nodes.get(links[0].target_id)
         target_input = _input_for_link(first, links[0]) if first else None
-        if target_input is None or (target_input.widget is None and target_input.type not in WIDGET_TYPES):
+        if target_input is None or (
+            target_input.widget is None and target_input.type not in WIDGET_TYPES
+        ):
             continue
         values = node.raw.get("widgets_values")
         if not isinstance(values, list) or not values:
@@ -1011,8 +1229,11 @@ def _apply_primitives(loader: _Loader) -> None:
             w = target.widget(tin.widget) if target and tin else None
             if w is None:
                 continue
-            w.value = _round_int(w, value) if w.kind == "INT" else (
-                _round_float(w, value) if w.kind == "FLOAT" else value)
+            w.value = (
+                _round_int(w, value)
+                if w.kind == "INT"
+                else (_round_float(w, value) if w.kind == "FLOAT" else value)
+            )
 
 
 def _output_links(node: _Node) -> list[Any]:
@@ -1039,10 +1260,16 @@ def _read_json(path: Path) -> Any:
         raise WorkflowError(f"{path}: not valid JSON ({e})") from e
 
 
-def load_any_workflow(source: str | Path | Mapping[str, Any], *, comfyui_dir: str | Path | None = None,
-                      comfyui_url: str | None = None, object_info: Mapping[str, Any] | None = None,
-                      cache_dir: Path | None = None, python: str | None = None,
-                      frontend: str | None = None) -> dict[str, Any]:
+def load_any_workflow(
+    source: str | Path | Mapping[str, Any],
+    *,
+    comfyui_dir: str | Path | None = None,
+    comfyui_url: str | None = None,
+    object_info: Mapping[str, Any] | None = None,
+    cache_dir: Path | None = None,
+    python: str | None = None,
+    frontend: str | None = None,
+) -> dict[str, Any]:
     """Load a workflow in either format, detected: API format as :func:`~comfypack.workflow.
     load_workflow` does; UI format converted with :func:`convert`, using ``object_info`` or the
     node definitions of the ComfyUI at ``comfyui_url``, else of the tree ``comfyui_dir`` (default:
@@ -1069,11 +1296,19 @@ def load_any_workflow(source: str | Path | Mapping[str, Any], *, comfyui_dir: st
 
         comfyui_dir = default_comfyui_dir()
     if object_info is None:
-        object_info = (objectinfo.object_info_for(comfyui_url) if comfyui_url else
-                       objectinfo.object_info_for(Path(str(comfyui_dir)), cache_dir=cache_dir, python=python))
+        object_info = (
+            objectinfo.object_info_for(comfyui_url)
+            if comfyui_url
+            else objectinfo.object_info_for(
+                Path(str(comfyui_dir)), cache_dir=cache_dir, python=python
+            )
+        )
     if frontend is None:
-        frontend = (objectinfo.frontend_version_for(comfyui_url) if comfyui_url else
-                    objectinfo.frontend_version_for(Path(str(comfyui_dir)), python=python))
+        frontend = (
+            objectinfo.frontend_version_for(comfyui_url)
+            if comfyui_url
+            else objectinfo.frontend_version_for(Path(str(comfyui_dir)), python=python)
+        )
         logger.debug("converting %s as frontend %s does", where, frontend or "(newest)")
     try:
         api = convert(data, object_info, frontend=frontend)

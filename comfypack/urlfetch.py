@@ -30,8 +30,15 @@ from typing import Any
 
 from .errors import InputFetchError
 
-__all__ = ["UrlPolicy", "address_problem", "fetch_url", "check_url", "pinned_connector", "Resolve",
-           "DEFAULT_URL_TIMEOUT"]
+__all__ = [
+    "UrlPolicy",
+    "address_problem",
+    "fetch_url",
+    "check_url",
+    "pinned_connector",
+    "Resolve",
+    "DEFAULT_URL_TIMEOUT",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +72,15 @@ def address_problem(ip: IPAddress) -> str | None:
         if embedded is not None:
             inner = address_problem(embedded)
             return f"{form} {inner} ({embedded})" if inner else None
-    checks = (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback),
-              ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
-              ("private", ip.is_private), ("reserved", ip.is_reserved),
-              ("shared address space", isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED))
+    checks = (
+        ("unspecified", ip.is_unspecified),
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("private", ip.is_private),
+        ("reserved", ip.is_reserved),
+        ("shared address space", isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED),
+    )
     for name, hit in checks:
         if hit:
             return name
@@ -113,26 +125,35 @@ class UrlPolicy:
             except ValueError:
                 name = item.lower().rstrip(".")
                 if not name or any(c in name for c in "/@:* "):
-                    raise ValueError(f"COMFYPACK_URL_ALLOW: {item!r} is neither an IP address, a "
-                                     "CIDR network, a host name nor a .domain suffix") from None
+                    raise ValueError(
+                        f"COMFYPACK_URL_ALLOW: {item!r} is neither an IP address, a "
+                        "CIDR network, a host name nor a .domain suffix"
+                    ) from None
                 hosts.append(name)
         return tuple(nets), tuple(hosts)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, max_bytes: int | None = None) -> UrlPolicy:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, max_bytes: int | None = None
+    ) -> UrlPolicy:
         """``COMFYPACK_URL_ALLOW`` (allow-list), ``COMFYPACK_URL_TIMEOUT`` (s, default 30),
         ``COMFYPACK_URL_MAX_BYTES`` (default ``max_bytes``, else 100 MB)."""
         env = os.environ if env is None else env
         nets, hosts = cls.parse_allow(env.get("COMFYPACK_URL_ALLOW", ""))
         cap = env.get("COMFYPACK_URL_MAX_BYTES")
-        return cls(allow_networks=nets, allow_hosts=hosts,
-                   max_bytes=int(cap) if cap else (max_bytes or cls.max_bytes),
-                   timeout=float(env.get("COMFYPACK_URL_TIMEOUT") or DEFAULT_URL_TIMEOUT))
+        return cls(
+            allow_networks=nets,
+            allow_hosts=hosts,
+            max_bytes=int(cap) if cap else (max_bytes or cls.max_bytes),
+            timeout=float(env.get("COMFYPACK_URL_TIMEOUT") or DEFAULT_URL_TIMEOUT),
+        )
 
     def host_allowed(self, host: str) -> bool:
         host = host.lower().rstrip(".")
-        return any(host == h or (h.startswith(".") and (host.endswith(h) or host == h[1:]))
-                   for h in self.allow_hosts)
+        return any(
+            host == h or (h.startswith(".") and (host.endswith(h) or host == h[1:]))
+            for h in self.allow_hosts
+        )
 
     def refusal(self, ip: IPAddress) -> str | None:
         """Why this policy refuses ``ip`` (``None``: allowed)."""
@@ -156,12 +177,22 @@ class _PinnedResolver:
         self.host = host
         self.addresses = addresses
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+    async def resolve(
+        self, host: str, port: int = 0, family: int = socket.AF_INET
+    ) -> list[dict[str, Any]]:
         if host != self.host:  # never happens: one connector per hop
             raise OSError(f"refusing to resolve {host!r}: not the checked host")
-        return [{"hostname": host, "host": a, "port": port,
-                 "family": socket.AF_INET6 if ":" in a else socket.AF_INET,
-                 "proto": 0, "flags": socket.AI_NUMERICHOST} for a in self.addresses]
+        return [
+            {
+                "hostname": host,
+                "host": a,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in a else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for a in self.addresses
+        ]
 
     async def close(self) -> None:
         return None
@@ -173,7 +204,9 @@ def _shown(url: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "…"
 
 
-async def _checked_addresses(url: Any, field: str, policy: UrlPolicy, resolve: Resolve) -> list[str]:
+async def _checked_addresses(
+    url: Any, field: str, policy: UrlPolicy, resolve: Resolve
+) -> list[str]:
     host = url.raw_host or ""
     if not host:
         raise InputFetchError.for_field(field, f"{_shown(url)} has no host")
@@ -185,7 +218,9 @@ async def _checked_addresses(url: Any, field: str, policy: UrlPolicy, resolve: R
         try:
             addresses = await resolve(host, port)
         except (OSError, UnicodeError) as e:
-            raise InputFetchError.for_field(field, f"cannot resolve the host of {_shown(url)}") from e
+            raise InputFetchError.for_field(
+                field, f"cannot resolve the host of {_shown(url)}"
+            ) from e
         if not addresses:
             raise InputFetchError.for_field(field, f"cannot resolve the host of {_shown(url)}")
     if literal is None and policy.host_allowed(host):
@@ -195,13 +230,17 @@ async def _checked_addresses(url: Any, field: str, policy: UrlPolicy, resolve: R
         why = "not an IP address" if ip is None else policy.refusal(ip)
         if why is not None:
             raise InputFetchError.for_field(
-                field, f"{_shown(url)} reaches {text}, a {why} address; URL inputs may only reach "
-                "public addresses (an operator can allow hosts with COMFYPACK_URL_ALLOW)", status=422)
+                field,
+                f"{_shown(url)} reaches {text}, a {why} address; URL inputs may only reach "
+                "public addresses (an operator can allow hosts with COMFYPACK_URL_ALLOW)",
+                status=422,
+            )
     return addresses
 
 
-async def check_url(url: Any, field: str, policy: UrlPolicy, *,
-                    resolve: Resolve | None = None) -> list[str]:
+async def check_url(
+    url: Any, field: str, policy: UrlPolicy, *, resolve: Resolve | None = None
+) -> list[str]:
     """The addresses ``url`` (a :class:`yarl.URL`) may be reached at under ``policy``: every one
     it resolves to is public or allow-listed, else :class:`InputFetchError` naming ``field``.
     The one check for every URL the service reaches on a caller's behalf (URL inputs, callbacks)."""
@@ -213,24 +252,40 @@ def pinned_connector(url: Any, addresses: list[str], *, ssl: Any = True) -> Any:
     ones :func:`check_url` checked), with no DNS cache and no connection reuse."""
     import aiohttp
 
-    return aiohttp.TCPConnector(resolver=_PinnedResolver(url.raw_host, addresses),  # type: ignore[arg-type]
-                                use_dns_cache=False, ssl=ssl, limit=1, force_close=True)
+    return aiohttp.TCPConnector(
+        resolver=_PinnedResolver(url.raw_host, addresses),  # type: ignore[arg-type]
+        use_dns_cache=False,
+        ssl=ssl,
+        limit=1,
+        force_close=True,
+    )
 
 
-async def fetch_url(url: str, field: str, policy: UrlPolicy | None = None, *,
-                    resolve: Resolve | None = None, ssl: Any = True) -> tuple[bytes, str | None]:
+async def fetch_url(
+    url: str,
+    field: str,
+    policy: UrlPolicy | None = None,
+    *,
+    resolve: Resolve | None = None,
+    ssl: Any = True,
+) -> tuple[bytes, str | None]:
     """GET an http(s) ``url`` under ``policy``; returns ``(body, content type)``."""
     policy = policy or UrlPolicy()
     try:
-        return await asyncio.wait_for(_fetch(url, field, policy, resolve or _system_resolve, ssl),
-                                      policy.timeout)
+        return await asyncio.wait_for(
+            _fetch(url, field, policy, resolve or _system_resolve, ssl), policy.timeout
+        )
     except asyncio.TimeoutError:
         raise InputFetchError.for_field(
-            field, f"fetching the URL took longer than {policy.timeout:g} s (the limit for the whole "
-            "fetch)") from None
+            field,
+            f"fetching the URL took longer than {policy.timeout:g} s (the limit for the whole "
+            "fetch)",
+        ) from None
 
 
-async def _fetch(raw: str, field: str, policy: UrlPolicy, resolve: Resolve, ssl: Any) -> tuple[bytes, str | None]:
+async def _fetch(
+    raw: str, field: str, policy: UrlPolicy, resolve: Resolve, ssl: Any
+) -> tuple[bytes, str | None]:
     import aiohttp
     from yarl import URL
 
@@ -241,30 +296,49 @@ async def _fetch(raw: str, field: str, policy: UrlPolicy, resolve: Resolve, ssl:
     for hop in range(policy.max_redirects + 1):
         if url.scheme not in ("http", "https"):
             raise InputFetchError.for_field(
-                field, "redirected to a non-http(s) URL" if hop else "must be an http(s) URL")
+                field, "redirected to a non-http(s) URL" if hop else "must be an http(s) URL"
+            )
         addresses = await _checked_addresses(url, field, policy, resolve)
-        connector = aiohttp.TCPConnector(resolver=_PinnedResolver(url.raw_host, addresses),  # type: ignore[arg-type]
-                                         use_dns_cache=False, ssl=ssl, limit=1, force_close=True)
-        async with aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False,
-                                         timeout=aiohttp.ClientTimeout(total=None)) as session:
+        connector = aiohttp.TCPConnector(
+            resolver=_PinnedResolver(url.raw_host, addresses),  # type: ignore[arg-type]
+            use_dns_cache=False,
+            ssl=ssl,
+            limit=1,
+            force_close=True,
+        )
+        async with aiohttp.ClientSession(
+            connector=connector,
+            trust_env=False,
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None),
+        ) as session:
             try:
-                resp = await session.get(url, allow_redirects=False,
-                                         headers={"Accept-Encoding": "identity",
-                                                  "User-Agent": "comfypack-url-input"})
+                resp = await session.get(
+                    url,
+                    allow_redirects=False,
+                    headers={"Accept-Encoding": "identity", "User-Agent": "comfypack-url-input"},
+                )
             except (aiohttp.ClientError, OSError) as e:
                 logger.debug("fetching %s failed: %r", _shown(url), e)
-                raise InputFetchError.for_field(field, f"cannot fetch {_shown(url)}: the connection "
-                                                "failed") from e
+                raise InputFetchError.for_field(
+                    field, f"cannot fetch {_shown(url)}: the connection failed"
+                ) from e
             async with resp:
                 if resp.status in _REDIRECTS and resp.headers.get("Location"):
                     try:
                         url = url.join(URL(resp.headers["Location"]))
                     except (ValueError, TypeError) as e:
-                        raise InputFetchError.for_field(field, "redirected to an invalid URL") from e
+                        raise InputFetchError.for_field(
+                            field, "redirected to an invalid URL"
+                        ) from e
                     continue
                 if resp.status != 200:
-                    raise InputFetchError.for_field(field, f"fetching {_shown(url)} answered HTTP {resp.status}")
-                return await _read_capped(resp, url, field, policy), resp.headers.get("Content-Type")
+                    raise InputFetchError.for_field(
+                        field, f"fetching {_shown(url)} answered HTTP {resp.status}"
+                    )
+                return await _read_capped(resp, url, field, policy), resp.headers.get(
+                    "Content-Type"
+                )
     raise InputFetchError.for_field(field, f"more than {policy.max_redirects} redirects")
 
 
@@ -272,7 +346,8 @@ async def _read_capped(resp: Any, url: Any, field: str, policy: UrlPolicy) -> by
     import aiohttp
 
     too_big = InputFetchError.for_field(
-        field, f"the file at {_shown(url)} is larger than {policy.max_bytes} bytes", status=413)
+        field, f"the file at {_shown(url)} is larger than {policy.max_bytes} bytes", status=413
+    )
     declared = resp.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > policy.max_bytes:
         raise too_big
@@ -285,5 +360,7 @@ async def _read_capped(resp: Any, url: Any, field: str, policy: UrlPolicy) -> by
                 raise too_big
             chunks.append(chunk)
     except (aiohttp.ClientError, OSError) as e:
-        raise InputFetchError.for_field(field, f"cannot fetch {_shown(url)}: the transfer broke off") from e
+        raise InputFetchError.for_field(
+            field, f"cannot fetch {_shown(url)}: the transfer broke off"
+        ) from e
     return b"".join(chunks)

@@ -26,8 +26,17 @@ from pathlib import Path
 from .errors import LockError, RestoreError
 from .lockfile import Lock, check_sources
 
-__all__ = ["ensure_venv", "find_uv", "venv_python", "installed_packages", "check_platform",
-           "index_args", "requirements_text", "INSTALLERS", "SEED_PACKAGES"]
+__all__ = [
+    "ensure_venv",
+    "find_uv",
+    "venv_python",
+    "installed_packages",
+    "check_platform",
+    "index_args",
+    "requirements_text",
+    "INSTALLERS",
+    "SEED_PACKAGES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -90,20 +99,25 @@ def check_platform(lock: Lock, python: str = sys.executable, *, ignore: bool = F
         differ.append(f"Python {want_version} (here {version})")
     if not differ:
         return
-    message = (f"the lock was made for {' and '.join(differ)}: its packages are built for that "
-               "(e.g. CUDA wheels for linux-x86_64)")
+    message = (
+        f"the lock was made for {' and '.join(differ)}: its packages are built for that "
+        "(e.g. CUDA wheels for linux-x86_64)"
+    )
     if ignore:
         logger.warning("%s; installing them anyway (--ignore-platform)", message)
         return
-    raise LockError(f"{message}. Restore it on a matching machine, or pass --ignore-platform to "
-                    "install the locked versions anyway")
+    raise LockError(
+        f"{message}. Restore it on a matching machine, or pass --ignore-platform to "
+        "install the locked versions anyway"
+    )
 
 
 def _run(cmd: list[str], what: str, *, env: dict[str, str] | None = None) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
-        raise RestoreError(f"{what} failed (exit {proc.returncode}): "
-                           f"{(proc.stderr or proc.stdout).strip()[-800:]}")
+        raise RestoreError(
+            f"{what} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-800:]}"
+        )
 
 
 def index_args(lock: Lock, *, allow_local: bool, uv: bool) -> list[str]:
@@ -114,8 +128,11 @@ def index_args(lock: Lock, *, allow_local: bool, uv: bool) -> list[str]:
     indexes = []
     for url in lock.indexes or []:
         if is_local_url(url) and not allow_local:
-            logger.warning("skipping the lock's package index %s: it is on the machine that made "
-                           "the lock (--allow-local-sources uses it)", url)
+            logger.warning(
+                "skipping the lock's package index %s: it is on the machine that made "
+                "the lock (--allow-local-sources uses it)",
+                url,
+            )
         else:
             indexes.append(url)
     if not indexes or indexes == [_PYPI]:
@@ -142,14 +159,24 @@ def _seed_pip(uv: str, python: Path) -> None:
         spec = f"pip=={metadata.version('pip')}"
     except metadata.PackageNotFoundError:
         spec = "pip"
-    proc = subprocess.run([uv, "pip", "install", "--python", str(python), "--no-deps", spec],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [uv, "pip", "install", "--python", str(python), "--no-deps", spec],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         _run([str(python), "-m", "ensurepip", "--default-pip"], "adding pip to the venv")
 
 
-def ensure_venv(venv: Path, lock: Lock, *, installer: str = "auto", python: str = sys.executable,
-                ignore_platform: bool = False, allow_local_sources: bool = False) -> tuple[Path, str]:
+def ensure_venv(
+    venv: Path,
+    lock: Lock,
+    *,
+    installer: str = "auto",
+    python: str = sys.executable,
+    ignore_platform: bool = False,
+    allow_local_sources: bool = False,
+) -> tuple[Path, str]:
     """``venv`` with exactly the locked versions of the locked packages (and pip); only what is
     missing or differs is installed. Returns ``(its python, the installer used)``. A ``venv``
     path that exists and is not a virtual environment is refused (:class:`RestoreError`)."""
@@ -159,11 +186,15 @@ def ensure_venv(venv: Path, lock: Lock, *, installer: str = "auto", python: str 
     check_platform(lock, python, ignore=ignore_platform)
     check_sources(lock, allow_local=allow_local_sources)  # every requirement and index checked
     if venv.exists() and not (venv / "pyvenv.cfg").is_file():
-        raise RestoreError(f"{venv} exists and is not a virtual environment; comfypack never "
-                           "overwrites what it did not create — move it aside")
+        raise RestoreError(
+            f"{venv} exists and is not a virtual environment; comfypack never "
+            "overwrites what it did not create — move it aside"
+        )
     uv = find_uv() if installer in ("auto", "uv") else None
     if installer == "uv" and uv is None:
-        raise RestoreError("--installer uv: uv is not installed or does not run here (pip install uv)")
+        raise RestoreError(
+            "--installer uv: uv is not installed or does not run here (pip install uv)"
+        )
     used = "uv" if uv else "pip"
     py = venv_python(venv)
     if not venv.exists():
@@ -182,15 +213,36 @@ def ensure_venv(venv: Path, lock: Lock, *, installer: str = "auto", python: str 
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(requirements_text(todo))
         if uv:
-            cmd = [uv, "pip", "install", "--python", str(py), "--no-deps",
-                   *index_args(lock, allow_local=allow_local_sources, uv=True), "-r", req]
-            _run(cmd, f"uv could not install the locked packages into {venv}",
-                 env={"UV_NO_PROGRESS": "1"})
+            cmd = [
+                uv,
+                "pip",
+                "install",
+                "--python",
+                str(py),
+                "--no-deps",
+                *index_args(lock, allow_local=allow_local_sources, uv=True),
+                "-r",
+                req,
+            ]
+            _run(
+                cmd,
+                f"uv could not install the locked packages into {venv}",
+                env={"UV_NO_PROGRESS": "1"},
+            )
         else:
-            cmd = [str(py), "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
-                   "--no-input", *index_args(lock, allow_local=allow_local_sources, uv=False), "-r", req]
+            cmd = [
+                str(py),
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--no-input",
+                *index_args(lock, allow_local=allow_local_sources, uv=False),
+                "-r",
+                req,
+            ]
             _run(cmd, f"pip could not install the locked packages into {venv}")
     finally:
         os.unlink(req)
     return py, used
-

@@ -42,7 +42,9 @@ def _state(path: Path, what: str, say: Callable[[str], None]) -> GitState | None
         return False
 
 
-def _check_git_node(node: CustomNode, source: GitSource, target: Path, say: Callable[[str], None]) -> None:
+def _check_git_node(
+    node: CustomNode, source: GitSource, target: Path, say: Callable[[str], None]
+) -> None:
     state = _state(target, f"custom node {node.name}", say)
     if state is False:
         return
@@ -63,8 +65,10 @@ def _check_git_node(node: CustomNode, source: GitSource, target: Path, say: Call
     elif state.dirty:
         say(f"custom node {node.name}: the git work tree has local changes")
     elif node.dirty:
-        say(f"custom node {node.name}: it was locked with local changes that the lock does not carry "
-            "(lock it again with this comfypack: they become a patch)")
+        say(
+            f"custom node {node.name}: it was locked with local changes that the lock does not carry "
+            "(lock it again with this comfypack: they become a patch)"
+        )
 
 
 def verify(dest: Path, lock: Lock | None = None, *, progress: bool = False) -> list[str]:
@@ -113,8 +117,11 @@ def verify(dest: Path, lock: Lock | None = None, *, progress: bool = False) -> l
         elif isinstance(src, (PackagedSource, ArchiveSource)):
             marker = (read_marker(comfyui_dir) or {}).get("source")
             if marker != src.model_dump(mode="json"):
-                locked = (f"{src.package}=={src.version}" if isinstance(src, PackagedSource)
-                          else f"archive {src.url} ({src.sha256[:12]}…)")
+                locked = (
+                    f"{src.package}=={src.version}"
+                    if isinstance(src, PackagedSource)
+                    else f"archive {src.url} ({src.sha256[:12]}…)"
+                )
                 say(f"comfyui: installed from {marker}, locked {locked}")
 
     for node in lock.custom_nodes:
@@ -125,8 +132,10 @@ def verify(dest: Path, lock: Lock | None = None, *, progress: bool = False) -> l
                 except ComfyPackError:
                     own = None
                 if own != node.source.sha256:
-                    say(f"custom node {COMFYPACK_NODES}: this comfypack's node package differs from "
-                        "the locked one (another comfypack version?)")
+                    say(
+                        f"custom node {COMFYPACK_NODES}: this comfypack's node package differs from "
+                        "the locked one (another comfypack version?)"
+                    )
             continue
         target = comfyui_dir / "custom_nodes" / node.name
         if isinstance(node.source, FileSource):

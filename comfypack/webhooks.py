@@ -41,8 +41,18 @@ from .errors import ComfyPackError, FieldError, InputFetchError, RequestError
 from .urlfetch import Resolve, UrlPolicy, check_url, pinned_connector
 
 __all__ = [
-    "CALLBACK_HEADER", "ID_HEADER", "TIMESTAMP_HEADER", "SIGNATURE_HEADER", "WebhookSettings",
-    "Delivery", "event", "sign", "signed_headers", "verify_signature", "check_callback", "deliver",
+    "CALLBACK_HEADER",
+    "ID_HEADER",
+    "TIMESTAMP_HEADER",
+    "SIGNATURE_HEADER",
+    "WebhookSettings",
+    "Delivery",
+    "event",
+    "sign",
+    "signed_headers",
+    "verify_signature",
+    "check_callback",
+    "deliver",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,7 +83,9 @@ class WebhookSettings:
     max_backoff: float = 60.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, policy: UrlPolicy | None = None) -> WebhookSettings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, policy: UrlPolicy | None = None
+    ) -> WebhookSettings:
         """``COMFYPACK_WEBHOOK_SECRET``, ``COMFYPACK_WEBHOOK_TIMEOUT`` (s per attempt, 10),
         ``COMFYPACK_WEBHOOK_ATTEMPTS`` (8), ``COMFYPACK_WEBHOOK_RETRY_FOR`` (s, 600),
         ``COMFYPACK_WEBHOOK_BACKOFF`` (first wait, s, 1), ``COMFYPACK_WEBHOOK_MAX_BACKOFF`` (s, 60);
@@ -90,13 +102,15 @@ class WebhookSettings:
                 raise ComfyPackError(f"{name} must not be negative")
             return value
 
-        return cls(secret=env.get("COMFYPACK_WEBHOOK_SECRET") or None,
-                   policy=policy or UrlPolicy.from_env(env),
-                   timeout=num("COMFYPACK_WEBHOOK_TIMEOUT", 10.0),
-                   attempts=max(1, int(num("COMFYPACK_WEBHOOK_ATTEMPTS", 8))),
-                   retry_for=num("COMFYPACK_WEBHOOK_RETRY_FOR", 600.0),
-                   backoff=num("COMFYPACK_WEBHOOK_BACKOFF", 1.0),
-                   max_backoff=num("COMFYPACK_WEBHOOK_MAX_BACKOFF", 60.0))
+        return cls(
+            secret=env.get("COMFYPACK_WEBHOOK_SECRET") or None,
+            policy=policy or UrlPolicy.from_env(env),
+            timeout=num("COMFYPACK_WEBHOOK_TIMEOUT", 10.0),
+            attempts=max(1, int(num("COMFYPACK_WEBHOOK_ATTEMPTS", 8))),
+            retry_for=num("COMFYPACK_WEBHOOK_RETRY_FOR", 600.0),
+            backoff=num("COMFYPACK_WEBHOOK_BACKOFF", 1.0),
+            max_backoff=num("COMFYPACK_WEBHOOK_MAX_BACKOFF", 60.0),
+        )
 
 
 @dataclass
@@ -112,9 +126,15 @@ class Delivery:
     delivered_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"url": _shown(self.url), "event_id": self.event_id, "status": self.status,
-                "attempts": self.attempts, "last_status": self.last_status,
-                "last_error": self.last_error, "delivered_at": self.delivered_at}
+        return {
+            "url": _shown(self.url),
+            "event_id": self.event_id,
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
+            "delivered_at": self.delivered_at,
+        }
 
 
 def _shown(url: str) -> str:
@@ -129,16 +149,28 @@ def _shown(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "…" if parts.query else "", ""))[:200]
 
 
-def event(*, status: str, job_id: str | None, request_id: str | None, outputs: Any = None,
-          error: Mapping[str, Any] | None = None, timings: Mapping[str, Any] | None = None,
-          event_id: str | None = None) -> dict[str, Any]:
+def event(
+    *,
+    status: str,
+    job_id: str | None,
+    request_id: str | None,
+    outputs: Any = None,
+    error: Mapping[str, Any] | None = None,
+    timings: Mapping[str, Any] | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
     """The event body: ``{"id", "type": "job.<status>", "job_id", "request_id", "status",
     "outputs" | "error", "timings"}`` (``status``: completed, failed or cancelled)."""
     if status not in ("completed", "failed", "cancelled"):
         raise ValueError(f"not a final job status: {status!r}")
-    body: dict[str, Any] = {"id": event_id or str(uuid.uuid4()), "type": f"job.{status}",
-                            "job_id": job_id, "request_id": request_id, "status": status,
-                            "timings": dict(timings or {})}
+    body: dict[str, Any] = {
+        "id": event_id or str(uuid.uuid4()),
+        "type": f"job.{status}",
+        "job_id": job_id,
+        "request_id": request_id,
+        "status": status,
+        "timings": dict(timings or {}),
+    }
     if status == "completed":
         body["outputs"] = outputs
     else:
@@ -152,15 +184,28 @@ def sign(secret: str, timestamp: int | str, body: bytes) -> str:
     return "v1=" + mac.hexdigest()
 
 
-def signed_headers(secret: str, event_id: str, body: bytes, *, now: float | None = None) -> dict[str, str]:
+def signed_headers(
+    secret: str, event_id: str, body: bytes, *, now: float | None = None
+) -> dict[str, str]:
     timestamp = int(time.time() if now is None else now)
-    return {"Content-Type": "application/json", "User-Agent": "comfypack-webhook",
-            ID_HEADER: event_id, TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(secret, timestamp, body)}
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "comfypack-webhook",
+        ID_HEADER: event_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
+    }
 
 
-def verify_signature(secret: str, body: bytes, timestamp: str | None, signature: str | None, *,
-                     tolerance: float = 300.0, now: float | None = None) -> bool:
+def verify_signature(
+    secret: str,
+    body: bytes,
+    timestamp: str | None,
+    signature: str | None,
+    *,
+    tolerance: float = 300.0,
+    now: float | None = None,
+) -> bool:
     """The receiver's check: the signature is ours for this exact body and timestamp, and the
     timestamp is within ``tolerance`` seconds of ``now`` (older ones are replays)."""
     if not timestamp or not signature or not timestamp.isdigit():
@@ -171,8 +216,9 @@ def verify_signature(secret: str, body: bytes, timestamp: str | None, signature:
     return any(hmac.compare_digest(expected, s.strip()) for s in signature.split(","))
 
 
-async def check_callback(url: str | None, settings: WebhookSettings, *,
-                         resolve: Resolve | None = None) -> str | None:
+async def check_callback(
+    url: str | None, settings: WebhookSettings, *, resolve: Resolve | None = None
+) -> str | None:
     """The callback URL of a request, checked (``None``: no callback). Refusals are 422
     :class:`RequestError`\\ s naming ``callback_url``."""
     if url is None:
@@ -182,20 +228,32 @@ async def check_callback(url: str | None, settings: WebhookSettings, *,
     url = url.strip()
     if settings.secret is None:
         raise RequestError.for_field(
-            _FIELD, "this service signs no callbacks (the operator sets COMFYPACK_WEBHOOK_SECRET to "
-            "enable them)", status=422)
+            _FIELD,
+            "this service signs no callbacks (the operator sets COMFYPACK_WEBHOOK_SECRET to "
+            "enable them)",
+            status=422,
+        )
     try:
         parsed = URL(url)
     except (ValueError, TypeError):
         raise RequestError.for_field(_FIELD, "is not a valid URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.raw_host or len(url) > 2048 \
-            or not all(33 <= ord(c) < 127 for c in url):  # printable ASCII: a header value
-        raise RequestError.for_field(_FIELD, "must be an absolute http(s) URL (at most 2048 characters)")
+    if (
+        parsed.scheme not in ("http", "https")
+        or not parsed.raw_host
+        or len(url) > 2048
+        or not all(33 <= ord(c) < 127 for c in url)
+    ):  # printable ASCII: a header value
+        raise RequestError.for_field(
+            _FIELD, "must be an absolute http(s) URL (at most 2048 characters)"
+        )
     try:
         await check_url(parsed, _FIELD, settings.policy, resolve=resolve)
     except InputFetchError as e:
-        raise RequestError(e.message.replace("URL inputs", "callback URLs"), status=422,
-                           details=[FieldError(_FIELD, e.message)]) from None
+        raise RequestError(
+            e.message.replace("URL inputs", "callback URLs"),
+            status=422,
+            details=[FieldError(_FIELD, e.message)],
+        ) from None
     return url
 
 
@@ -203,9 +261,15 @@ def _wait(settings: WebhookSettings, attempt: int) -> float:
     return float(min(settings.max_backoff, settings.backoff * (2 ** (attempt - 1))))
 
 
-async def deliver(body: Mapping[str, Any], record: Delivery, settings: WebhookSettings, *,
-                  resolve: Resolve | None = None, ssl: Any = True,
-                  on_attempt: Callable[[Delivery], None] | None = None) -> Delivery:
+async def deliver(
+    body: Mapping[str, Any],
+    record: Delivery,
+    settings: WebhookSettings,
+    *,
+    resolve: Resolve | None = None,
+    ssl: Any = True,
+    on_attempt: Callable[[Delivery], None] | None = None,
+) -> Delivery:
     """POST ``body`` to ``record.url`` until a 2xx answer, within the retry bounds; updates and
     returns ``record`` (``on_attempt(record)`` after each failed attempt). Never raises for the
     receiver's failures (they are the record's)."""
@@ -222,16 +286,28 @@ async def deliver(body: Mapping[str, Any], record: Delivery, settings: WebhookSe
         try:
             addresses = await check_url(url, _FIELD, settings.policy, resolve=resolve)
             headers = signed_headers(settings.secret, record.event_id, payload)
-            async with aiohttp.ClientSession(connector=pinned_connector(url, addresses, ssl=ssl),
-                                             trust_env=False,
-                                             timeout=aiohttp.ClientTimeout(total=settings.timeout)) as session:
-                async with session.post(url, data=payload, headers=headers, allow_redirects=False) as resp:
+            async with aiohttp.ClientSession(
+                connector=pinned_connector(url, addresses, ssl=ssl),
+                trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=settings.timeout),
+            ) as session:
+                async with session.post(
+                    url, data=payload, headers=headers, allow_redirects=False
+                ) as resp:
                     record.last_status = resp.status
                     await resp.read()
             if 200 <= record.last_status < 300:
-                record.status, record.last_error, record.delivered_at = "delivered", None, time.time()
-                logger.info("webhook %s delivered to %s (attempt %d)", record.event_id,
-                            _shown(record.url), record.attempts)
+                record.status, record.last_error, record.delivered_at = (
+                    "delivered",
+                    None,
+                    time.time(),
+                )
+                logger.info(
+                    "webhook %s delivered to %s (attempt %d)",
+                    record.event_id,
+                    _shown(record.url),
+                    record.attempts,
+                )
                 return record
             record.last_error = f"the receiver answered HTTP {record.last_status}"
         except InputFetchError as e:  # the host now resolves somewhere refused: no retry helps
@@ -243,14 +319,26 @@ async def deliver(body: Mapping[str, Any], record: Delivery, settings: WebhookSe
             record.last_error = f"{type(e).__name__}: the connection failed or timed out"
             logger.debug("webhook %s attempt %d: %r", record.event_id, record.attempts, e)
         wait = _wait(settings, record.attempts)
-        if record.attempts >= settings.attempts or time.monotonic() - started + wait > settings.retry_for:
+        if (
+            record.attempts >= settings.attempts
+            or time.monotonic() - started + wait > settings.retry_for
+        ):
             record.status = "failed"
-            logger.warning("webhook %s to %s not delivered after %d attempt(s): %s", record.event_id,
-                           _shown(record.url), record.attempts, record.last_error)
+            logger.warning(
+                "webhook %s to %s not delivered after %d attempt(s): %s",
+                record.event_id,
+                _shown(record.url),
+                record.attempts,
+                record.last_error,
+            )
             return record
-        logger.info("webhook %s attempt %d failed (%s); retrying in %.1f s", record.event_id,
-                    record.attempts, record.last_error, wait)
+        logger.info(
+            "webhook %s attempt %d failed (%s); retrying in %.1f s",
+            record.event_id,
+            record.attempts,
+            record.last_error,
+            wait,
+        )
         if on_attempt is not None:
             on_attempt(record)
         await asyncio.sleep(wait)
-

@@ -164,7 +164,9 @@ def load_workflow(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         except json.JSONDecodeError as e:
             raise WorkflowError(f"{where}: not valid JSON ({e})") from e
     if not isinstance(data, dict):
-        raise WorkflowError(f"{where}: a workflow is a JSON object of nodes, got {type(data).__name__}")
+        raise WorkflowError(
+            f"{where}: a workflow is a JSON object of nodes, got {type(data).__name__}"
+        )
     if "nodes" in data and "links" in data:
         raise WorkflowError(
             f"{where}: this is a UI-format workflow (what ComfyUI's Save writes). Export it with "
@@ -216,7 +218,9 @@ class _Reader:
     def fail(self, message: str) -> None:
         self.problems.append(FieldError(self.field, f"{self.where}: {message}"))
 
-    def get(self, key: str, types: tuple[type, ...], default: Any = None, *, required: bool = False) -> Any:
+    def get(
+        self, key: str, types: tuple[type, ...], default: Any = None, *, required: bool = False
+    ) -> Any:
         if key not in self.inputs:
             if required:
                 self.fail(f"missing widget {key!r}")
@@ -250,7 +254,9 @@ def _check_bounds(r: _Reader, name: str, default: Any, lo: Any, hi: Any) -> None
             r.fail(f"default {default} is above max {hi}")
 
 
-def _parse_input(node_id: str, node: Mapping[str, Any], problems: list[FieldError]) -> InputSpec | None:
+def _parse_input(
+    node_id: str, node: Mapping[str, Any], problems: list[FieldError]
+) -> InputSpec | None:
     kind, widget = INPUT_NODES[node["class_type"]]
     r = _Reader(node_id, node, problems)
     name = r.get("name", (str,), required=True)
@@ -259,8 +265,13 @@ def _parse_input(node_id: str, node: Mapping[str, Any], problems: list[FieldErro
     name = name.strip()
     r.field = name or None
     description = r.get("description", (str,), "") or ""
-    common: dict[str, Any] = {"name": name, "kind": kind, "node_id": node_id, "widget": widget,
-                              "description": description.strip()}
+    common: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "node_id": node_id,
+        "widget": widget,
+        "description": description.strip(),
+    }
     n_before = len(problems)
 
     if kind == "string":
@@ -268,10 +279,19 @@ def _parse_input(node_id: str, node: Mapping[str, Any], problems: list[FieldErro
         max_length = r.get("max_length", (int,), 0)
         if isinstance(max_length, int) and max_length < 0:
             r.fail(f"max_length must be >= 0, got {max_length}")
-        if isinstance(max_length, int) and max_length > 0 and isinstance(default, str) and len(default) > max_length:
+        if (
+            isinstance(max_length, int)
+            and max_length > 0
+            and isinstance(default, str)
+            and len(default) > max_length
+        ):
             r.fail(f"default is {len(default)} characters, longer than max_length {max_length}")
-        spec = InputSpec(**common, default=default, max_length=max_length or None,
-                         multiline="\n" in (default or ""))
+        spec = InputSpec(
+            **common,
+            default=default,
+            max_length=max_length or None,
+            multiline="\n" in (default or ""),
+        )
     elif kind in ("int", "float"):
         types: tuple[type, ...] = (int,) if kind == "int" else (int, float)
         default = r.get("default", types, required=True)
@@ -284,9 +304,13 @@ def _parse_input(node_id: str, node: Mapping[str, Any], problems: list[FieldErro
             r.fail(f"step must not be negative, got {step}")
         _check_bounds(r, name, default, lo, hi)
         cast = int if kind == "int" else float
-        spec = InputSpec(**common, default=None if default is None else cast(default),
-                         minimum=None if lo is None else cast(lo), maximum=None if hi is None else cast(hi),
-                         step=None if not step else cast(step))
+        spec = InputSpec(
+            **common,
+            default=None if default is None else cast(default),
+            minimum=None if lo is None else cast(lo),
+            maximum=None if hi is None else cast(hi),
+            step=None if not step else cast(step),
+        )
     elif kind == "boolean":
         default = r.get("default", (bool,), False)
         spec = InputSpec(**common, default=default)
@@ -317,8 +341,9 @@ def _parse_input(node_id: str, node: Mapping[str, Any], problems: list[FieldErro
     return spec if len(problems) == n_before else None
 
 
-def _parse_output(node_id: str, node: Mapping[str, Any], problems: list[FieldError],
-                  kind: str, fallback: bool) -> OutputSpec | None:
+def _parse_output(
+    node_id: str, node: Mapping[str, Any], problems: list[FieldError], kind: str, fallback: bool
+) -> OutputSpec | None:
     r = _Reader(node_id, node, problems)
     if fallback:
         # node ids may be "12:3" (expanded subgraphs): keep the name an identifier
@@ -330,8 +355,9 @@ def _parse_output(node_id: str, node: Mapping[str, Any], problems: list[FieldErr
     name = name.strip()
     r.field = name or None
     fmt = r.get("format", (str,), None)
-    return OutputSpec(name=name, kind=kind, node_id=node_id, format=fmt,
-                      description=(_title(node_id, node)))
+    return OutputSpec(
+        name=name, kind=kind, node_id=node_id, format=fmt, description=(_title(node_id, node))
+    )
 
 
 def _node_order(node_id: str) -> tuple[int, Any]:
@@ -367,7 +393,9 @@ def parse_interface(workflow: Mapping[str, Any]) -> Interface:
         for node_id in ids:
             ct = workflow[node_id].get("class_type")
             if ct in FALLBACK_OUTPUT_NODES:
-                out = _parse_output(node_id, workflow[node_id], problems, FALLBACK_OUTPUT_NODES[ct], True)
+                out = _parse_output(
+                    node_id, workflow[node_id], problems, FALLBACK_OUTPUT_NODES[ct], True
+                )
                 if out is not None:
                     outputs.append(out)
                     fallback = True
@@ -377,18 +405,36 @@ def parse_interface(workflow: Mapping[str, Any]) -> Interface:
         for spec in specs:
             where = _title(spec.node_id, workflow[spec.node_id])
             if not spec.name:
-                problems.append(FieldError(None, f"{where}: the {what} has no name; set its 'name' widget"))
+                problems.append(
+                    FieldError(None, f"{where}: the {what} has no name; set its 'name' widget")
+                )
                 continue
             if not _NAME_RE.match(spec.name) or keyword.iskeyword(spec.name):
-                problems.append(FieldError(spec.name, (
-                    f"{where}: {what} name {spec.name!r} is not valid; use letters, digits and "
-                    "underscores, starting with a letter (a Python identifier, not a keyword)")))
+                problems.append(
+                    FieldError(
+                        spec.name,
+                        (
+                            f"{where}: {what} name {spec.name!r} is not valid; use letters, digits and "
+                            "underscores, starting with a letter (a Python identifier, not a keyword)"
+                        ),
+                    )
+                )
             elif spec.name in RESERVED_NAMES:
-                problems.append(FieldError(spec.name, f"{where}: {what} name {spec.name!r} is reserved by comfypack"))
+                problems.append(
+                    FieldError(
+                        spec.name, f"{where}: {what} name {spec.name!r} is reserved by comfypack"
+                    )
+                )
             if spec.name in seen:
-                problems.append(FieldError(spec.name, (
-                    f"{where}: {what} name {spec.name!r} is already used by {seen[spec.name]}; "
-                    f"each {what} needs a unique name")))
+                problems.append(
+                    FieldError(
+                        spec.name,
+                        (
+                            f"{where}: {what} name {spec.name!r} is already used by {seen[spec.name]}; "
+                            f"each {what} needs a unique name"
+                        ),
+                    )
+                )
             else:
                 seen[spec.name] = where
 

@@ -26,14 +26,23 @@ def _seed_cache(weights: Path, cache: Path) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     for path in sorted(weights.iterdir()):
         target = cache / path.name
-        if re.fullmatch(r"[0-9a-f]{64}", path.name) and not (target.exists() or target.is_symlink()):
+        if re.fullmatch(r"[0-9a-f]{64}", path.name) and not (
+            target.exists() or target.is_symlink()
+        ):
             with contextlib.suppress(FileExistsError):
                 os.symlink(path.resolve(), target)
 
 
-def restore_workspace(pack: Path, workspace: Path | None = None, *, home: Path | None = None,
-                      progress: bool = False, hf_endpoint: str | None = None,
-                      civitai_url: str | None = None, allow_local_sources: bool = False) -> Any:
+def restore_workspace(
+    pack: Path,
+    workspace: Path | None = None,
+    *,
+    home: Path | None = None,
+    progress: bool = False,
+    hf_endpoint: str | None = None,
+    civitai_url: str | None = None,
+    allow_local_sources: bool = False,
+) -> Any:
     """Restore ``pack`` into ``workspace`` (default: ``$COMFYPACK_HOME/workspaces/<pack
     sha256[:16]>``) with its models and return the :class:`~comfypack.restore.Workspace`.
     Weights carried beside the pack (``weights/<sha256>``, a Bento built with
@@ -50,8 +59,16 @@ def restore_workspace(pack: Path, workspace: Path | None = None, *, home: Path |
     if weights.is_dir():
         _seed_cache(weights, model_cache_dir(home))
     dest = workspace or default_workspace(pack, home)
-    return unpack(pack, dest, venv=False, progress=progress, home=home, hf_endpoint=hf_endpoint,
-                  civitai_url=civitai_url, allow_local_sources=allow_local_sources)
+    return unpack(
+        pack,
+        dest,
+        venv=False,
+        progress=progress,
+        home=home,
+        hf_endpoint=hf_endpoint,
+        civitai_url=civitai_url,
+        allow_local_sources=allow_local_sources,
+    )
 
 
 def prepare_workspace(pack: Path, workspace: Path, *, allow_local_sources: bool = False) -> Any:
@@ -59,8 +76,14 @@ def prepare_workspace(pack: Path, workspace: Path, *, allow_local_sources: bool 
     written at start (model links, assets) exist, so volumes can be mounted there."""
     from .restore import unpack
 
-    ws = unpack(Path(pack), Path(workspace), venv=False, models=False, progress=False,
-                allow_local_sources=allow_local_sources)
+    ws = unpack(
+        Path(pack),
+        Path(workspace),
+        venv=False,
+        models=False,
+        progress=False,
+        allow_local_sources=allow_local_sources,
+    )
     for sub in ("models", "input"):
         (ws.comfyui_dir / sub).mkdir(exist_ok=True)
     return ws

@@ -58,10 +58,14 @@ def rgba_disc(size: int = 32) -> bytes:
     return png(a)
 
 
-def sine_wav(seconds: float = 0.25, rate: int = 16000, amplitude: float = 0.5, freq: float = 440.0) -> bytes:
+def sine_wav(
+    seconds: float = 0.25, rate: int = 16000, amplitude: float = 0.5, freq: float = 440.0
+) -> bytes:
     n = int(seconds * rate)
-    frames = b"".join(struct.pack("<h", round(amplitude * 32767 * math.sin(2 * math.pi * freq * i / rate)))
-                      for i in range(n))
+    frames = b"".join(
+        struct.pack("<h", round(amplitude * 32767 * math.sin(2 * math.pi * freq * i / rate)))
+        for i in range(n)
+    )
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)
@@ -85,7 +89,7 @@ def moving_bar_mp4(frames: int = 8, size: int = 32, fps: int = 8) -> bytes:
             arr = np.zeros((size, size, 3), np.uint8)
             arr[:] = (30, 60, 160)
             x = i * size // frames
-            arr[:, x:x + size // frames] = (250, 250, 250)
+            arr[:, x : x + size // frames] = (250, 250, 250)
             for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -102,42 +106,62 @@ def write(name: str, files: dict[str, bytes], request: dict) -> None:
 
 def main() -> None:
     image = quadrants()
-    write("image_adjust", {"example.png": image}, {
-        "image": data_uri("image/png", image),
-        "upscale_method": "bicubic",
-        "width": 48,
-        "height": 32,
-        "blur_radius": 2,
-        "sigma": 1.5,
-    })
+    write(
+        "image_adjust",
+        {"example.png": image},
+        {
+            "image": data_uri("image/png", image),
+            "upscale_method": "bicubic",
+            "width": 48,
+            "height": 32,
+            "blur_radius": 2,
+            "sigma": 1.5,
+        },
+    )
 
     text = b"Hello from comfypack!\n"
     rgba = rgba_disc()
-    write("image_mask_text", {"example.png": rgba, "example.txt": text}, {
-        "image": data_uri("image/png", rgba),
-        "seed": 42,
-        "noise": 0.2,
-        "caption": "an orange disc",
-        "attachment": data_uri("text/plain", text),
-    })
+    write(
+        "image_mask_text",
+        {"example.png": rgba, "example.txt": text},
+        {
+            "image": data_uri("image/png", rgba),
+            "seed": 42,
+            "noise": 0.2,
+            "caption": "an orange disc",
+            "attachment": data_uri("text/plain", text),
+        },
+    )
 
-    write("text_tools", {}, {
-        "text": "Hello",
-        "suffix": " comfypack",
-        "case": "Title Case",
-        "needle": "Comfy",
-        "case_sensitive": True,
-    })
+    write(
+        "text_tools",
+        {},
+        {
+            "text": "Hello",
+            "suffix": " comfypack",
+            "case": "Title Case",
+            "needle": "Comfy",
+            "case_sensitive": True,
+        },
+    )
 
     audio = sine_wav()
-    write("audio_volume", {"example.wav": audio}, {"audio": data_uri("audio/wav", audio), "gain_db": -6})
+    write(
+        "audio_volume",
+        {"example.wav": audio},
+        {"audio": data_uri("audio/wav", audio), "gain_db": -6},
+    )
 
     video = moving_bar_mp4()
     write("video_invert", {"example.mp4": video}, {"video": data_uri("video/mp4", video)})
 
     for folder in sorted(EXAMPLES.iterdir()):
         if folder.is_dir():
-            sizes = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.name != "workflow_api.json"}
+            sizes = {
+                p.name: p.stat().st_size
+                for p in sorted(folder.iterdir())
+                if p.name != "workflow_api.json"
+            }
             print(folder.name, sizes)
 
 

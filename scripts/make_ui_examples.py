@@ -28,14 +28,22 @@ def main(names: list[str]) -> int:
     if why:
         print(f"cannot run: {why}", file=sys.stderr)
         return 2
-    examples = sorted(p for p in (ROOT / "examples" / "workflows").iterdir()
-                      if (p / "workflow_api.json").is_file() and (not names or p.name in names))
-    with ComfyUIProcess(default_comfyui_dir(), startup_timeout=180) as proc, Frontend(proc.url) as fe:
+    examples = sorted(
+        p
+        for p in (ROOT / "examples" / "workflows").iterdir()
+        if (p / "workflow_api.json").is_file() and (not names or p.name in names)
+    )
+    with (
+        ComfyUIProcess(default_comfyui_dir(), startup_timeout=180) as proc,
+        Frontend(proc.url) as fe,
+    ):
         for ex in examples:
             api = json.loads((ex / "workflow_api.json").read_text())
             ui = fe.api_to_ui(api, ex.name)
             (ex / "workflow.json").write_text(json.dumps(ui, indent=2) + "\n")
-            print(f"wrote {ex / 'workflow.json'} ({len(ui['nodes'])} nodes, {len(ui['links'])} links)")
+            print(
+                f"wrote {ex / 'workflow.json'} ({len(ui['nodes'])} nodes, {len(ui['links'])} links)"
+            )
     return 0
 
 

@@ -40,13 +40,25 @@ from comfypack.config import default_comfyui_dir  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--comfyui", type=Path, default=None, help="ComfyUI tree (default: this venv's)")
-    ap.add_argument("--front-end-root", type=Path, default=None, help="an unpacked frontend's static folder")
-    ap.add_argument("--only", action="append", default=[], help="only templates whose name contains this")
+    ap.add_argument(
+        "--comfyui", type=Path, default=None, help="ComfyUI tree (default: this venv's)"
+    )
+    ap.add_argument(
+        "--front-end-root", type=Path, default=None, help="an unpacked frontend's static folder"
+    )
+    ap.add_argument(
+        "--only", action="append", default=[], help="only templates whose name contains this"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the full report here")
-    ap.add_argument("--dump", type=Path, default=None,
-                    help="write both exports of each differing template into this folder")
-    ap.add_argument("-v", "--verbose", action="store_true", help="one line per template as it is done")
+    ap.add_argument(
+        "--dump",
+        type=Path,
+        default=None,
+        help="write both exports of each differing template into this folder",
+    )
+    ap.add_argument(
+        "-v", "--verbose", action="store_true", help="one line per template as it is done"
+    )
     args = ap.parse_args(argv)
 
     why = chromium_missing()
@@ -57,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     extra = []
     if args.front_end_root is not None:
         if not (args.front_end_root / "index.html").is_file():
-            print(f"cannot run: no index.html in {args.front_end_root} (run `make setup`)", file=sys.stderr)
+            print(
+                f"cannot run: no index.html in {args.front_end_root} (run `make setup`)",
+                file=sys.stderr,
+            )
             return 2
         extra = ["--front-end-root", str(args.front_end_root.resolve())]
 
@@ -70,17 +85,27 @@ def main(argv: list[str] | None = None) -> int:
         with Frontend(proc.url, timeout_ms=180_000) as fe:
             fe.timeout_ms = 60_000  # one workflow
             fe_version = fe.version()
-            outcomes = run(fe, object_info, workflows, version=fe_version, progress=(
-                (lambda o: print(f"{o.status} {o.name} {o.seconds} s", file=sys.stderr))
-                if args.verbose else None))
+            outcomes = run(
+                fe,
+                object_info,
+                workflows,
+                version=fe_version,
+                progress=(
+                    (lambda o: print(f"{o.status} {o.name} {o.seconds} s", file=sys.stderr))
+                    if args.verbose
+                    else None
+                ),
+            )
 
     matched = [o for o in outcomes if o.matched]
     known = [o for o in outcomes if o.status == "known"]
     label = f"ComfyUI {comfyui_version(comfyui_dir)} + frontend {fe_version}"
     packages = ", ".join(f"{k} {v}" for k, v in template_packages().items())
-    print(f"{label}: {len(matched)} / {len(outcomes)} templates match "
-          f"({len(excluded)} excluded: node types missing)"
-          + (f"; {len(known)} of them only by known differences" if known else ""))
+    print(
+        f"{label}: {len(matched)} / {len(outcomes)} templates match "
+        f"({len(excluded)} excluded: node types missing)"
+        + (f"; {len(known)} of them only by known differences" if known else "")
+    )
     print(f"  templates from: {packages}")
     for (cls, name), (cause, _) in KNOWN.items():
         hits = [o.name for o in known if any(f"({cls}).{name}:" in k for k in o.known)]
@@ -88,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  KNOWN {cls}.{name} ({len(hits)}): {cause}: {', '.join(hits)}")
     for o in outcomes:
         if o.frontend_load_error:
-            print(f"  note: {o.name}: the frontend's own load threw {o.frontend_load_error[:160]} "
-                  "after configuring the graph; its export is compared")
+            print(
+                f"  note: {o.name}: the frontend's own load threw {o.frontend_load_error[:160]} "
+                "after configuring the graph; its export is compared"
+            )
     for o in outcomes:
         if o.matched:
             continue
@@ -105,14 +132,27 @@ def main(argv: list[str] | None = None) -> int:
             (args.dump / f"{slug}.comfypack.json").write_text(json.dumps(o.comfypack, indent=2))
     titles = sum(o.display_name_titles for o in outcomes)
     if titles:
-        print(f"  note: {titles} untitled node(s) carry the backend's display name where the frontend "
-              "shows its bundled English one; ComfyUI ignores _meta.title")
+        print(
+            f"  note: {titles} untitled node(s) carry the backend's display name where the frontend "
+            "shows its bundled English one; ComfyUI ignores _meta.title"
+        )
     if args.json:
-        args.json.write_text(json.dumps({
-            "comfyui": comfyui_version(comfyui_dir), "frontend": fe_version, "template_packages":
-            template_packages(), "matched": len(matched), "compared": len(outcomes),
-            "known_only": len(known), "known_kinds": {f"{c}.{n}": cause for (c, n), (cause, _) in KNOWN.items()},
-            "excluded": excluded, "workflows": {o.name: o.summary() for o in outcomes}}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "comfyui": comfyui_version(comfyui_dir),
+                    "frontend": fe_version,
+                    "template_packages": template_packages(),
+                    "matched": len(matched),
+                    "compared": len(outcomes),
+                    "known_only": len(known),
+                    "known_kinds": {f"{c}.{n}": cause for (c, n), (cause, _) in KNOWN.items()},
+                    "excluded": excluded,
+                    "workflows": {o.name: o.summary() for o in outcomes},
+                },
+                indent=2,
+            )
+        )
     return 0 if len(matched) == len(outcomes) else 1
 
 

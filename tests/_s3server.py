@@ -25,9 +25,13 @@ from pathlib import Path
 
 #: boto3's settings for a test: fake credentials (moto accepts any), a region; never the
 #: developer's own ~/.aws (the config/credentials files are pointed at nothing)
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "comfypacktest", "AWS_SECRET_ACCESS_KEY": "comfypacktestsecret",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
-               "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "comfypacktest",
+    "AWS_SECRET_ACCESS_KEY": "comfypacktestsecret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
 
 
 @dataclass
@@ -57,21 +61,29 @@ def s3_server(log_dir: Path, timeout: float = 60.0) -> Iterator[S3Server]:
     import httpx
     import pytest
 
-    pytest.importorskip("moto.server", reason="moto[server] is not installed (the dev extra has it)")
+    pytest.importorskip(
+        "moto.server", reason="moto[server] is not installed (the dev extra has it)"
+    )
     from comfypack.comfyui.process import free_port
 
     port = free_port()
     log = log_dir / f"s3-{port}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **CREDENTIALS})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **CREDENTIALS},
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"moto server exited ({proc.returncode}): {log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"moto server exited ({proc.returncode}): {log.read_text()[-2000:]}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/moto-api/", timeout=2).status_code < 500:
                     break

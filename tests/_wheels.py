@@ -23,7 +23,10 @@ def tiny_wheel(folder: Path, name: str, version: str, code: str) -> Path:
         f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: comfypack-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         f"{dist}/top_level.txt": f"{module}\n".encode(),
     }
-    record = "".join(f"{p},{_record_hash(d)},{len(d)}\n" for p, d in files.items()) + f"{dist}/RECORD,,\n"
+    record = (
+        "".join(f"{p},{_record_hash(d)},{len(d)}\n" for p, d in files.items())
+        + f"{dist}/RECORD,,\n"
+    )
     files[f"{dist}/RECORD"] = record.encode()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{module}-{version}-py3-none-any.whl"

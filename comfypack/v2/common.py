@@ -35,8 +35,14 @@ _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{
 class V2Error(Exception):
     """An answer other than success: HTTP ``status``, machine-readable ``code``, a sentence."""
 
-    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -49,7 +55,9 @@ class V2Error(Exception):
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "type": code, "message": message[:MAX_TEXT], "details": details}}
+    return {
+        "error": {"code": code, "type": code, "message": message[:MAX_TEXT], "details": details}
+    }
 
 
 def check_uuid(value: str, what: str) -> str:
@@ -57,10 +65,13 @@ def check_uuid(value: str, what: str) -> str:
     try:
         parsed = uuid.UUID(value)
     except (ValueError, AttributeError, TypeError):
-        raise V2Error(404, "not_found", f"no {what} {value[:100]!r}: ids are UUIDs",
-                      {"field": "id"}) from None
+        raise V2Error(
+            404, "not_found", f"no {what} {value[:100]!r}: ids are UUIDs", {"field": "id"}
+        ) from None
     if str(parsed) != value.lower():
-        raise V2Error(404, "not_found", f"no {what} {value[:100]!r}: ids are canonical UUIDs", {"field": "id"})
+        raise V2Error(
+            404, "not_found", f"no {what} {value[:100]!r}: ids are canonical UUIDs", {"field": "id"}
+        )
     return str(parsed)
 
 
@@ -69,8 +80,13 @@ def now() -> datetime:
 
 
 def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else \
-        moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        None
+        if moment is None
+        else moment.astimezone(timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def origin(scope: Mapping[str, Any]) -> str:

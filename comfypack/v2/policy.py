@@ -23,8 +23,15 @@ from typing import Any
 from ..workflow import Interface
 from .common import V2Error
 
-__all__ = ["AssetRef", "check_shape", "check_served", "check_any", "asset_refs", "is_asset_ref",
-           "MAX_NODES"]
+__all__ = [
+    "AssetRef",
+    "check_shape",
+    "check_served",
+    "check_any",
+    "asset_refs",
+    "is_asset_ref",
+    "MAX_NODES",
+]
 
 #: the most nodes a submitted graph may have
 MAX_NODES = 5000
@@ -41,8 +48,12 @@ class AssetRef:
     hash: str | None
 
 
-def _invalid(message: str, node_id: str | None = None, field: str | None = None,
-             code: str = "invalid_workflow") -> V2Error:
+def _invalid(
+    message: str,
+    node_id: str | None = None,
+    field: str | None = None,
+    code: str = "invalid_workflow",
+) -> V2Error:
     details: dict[str, Any] = {}
     if node_id is not None:
         details["node_id"] = node_id
@@ -62,34 +73,60 @@ def _title(node_id: str, node: Mapping[str, Any]) -> str:
 def check_shape(graph: Any) -> dict[str, dict[str, Any]]:
     """An API-format graph (``{id: {class_type, inputs}}``), or 422 saying what is wrong where."""
     if not isinstance(graph, dict) or not graph:
-        raise _invalid("'workflow' must be a non-empty API-format graph: {node id: {class_type, inputs}}",
-                       field="workflow")
+        raise _invalid(
+            "'workflow' must be a non-empty API-format graph: {node id: {class_type, inputs}}",
+            field="workflow",
+        )
     if isinstance(graph.get("nodes"), list) and "links" in graph:
-        raise _invalid("this is a UI-format (saved) workflow; export it in API format "
-                       "(ComfyUI: Workflow → Export (API))", field="workflow", code="workflow_format_ui")
+        raise _invalid(
+            "this is a UI-format (saved) workflow; export it in API format "
+            "(ComfyUI: Workflow → Export (API))",
+            field="workflow",
+            code="workflow_format_ui",
+        )
     if len(graph) > MAX_NODES:
-        raise _invalid(f"the graph has {len(graph)} nodes; the limit is {MAX_NODES}", field="workflow")
+        raise _invalid(
+            f"the graph has {len(graph)} nodes; the limit is {MAX_NODES}", field="workflow"
+        )
     for node_id, node in graph.items():
         if len(node_id) > 64 or not node_id.isprintable():
             raise _invalid(f"node id {node_id[:64]!r} is not a short printable id", node_id[:64])
-        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str) \
-                or not isinstance(node.get("inputs", {}), dict):
-            raise _invalid(f"node {node_id} must be an object with a 'class_type' string and an "
-                           "'inputs' object", node_id)
+        if (
+            not isinstance(node, dict)
+            or not isinstance(node.get("class_type"), str)
+            or not isinstance(node.get("inputs", {}), dict)
+        ):
+            raise _invalid(
+                f"node {node_id} must be an object with a 'class_type' string and an "
+                "'inputs' object",
+                node_id,
+            )
     return graph
 
 
 def _ref(node_id: str, name: str, value: dict[str, Any]) -> AssetRef:
     info = value.get("info")
     if not isinstance(info, dict):
-        raise _invalid(f"node {node_id}: input {name!r} is a core/ASSET reference without an 'info' object",
-                       node_id, name, code="missing_asset")
+        raise _invalid(
+            f"node {node_id}: input {name!r} is a core/ASSET reference without an 'info' object",
+            node_id,
+            name,
+            code="missing_asset",
+        )
     asset_id, digest = info.get("id"), info.get("hash")
     if not isinstance(asset_id, str) and not isinstance(digest, str):
-        raise _invalid(f"node {node_id}: input {name!r} is a core/ASSET reference with neither 'id' nor 'hash'",
-                       node_id, name, code="missing_asset")
-    return AssetRef(node_id, name, asset_id if isinstance(asset_id, str) else None,
-                    digest if isinstance(digest, str) else None)
+        raise _invalid(
+            f"node {node_id}: input {name!r} is a core/ASSET reference with neither 'id' nor 'hash'",
+            node_id,
+            name,
+            code="missing_asset",
+        )
+    return AssetRef(
+        node_id,
+        name,
+        asset_id if isinstance(asset_id, str) else None,
+        digest if isinstance(digest, str) else None,
+    )
 
 
 def asset_refs(graph: Mapping[str, Mapping[str, Any]]) -> list[AssetRef]:
@@ -102,27 +139,38 @@ def asset_refs(graph: Mapping[str, Mapping[str, Any]]) -> list[AssetRef]:
     return refs
 
 
-def check_served(graph: dict[str, Any], workflow: Mapping[str, Any],
-                 interface: Interface) -> tuple[dict[str, Any], dict[str, AssetRef]]:
+def check_served(
+    graph: dict[str, Any], workflow: Mapping[str, Any], interface: Interface
+) -> tuple[dict[str, Any], dict[str, AssetRef]]:
     """The request body the graph's input-node values make, and the inputs given as assets
     (by API field name); 422 naming the first node that differs otherwise."""
     check_shape(graph)
     for node_id in workflow:
         if node_id not in graph:
-            raise _invalid(f"{_title(node_id, workflow[node_id])} of the served workflow is missing; "
-                           "this service runs only its own workflow", node_id)
+            raise _invalid(
+                f"{_title(node_id, workflow[node_id])} of the served workflow is missing; "
+                "this service runs only its own workflow",
+                node_id,
+            )
     for node_id in graph:
         if node_id not in workflow:
-            raise _invalid(f"{_title(node_id, graph[node_id])} is not in the served workflow; this service "
-                           "runs only its own workflow (change values on its comfypack input nodes)", node_id)
+            raise _invalid(
+                f"{_title(node_id, graph[node_id])} is not in the served workflow; this service "
+                "runs only its own workflow (change values on its comfypack input nodes)",
+                node_id,
+            )
     by_node = {spec.node_id: spec for spec in interface.inputs}
     body: dict[str, Any] = {}
     assets: dict[str, AssetRef] = {}
     for node_id in sorted(workflow, key=lambda n: (len(n), n)):
         served, given = workflow[node_id], graph[node_id]
         if given["class_type"] != served.get("class_type"):
-            raise _invalid(f"node {node_id} is {given['class_type'][:100]!r} here but "
-                           f"{served.get('class_type')!r} in the served workflow", node_id, "class_type")
+            raise _invalid(
+                f"node {node_id} is {given['class_type'][:100]!r} here but "
+                f"{served.get('class_type')!r} in the served workflow",
+                node_id,
+                "class_type",
+            )
         spec = by_node.get(node_id)
         s_inputs, g_inputs = served.get("inputs") or {}, given.get("inputs") or {}
         for name in sorted(set(s_inputs) | set(g_inputs)):
@@ -130,9 +178,12 @@ def check_served(graph: dict[str, Any], workflow: Mapping[str, Any],
                 continue
             if g_inputs.get(name, _MISSING) != s_inputs.get(name, _MISSING):
                 what = "a link" if isinstance(s_inputs.get(name), list) else "a setting"
-                raise _invalid(f"{_title(node_id, served)}: input {name[:100]!r} differs from the served "
-                               f"workflow ({what}); only the values of comfypack's input nodes may change",
-                               node_id, name[:100])
+                raise _invalid(
+                    f"{_title(node_id, served)}: input {name[:100]!r} differs from the served "
+                    f"workflow ({what}); only the values of comfypack's input nodes may change",
+                    node_id,
+                    name[:100],
+                )
         if spec is None:
             continue
         value = g_inputs.get(spec.widget, _MISSING)
@@ -140,13 +191,19 @@ def check_served(graph: dict[str, Any], workflow: Mapping[str, Any],
             continue  # left as served: the request leaves the field out (its default applies)
         if is_asset_ref(value):
             if not spec.is_file:
-                raise _invalid(f"{_title(node_id, served)}: {spec.widget!r} takes a {spec.kind}, not an asset",
-                               node_id, spec.widget)
+                raise _invalid(
+                    f"{_title(node_id, served)}: {spec.widget!r} takes a {spec.kind}, not an asset",
+                    node_id,
+                    spec.widget,
+                )
             assets[spec.name] = _ref(node_id, spec.widget, value)
             continue
         if isinstance(value, list):
-            raise _invalid(f"{_title(node_id, served)}: {spec.widget!r} must be a value, not a link",
-                           node_id, spec.widget)
+            raise _invalid(
+                f"{_title(node_id, served)}: {spec.widget!r} must be a value, not a link",
+                node_id,
+                spec.widget,
+            )
         body[spec.name] = value
     return body, assets
 
@@ -156,11 +213,24 @@ def check_any(graph: dict[str, Any], node_types: Collection[str]) -> dict[str, A
     check_shape(graph)
     for node_id, node in graph.items():
         if node["class_type"] not in node_types:
-            raise _invalid(f"{_title(node_id, node)}: no node type {node['class_type'][:100]!r} in this "
-                           "service's ComfyUI (its locked environment)", node_id, "class_type")
+            raise _invalid(
+                f"{_title(node_id, node)}: no node type {node['class_type'][:100]!r} in this "
+                "service's ComfyUI (its locked environment)",
+                node_id,
+                "class_type",
+            )
         for name, value in (node.get("inputs") or {}).items():
-            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) \
-                    and isinstance(value[1], int) and value[0] not in graph:
-                raise _invalid(f"{_title(node_id, node)}: input {name[:100]!r} links to node {value[0][:64]!r}, "
-                               "which is not in the graph", node_id, name[:100])
+            if (
+                isinstance(value, list)
+                and len(value) == 2
+                and isinstance(value[0], str)
+                and isinstance(value[1], int)
+                and value[0] not in graph
+            ):
+                raise _invalid(
+                    f"{_title(node_id, node)}: input {name[:100]!r} links to node {value[0][:64]!r}, "
+                    "which is not in the graph",
+                    node_id,
+                    name[:100],
+                )
     return graph

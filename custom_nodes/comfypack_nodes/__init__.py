@@ -32,8 +32,11 @@ def _register_routes() -> None:
         return
     from .routes import ComfyPackRoutes
 
-    ComfyPackRoutes(folder_paths.get_input_directory(), folder_paths.get_output_directory(),
-                    os.path.dirname(os.path.abspath(folder_paths.__file__))).add_routes(PromptServer.instance.routes)
+    ComfyPackRoutes(
+        folder_paths.get_input_directory(),
+        folder_paths.get_output_directory(),
+        os.path.dirname(os.path.abspath(folder_paths.__file__)),
+    ).add_routes(PromptServer.instance.routes)
 
 
 _register_routes()

@@ -40,7 +40,12 @@ __all__ = ["Service", "Services", "free_port", "group_members"]
 
 logger = logging.getLogger("comfypack.routes")
 
-STAGES = ["starting the process", "starting the HTTP server", "waiting for the ComfyUI worker", "ready"]
+STAGES = [
+    "starting the process",
+    "starting the HTTP server",
+    "waiting for the ComfyUI worker",
+    "ready",
+]
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -72,7 +77,7 @@ def group_members(pgid: int) -> list[int]:
         except OSError:
             continue
         # pid (comm) state ppid pgrp ... ; comm may hold spaces and parentheses
-        rest = stat[stat.rfind(")") + 2:].split()
+        rest = stat[stat.rfind(")") + 2 :].split()
         if len(rest) > 2 and rest[0] != "Z" and int(rest[2]) == pgid:
             found.append(int(entry))
     return found
@@ -130,7 +135,9 @@ class Service:
             "stage": STAGES[self.stage_index],
             "stage_index": self.stage_index,
             "stages": STAGES,
-            "progress": 1.0 if self.state == "ready" else round(self.stage_index / (len(STAGES) - 1), 4),
+            "progress": 1.0
+            if self.state == "ready"
+            else round(self.stage_index / (len(STAGES) - 1), 4),
             "pid": self.proc.pid,
             "returncode": self.proc.poll(),
             "port": self.port,
@@ -146,8 +153,15 @@ class Service:
 class Services:
     """The services this ComfyUI started. ``command``: how to run the comfypack CLI."""
 
-    def __init__(self, base_dir: Path, *, command: list[str] | None = None, max_services: int = 4,
-                 startup_timeout: float = 180.0, grace: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        command: list[str] | None = None,
+        max_services: int = 4,
+        startup_timeout: float = 180.0,
+        grace: float = 10.0,
+    ) -> None:
         self.base_dir = base_dir
         self.command = command or [sys.executable, "-m", "comfypack.cli"]
         self.max_services = max_services
@@ -166,8 +180,18 @@ class Services:
     def running(self) -> list[Service]:
         return [s for s in self._services.values() if s.proc.poll() is None]
 
-    def start(self, *, service_id: str, name: str, workflow_sha256: str, workflow_json: str,
-              comfyui_url: str, host: str, public_host: str, endpoint: str = "generate") -> Service:
+    def start(
+        self,
+        *,
+        service_id: str,
+        name: str,
+        workflow_sha256: str,
+        workflow_json: str,
+        comfyui_url: str,
+        host: str,
+        public_host: str,
+        endpoint: str = "generate",
+    ) -> Service:
         """Launch the service (returns at once; the watcher follows it). Call it on the event
         loop's thread: PR_SET_PDEATHSIG is tied to the thread that forks."""
         folder = self.base_dir / "serve" / service_id
@@ -177,19 +201,61 @@ class Services:
         port = free_port(host)
         # its own state folder (BentoML's task database, which `bentoml serve` recreates at
         # start, metrics, v2 assets) next to its workflow: never another service's
-        cmd = [*self.command, "serve", str(workflow_path), "--host", host, "--port", str(port),
-               "--comfyui-url", comfyui_url, "--endpoint", endpoint, "--state-dir", str(folder / "state")]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COMFYPACK_SERVICE_NAME": _service_name(name),
-               "BENTOML_DO_NOT_TRACK": "True", "NO_COLOR": "1", "TERM": "dumb"}
+        cmd = [
+            *self.command,
+            "serve",
+            str(workflow_path),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--comfyui-url",
+            comfyui_url,
+            "--endpoint",
+            endpoint,
+            "--state-dir",
+            str(folder / "state"),
+        ]
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "COMFYPACK_SERVICE_NAME": _service_name(name),
+            "BENTOML_DO_NOT_TRACK": "True",
+            "NO_COLOR": "1",
+            "TERM": "dumb",
+        }
         setup = functools.partial(_child_setup, _prctl(), os.getpid())
-        proc = subprocess.Popen(cmd, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=setup)
-        service = Service(id=service_id, name=name, workflow_sha256=workflow_sha256, workflow_path=workflow_path,
-                          host=host, public_host=public_host, port=port, endpoint=endpoint, proc=proc)
-        service.log.append(f"$ comfypack serve {workflow_path.name} --port {port} --comfyui-url {comfyui_url}")
+        proc = subprocess.Popen(
+            cmd,
+            cwd=folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=setup,
+        )
+        service = Service(
+            id=service_id,
+            name=name,
+            workflow_sha256=workflow_sha256,
+            workflow_path=workflow_path,
+            host=host,
+            public_host=public_host,
+            port=port,
+            endpoint=endpoint,
+            proc=proc,
+        )
+        service.log.append(
+            f"$ comfypack serve {workflow_path.name} --port {port} --comfyui-url {comfyui_url}"
+        )
         self._services[service_id] = service
-        threading.Thread(target=_pump, args=(proc, service.log), daemon=True,
-                         name=f"comfypack-serve-{service_id}").start()
+        threading.Thread(
+            target=_pump,
+            args=(proc, service.log),
+            daemon=True,
+            name=f"comfypack-serve-{service_id}",
+        ).start()
         task = asyncio.get_running_loop().create_task(self._watch(service))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
@@ -205,11 +271,15 @@ class Services:
             while service.state == "starting":
                 if service.proc.poll() is not None:
                     service.state = "failed"
-                    service.error = (f"the service exited with code {service.proc.returncode} before it "
-                                     "was ready; see its log")
+                    service.error = (
+                        f"the service exited with code {service.proc.returncode} before it "
+                        "was ready; see its log"
+                    )
                     return
                 if time.time() > deadline:
-                    service.error = f"the service was not ready after {self.startup_timeout:.0f} s; stopped it"
+                    service.error = (
+                        f"the service was not ready after {self.startup_timeout:.0f} s; stopped it"
+                    )
                     await self.stop(service.id)
                     service.state = "failed"
                     return
@@ -238,18 +308,27 @@ class Services:
             pgid = service.proc.pid
             _signal_group(pgid, signal.SIGTERM)
             deadline = time.monotonic() + self.grace
-            while time.monotonic() < deadline and (service.proc.poll() is None or group_members(pgid)):
+            while time.monotonic() < deadline and (
+                service.proc.poll() is None or group_members(pgid)
+            ):
                 await asyncio.sleep(0.1)
             if service.proc.poll() is None or group_members(pgid):
                 killed = True
                 _signal_group(pgid, signal.SIGKILL)
                 end = time.monotonic() + 5
-                while time.monotonic() < end and (service.proc.poll() is None or group_members(pgid)):
+                while time.monotonic() < end and (
+                    service.proc.poll() is None or group_members(pgid)
+                ):
                     await asyncio.sleep(0.05)
             service.state = "stopped"
         left = group_members(service.proc.pid)
-        return {"id": service.id, "state": service.state, "returncode": service.proc.poll(),
-                "killed": killed, "left": left}
+        return {
+            "id": service.id,
+            "state": service.state,
+            "returncode": service.proc.poll(),
+            "killed": killed,
+            "left": left,
+        }
 
     def forget(self, service_id: str) -> None:
         self._services.pop(service_id, None)

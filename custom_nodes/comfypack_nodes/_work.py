@@ -38,14 +38,23 @@ __all__ = [
     "slug",
 ]
 
-PACK_STAGES = ["saving the workflow", "hashing models", "locking the environment", "writing the pack"]
-_INSTALL_HINT = ("comfypack is not installed in the Python that runs ComfyUI; run: "
-                 "{python} -m pip install comfypack (then restart ComfyUI)")
+PACK_STAGES = [
+    "saving the workflow",
+    "hashing models",
+    "locking the environment",
+    "writing the pack",
+]
+_INSTALL_HINT = (
+    "comfypack is not installed in the Python that runs ComfyUI; run: "
+    "{python} -m pip install comfypack (then restart ComfyUI)"
+)
 
 
 def require_comfypack() -> None:
     if importlib.util.find_spec("comfypack") is None:
-        raise JobFailed(501, "comfypack_missing", _INSTALL_HINT.format(python=shlex.quote(sys.executable)))
+        raise JobFailed(
+            501, "comfypack_missing", _INSTALL_HINT.format(python=shlex.quote(sys.executable))
+        )
 
 
 def cli_command() -> list[str]:
@@ -74,8 +83,12 @@ def load_api(workflow: Any, comfyui_url: str) -> dict[str, Any]:
     from comfypack.workflow import load_workflow
 
     if not isinstance(workflow, dict) or not workflow:
-        raise JobFailed(400, "bad_request", "`workflow` must be a non-empty JSON object: the API-format "
-                        "workflow (the frontend's app.graphToPrompt().output)")
+        raise JobFailed(
+            400,
+            "bad_request",
+            "`workflow` must be a non-empty JSON object: the API-format "
+            "workflow (the frontend's app.graphToPrompt().output)",
+        )
     if is_ui_format(workflow):
         return load_any_workflow(workflow, comfyui_url=comfyui_url)
     return load_workflow(workflow)
@@ -87,8 +100,13 @@ def _nodes_named(workflow: dict[str, Any], problem: dict[str, Any]) -> list[str]
 
     field = problem.get("field")
     said = re.search(r"\b(input|output)\b", str(problem.get("message", "")).partition("): ")[2])
-    classes = set(INPUT_NODES) if said and said.group(1) == "input" else set(OUTPUT_NODES) if said else \
-        {*INPUT_NODES, *OUTPUT_NODES}
+    classes = (
+        set(INPUT_NODES)
+        if said and said.group(1) == "input"
+        else set(OUTPUT_NODES)
+        if said
+        else {*INPUT_NODES, *OUTPUT_NODES}
+    )
     out = []
     for node_id, node in workflow.items():
         if not isinstance(node, dict) or node.get("class_type") not in classes:
@@ -122,13 +140,18 @@ def interface(workflow: dict[str, Any]) -> dict[str, Any]:
         iface = parse_interface(workflow)
     except WorkflowError as e:
         details = e.details if isinstance(e.details, list) else []
-        enriched = [{**d, "nodes": _nodes_named(workflow, d)} if isinstance(d, dict) else d
-                    for d in details]
+        enriched = [
+            {**d, "nodes": _nodes_named(workflow, d)} if isinstance(d, dict) else d for d in details
+        ]
         raise JobFailed(400, e.type, e.message, enriched or e.details) from e
     doc = interface_document(iface)
     example = {i["name"]: _example_value(i) for i in doc["inputs"] if i["kind"] != "seed"}
-    return {**doc, "workflow_sha256": workflow_sha256(workflow), "example_request": example,
-            "fallback_outputs": iface.fallback_outputs}
+    return {
+        **doc,
+        "workflow_sha256": workflow_sha256(workflow),
+        "example_request": example,
+        "fallback_outputs": iface.fallback_outputs,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,36 +163,68 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _lock(job: Job, workflow_path: Path, workflow: dict[str, Any], comfyui_dir: Path, *,
-          offline: bool, ui_workflow: dict[str, Any] | None = None) -> Any:
+def _lock(
+    job: Job,
+    workflow_path: Path,
+    workflow: dict[str, Any],
+    comfyui_dir: Path,
+    *,
+    offline: bool,
+    ui_workflow: dict[str, Any] | None = None,
+) -> Any:
     from comfypack.hashing import default_hash_cache, hash_files
     from comfypack.lock import create_lock, find_models
     from comfypack.sources import default_resolvers, workflow_model_urls
 
     found = find_models(workflow, comfyui_dir)
-    job.stage("hashing models", f"hashing {len(found)} model file(s)" if found else "no model files to hash")
+    job.stage(
+        "hashing models",
+        f"hashing {len(found)} model file(s)" if found else "no model files to hash",
+    )
     cache = default_hash_cache()
     if found:
         # the hashes land in the cache; create_lock then reads them from it
         hash_files([p for _, _, p in found], cache=cache, progress=HashProgress(job))  # type: ignore[arg-type]
-    job.stage("locking the environment", "recording ComfyUI, custom nodes, packages and model sources")
-    resolvers = default_resolvers(None, hf_endpoint=os.environ.get("HF_ENDPOINT") or None,
-                                  civitai_url=os.environ.get("COMFYPACK_CIVITAI_URL") or None, offline=offline,
-                                  workflow_models=workflow_model_urls(ui_workflow or {}))
-    return create_lock(workflow_path, comfyui_dir, python=os.environ.get("COMFYPACK_PYTHON") or sys.executable,
-                       resolvers=resolvers, hash_cache=cache)
+    job.stage(
+        "locking the environment", "recording ComfyUI, custom nodes, packages and model sources"
+    )
+    resolvers = default_resolvers(
+        None,
+        hf_endpoint=os.environ.get("HF_ENDPOINT") or None,
+        civitai_url=os.environ.get("COMFYPACK_CIVITAI_URL") or None,
+        offline=offline,
+        workflow_models=workflow_model_urls(ui_workflow or {}),
+    )
+    return create_lock(
+        workflow_path,
+        comfyui_dir,
+        python=os.environ.get("COMFYPACK_PYTHON") or sys.executable,
+        resolvers=resolvers,
+        hash_cache=cache,
+    )
 
 
 def _lock_summary(lock: Any) -> dict[str, Any]:
     from comfypack.lock import missing_sources
 
-    return {"comfyui": lock.comfyui.version, "custom_nodes": len(lock.custom_nodes),
-            "packages": len(lock.packages), "models": len(lock.models),
-            "missing_sources": missing_sources(lock)}
+    return {
+        "comfyui": lock.comfyui.version,
+        "custom_nodes": len(lock.custom_nodes),
+        "packages": len(lock.packages),
+        "models": len(lock.models),
+        "missing_sources": missing_sources(lock),
+    }
 
 
-def lock_job(job: Job, workflow: dict[str, Any], *, work_dir: Path, comfyui_dir: Path, offline: bool,
-             downloads: Any) -> dict[str, Any]:
+def lock_job(
+    job: Job,
+    workflow: dict[str, Any],
+    *,
+    work_dir: Path,
+    comfyui_dir: Path,
+    offline: bool,
+    downloads: Any,
+) -> dict[str, Any]:
     from comfypack.lockfile import dumps, write_lock
 
     job.stage("saving the workflow")
@@ -179,12 +234,26 @@ def lock_job(job: Job, workflow: dict[str, Any], *, work_dir: Path, comfyui_dir:
     out = work_dir / "comfypack.lock.json"
     write_lock(lock, out)
     download_id = downloads.add(str(out), "comfypack.lock.json")
-    return {"lock": json.loads(dumps(lock)), "summary": _lock_summary(lock), "download_id": download_id,
-            "download_url": f"/comfypack/download/{download_id}", "filename": "comfypack.lock.json"}
+    return {
+        "lock": json.loads(dumps(lock)),
+        "summary": _lock_summary(lock),
+        "download_id": download_id,
+        "download_url": f"/comfypack/download/{download_id}",
+        "filename": "comfypack.lock.json",
+    }
 
 
-def make_pack(job: Job, workflow: dict[str, Any], ui_workflow: dict[str, Any] | None, name: str, *,
-              work_dir: Path, comfyui_dir: Path, input_dir: Path, offline: bool) -> tuple[Path, Any]:
+def make_pack(
+    job: Job,
+    workflow: dict[str, Any],
+    ui_workflow: dict[str, Any] | None,
+    name: str,
+    *,
+    work_dir: Path,
+    comfyui_dir: Path,
+    input_dir: Path,
+    offline: bool,
+) -> tuple[Path, Any]:
     """Lock and pack into ``work_dir/NAME.cpack.zip``; returns ``(pack, lock)``."""
     from comfypack.pack import create_pack
 
@@ -196,22 +265,48 @@ def make_pack(job: Job, workflow: dict[str, Any], ui_workflow: dict[str, Any] | 
         ui_path = work_dir / "workflow.json"
         _write_json(ui_path, ui_workflow)
     # the canvas graph's properties.models[] say where its models come from
-    lock = _lock(job, workflow_path, workflow, comfyui_dir, offline=offline, ui_workflow=ui_workflow)
+    lock = _lock(
+        job, workflow_path, workflow, comfyui_dir, offline=offline, ui_workflow=ui_workflow
+    )
     job.stage("writing the pack")
     out = work_dir / f"{name}.cpack.zip"
-    create_pack(workflow_path, comfyui_dir, out, lock=lock, ui_workflow=ui_path, input_dir=input_dir)
+    create_pack(
+        workflow_path, comfyui_dir, out, lock=lock, ui_workflow=ui_path, input_dir=input_dir
+    )
     job.note(f"wrote {out.name} ({out.stat().st_size} bytes)")
     return out, lock
 
 
-def pack_job(job: Job, workflow: dict[str, Any], ui_workflow: dict[str, Any] | None, name: str, *,
-             work_dir: Path, comfyui_dir: Path, input_dir: Path, offline: bool,
-             downloads: Any) -> dict[str, Any]:
-    out, lock = make_pack(job, workflow, ui_workflow, name, work_dir=work_dir, comfyui_dir=comfyui_dir,
-                          input_dir=input_dir, offline=offline)
+def pack_job(
+    job: Job,
+    workflow: dict[str, Any],
+    ui_workflow: dict[str, Any] | None,
+    name: str,
+    *,
+    work_dir: Path,
+    comfyui_dir: Path,
+    input_dir: Path,
+    offline: bool,
+    downloads: Any,
+) -> dict[str, Any]:
+    out, lock = make_pack(
+        job,
+        workflow,
+        ui_workflow,
+        name,
+        work_dir=work_dir,
+        comfyui_dir=comfyui_dir,
+        input_dir=input_dir,
+        offline=offline,
+    )
     download_id = downloads.add(str(out), out.name)
-    return {"download_id": download_id, "download_url": f"/comfypack/download/{download_id}",
-            "filename": out.name, "size": out.stat().st_size, "lock": _lock_summary(lock)}
+    return {
+        "download_id": download_id,
+        "download_url": f"/comfypack/download/{download_id}",
+        "filename": out.name,
+        "size": out.stat().st_size,
+        "lock": _lock_summary(lock),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,8 +324,13 @@ def cli_features() -> dict[str, Any] | None:
     if _cli_features:
         return _cli_features
     try:
-        proc = subprocess.run([*cli_command(), "version", "--json"], capture_output=True, text=True,
-                              timeout=60, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [*cli_command(), "version", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
         data = json.loads(proc.stdout) if proc.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired, ValueError):
         return None
@@ -261,14 +361,27 @@ def bentocloud_context() -> dict[str, Any]:
     login`` was done on this machine (or BENTO_CLOUD_API_KEY is set in ComfyUI's environment).
     No key ever comes from, or goes to, the browser."""
     if os.environ.get("BENTO_CLOUD_API_KEY"):
-        return {"logged_in": True, "context": None, "how": "BENTO_CLOUD_API_KEY in ComfyUI's environment"}
+        return {
+            "logged_in": True,
+            "context": None,
+            "how": "BENTO_CLOUD_API_KEY in ComfyUI's environment",
+        }
     try:
-        proc = subprocess.run([*_bentoml(), "cloud", "current-context"], capture_output=True, text=True,
-                              timeout=60, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [*_bentoml(), "cloud", "current-context"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"logged_in": False, "context": None, "how": f"cannot run bentoml: {e}"}
     if proc.returncode != 0:
-        return {"logged_in": False, "context": None, "how": "no BentoCloud context (`bentoml cloud login`)"}
+        return {
+            "logged_in": False,
+            "context": None,
+            "how": "no BentoCloud context (`bentoml cloud login`)",
+        }
     name = None
     try:
         data = json.loads(proc.stdout)
@@ -285,9 +398,14 @@ def run_cli_job(job: Job, args: list[str], stage: str) -> dict[str, Any]:
     config)."""
     job.stage(stage, f"comfypack {args[0]} …")
     started = time.monotonic()
-    proc = subprocess.Popen([*cli_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        [*cli_command(), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"},
+    )
     log: list[str] = []
 
     def pump() -> None:
@@ -308,17 +426,25 @@ def run_cli_job(job: Job, args: list[str], stage: str) -> dict[str, Any]:
             job.note(line)
     if rc != 0:
         last = (log or out.splitlines() or ["no output"])[-1]
-        raise JobFailed(500 if rc == 1 else 400, f"{args[0]}_failed",
-                        f"`comfypack {args[0]}` failed (exit code {rc}): {last.strip()}",
-                        {"exit_code": rc, "output": "\n".join([*log[-20:], *out.splitlines()[-10:]])})
-    result: dict[str, Any] = {"exit_code": rc, "output": "\n".join([*log[-10:], *out.splitlines()[-30:]]),
-                              "seconds": round(time.monotonic() - started, 1)}
+        raise JobFailed(
+            500 if rc == 1 else 400,
+            f"{args[0]}_failed",
+            f"`comfypack {args[0]}` failed (exit code {rc}): {last.strip()}",
+            {"exit_code": rc, "output": "\n".join([*log[-20:], *out.splitlines()[-10:]])},
+        )
+    result: dict[str, Any] = {
+        "exit_code": rc,
+        "output": "\n".join([*log[-10:], *out.splitlines()[-30:]]),
+        "seconds": round(time.monotonic() - started, 1),
+    }
     try:
         result["json"] = json.loads(out)
     except ValueError:
         pass
     data = result.get("json")
-    tag = (data.get("tag") or data.get("bento")) if isinstance(data, dict) else None  # build | deploy
+    tag = (
+        (data.get("tag") or data.get("bento")) if isinstance(data, dict) else None
+    )  # build | deploy
     if isinstance(tag, str):
         result["bento"] = tag
     return result

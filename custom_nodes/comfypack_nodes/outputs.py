@@ -294,9 +294,14 @@ class OutputFile(_OutputNode):
         # Only files ComfyUI itself holds may leave the server: a path typed by an API caller
         # must never turn this node into a reader of arbitrary files.
         real = os.path.realpath(path)
-        allowed = [os.path.realpath(d) for d in (folder_paths.get_input_directory(),
-                                                 folder_paths.get_output_directory(),
-                                                 folder_paths.get_temp_directory())]
+        allowed = [
+            os.path.realpath(d)
+            for d in (
+                folder_paths.get_input_directory(),
+                folder_paths.get_output_directory(),
+                folder_paths.get_temp_directory(),
+            )
+        ]
         if not any(os.path.commonpath([real, d]) == d for d in allowed):
             raise PermissionError(
                 f"Output {name!r}: {path!r} is outside ComfyUI's input, output and temp directories; "

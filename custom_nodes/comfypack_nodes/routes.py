@@ -103,8 +103,11 @@ def cross_origin(request: web.Request) -> str | None:
 def _allowed_hosts() -> set[str]:
     """``COMFYPACK_ALLOWED_HOSTS``: more names this ComfyUI answers to (comma-separated host
     names or addresses, no ports; ``*``: any — only behind a proxy that checks Host itself)."""
-    return {h.strip().lower().strip("[]") for h in os.environ.get("COMFYPACK_ALLOWED_HOSTS", "").split(",")
-            if h.strip()}
+    return {
+        h.strip().lower().strip("[]")
+        for h in os.environ.get("COMFYPACK_ALLOWED_HOSTS", "").split(",")
+        if h.strip()
+    }
 
 
 def untrusted_host(request: web.Request) -> str | None:
@@ -130,26 +133,41 @@ def untrusted_host(request: web.Request) -> str | None:
             return None  # the address this connection reached
     except (ValueError, ImportError, AttributeError):
         pass
-    return (f"Host {raw[:100]!r} is not one of this ComfyUI's names; reach it by its address or "
-            "localhost, or add the name to COMFYPACK_ALLOWED_HOSTS")
+    return (
+        f"Host {raw[:100]!r} is not one of this ComfyUI's names; reach it by its address or "
+        "localhost, or add the name to COMFYPACK_ALLOWED_HOSTS"
+    )
 
 
-def guarded(*, json_body: bool) -> Callable[[Handler], Callable[[ComfyPackRoutes, web.Request],
-                                                                    Awaitable[web.StreamResponse]]]:
+def guarded(
+    *, json_body: bool
+) -> Callable[[Handler], Callable[[ComfyPackRoutes, web.Request], Awaitable[web.StreamResponse]]]:
     """Same-origin only; for POSTs an ``application/json`` object body; errors as JSON."""
 
-    def decorate(handler: Handler) -> Callable[[ComfyPackRoutes, web.Request], Awaitable[web.StreamResponse]]:
+    def decorate(
+        handler: Handler,
+    ) -> Callable[[ComfyPackRoutes, web.Request], Awaitable[web.StreamResponse]]:
         @functools.wraps(handler)
         async def wrapper(self: ComfyPackRoutes, request: web.Request) -> web.StreamResponse:
             why = cross_origin(request) or untrusted_host(request)
             if why is not None:
-                logger.warning("comfypack: refused a cross-origin %s %s (%s)", request.method, request.path, why)
-                return _error(403, "forbidden", f"comfypack's routes answer same-origin requests only ({why})")
+                logger.warning(
+                    "comfypack: refused a cross-origin %s %s (%s)",
+                    request.method,
+                    request.path,
+                    why,
+                )
+                return _error(
+                    403, "forbidden", f"comfypack's routes answer same-origin requests only ({why})"
+                )
             body: Any = None
             if json_body:
                 if request.content_type != "application/json":
-                    return _error(415, "unsupported_media_type",
-                                  f"send a JSON body (Content-Type: application/json), not {request.content_type!r}")
+                    return _error(
+                        415,
+                        "unsupported_media_type",
+                        f"send a JSON body (Content-Type: application/json), not {request.content_type!r}",
+                    )
                 try:
                     body = await request.json()
                 except ValueError as e:
@@ -243,10 +261,14 @@ class ComfyPackRoutes:
         scheme, host, port = _own_address(request)
         return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
-    async def _workflow(self, request: web.Request, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def _workflow(
+        self, request: web.Request, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The request's API-format workflow and its interface document (400 if broken)."""
         _work.require_comfypack()
-        api = await asyncio.to_thread(_work.load_api, body.get("workflow"), self._comfyui_url(request))
+        api = await asyncio.to_thread(
+            _work.load_api, body.get("workflow"), self._comfyui_url(request)
+        )
         doc = await asyncio.to_thread(_work.interface, api)
         return api, doc
 
@@ -254,18 +276,31 @@ class ComfyPackRoutes:
     def _ui_workflow(body: dict[str, Any]) -> dict[str, Any] | None:
         ui = body.get("ui_workflow")
         if ui is not None and not isinstance(ui, dict):
-            raise JobFailed(400, "bad_request", "`ui_workflow` must be a JSON object (the UI graph) or absent")
+            raise JobFailed(
+                400, "bad_request", "`ui_workflow` must be a JSON object (the UI graph) or absent"
+            )
         return ui
 
     def _job_response(self, job: Any, extra: dict[str, Any] | None = None) -> web.Response:
-        return web.json_response({"job_id": job.id, "status_url": f"/comfypack/jobs/{job.id}",
-                                  **(extra or {}), "job": job.to_dict()}, status=202)
+        return web.json_response(
+            {
+                "job_id": job.id,
+                "status_url": f"/comfypack/jobs/{job.id}",
+                **(extra or {}),
+                "job": job.to_dict(),
+            },
+            status=202,
+        )
 
     def _pack_args(self, body: dict[str, Any], job_id: str) -> dict[str, Any]:
         work_dir = self.base_dir / "jobs" / job_id
         work_dir.mkdir(parents=True, exist_ok=True)
-        return {"work_dir": work_dir, "comfyui_dir": self.comfyui_dir, "input_dir": Path(self.input_dir),
-                "offline": bool(body.get("offline", False))}
+        return {
+            "work_dir": work_dir,
+            "comfyui_dir": self.comfyui_dir,
+            "input_dir": Path(self.input_dir),
+            "offline": bool(body.get("offline", False)),
+        }
 
     # -- interface, lock, pack ------------------------------------------------------------------
 
@@ -295,8 +330,9 @@ class ComfyPackRoutes:
         _ = self.base_dir
 
         def work(job: Any) -> Any:
-            return _work.pack_job(job, api, ui, name, downloads=self.downloads,
-                                  **self._pack_args(body, job.id))
+            return _work.pack_job(
+                job, api, ui, name, downloads=self.downloads, **self._pack_args(body, job.id)
+            )
 
         job = self.jobs.start("pack", list(_work.PACK_STAGES), work)
         return self._job_response(job, {"interface": doc})
@@ -308,48 +344,75 @@ class ComfyPackRoutes:
             return _error(400, "bad_request", "a job id is 32 lowercase hex digits")
         job = self.jobs.get(job_id)
         if job is None:
-            return _error(404, "not_found", f"no job {job_id} (jobs live as long as this ComfyUI runs)")
+            return _error(
+                404, "not_found", f"no job {job_id} (jobs live as long as this ComfyUI runs)"
+            )
         return web.json_response(job.to_dict())
 
     @guarded(json_body=False)
     async def download(self, request: web.Request, body: None) -> web.StreamResponse:
         download_id = request.match_info["download_id"]
         if not _DOWNLOAD_ID.match(download_id):
-            return _error(400, "bad_request", "not a download id (downloads are by the opaque id a job returned)")
+            return _error(
+                400,
+                "bad_request",
+                "not a download id (downloads are by the opaque id a job returned)",
+            )
         entry = self.downloads.get(download_id)
         if entry is None or not os.path.isfile(entry[0]):
             return _error(404, "not_found", "no such download (it may have expired; pack again)")
         path, filename = entry
         kind = "application/zip" if filename.endswith(".zip") else "application/json"
-        return web.FileResponse(path, headers={
-            "Content-Type": kind, "Content-Disposition": f'attachment; filename="{filename}"',
-            "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": kind,
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-store",
+            },
+        )
 
     # -- serve ----------------------------------------------------------------------------------
 
     @guarded(json_body=True)
     async def serve_start(self, request: web.Request, body: dict[str, Any]) -> web.Response:
         if os.name != "posix":
-            return _error(501, "not_available", "Serve from the canvas needs Linux or macOS (it manages the "
-                          "service's process group); run `comfypack serve WORKFLOW` in a terminal instead")
+            return _error(
+                501,
+                "not_available",
+                "Serve from the canvas needs Linux or macOS (it manages the "
+                "service's process group); run `comfypack serve WORKFLOW` in a terminal instead",
+            )
         api, doc = await self._workflow(request, body)
         name = _work.slug(body.get("name"))
         sha = doc["workflow_sha256"]
         service_id = sha[:16]
         if body.get("replace", True):  # this workflow changed since it was served: replace that one
             for other in self.services.running():
-                if other.name == name and other.id != service_id and other.state in ("starting", "ready"):
+                if (
+                    other.name == name
+                    and other.id != service_id
+                    and other.state in ("starting", "ready")
+                ):
                     await self.services.stop(other.id)
         # checked after the last await: from here to start() nothing else runs on the loop
         existing = self.services.get(service_id)
-        if existing is not None and existing.state in ("starting", "ready") and existing.proc.poll() is None:
+        if (
+            existing is not None
+            and existing.state in ("starting", "ready")
+            and existing.proc.poll() is None
+        ):
             return web.json_response({**existing.to_dict(), "reused": True, "interface": doc})
         running = self.services.running()
         if len(running) >= self.services.max_services:
-            return _error(409, "too_many_services",
-                          f"{len(running)} comfypack services already run from this ComfyUI "
-                          f"({', '.join(s.name for s in running)}); stop one first",
-                          [s.to_dict(log_lines=0) for s in running])
+            return _error(
+                409,
+                "too_many_services",
+                f"{len(running)} comfypack services already run from this ComfyUI "
+                f"({', '.join(s.name for s in running)}); stop one first",
+                [s.to_dict(log_lines=0) for s in running],
+            )
         if existing is not None:
             self.services.forget(service_id)
         _, own_host, _ = _own_address(request)
@@ -359,14 +422,24 @@ class ComfyPackRoutes:
         if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_/-]{0,63}", endpoint):
             return _error(400, "bad_request", "`endpoint` must be a simple route such as generate")
         service = self.services.start(
-            service_id=service_id, name=name, workflow_sha256=sha, endpoint=endpoint,
-            workflow_json=_dump(api), comfyui_url=self._comfyui_url(request), host=host,
-            public_host=public or host)
-        return web.json_response({**service.to_dict(), "reused": False, "interface": doc}, status=202)
+            service_id=service_id,
+            name=name,
+            workflow_sha256=sha,
+            endpoint=endpoint,
+            workflow_json=_dump(api),
+            comfyui_url=self._comfyui_url(request),
+            host=host,
+            public_host=public or host,
+        )
+        return web.json_response(
+            {**service.to_dict(), "reused": False, "interface": doc}, status=202
+        )
 
     @guarded(json_body=False)
     async def serve_list(self, request: web.Request, body: None) -> web.Response:
-        return web.json_response({"services": [s.to_dict(log_lines=0) for s in self.services.all()]})
+        return web.json_response(
+            {"services": [s.to_dict(log_lines=0) for s in self.services.all()]}
+        )
 
     def _service(self, request: web.Request) -> Any:
         service_id = request.match_info["service_id"]
@@ -380,7 +453,9 @@ class ComfyPackRoutes:
     @guarded(json_body=False)
     async def serve_status(self, request: web.Request, body: None) -> web.Response:
         lines = request.query.get("log_lines", "40")
-        return web.json_response(self._service(request).to_dict(log_lines=int(lines) if lines.isdigit() else 40))
+        return web.json_response(
+            self._service(request).to_dict(log_lines=int(lines) if lines.isdigit() else 40)
+        )
 
     @guarded(json_body=False)
     async def serve_stop(self, request: web.Request, body: None) -> web.Response:
@@ -398,21 +473,30 @@ class ComfyPackRoutes:
         except importlib.metadata.PackageNotFoundError:
             version = None
         if version is None:
-            return web.json_response({"comfypack": None, "build": False, "deploy": False, "bentocloud": None})
+            return web.json_response(
+                {"comfypack": None, "build": False, "deploy": False, "bentocloud": None}
+            )
         build, deploy, cloud = await asyncio.gather(
-            asyncio.to_thread(_work.cli_has, "build"), asyncio.to_thread(_work.cli_has, "deploy"),
-            asyncio.to_thread(_work.bentocloud_context))
-        return web.json_response({"comfypack": version, "build": build, "deploy": deploy, "bentocloud": cloud})
+            asyncio.to_thread(_work.cli_has, "build"),
+            asyncio.to_thread(_work.cli_has, "deploy"),
+            asyncio.to_thread(_work.bentocloud_context),
+        )
+        return web.json_response(
+            {"comfypack": version, "build": build, "deploy": deploy, "bentocloud": cloud}
+        )
 
     async def _require_cli(self, command: str) -> list[str]:
         """The command's options (``comfypack version --json``); 501 when this comfypack has no
         such command."""
         usage = await asyncio.to_thread(_work.cli_options, command)
         if usage is None:
-            raise JobFailed(501, "not_available",
-                            f"`comfypack {command}` is not available in this version of comfypack; "
-                            "upgrade comfypack in ComfyUI's Python to build or deploy from the canvas "
-                            "(Pack works: build the downloaded .cpack.zip elsewhere)")
+            raise JobFailed(
+                501,
+                "not_available",
+                f"`comfypack {command}` is not available in this version of comfypack; "
+                "upgrade comfypack in ComfyUI's Python to build or deploy from the canvas "
+                "(Pack works: build the downloaded .cpack.zip elsewhere)",
+            )
         return usage
 
     @guarded(json_body=True)
@@ -428,28 +512,45 @@ class ComfyPackRoutes:
         api, _ = await self._workflow(request, body)
         target = body.get("target", "bentocloud")
         if target != "bentocloud":
-            return _error(400, "bad_request", "the canvas deploys to target 'bentocloud' only; use the "
-                          "`comfypack deploy` CLI for other targets")
+            return _error(
+                400,
+                "bad_request",
+                "the canvas deploys to target 'bentocloud' only; use the "
+                "`comfypack deploy` CLI for other targets",
+            )
         usage = await self._require_cli("deploy")
         dry_run = bool(body.get("dry_run"))
         if not dry_run:
             cloud = await asyncio.to_thread(_work.bentocloud_context)
             if not cloud["logged_in"]:
-                return _error(412, "bentocloud_login_required",
-                              "not logged in to BentoCloud on the machine that runs ComfyUI: run `bentoml "
-                              "cloud login` in a terminal there, then Deploy again (comfypack never takes "
-                              "API keys in the browser)", cloud)
+                return _error(
+                    412,
+                    "bentocloud_login_required",
+                    "not logged in to BentoCloud on the machine that runs ComfyUI: run `bentoml "
+                    "cloud login` in a terminal there, then Deploy again (comfypack never takes "
+                    "API keys in the browser)",
+                    cloud,
+                )
         extra = ["--target", "bentocloud"] + (["--json"] if "--json" in usage else [])
         if dry_run:
             extra += ["--dry-run"]
         return self._cli_job(body, api, "deploy", extra, dry_run=dry_run)
 
-    def _cli_job(self, body: dict[str, Any], api: dict[str, Any], command: str, extra: list[str], *,
-                 dry_run: bool = False) -> web.Response:
+    def _cli_job(
+        self,
+        body: dict[str, Any],
+        api: dict[str, Any],
+        command: str,
+        extra: list[str],
+        *,
+        dry_run: bool = False,
+    ) -> web.Response:
         ui = self._ui_workflow(body)
         name = _work.slug(body.get("name"))
-        stage = {"build": "building the Bento",
-                 "deploy": "previewing the deployment" if dry_run else "deploying to BentoCloud"}[command]
+        stage = {
+            "build": "building the Bento",
+            "deploy": "previewing the deployment" if dry_run else "deploying to BentoCloud",
+        }[command]
         _ = self.base_dir
 
         def work(job: Any) -> Any:

@@ -18,7 +18,16 @@ from typing import Any
 
 from comfypack.uiformat import convert, is_ui_format, missing_node_types
 
-FEATURES = ("subgraph", "primitive", "reroute", "bypass", "mute", "dynamic_combo", "load3d", "curve")
+FEATURES = (
+    "subgraph",
+    "primitive",
+    "reroute",
+    "bypass",
+    "mute",
+    "dynamic_combo",
+    "load3d",
+    "curve",
+)
 
 
 def template_files() -> list[Path]:
@@ -71,8 +80,11 @@ def _has_input_type(definition: Any, kind: str) -> bool:
     if not isinstance(definition, dict):
         return False
     section = definition.get("input") or {}
-    return any(isinstance(raw, list) and raw and raw[0] == kind
-               for part in ("required", "optional") for raw in (section.get(part) or {}).values())
+    return any(
+        isinstance(raw, list) and raw and raw[0] == kind
+        for part in ("required", "optional")
+        for raw in (section.get(part) or {}).values()
+    )
 
 
 def saved_title(ui: dict[str, Any], exec_id: str) -> str | None:
@@ -103,14 +115,21 @@ _SCREENSHOT = re.compile(r"^threed/scene(_mask|_normal)?_\d+\.png \[temp\]$")
 
 
 def _load3d_screenshot(value: Any) -> bool:
-    return (isinstance(value, dict) and {"image", "mask", "camera_info"} <= set(value)
-            and all(isinstance(value.get(k), str) and _SCREENSHOT.match(value[k]) for k in ("image", "mask")))
+    return (
+        isinstance(value, dict)
+        and {"image", "mask", "camera_info"} <= set(value)
+        and all(
+            isinstance(value.get(k), str) and _SCREENSHOT.match(value[k]) for k in ("image", "mask")
+        )
+    )
 
 
 KNOWN: dict[tuple[str, str], tuple[str, Callable[[Any], bool]]] = {
-    ("Load3D", "image"): ("the frontend renders the 3D scene and uploads screenshots (image, mask, normal "
-                          "pass) to ComfyUI's temp folder at export; a file conversion has no renderer",
-                          _load3d_screenshot),
+    ("Load3D", "image"): (
+        "the frontend renders the 3D scene and uploads screenshots (image, mask, normal "
+        "pass) to ComfyUI's temp folder at export; a file conversion has no renderer",
+        _load3d_screenshot,
+    ),
 }
 
 
@@ -149,13 +168,17 @@ def compare(ui: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]) ->
                 diffs.append(line)
         if a["_meta"]["title"] != (b.get("_meta") or {}).get("title"):
             if saved_title(ui, node_id):
-                diffs.append(f"node {node_id}: title {a['_meta']['title']!r} != {b['_meta']['title']!r}")
+                diffs.append(
+                    f"node {node_id}: title {a['_meta']['title']!r} != {b['_meta']['title']!r}"
+                )
             else:
                 title_notes += 1
     return Comparison(diffs, known, title_notes)
 
 
-def load_templates(object_info: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+def load_templates(
+    object_info: dict[str, Any],
+) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
     """(name, UI workflow) of every template whose node types all exist in ``object_info``, and
     the names of those excluded because some do not."""
     usable: list[tuple[str, dict[str, Any]]] = []
@@ -194,15 +217,20 @@ class Outcome:
 
     @property
     def status(self) -> str:
-        """"match", "known" (only known differences), "differs" or "error"."""
+        """ "match", "known" (only known differences), "differs" or "error"."""
         if self.error:
             return "error"
         return "differs" if self.differences else "known" if self.known else "match"
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": self.status, "nodes": self.nodes, "differences": self.differences,
-                               "known_differences": self.known,
-                               "display_name_titles": self.display_name_titles, "seconds": self.seconds}
+        out: dict[str, Any] = {
+            "status": self.status,
+            "nodes": self.nodes,
+            "differences": self.differences,
+            "known_differences": self.known,
+            "display_name_titles": self.display_name_titles,
+            "seconds": self.seconds,
+        }
         if self.error:
             out["error"] = self.error
         if self.frontend_load_error:
@@ -210,8 +238,14 @@ class Outcome:
         return out
 
 
-def run(frontend: Any, object_info: dict[str, Any], workflows: Iterable[tuple[str, dict[str, Any]]],
-        *, version: str | None = None, progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+def run(
+    frontend: Any,
+    object_info: dict[str, Any],
+    workflows: Iterable[tuple[str, dict[str, Any]]],
+    *,
+    version: str | None = None,
+    progress: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
     """Each workflow through the frontend (``graph_to_prompt``) and :func:`convert` (mirroring
     frontend ``version``), compared."""
     outcomes = []
@@ -228,7 +262,11 @@ def run(frontend: Any, object_info: dict[str, Any], workflows: Iterable[tuple[st
         else:
             o.nodes = len(o.frontend)
             c = compare(ui, o.comfypack, o.frontend)
-            o.differences, o.known, o.display_name_titles = c.differences, c.known, c.display_name_titles
+            o.differences, o.known, o.display_name_titles = (
+                c.differences,
+                c.known,
+                c.display_name_titles,
+            )
         o.seconds = round(time.monotonic() - started, 2)
         outcomes.append(o)
         if progress is not None:

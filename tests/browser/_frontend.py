@@ -16,8 +16,16 @@ from types import TracebackType
 from typing import Any
 
 CHROMIUM = os.environ.get("COMFYPACK_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 _READY = """() => window.app && window.app.graph && window.LiteGraph
     && window.LiteGraph.registered_node_types && window.LiteGraph.registered_node_types['KSampler']"""
@@ -51,8 +59,10 @@ _LOAD_API = """async ([api, name]) => {
 
 # modal dialogs: PrimeVue's mask (frontends up to 1.45), the dialog component of 1.58 (z-index 1700)
 DIALOGS = '.p-dialog-mask, [data-testid="dialog-overlay"]'
-_CLOSE = ('[role="dialog"] button[aria-label="Close"], [role="dialog"] button:has(.pi-times), '
-          '.p-dialog button:has(.pi-times), [role="dialog"] button.p-dialog-close-button')
+_CLOSE = (
+    '[role="dialog"] button[aria-label="Close"], [role="dialog"] button:has(.pi-times), '
+    '.p-dialog button:has(.pi-times), [role="dialog"] button.p-dialog-close-button'
+)
 
 
 def chromium_missing() -> str | None:
@@ -103,8 +113,12 @@ class Frontend:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         try:
             self._browser.close()
         finally:
@@ -133,7 +147,9 @@ class Frontend:
                     with contextlib.suppress(Exception):
                         self.page.wait_for_selector(DIALOGS, state="hidden", timeout=3000)
             closed += 1
-        raise RuntimeError(f"cannot close the frontend's dialog: {self.page.locator(DIALOGS).first.inner_text()[:300]}")
+        raise RuntimeError(
+            f"cannot close the frontend's dialog: {self.page.locator(DIALOGS).first.inner_text()[:300]}"
+        )
 
     def version(self) -> str:
         """The frontend package's version (``window.__COMFYUI_FRONTEND_VERSION__``)."""
@@ -204,7 +220,9 @@ def frontend_variants() -> list[str]:
     from comfypack.comfyui.source import comfyui_version
     from comfypack.config import default_comfyui_dir
 
-    version = tuple(int(n) for n in re.findall(r"\d+", comfyui_version(default_comfyui_dir()) or "")[:2])
+    version = tuple(
+        int(n) for n in re.findall(r"\d+", comfyui_version(default_comfyui_dir()) or "")[:2]
+    )
     return [PINNED, NEWEST_FRONTEND] if version >= (0, 25) else [PINNED]
 
 
@@ -225,6 +243,7 @@ def comfyui_with_frontend(variant: str, comfyui: Any) -> Iterator[str]:
         if os.environ.get("COMFYPACK_REQUIRE_COMFYUI") == "1":
             pytest.fail(msg)
         pytest.skip(msg)
-    with ComfyUIProcess(comfyui.comfyui_dir, startup_timeout=180,
-                        extra_args=["--front-end-root", str(root)]) as proc:
+    with ComfyUIProcess(
+        comfyui.comfyui_dir, startup_timeout=180, extra_args=["--front-end-root", str(root)]
+    ) as proc:
         yield proc.url

@@ -87,7 +87,9 @@ def _shot(fe: Frontend, name: str) -> None:
     fe.screenshot(ARTIFACTS / fe.version() / f"{name}.png")
 
 
-def test_serve_shows_the_typed_api_and_the_service_answers(frontend: Frontend, http: httpx.Client) -> None:
+def test_serve_shows_the_typed_api_and_the_service_answers(
+    frontend: Frontend, http: httpx.Client
+) -> None:
     page = frontend.page
     _load(frontend, "text_tools")
     _shot(frontend, "01_loaded")
@@ -113,11 +115,15 @@ def test_serve_shows_the_typed_api_and_the_service_answers(frontend: Frontend, h
     port = int(panel.get_attribute("data-port") or 0)
     assert service_id and port
     try:
-        assert any("/4 " in s for s in stages_seen), stages_seen  # "2/4 starting the HTTP server · 1 s"
+        assert any("/4 " in s for s in stages_seen), (
+            stages_seen
+        )  # "2/4 starting the HTTP server · 1 s"
 
         # the typed API: fields, types, defaults, bounds / options
-        rows = {r.get_attribute("data-field"): r.locator("td").all_inner_texts()
-                for r in panel.locator("tr[data-field]").all()}
+        rows = {
+            r.get_attribute("data-field"): r.locator("td").all_inner_texts()
+            for r in panel.locator("tr[data-field]").all()
+        }
         assert list(rows) == ["text", "suffix", "case", "needle", "case_sensitive"]
         assert rows["case"][1] == "choice" and rows["case"][2] == '"UPPERCASE"'
         assert "Title Case" in rows["case"][3]
@@ -135,9 +141,16 @@ def test_serve_shows_the_typed_api_and_the_service_answers(frontend: Frontend, h
         assert r.status_code == 200, r.text
         assert r.json() == {"text": "Hello Comfypack", "length": 15, "contains": True}
         # ... and refuses a mistyped one, naming the field
-        r = httpx.post(f"http://127.0.0.1:{port}/generate", json={"case_sensitive": "maybe"}, timeout=60)
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/generate", json={"case_sensitive": "maybe"}, timeout=60
+        )
         assert r.status_code == 422 and "case_sensitive" in r.text
-        assert httpx.get(f"http://127.0.0.1:{port}/docs", timeout=30, follow_redirects=True).status_code == 200
+        assert (
+            httpx.get(
+                f"http://127.0.0.1:{port}/docs", timeout=30, follow_redirects=True
+            ).status_code
+            == 200
+        )
 
         pid = http.get(f"/comfypack/serve/{service_id}").json()["pid"]
         assert group_members(pid)
@@ -164,7 +177,9 @@ def test_serve_shows_interface_errors_in_the_panel(frontend: Frontend, http: htt
     error = page.locator(f"{PANEL} .cp-error").inner_text()
     assert "'text' is already used" in error
     _shot(frontend, "05_serve_error")
-    assert [s for s in http.get("/comfypack/serve").json()["services"] if s["state"] != "stopped"] == []
+    assert [
+        s for s in http.get("/comfypack/serve").json()["services"] if s["state"] != "stopped"
+    ] == []
 
 
 def test_pack_downloads_a_cpack_zip(frontend: Frontend, tmp_path: Path) -> None:
@@ -186,17 +201,31 @@ def test_pack_downloads_a_cpack_zip(frontend: Frontend, tmp_path: Path) -> None:
     assert contents.workflow == api  # exactly what the canvas exports
     assert contents.ui_workflow is not None and json.loads(contents.ui_workflow)["nodes"]
     assert contents.interface is not None
-    assert [s.name for s in parse_interface(contents.workflow).inputs] == \
-        ["text", "suffix", "case", "needle", "case_sensitive"]
+    assert [s.name for s in parse_interface(contents.workflow).inputs] == [
+        "text",
+        "suffix",
+        "case",
+        "needle",
+        "case_sensitive",
+    ]
     # and the CLI takes it as it is
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "comfypack.cli", "inspect", "--json", str(pack)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "comfypack.cli", "inspect", "--json", str(pack)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
-    assert list(json.loads(out.stdout)["input_schema"]["properties"]) == \
-        ["text", "suffix", "case", "needle", "case_sensitive"]
+    assert list(json.loads(out.stdout)["input_schema"]["properties"]) == [
+        "text",
+        "suffix",
+        "case",
+        "needle",
+        "case_sensitive",
+    ]
 
 
 def test_deploy_says_what_it_can_do(frontend: Frontend, http: httpx.Client) -> None:
@@ -216,7 +245,9 @@ def test_deploy_says_what_it_can_do(frontend: Frontend, http: httpx.Client) -> N
     _shot(frontend, "07_deploy")
     if caps["deploy"]:  # a dry run: what would be deployed (no build, no network, no login)
         page.locator(f"{PANEL} button.cp-preview").click()
-        assert wait_panel(frontend, "done|error", 60_000) == "done", page.locator(PANEL).inner_text()
+        assert wait_panel(frontend, "done|error", 60_000) == "done", page.locator(
+            PANEL
+        ).inner_text()
         assert "Deployment preview for" in page.locator(f"{PANEL} .cp-status-text").inner_text()
         assert '"bento"' in page.locator(f"{PANEL} .cp-result").inner_text()
         _shot(frontend, "08_deploy_preview")
@@ -225,10 +256,17 @@ def test_deploy_says_what_it_can_do(frontend: Frontend, http: httpx.Client) -> N
 
 def test_the_comfypack_menu_commands(frontend: Frontend) -> None:
     page = frontend.page
-    ids = page.evaluate("() => window.app.extensionManager.command.commands.map((c) => c.id)"
-                        ".filter((id) => id.startsWith('Comfypack.'))")
-    assert sorted(ids) == ["Comfypack.Deploy", "Comfypack.Pack", "Comfypack.Serve", "Comfypack.ShowApi",
-                           "Comfypack.StopAll"]
+    ids = page.evaluate(
+        "() => window.app.extensionManager.command.commands.map((c) => c.id)"
+        ".filter((id) => id.startsWith('Comfypack.'))"
+    )
+    assert sorted(ids) == [
+        "Comfypack.Deploy",
+        "Comfypack.Pack",
+        "Comfypack.Serve",
+        "Comfypack.ShowApi",
+        "Comfypack.StopAll",
+    ]
     _load(frontend, "menu_api")
     page.evaluate("() => window.app.extensionManager.command.execute('Comfypack.ShowApi')")
     assert wait_panel(frontend, "done|error", 30_000) == "done"
@@ -278,8 +316,11 @@ def test_the_panel_stays_above_the_frontends_dialogs_and_toasts(frontend: Fronte
     assert wait_panel(frontend, "done|error", 30_000) == "done"
     point = _header_point(frontend)
     for i in range(4):
-        page.evaluate("(i) => window.app.extensionManager.toast.add({severity: 'info', summary: 'layers', "
-                      "detail: 'a toast ' + i, life: 30000})", i)
+        page.evaluate(
+            "(i) => window.app.extensionManager.toast.add({severity: 'info', summary: 'layers', "
+            "detail: 'a toast ' + i, life: 30000})",
+            i,
+        )
     page.wait_for_timeout(500)
     assert page.evaluate(_TOP, list(point)) == "panel"
     # a dialog of the frontend's own (its settings), opened over everything
@@ -287,11 +328,15 @@ def test_the_panel_stays_above_the_frontends_dialogs_and_toasts(frontend: Fronte
     page.wait_for_selector(f"{DIALOGS}", state="visible", timeout=10_000)
     page.wait_for_timeout(500)  # the toasts move (1.58: to the top while a dialog is open)
     _shot(frontend, "10_panel_over_dialog")
-    assert page.evaluate(_TOASTS_AT, list(point)) >= 1, "no toast under the panel's header: nothing tested"
+    assert page.evaluate(_TOASTS_AT, list(point)) >= 1, (
+        "no toast under the panel's header: nothing tested"
+    )
     assert page.evaluate(_TOP, list(point)) == "panel"
     page.mouse.click(*point)  # a click on the header stays in the panel ...
     page.wait_for_timeout(300)
-    assert page.locator(DIALOGS).first.is_visible(), "a click in the panel closed the frontend's dialog"
+    assert page.locator(DIALOGS).first.is_visible(), (
+        "a click in the panel closed the frontend's dialog"
+    )
     page.locator(f"{PANEL} .cp-close").click(timeout=10_000)  # ... and its × is clickable over both
     assert page.locator(PANEL).count() == 0
     assert frontend.dismiss_dialogs(settle_ms=500) >= 1  # and the dialog closes like a user would

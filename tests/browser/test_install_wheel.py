@@ -76,10 +76,16 @@ def _clean_env(home: Path) -> dict[str, str]:
     """The environment of a user's shell: none of this checkout's settings (PYTHONPATH, every
     COMFYPACK_*, an active venv, a PATH entry inside the checkout). comfypack's state (service
     folders) goes to ``home`` instead of the user's ~/.cache/comfypack."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("COMFYPACK_") and k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                  if p and not Path(p).resolve().is_relative_to(ROOT))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("COMFYPACK_") and k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+    }
+    env["PATH"] = os.pathsep.join(
+        p
+        for p in env.get("PATH", "").split(os.pathsep)
+        if p and not Path(p).resolve().is_relative_to(ROOT)
+    )
     env["COMFYPACK_HOME"] = str(home)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -87,7 +93,9 @@ def _clean_env(home: Path) -> dict[str, str]:
 
 def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 600) -> str:
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, f"$ {shlex.join(cmd)} (exit {r.returncode})\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    assert r.returncode == 0, (
+        f"$ {shlex.join(cmd)} (exit {r.returncode})\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    )
     return r.stdout
 
 
@@ -97,7 +105,9 @@ def _snapshot(root: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root):  # a link to a folder: recorded, not entered
         rel = Path(dirpath).relative_to(root)
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and (rel / d).as_posix() not in RUNTIME)
+        dirnames[:] = sorted(
+            d for d in dirnames if d != "__pycache__" and (rel / d).as_posix() not in RUNTIME
+        )
         for name in [*dirnames, *filenames]:
             path = Path(dirpath, name)
             st = path.lstat()
@@ -107,15 +117,22 @@ def _snapshot(root: Path) -> dict[str, str]:
             elif stat.S_ISDIR(st.st_mode):
                 out[key] = f"dir {oct(st.st_mode & 0o7777)}"
             else:
-                out[key] = f"file {oct(st.st_mode & 0o7777)} {hashlib.sha256(path.read_bytes()).hexdigest()}"
+                out[key] = (
+                    f"file {oct(st.st_mode & 0o7777)} {hashlib.sha256(path.read_bytes()).hexdigest()}"
+                )
     return out
 
 
 def _plain_copy(src: Path, dst: Path) -> None:
     """ComfyUI as provisioned, without comfypack's link and without what a run left behind."""
+
     def ignore(folder: str, names: list[str]) -> set[str]:
         here = Path(folder)
-        skip = {n for n in names if n == "__pycache__" or (here / n).relative_to(src).as_posix() in RUNTIME}
+        skip = {
+            n
+            for n in names
+            if n == "__pycache__" or (here / n).relative_to(src).as_posix() in RUNTIME
+        }
         if here == src / "custom_nodes":
             skip |= {n for n in names if n == "comfypack_nodes"}
         return skip
@@ -131,8 +148,13 @@ def _build_wheel(out: Path, work: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     for name in ("comfypack", "custom_nodes"):
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
-    r = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(src)],
-                       capture_output=True, text=True, timeout=600, cwd=work)
+    r = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=work,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     # setuptools' warning for a folder of data files that is not a listed package (it says it
     # will stop shipping them)
@@ -147,9 +169,13 @@ def _requirements(comfyui: Path) -> list[str]:
     from comfypack.comfyui.source import TORCH_PINS
 
     torch_names = {"torch", "torchvision", "torchaudio"}
-    keep = [ln.strip() for ln in (comfyui / "requirements.txt").read_text().splitlines()
-            if ln.strip() and not ln.strip().startswith("#")
-            and re.split(r"[<>=!~\[; ]", ln.strip(), maxsplit=1)[0].lower() not in torch_names]
+    keep = [
+        ln.strip()
+        for ln in (comfyui / "requirements.txt").read_text().splitlines()
+        if ln.strip()
+        and not ln.strip().startswith("#")
+        and re.split(r"[<>=!~\[; ]", ln.strip(), maxsplit=1)[0].lower() not in torch_names
+    ]
     return [*TORCH_PINS, *keep, "requests"]
 
 
@@ -162,17 +188,27 @@ def _comfyui_running(comfyui: Path, python: Path, env: dict[str, str], log: Path
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
-        proc = subprocess.Popen([str(python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)],
-                                cwd=comfyui, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)],
+            cwd=comfyui,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 180
         while True:
-            assert proc.poll() is None, f"ComfyUI exited ({proc.returncode}):\n{log.read_text()[-4000:]}"
+            assert proc.poll() is None, (
+                f"ComfyUI exited ({proc.returncode}):\n{log.read_text()[-4000:]}"
+            )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/comfypack/capabilities", timeout=5).status_code == 200:
                     break
-            assert time.monotonic() < deadline, f"ComfyUI did not answer in 180 s:\n{log.read_text()[-4000:]}"
+            assert time.monotonic() < deadline, (
+                f"ComfyUI did not answer in 180 s:\n{log.read_text()[-4000:]}"
+            )
             time.sleep(1)
         yield url
     finally:
@@ -209,10 +245,24 @@ def test_install_from_the_wheel_the_documented_way_serve_pack_and_uninstall(tmp_
         _plain_copy(provisioned, comfyui)
         base = getattr(sys, "_base_executable", sys.executable)
         _run([base, "-m", "venv", str(venv)], cwd=work, env=env)
-        _run([sys.executable, "-m", "uv", "pip", "install", "--python", str(python),
-              *_requirements(comfyui)], cwd=work, env=env)
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "uv",
+                "pip",
+                "install",
+                "--python",
+                str(python),
+                *_requirements(comfyui),
+            ],
+            cwd=work,
+            env=env,
+        )
         probe = [str(python), "-c", "import importlib.util as u; print(u.find_spec('comfypack'))"]
-        assert _run(probe, cwd=work, env=env).strip() == "None", "the fresh venv already has comfypack"
+        assert _run(probe, cwd=work, env=env).strip() == "None", (
+            "the fresh venv already has comfypack"
+        )
         before = _snapshot(comfyui)
         assert "custom_nodes/comfypack_nodes" not in before and "main.py" in before
 
@@ -222,8 +272,17 @@ def test_install_from_the_wheel_the_documented_way_serve_pack_and_uninstall(tmp_
         said = [_run(cmd, cwd=work, env=env) for cmd in commands]
         assert "lacks it" not in said[-1], f"comfypack is in that venv, yet: {said[-1]}"
         link = comfyui / "custom_nodes" / "comfypack_nodes"
-        site = Path(_run([str(python), "-c", "import comfypack, pathlib; "
-                          "print(pathlib.Path(comfypack.__file__).parent)"], cwd=work, env=env).strip())
+        site = Path(
+            _run(
+                [
+                    str(python),
+                    "-c",
+                    "import comfypack, pathlib; print(pathlib.Path(comfypack.__file__).parent)",
+                ],
+                cwd=work,
+                env=env,
+            ).strip()
+        )
         assert site.is_relative_to(venv), f"comfypack imported from {site}, not from the venv"
         assert link.is_symlink() and link.resolve() == site / "_custom_nodes" / "comfypack_nodes"
         again = _run(commands[-1], cwd=work, env=env)
@@ -234,7 +293,9 @@ def test_install_from_the_wheel_the_documented_way_serve_pack_and_uninstall(tmp_
         with _comfyui_running(comfyui, python, env, log) as url:
             with Frontend(url) as fe:
                 fe.page.wait_for_selector("button.comfypack-serve", state="visible", timeout=30_000)
-                fe.dismiss_dialogs(settle_ms=3000)  # a new user's ComfyUI: first-run dialogs come late
+                fe.dismiss_dialogs(
+                    settle_ms=3000
+                )  # a new user's ComfyUI: first-run dialogs come late
                 _serve(fe, url, python)
                 _pack(fe, work, python, env)
         text = log.read_text(errors="replace")
@@ -245,8 +306,12 @@ def test_install_from_the_wheel_the_documented_way_serve_pack_and_uninstall(tmp_
         for cmd in _readme_commands("readme-uninstall"):
             _run(_as_run(cmd, comfyui, wheel), cwd=work, env=env)
         after = _snapshot(comfyui)
-        assert {k: after.get(k) for k in before.keys() | after.keys() if before.get(k) != after.get(k)} == {}
-        assert _run(probe, cwd=work, env=env).strip() == "None", "pip uninstall left comfypack importable"
+        assert {
+            k: after.get(k) for k in before.keys() | after.keys() if before.get(k) != after.get(k)
+        } == {}
+        assert _run(probe, cwd=work, env=env).strip() == "None", (
+            "pip uninstall left comfypack importable"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)  # a 5 GB venv (hard links to uv's cache, mostly)
 
@@ -272,7 +337,9 @@ def _serve(fe: Frontend, url: str, python: Path) -> None:
     try:
         status = httpx.get(f"{url}/comfypack/serve/{service_id}", timeout=30).json()
         cmdline = Path(f"/proc/{status['pid']}/cmdline").read_bytes().split(b"\0")
-        assert Path(cmdline[0].decode()) == python, f"the service runs {cmdline[0]!r}, not ComfyUI's Python"
+        assert Path(cmdline[0].decode()) == python, (
+            f"the service runs {cmdline[0]!r}, not ComfyUI's Python"
+        )
         request = json.loads((TEXT_TOOLS / "request.json").read_text())
         r = httpx.post(f"http://127.0.0.1:{port}/generate", json=request, timeout=120)
         assert r.status_code == 200, r.text
@@ -287,8 +354,9 @@ def _serve(fe: Frontend, url: str, python: Path) -> None:
 
 def _pack(fe: Frontend, work: Path, python: Path, env: dict[str, str]) -> None:
     page = fe.page
-    api: dict[str, Any] = load_into_tab(fe, json.loads((TEXT_TOOLS / "workflow.json").read_text()),
-                                        "my_text_tools")
+    api: dict[str, Any] = load_into_tab(
+        fe, json.loads((TEXT_TOOLS / "workflow.json").read_text()), "my_text_tools"
+    )
     with page.expect_download(timeout=180_000) as download:
         _click_button(fe, "button.comfypack-pack")
     pack = work / download.value.suggested_filename
@@ -298,7 +366,15 @@ def _pack(fe: Frontend, work: Path, python: Path, env: dict[str, str]) -> None:
     fe.screenshot(ARTIFACTS / "pack.png")
     page.locator(f"{PANEL} .cp-close").click()
     # the installed CLI takes it as it is
-    out = json.loads(_run([str(python.parent / "comfypack"), "inspect", "--json", str(pack)], cwd=work, env=env))
-    assert list(out["input_schema"]["properties"]) == ["text", "suffix", "case", "needle", "case_sensitive"]
+    out = json.loads(
+        _run([str(python.parent / "comfypack"), "inspect", "--json", str(pack)], cwd=work, env=env)
+    )
+    assert list(out["input_schema"]["properties"]) == [
+        "text",
+        "suffix",
+        "case",
+        "needle",
+        "case_sensitive",
+    ]
     with zipfile.ZipFile(pack) as z:
         assert json.loads(z.read("workflow_api.json")) == api  # exactly what the canvas exports

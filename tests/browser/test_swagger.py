@@ -31,20 +31,26 @@ def test_try_it_out_uploads_a_file_and_gets_200(tmp_path: Path) -> None:
             op.locator(".try-out__btn").click()
             op.locator(".body-param-content-type select").select_option("multipart/form-data")
             op.locator("input[type=file]").first.set_input_files(str(example / "example.png"))
-            with page.expect_response(lambda r: r.url.endswith("/generate") and r.request.method == "POST",
-                                      timeout=120_000) as answer:
+            with page.expect_response(
+                lambda r: r.url.endswith("/generate") and r.request.method == "POST",
+                timeout=120_000,
+            ) as answer:
                 op.locator(".execute").click()
             response = answer.value
             page.screenshot(path=str(ARTIFACTS / "try_it_out.png"), full_page=True)
             assert response.status == 200, response.text()[:500]
             assert response.headers["content-type"] == "image/png"
-            assert int(response.headers["content-length"]) > 100  # the image (Swagger keeps the bytes)
+            assert (
+                int(response.headers["content-length"]) > 100
+            )  # the image (Swagger keeps the bytes)
             # the request Swagger sent was the multipart upload of that file
             assert "multipart/form-data" in (response.request.headers.get("content-type") or "")
             status = op.locator(".live-responses-table tbody .response-col_status").first
             status.wait_for()
             assert status.inner_text().strip() == "200"
             # Swagger shows the answer as the picture it is (binary, not JSON)
-            assert op.locator(".live-responses-table img").count() == 1  # shown inline: it is an image
+            assert (
+                op.locator(".live-responses-table img").count() == 1
+            )  # shown inline: it is an image
         finally:
             browser.close()

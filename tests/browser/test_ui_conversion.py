@@ -53,8 +53,10 @@ def frontend(request: pytest.FixtureRequest, comfyui: Any) -> Iterator[Frontend]
 
 
 def _workflows(object_info: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    chosen = [(f"example:{p.parent.name}", json.loads(p.read_text()))
-              for p in sorted(EXAMPLES.glob("*/workflow.json"))]
+    chosen = [
+        (f"example:{p.parent.name}", json.loads(p.read_text()))
+        for p in sorted(EXAMPLES.glob("*/workflow.json"))
+    ]
     usable, excluded = load_templates(object_info)
     NOTES["skipped_missing_nodes"] = excluded
     feats = {name: features(ui, object_info) for name, ui in usable}
@@ -75,24 +77,31 @@ def summary_lines(version: str, results: dict[str, str]) -> list[str]:
     matched = sum(v in OK for v in results.values())
     ex = [k for k in results if k.startswith("example:")]
     ex_ok = sum(results[k] in OK for k in ex)
-    lines = [f"UI -> API conversion vs frontend {version} (graphToPrompt): {matched} of {len(results)} "
-             f"workflows match node by node ({ex_ok} of {len(ex)} examples, {matched - ex_ok} of "
-             f"{len(results) - len(ex)} sampled templates)"]
+    lines = [
+        f"UI -> API conversion vs frontend {version} (graphToPrompt): {matched} of {len(results)} "
+        f"workflows match node by node ({ex_ok} of {len(ex)} examples, {matched - ex_ok} of "
+        f"{len(results) - len(ex)} sampled templates)"
+    ]
     skipped = NOTES["skipped_missing_nodes"]
     if skipped:
-        lines.append(f"  {len(skipped)} template(s) excluded, node types missing from object_info: "
-                     + ", ".join(skipped))
+        lines.append(
+            f"  {len(skipped)} template(s) excluded, node types missing from object_info: "
+            + ", ".join(skipped)
+        )
     if NOTES["title_notes"]:
-        lines.append(f"  {NOTES['title_notes']} untitled node(s) carry the backend's display name where the "
-                     "frontend shows its bundled English one ('Preview as Text' vs 'Preview Any'); "
-                     "ComfyUI ignores _meta.title")
+        lines.append(
+            f"  {NOTES['title_notes']} untitled node(s) carry the backend's display name where the "
+            "frontend shows its bundled English one ('Preview as Text' vs 'Preview Any'); "
+            "ComfyUI ignores _meta.title"
+        )
     lines += [f"  {v}: {k}" for k, v in results.items() if v != "match"]  # "known" ones named too
     lines.append(f"  artifacts: {ARTIFACTS.relative_to(ROOT)}/{version}/")
     return lines
 
 
-def test_ui_conversion_matches_the_frontend(frontend: Frontend, object_info: dict[str, Any],
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_ui_conversion_matches_the_frontend(
+    frontend: Frontend, object_info: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     workflows = _workflows(object_info)
     assert len([n for n, _ in workflows if n.startswith("template:")]) >= 15
     version = frontend.version()
@@ -104,7 +113,9 @@ def test_ui_conversion_matches_the_frontend(frontend: Frontend, object_info: dic
     outcomes = run(frontend, object_info, workflows, version=version)
     for o in outcomes:
         slug = o.name.replace(":", "_")
-        if o.name.startswith("example:") or not o.matched or shots < 3:  # screenshots cost ~2 s each
+        if (
+            o.name.startswith("example:") or not o.matched or shots < 3
+        ):  # screenshots cost ~2 s each
             shots += not o.name.startswith("example:")
             frontend.screenshot(out / f"{slug}.png")
         NOTES["title_notes"] += o.display_name_titles
@@ -114,16 +125,25 @@ def test_ui_conversion_matches_the_frontend(frontend: Frontend, object_info: dic
             (out / f"{slug}.comfypack.json").write_text(json.dumps(o.comfypack, indent=2))
     matched = sum(v in OK for v in results.values())
     report = {o.name: o.summary() for o in outcomes}
-    summary = {"frontend": version, "matched": matched, "total": len(results),
-               "excluded_missing_node_types": NOTES["skipped_missing_nodes"], "workflows": report}
+    summary = {
+        "frontend": version,
+        "matched": matched,
+        "total": len(results),
+        "excluded_missing_node_types": NOTES["skipped_missing_nodes"],
+        "workflows": report,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     with capsys.disabled():
         print("\n" + "\n".join(summary_lines(version, results)))
     bad = {k: v for k, v in report.items() if v.get("error") or v.get("differences")}
-    assert not bad, f"{matched} of {len(results)} match; differences:\n" + json.dumps(bad, indent=2)[:6000]
+    assert not bad, (
+        f"{matched} of {len(results)} match; differences:\n" + json.dumps(bad, indent=2)[:6000]
+    )
 
 
-def test_hand_written_unit_graphs_match_the_frontend(frontend: Frontend, object_info: dict[str, Any]) -> None:
+def test_hand_written_unit_graphs_match_the_frontend(
+    frontend: Frontend, object_info: dict[str, Any]
+) -> None:
     """The small graphs of tests/unit/test_uiformat.py (one per feature), through the frontend;
     those written for this ComfyUI's node set (0.3.75's, or the current line's)."""
     from unit.test_uiformat import SCENARIOS, SCENARIOS_CURRENT
@@ -137,7 +157,9 @@ def test_hand_written_unit_graphs_match_the_frontend(frontend: Frontend, object_
         diffs = compare(ui, convert(ui, object_info, seed=0, frontend=version), theirs).differences
         if diffs:
             bad[name] = diffs
-            (ARTIFACTS / f"unit_{version}_{name}.frontend.json").write_text(json.dumps(theirs, indent=2))
+            (ARTIFACTS / f"unit_{version}_{name}.frontend.json").write_text(
+                json.dumps(theirs, indent=2)
+            )
     assert not bad, json.dumps(bad, indent=2)
 
 
@@ -153,26 +175,45 @@ def test_unit_object_info_slice_is_current(comfyui: Any, object_info: dict[str, 
     name = "object_info_0.28.2.json" if _current_line() else "object_info.json"
     sliced = json.loads((ROOT / "tests" / "unit" / "data" / name).read_text())
     stale = [n for n, definition in sliced.items() if object_info.get(n) != definition]
-    assert not stale, f"regenerate tests/unit/data/{name} (ComfyUI {comfyui_version(comfyui.comfyui_dir)}); changed: {stale}"
+    assert not stale, (
+        f"regenerate tests/unit/data/{name} (ComfyUI {comfyui_version(comfyui.comfyui_dir)}); changed: {stale}"
+    )
 
 
 def test_only_the_exact_shape_of_a_known_difference_is_classified_known() -> None:
     """Load3D's ``image``: the frontend's value is its upload of the rendered scene (screenshots in
     ComfyUI's temp folder, the camera); anything else there is still a difference."""
     ui: dict[str, Any] = {"nodes": [], "links": []}
-    shot = {"image": "threed/scene_1796030938189.png [temp]", "mask": "threed/scene_mask_1796030938196.png [temp]",
-            "normal": "threed/scene_normal_1796030938187.png [temp]", "camera_info": {"zoom": 1},
-            "recording": "", "model_3d_info": []}
+    shot = {
+        "image": "threed/scene_1796030938189.png [temp]",
+        "mask": "threed/scene_mask_1796030938196.png [temp]",
+        "normal": "threed/scene_normal_1796030938187.png [temp]",
+        "camera_info": {"zoom": 1},
+        "recording": "",
+        "model_3d_info": [],
+    }
 
     def node(cls: str, **inputs: Any) -> dict[str, Any]:
-        return {"1": {"class_type": cls, "inputs": {"model_file": "a.glb", **inputs}, "_meta": {"title": "t"}}}
+        return {
+            "1": {
+                "class_type": cls,
+                "inputs": {"model_file": "a.glb", **inputs},
+                "_meta": {"title": "t"},
+            }
+        }
 
     c = compare(ui, node("Load3D", image=""), node("Load3D", image=shot))
     assert c.differences == [] and len(c.known) == 1 and "renders the 3D scene" in c.known[0]
-    for theirs in ({**shot, "image": "cat.png"}, {"image": shot["image"]}, "threed/scene_1.png [temp]"):
+    for theirs in (
+        {**shot, "image": "cat.png"},
+        {"image": shot["image"]},
+        "threed/scene_1.png [temp]",
+    ):
         c = compare(ui, node("Load3D", image=""), node("Load3D", image=theirs))
         assert len(c.differences) == 1 and c.known == [], theirs
-    c = compare(ui, node("Preview3D", image=""), node("Preview3D", image=shot))  # another node: not known
+    c = compare(
+        ui, node("Preview3D", image=""), node("Preview3D", image=shot)
+    )  # another node: not known
     assert len(c.differences) == 1 and c.known == []
     c = compare(ui, node("Load3D", image="", width=512), node("Load3D", image=shot, width=1024))
     assert c.differences == ["node 1 (Load3D).width: 512 != 1024"] and len(c.known) == 1

@@ -32,7 +32,11 @@ def _wheels(comfyui_dir: Path) -> Path | None:
     from comfypack.config import comfypack_home
 
     name = DEFAULT_PACKAGED.package.replace("-", "_")
-    for folder in (comfypack_home() / "wheels", comfyui_dir.parent / "wheels", ROOT / ".cache" / "wheels"):
+    for folder in (
+        comfypack_home() / "wheels",
+        comfyui_dir.parent / "wheels",
+        ROOT / ".cache" / "wheels",
+    ):
         if list(folder.glob(f"{name}-{DEFAULT_PACKAGED.version}-*.whl")):
             return folder
     return None
@@ -41,16 +45,28 @@ def _wheels(comfyui_dir: Path) -> Path | None:
 def _env(tmp_path: Path, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYPACK_", "BENTOML_"))}
     # COMFYPACK_ALLOW_LOCAL_SOURCES: the current ComfyUI line is locked from a file:// archive
-    env.update(BENTOML_HOME=str(tmp_path / "bentoml"), COMFYPACK_HOME=str(home),
-               BENTOML_DO_NOT_TRACK="true", COMFYPACK_ALLOW_LOCAL_SOURCES="1")
+    env.update(
+        BENTOML_HOME=str(tmp_path / "bentoml"),
+        COMFYPACK_HOME=str(home),
+        BENTOML_DO_NOT_TRACK="true",
+        COMFYPACK_ALLOW_LOCAL_SOURCES="1",
+    )
     if os.environ.get("COMFYPACK_EXTRA_NODES_DIRS"):
         env["COMFYPACK_EXTRA_NODES_DIRS"] = os.environ["COMFYPACK_EXTRA_NODES_DIRS"]
     return env
 
 
-def _comfypack(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "comfypack.cli", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+def _comfypack(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "comfypack.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, f"comfypack {' '.join(args)}:\n{proc.stderr[-3000:]}"
     return proc
 
@@ -67,8 +83,16 @@ def test_build_a_pack_then_bentoml_serve_the_bento(tmp_path: Path) -> None:
     env = _env(tmp_path, home)
 
     pack = tmp_path / "text_tools.cpack.zip"
-    _comfypack("pack", str(EXAMPLES / "text_tools" / "workflow_api.json"), "--comfyui", str(comfyui_dir),
-               "-o", str(pack), "--offline", env=env)
+    _comfypack(
+        "pack",
+        str(EXAMPLES / "text_tools" / "workflow_api.json"),
+        "--comfyui",
+        str(comfyui_dir),
+        "-o",
+        str(pack),
+        "--offline",
+        env=env,
+    )
     out = json.loads(_comfypack("build", str(pack), "--timeout", "120", "--json", env=env).stdout)
     assert out["built"] is True
     tag = out["tag"]
@@ -82,8 +106,13 @@ def test_build_a_pack_then_bentoml_serve_the_bento(tmp_path: Path) -> None:
     assert envs["COMFYPACK_TIMEOUT"] == "120"
     assert info["services"][0]["config"]["traffic"]["timeout"] == 150
     assert info["labels"]["comfyui-version"] == comfyui_version(comfyui_dir)  # 0.3.75 or 0.28.x
-    for rel in ("service.py", "comfypack-bento.json", "pack/text_tools.cpack.zip", "comfypack/serving.py",
-                "custom_nodes/comfypack_nodes/__init__.py"):
+    for rel in (
+        "service.py",
+        "comfypack-bento.json",
+        "pack/text_tools.cpack.zip",
+        "comfypack/serving.py",
+        "custom_nodes/comfypack_nodes/__init__.py",
+    ):
         assert (bento / "src" / rel).is_file(), rel
     setup = next((bento / "env" / "docker").glob("script__*")).read_text()
     assert "comfypack.bento_runtime prepare" in setup
@@ -97,14 +126,31 @@ def test_build_a_pack_then_bentoml_serve_the_bento(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "serve.log"
     with open(log, "wb") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1",
-                                 "--port", str(port)], env=env, cwd=tmp_path, stdout=f,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                tag,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 150
         while True:
-            assert proc.poll() is None, f"bentoml serve exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
+            assert proc.poll() is None, (
+                f"bentoml serve exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
+            )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break

@@ -48,10 +48,18 @@ def served(comfyui: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     `$BENTOML_HOME/task_result.db` at start, so services sharing one clobber each other."""
     logs = tmp_path_factory.mktemp("logs")
     # COMFYPACK_URL_ALLOW: the tests' file server (URL inputs) is on 127.0.0.1
-    managers = {n: bentoml_serve(EXAMPLES / n / "workflow_api.json", logs, env={
-        "COMFYPACK_COMFYUI_URL": comfyui.url, "BENTOML_HOME": str(tmp_path_factory.mktemp(f"bentoml-{n}")),
-        "COMFYPACK_URL_ALLOW": "127.0.0.1/32"})
-        for n in NAMES}
+    managers = {
+        n: bentoml_serve(
+            EXAMPLES / n / "workflow_api.json",
+            logs,
+            env={
+                "COMFYPACK_COMFYUI_URL": comfyui.url,
+                "BENTOML_HOME": str(tmp_path_factory.mktemp(f"bentoml-{n}")),
+                "COMFYPACK_URL_ALLOW": "127.0.0.1/32",
+            },
+        )
+        for n in NAMES
+    }
     with contextlib.ExitStack() as stack:
         with ThreadPoolExecutor(len(managers)) as pool:
             futures = {n: pool.submit(cm.__enter__) for n, cm in managers.items()}
@@ -114,12 +122,19 @@ def frames(data: bytes, kind: str) -> list[Any]:
 # the generated client, one example at a time
 
 
-def test_text_tools_sync_async_and_jobs(served: dict[str, Served], clients: dict[str, ModuleType]) -> None:
+def test_text_tools_sync_async_and_jobs(
+    served: dict[str, Served], clients: dict[str, ModuleType]
+) -> None:
     mod, url = clients["text_tools"], served["text_tools"].url
     with mod.Client(url) as client:
         assert client.is_ready()
-        result = client.generate(text="Hello", suffix=" comfypack", case="Title Case", needle="Comfy",
-                                 case_sensitive=True)
+        result = client.generate(
+            text="Hello",
+            suffix=" comfypack",
+            case="Title Case",
+            needle="Comfy",
+            case_sensitive=True,
+        )
         assert (result.text, result.length, result.contains) == ("Hello Comfypack", 15, True)
         task = client.submit(text="job", case="lowercase")
         done = client.result(task, poll_interval=0.1)
@@ -135,8 +150,12 @@ def test_text_tools_sync_async_and_jobs(served: dict[str, Served], clients: dict
     assert (result.text, result.length, result.contains) == ("HELLO COMFYUI", 13, True)
 
 
-def test_image_adjust_path_pil_and_url(served: dict[str, Served], clients: dict[str, ModuleType],
-                                       tmp_path: Path, file_server: FileServer) -> None:
+def test_image_adjust_path_pil_and_url(
+    served: dict[str, Served],
+    clients: dict[str, ModuleType],
+    tmp_path: Path,
+    file_server: FileServer,
+) -> None:
     from PIL import Image
 
     mod, url = clients["image_adjust"], served["image_adjust"].url
@@ -149,26 +168,33 @@ def test_image_adjust_path_pil_and_url(served: dict[str, Served], clients: dict[
         assert image.to_pil().size == (48, 32)
         assert all(close_to(px, (245, 155, 55)) for px in pixels(image.data))
         assert image.save(tmp_path) == tmp_path / "image.png"
-        by_url = client.generate(image=file_server.put("in.png", png_bytes(color=(0, 0, 0))), width=16, height=16)
+        by_url = client.generate(
+            image=file_server.put("in.png", png_bytes(color=(0, 0, 0))), width=16, height=16
+        )
         assert all(close_to(px, (255, 255, 255)) for px in pixels(by_url.image.data))
 
     async def run() -> Any:
         async with mod.AsyncClient(url) as client:
-            return await client.generate(image=Image.new("RGB", (20, 20), (200, 100, 0)), width=24, height=8)
+            return await client.generate(
+                image=Image.new("RGB", (20, 20), (200, 100, 0)), width=24, height=8
+            )
 
     result = asyncio.run(run())
     assert result.image.to_pil().size == (24, 8)
     assert all(close_to(px, (55, 155, 255)) for px in pixels(result.image.data))
 
 
-def test_image_mask_text_every_output_and_seeds(served: dict[str, Served], clients: dict[str, ModuleType],
-                                                tmp_path: Path) -> None:
+def test_image_mask_text_every_output_and_seeds(
+    served: dict[str, Served], clients: dict[str, ModuleType], tmp_path: Path
+) -> None:
     mod, url = clients["image_mask_text"], served["image_mask_text"].url
     attachment = tmp_path / "notes.txt"
     attachment.write_bytes(b"Hello from the client\n")
     image = png_bytes(size=(16, 16), color=(10, 100, 200))
     with mod.Client(url) as client:
-        result = client.generate(image=image, attachment=attachment, seed=42, noise=0.3, caption="typed")
+        result = client.generate(
+            image=image, attachment=attachment, seed=42, noise=0.3, caption="typed"
+        )
     assert all(close_to(px, (245, 155, 55)) for px in pixels(result.inverted.data))
     assert result.inverted.media_type == "image/png" and result.mask.media_type == "image/webp"
     assert result.noisy.to_pil().size == (16, 16)
@@ -178,7 +204,9 @@ def test_image_mask_text_every_output_and_seeds(served: dict[str, Served], clien
     async def run() -> Any:
         async with mod.AsyncClient(url) as client:
             first = await client.generate(image=image, attachment=b"x", noise=0.3)
-            again = await client.generate(image=image, attachment=b"x", noise=0.3, seed=first.seeds.seed)
+            again = await client.generate(
+                image=image, attachment=b"x", noise=0.3, seed=first.seeds.seed
+            )
             return first, again
 
     first, again = asyncio.run(run())
@@ -186,7 +214,9 @@ def test_image_mask_text_every_output_and_seeds(served: dict[str, Served], clien
     assert pixels(first.noisy.data) == pixels(again.noisy.data)  # the reported seed reproduces it
 
 
-def test_audio_volume_raw_file_answer(served: dict[str, Served], clients: dict[str, ModuleType]) -> None:
+def test_audio_volume_raw_file_answer(
+    served: dict[str, Served], clients: dict[str, ModuleType]
+) -> None:
     mod, url = clients["audio_volume"], served["audio_volume"].url
     with mod.Client(url) as client:
         result = client.generate(audio=wav_bytes(), gain_db=-6)
@@ -201,7 +231,9 @@ def test_audio_volume_raw_file_answer(served: dict[str, Served], clients: dict[s
     assert result.audio.media_type == "audio/flac" and frames(result.audio.data, "audio")
 
 
-def test_video_invert_file_and_number(served: dict[str, Served], clients: dict[str, ModuleType]) -> None:
+def test_video_invert_file_and_number(
+    served: dict[str, Served], clients: dict[str, ModuleType]
+) -> None:
     mod, url = clients["video_invert"], served["video_invert"].url
     with mod.Client(url) as client:
         result = client.generate(video=mp4_bytes(color=(40, 120, 200)))
@@ -215,11 +247,14 @@ def test_video_invert_file_and_number(served: dict[str, Served], clients: dict[s
             return await client.generate(video=str(EXAMPLES / "video_invert" / "example.mp4"))
 
     result = asyncio.run(run())
-    assert result.video.data[4:8] == b"ftyp" and frames(result.video.data, "video") and result.fps > 0
+    assert (
+        result.video.data[4:8] == b"ftyp" and frames(result.video.data, "video") and result.fps > 0
+    )
 
 
-def test_a_service_error_is_a_typed_error_naming_the_field(served: dict[str, Served],
-                                                           clients: dict[str, ModuleType]) -> None:
+def test_a_service_error_is_a_typed_error_naming_the_field(
+    served: dict[str, Served], clients: dict[str, ModuleType]
+) -> None:
     mod, url = clients["image_adjust"], served["image_adjust"].url
     with mod.Client(url) as client, pytest.raises(mod.ComfyPackAPIError) as info:
         client.generate(image=b"this is not a png")
@@ -250,19 +285,27 @@ def test_bentoml_sync_http_client(served: dict[str, Served]) -> None:
     with bentoml.SyncHTTPClient(served["text_tools"].url) as client:
         assert client.is_ready()
         assert client.generate(text="hello", case="Title Case") == {
-            "text": "Hello Comfyui", "length": 13, "contains": True}
+            "text": "Hello Comfyui",
+            "length": 13,
+            "contains": True,
+        }
         # jobs: .submit() is broken in BentoML itself; the raw route and get_status / get work
         task_id = client.request("POST", "/generate/submit", json={"text": "job"}).json()["task_id"]
         deadline = time.monotonic() + 60
         while client.generate.get_status(task_id).value == "in_progress":
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        assert client.generate.get(task_id) == {"text": "JOB COMFYUI", "length": 11, "contains": True}
+        assert client.generate.get(task_id) == {
+            "text": "JOB COMFYUI",
+            "length": 11,
+            "contains": True,
+        }
 
     image = png_bytes(size=(16, 16), color=(10, 100, 200))
     with bentoml.SyncHTTPClient(served["image_mask_text"].url) as client:
-        out = client.generate(image=data_uri(image, "image/png"), attachment=base64.b64encode(b"x").decode(),
-                              seed=3)
+        out = client.generate(
+            image=data_uri(image, "image/png"), attachment=base64.b64encode(b"x").decode(), seed=3
+        )
         assert out["caption"] == "a picture" and out["seeds"] == {"seed": 3}
         inverted = base64.b64decode(out["inverted"].partition(",")[2])
         assert all(close_to(px, (245, 155, 55)) for px in pixels(inverted))

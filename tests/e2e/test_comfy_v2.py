@@ -51,15 +51,31 @@ class Services:
 
 def _pack(tmp: Path) -> Path:
     out = tmp / "image_adjust.cpack.zip"
-    done = subprocess.run([sys.executable, "-m", "comfypack.cli", "pack", str(ADJUST / "workflow_api.json"),
-                           "--comfyui", str(require_comfyui()), "-o", str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "comfypack.cli",
+            "pack",
+            str(ADJUST / "workflow_api.json"),
+            "--comfyui",
+            str(require_comfyui()),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     return out
 
 
 @pytest.fixture(scope="module", params=["workflow", "pack"])
-def services(request: pytest.FixtureRequest, comfyui: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+def services(
+    request: pytest.FixtureRequest, comfyui: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Services]:
     logs = tmp_path_factory.mktemp("logs")
     env = {"COMFYPACK_API_KEY": KEY}
     if request.param == "workflow":
@@ -68,8 +84,10 @@ def services(request: pytest.FixtureRequest, comfyui: Any, tmp_path_factory: pyt
         target, kw = _pack(tmp_path_factory.mktemp("pack")), {"pack": True}
         # our own pack of this machine's ComfyUI: on the current line its source is a local archive
         env["COMFYPACK_ALLOW_LOCAL_SOURCES"] = "1"
-    with bentoml_serve(target, logs, env=env, **kw) as default, \
-            bentoml_serve(target, logs, env={**env, "COMFYPACK_V2_ANY_GRAPH": "1"}, **kw) as any_graph:
+    with (
+        bentoml_serve(target, logs, env=env, **kw) as default,
+        bentoml_serve(target, logs, env={**env, "COMFYPACK_V2_ANY_GRAPH": "1"}, **kw) as any_graph,
+    ):
         yield Services(default, any_graph, request.param)
 
 
@@ -98,14 +116,21 @@ def rgb(data: bytes) -> tuple[tuple[int, int], list[tuple[int, ...]]]:
         return im.size, list(im.convert("RGB").getdata())
 
 
-def test_readme_snippet_streams_and_downloads_what_generate_answers(services: Services, tmp_path: Path,
-                                                                    sdk: Any) -> None:
+def test_readme_snippet_streams_and_downloads_what_generate_answers(
+    services: Services, tmp_path: Path, sdk: Any
+) -> None:
     served = services.default
     work = tmp_path / "run"
     shutil.copytree(ADJUST, work / "examples" / "workflows" / "image_adjust")
     env = {**os.environ, "COMFY_BASE_URL": served.url, "COMFY_API_KEY": KEY}
-    done = subprocess.run([sys.executable, "-c", readme_snippet()], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-c", readme_snippet()],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr + done.stdout
     lines = done.stdout.splitlines()
     statuses = [line.split()[1] for line in lines if line.startswith("status ")]
@@ -127,7 +152,11 @@ def test_readme_snippet_streams_and_downloads_what_generate_answers(services: Se
     job = client.jobs.get(listed[0].id)
     assert job.get_workflow().graph["3"]["inputs"]["default"] == 32
     (out,) = job.get_outputs("10")
-    assert out.type == "image" and out.content_type == "image/png" and out.to_bytes() == saved.read_bytes()
+    assert (
+        out.type == "image"
+        and out.content_type == "image/png"
+        and out.to_bytes() == saved.read_bytes()
+    )
 
 
 def test_assets_dedupe_from_hash_range_delete(services: Services, sdk: Any) -> None:
@@ -139,12 +168,18 @@ def test_assets_dedupe_from_hash_range_delete(services: Services, sdk: Any) -> N
     digest = "blake3:" + blake3(data).hexdigest()
     asset_id = client.assets.from_bytes(data, filename="a.png").commit()
     again = client.assets.from_bytes(data, filename="b.png")
-    assert again.commit() == asset_id and again.created_new is False  # the SDK minted it from the hash
+    assert (
+        again.commit() == asset_id and again.created_new is False
+    )  # the SDK minted it from the hash
     base = f"{served.url}/api/v2"
     assert httpx.head(f"{base}/assets/by-hash/{digest}", headers=AUTH).status_code == 200
     assert httpx.head(f"{base}/assets/by-hash/blake3:{'0' * 64}", headers=AUTH).status_code == 404
     meta = httpx.get(f"{base}/assets/{asset_id}", headers=AUTH).json()
-    assert meta["hash"] == digest and meta["size_bytes"] == len(data) and meta["content_type"] == "image/png"
+    assert (
+        meta["hash"] == digest
+        and meta["size_bytes"] == len(data)
+        and meta["content_type"] == "image/png"
+    )
     part = httpx.get(f"{base}/assets/{asset_id}/content", headers={**AUTH, "Range": "bytes=0-7"})
     assert part.status_code == 206 and part.content == data[:8]
     assert httpx.get(meta["url"], headers=AUTH).content == data
@@ -153,11 +188,17 @@ def test_assets_dedupe_from_hash_range_delete(services: Services, sdk: Any) -> N
     r = httpx.get(f"{base}/assets/not-a-uuid/content", headers=AUTH)
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = httpx.post(f"{base}/assets/from-path", json={"path": "/etc/passwd"}, headers=AUTH)
-    assert r.status_code == 404 and r.json()["error"]["details"]["field"] == "path"  # from-path is off
+    assert (
+        r.status_code == 404 and r.json()["error"]["details"]["field"] == "path"
+    )  # from-path is off
     r = httpx.post(f"{base}/assets/from-hash", json={"hash": "md5:abc"}, headers=AUTH)
     assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "hash"
-    r = httpx.post(f"{base}/assets", files={"file": ("x.png", data, "image/png")},
-                   data={"expected_hash": "blake3:" + "1" * 64}, headers=AUTH)
+    r = httpx.post(
+        f"{base}/assets",
+        files={"file": ("x.png", data, "image/png")},
+        data={"expected_hash": "blake3:" + "1" * 64},
+        headers=AUTH,
+    )
     assert r.status_code == 409 and r.json()["error"]["code"] == "hash_mismatch"
     assert httpx.get(f"{base}/assets/{asset_id}").status_code == 401  # the service's key
     client.assets.delete(asset_id)
@@ -183,7 +224,10 @@ def test_default_policy_refuses_a_modified_graph(services: Services, sdk: Any) -
     with pytest.raises(InvalidWorkflow, match=r"node 3 \(width\)"):
         client.submit(wf)
     wf.set_input("3", "default", 16)
-    wf.json["1"]["inputs"]["image"] = {"__type": "core/ASSET", "info": {"id": "8c4f2a57-3b51-4e0c-9a5e-0c1d2e3f4a5b"}}
+    wf.json["1"]["inputs"]["image"] = {
+        "__type": "core/ASSET",
+        "info": {"id": "8c4f2a57-3b51-4e0c-9a5e-0c1d2e3f4a5b"},
+    }
     with pytest.raises(MissingAsset, match="node 1"):
         client.submit(wf)
 
@@ -193,7 +237,9 @@ def test_any_graph_runs_a_modified_graph(services: Services, sdk: Any) -> None:
 
     client = sdk(services.any_graph)
     wf = client.workflows.from_file(str(ADJUST / "workflow_api.json"))
-    wf.set_input("1", "image", client.assets.from_bytes(png_bytes((20, 20), (0, 0, 0)), filename="black.png"))
+    wf.set_input(
+        "1", "image", client.assets.from_bytes(png_bytes((20, 20), (0, 0, 0)), filename="black.png")
+    )
     wf.set_input("9", "image", ["7", 0])  # no blur: not the served graph
     for node in ("8", "5", "6"):
         wf.remove_node(node)
@@ -206,7 +252,9 @@ def test_any_graph_runs_a_modified_graph(services: Services, sdk: Any) -> None:
         client.submit(wf)
     # the default service refuses the same graph
     with pytest.raises(InvalidWorkflow):
-        sdk(services.default).submit(client.workflows.from_json({k: v for k, v in wf.json.items() if k != "99"}))
+        sdk(services.default).submit(
+            client.workflows.from_json({k: v for k, v in wf.json.items() if k != "99"})
+        )
 
 
 def test_cancel_interrupts_a_running_job(services: Services, sdk: Any) -> None:
@@ -238,7 +286,23 @@ def test_any_graph_needs_an_api_key(tmp_path: Path) -> None:
     from comfypack.comfyui.process import free_port
 
     env = {k: v for k, v in os.environ.items() if k != "COMFYPACK_API_KEY"}
-    done = subprocess.run([sys.executable, "-m", "comfypack.cli", "serve", str(ADJUST / "workflow_api.json"),
-                           "--any-graph", "--port", str(free_port()), "--state-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "comfypack.cli",
+            "serve",
+            str(ADJUST / "workflow_api.json"),
+            "--any-graph",
+            "--port",
+            str(free_port()),
+            "--state-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
     assert done.returncode == 2 and "needs an API key" in done.stderr, done.stderr

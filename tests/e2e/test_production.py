@@ -43,7 +43,9 @@ def wait_ready(url: str, seconds: float = 120) -> None:
 
 @pytest.fixture(scope="module")
 def sleepy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with bentoml_serve(SLEEP, tmp_path_factory.mktemp("logs"), env={"COMFYPACK_WORKERS": "1"}) as served:
+    with bentoml_serve(
+        SLEEP, tmp_path_factory.mktemp("logs"), env={"COMFYPACK_WORKERS": "1"}
+    ) as served:
         yield served
 
 
@@ -52,7 +54,9 @@ def test_killed_worker_fails_fast_and_comes_back(sleepy: Served) -> None:
 
     async def scenario() -> httpx.Response:
         async with httpx.AsyncClient(timeout=60) as client:
-            call = asyncio.create_task(client.post(f"{sleepy.url}/generate", json={"text": "a", "seconds": 20}))
+            call = asyncio.create_task(
+                client.post(f"{sleepy.url}/generate", json={"text": "a", "seconds": 20})
+            )
             await asyncio.sleep(2.0)  # the prompt is running in ComfyUI now
             os.kill(pid, signal.SIGKILL)
             killed = time.monotonic()
@@ -72,13 +76,17 @@ def test_killed_worker_fails_fast_and_comes_back(sleepy: Served) -> None:
 
 
 def test_async_job_progress_and_result(sleepy: Served) -> None:
-    sub = httpx.post(f"{sleepy.url}/generate/submit", json={"text": "job", "seconds": 1.5}, timeout=30)
+    sub = httpx.post(
+        f"{sleepy.url}/generate/submit", json={"text": "job", "seconds": 1.5}, timeout=30
+    )
     assert sub.status_code == 200, sub.text
     task_id = sub.json()["task_id"]
     seen = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        status = httpx.get(f"{sleepy.url}/generate/status", params={"task_id": task_id}).json()["status"]
+        status = httpx.get(f"{sleepy.url}/generate/status", params={"task_id": task_id}).json()[
+            "status"
+        ]
         prog = httpx.get(f"{sleepy.url}/generate/progress", params={"task_id": task_id})
         if prog.status_code == 200:
             seen.append(prog.json()["status"])
@@ -94,18 +102,31 @@ def test_async_job_progress_and_result(sleepy: Served) -> None:
 
 
 def test_cancel_a_running_job(sleepy: Served) -> None:
-    task_id = httpx.post(f"{sleepy.url}/generate/submit", json={"text": "x", "seconds": 30}).json()["task_id"]
+    task_id = httpx.post(f"{sleepy.url}/generate/submit", json={"text": "x", "seconds": 30}).json()[
+        "task_id"
+    ]
     deadline = time.monotonic() + 30
-    while httpx.get(f"{sleepy.url}/generate/progress", params={"task_id": task_id}).json().get("status") != "running":
+    while (
+        httpx.get(f"{sleepy.url}/generate/progress", params={"task_id": task_id})
+        .json()
+        .get("status")
+        != "running"
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     started = time.monotonic()
     r = httpx.put(f"{sleepy.url}/generate/cancel", params={"task_id": task_id})
     assert r.status_code == 200, r.text
-    while httpx.get(f"{sleepy.url}/generate/status", params={"task_id": task_id}).json()["status"] == "in_progress":
+    while (
+        httpx.get(f"{sleepy.url}/generate/status", params={"task_id": task_id}).json()["status"]
+        == "in_progress"
+    ):
         assert time.monotonic() - started < 10, "cancel must interrupt the prompt, not wait 30 s"
         time.sleep(0.1)
-    assert httpx.get(f"{sleepy.url}/generate/progress", params={"task_id": task_id}).json()["status"] == "cancelled"
+    assert (
+        httpx.get(f"{sleepy.url}/generate/progress", params={"task_id": task_id}).json()["status"]
+        == "cancelled"
+    )
     # the worker is free again at once
     ok = httpx.post(f"{sleepy.url}/generate", json={"text": "next", "seconds": 0}, timeout=30)
     assert ok.status_code == 200 and ok.json() == {"text": "next"}
@@ -122,18 +143,26 @@ def test_client_disconnect_cancels_its_prompt(sleepy: Served) -> None:
 
 def test_64_concurrent_requests_none_lost_or_mixed(tmp_path: Path) -> None:
     with bentoml_serve(TEXT, tmp_path, env={"COMFYPACK_MAX_QUEUE": "16"}) as served:
+
         async def go() -> list[httpx.Response]:
             limits = httpx.Limits(max_connections=64)
             async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-                return await asyncio.gather(*(
-                    client.post(f"{served.url}/generate", json={"text": f"req{i}", "case": "lowercase"})
-                    for i in range(64)))
+                return await asyncio.gather(
+                    *(
+                        client.post(
+                            f"{served.url}/generate", json={"text": f"req{i}", "case": "lowercase"}
+                        )
+                        for i in range(64)
+                    )
+                )
 
         responses = asyncio.run(go())
     ok = rejected = 0
     for i, r in enumerate(responses):
         if r.status_code == 200:
-            assert r.json()["text"] == f"req{i} comfyui", "a response must carry its own request's output"
+            assert r.json()["text"] == f"req{i} comfyui", (
+                "a response must carry its own request's output"
+            )
             ok += 1
         else:
             assert r.status_code == 503, r.text
@@ -147,30 +176,49 @@ def test_64_concurrent_requests_none_lost_or_mixed(tmp_path: Path) -> None:
 
 
 def test_auth_upload_limit_and_warmup(comfyui: object, tmp_path: Path) -> None:
-    env = {"COMFYPACK_API_KEY": "s3cret", "COMFYPACK_MAX_UPLOAD_BYTES": "50000", "COMFYPACK_WARMUP": "1",
-           "COMFYPACK_COMFYUI_URL": comfyui.url}  # type: ignore[attr-defined]
+    env = {
+        "COMFYPACK_API_KEY": "s3cret",
+        "COMFYPACK_MAX_UPLOAD_BYTES": "50000",
+        "COMFYPACK_WARMUP": "1",
+        "COMFYPACK_COMFYUI_URL": comfyui.url,
+    }  # type: ignore[attr-defined]
     with bentoml_serve(TEXT, tmp_path, env=env) as served:
         url = served.url
         deadline = time.monotonic() + 30
         while "warm-up run took" not in served.log.read_text():
-            assert time.monotonic() < deadline, "COMFYPACK_WARMUP=1 must run the workflow once at start"
+            assert time.monotonic() < deadline, (
+                "COMFYPACK_WARMUP=1 must run the workflow once at start"
+            )
             time.sleep(0.2)
         assert httpx.get(f"{url}/readyz").status_code == 200  # health stays open
         assert httpx.get(f"{url}/livez").status_code == 200
         denied = httpx.post(f"{url}/generate", json={"text": "x"})
         assert denied.status_code == 401 and denied.json()["error"]["type"] == "unauthorized"
         assert httpx.get(f"{url}/docs.json").status_code == 401
-        assert httpx.post(f"{url}/generate", json={"text": "x"}, headers={"X-API-Key": "wrong"}).status_code == 401
-        ok = httpx.post(f"{url}/generate", json={"text": "x"},
-                        headers={"Authorization": "Bearer s3cret", "X-Request-ID": "req-abc-123"})
+        assert (
+            httpx.post(
+                f"{url}/generate", json={"text": "x"}, headers={"X-API-Key": "wrong"}
+            ).status_code
+            == 401
+        )
+        ok = httpx.post(
+            f"{url}/generate",
+            json={"text": "x"},
+            headers={"Authorization": "Bearer s3cret", "X-Request-ID": "req-abc-123"},
+        )
         assert ok.status_code == 200 and ok.json()["text"] == "X COMFYUI"
         assert ok.headers["x-request-id"] == "req-abc-123"
         deadline = time.monotonic() + 10
         while "request_id=req-abc-123 route=/generate" not in served.log.read_text():
             assert time.monotonic() < deadline, "each request is logged with its request id"
             time.sleep(0.1)
-        big = httpx.post(f"{url}/generate", json={"text": "y" * 60000}, headers={"X-API-Key": "s3cret"})
-        assert big.status_code == 413 and big.json()["error"]["details"][0]["message"] == "request too large"
+        big = httpx.post(
+            f"{url}/generate", json={"text": "y" * 60000}, headers={"X-API-Key": "s3cret"}
+        )
+        assert (
+            big.status_code == 413
+            and big.json()["error"]["details"][0]["message"] == "request too large"
+        )
 
         def chunks() -> Iterator[bytes]:  # no Content-Length: counted while streaming
             yield b'{"text": "'
@@ -178,13 +226,20 @@ def test_auth_upload_limit_and_warmup(comfyui: object, tmp_path: Path) -> None:
                 yield b"z" * 10000
             yield b'"}'
 
-        streamed = httpx.post(f"{url}/generate", content=chunks(), headers={
-            "X-API-Key": "s3cret", "content-type": "application/json"})
+        streamed = httpx.post(
+            f"{url}/generate",
+            content=chunks(),
+            headers={"X-API-Key": "s3cret", "content-type": "application/json"},
+        )
         assert streamed.status_code == 413
 
 
 def test_metrics_exposed(sleepy: Served) -> None:
     httpx.post(f"{sleepy.url}/generate", json={"text": "m", "seconds": 0}, timeout=30)
     text = httpx.get(f"{sleepy.url}/metrics").text
-    for name in ("comfypack_request_duration_seconds", "comfypack_queue_depth", "comfypack_busy_workers"):
+    for name in (
+        "comfypack_request_duration_seconds",
+        "comfypack_queue_depth",
+        "comfypack_busy_workers",
+    ):
         assert name in text, name

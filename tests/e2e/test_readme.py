@@ -30,9 +30,14 @@ def readme_block(marker: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def served_text_tools(comfyui: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with bentoml_serve(EXAMPLES / "text_tools" / "workflow_api.json", tmp_path_factory.mktemp("logs"),
-                       env={"COMFYPACK_COMFYUI_URL": comfyui.url}) as served:  # type: ignore[attr-defined]
+def served_text_tools(
+    comfyui: object, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    with bentoml_serve(
+        EXAMPLES / "text_tools" / "workflow_api.json",
+        tmp_path_factory.mktemp("logs"),
+        env={"COMFYPACK_COMFYUI_URL": comfyui.url},
+    ) as served:  # type: ignore[attr-defined]
         yield served
 
 
@@ -41,8 +46,12 @@ def test_readme_quickstart_curl(served_text_tools: Served) -> None:
     expected = json.loads(readme_block("readme-expected: text_tools"))
     assert command.startswith("curl ") and "http://127.0.0.1:3000/generate" in command
     argv = shlex.split(command.replace("http://127.0.0.1:3000", served_text_tools.url))
-    out = subprocess.run([*argv, "--silent", "--show-error", "--fail-with-body"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [*argv, "--silent", "--show-error", "--fail-with-body"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr + out.stdout
     assert json.loads(out.stdout) == expected
 
@@ -81,11 +90,16 @@ def serve_example(comfyui: object, tmp_path_factory: pytest.TempPathFactory) -> 
     logs = tmp_path_factory.mktemp("curl-logs")
     served: dict[str, Served] = {}
     with contextlib.ExitStack() as stack:
+
         def get(name: str) -> Served:
             if name not in served:
-                served[name] = stack.enter_context(bentoml_serve(
-                    EXAMPLES / name / "workflow_api.json", logs,
-                    env={"COMFYPACK_COMFYUI_URL": comfyui.url}))  # type: ignore[attr-defined]
+                served[name] = stack.enter_context(
+                    bentoml_serve(
+                        EXAMPLES / name / "workflow_api.json",
+                        logs,
+                        env={"COMFYPACK_COMFYUI_URL": comfyui.url},
+                    )
+                )  # type: ignore[attr-defined]
             return served[name]
 
         yield get
@@ -100,8 +114,9 @@ def test_readme_has_a_curl_line_for_every_example() -> None:
 
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
-def test_readme_curl_runs_against_the_served_example(name: str, serve_example: Any,
-                                                     tmp_path: Path) -> None:
+def test_readme_curl_runs_against_the_served_example(
+    name: str, serve_example: Any, tmp_path: Path
+) -> None:
     from comfypack.workflow import FILE_KINDS, load_workflow, parse_interface
 
     served = serve_example(name)
@@ -113,11 +128,28 @@ def test_readme_curl_runs_against_the_served_example(name: str, serve_example: A
     command = readme_curls()[name]
     argv = _without_output_flags(shlex.split(command.replace("http://127.0.0.1:3000", served.url)))
     answer = tmp_path / "answer"
-    out = subprocess.run([*argv, "--silent", "--show-error", "--fail-with-body", "-o", str(answer),
-                          "-w", "%{http_code} %{content_type}"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [
+            *argv,
+            "--silent",
+            "--show-error",
+            "--fail-with-body",
+            "-o",
+            str(answer),
+            "-w",
+            "%{http_code} %{content_type}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     status, _, content_type = out.stdout.partition(" ")
-    assert out.returncode == 0 and status == "200", (out.stderr, out.stdout, answer.read_bytes()[:500])
+    assert out.returncode == 0 and status == "200", (
+        out.stderr,
+        out.stdout,
+        answer.read_bytes()[:500],
+    )
 
     outputs = parse_interface(load_workflow(EXAMPLES / name / "workflow_api.json")).outputs
     if len(outputs) == 1 and outputs[0].kind in FILE_KINDS:  # one file: the file itself

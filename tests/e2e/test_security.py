@@ -82,10 +82,19 @@ def internet() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def served(comfyui: Any, internet: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    env = {"COMFYPACK_URL_ALLOW": "127.0.0.2/32", "COMFYPACK_URL_TIMEOUT": str(URL_TIMEOUT),
-           "COMFYPACK_MAX_QUEUE": "1", "COMFYPACK_PIPELINE": "2", "COMFYPACK_TIMEOUT": "60"}
-    with bentoml_serve(EXAMPLES / "image_mask_text" / "workflow_api.json",
-                       tmp_path_factory.mktemp("security"), env=env, comfyui_url=comfyui.url) as s:
+    env = {
+        "COMFYPACK_URL_ALLOW": "127.0.0.2/32",
+        "COMFYPACK_URL_TIMEOUT": str(URL_TIMEOUT),
+        "COMFYPACK_MAX_QUEUE": "1",
+        "COMFYPACK_PIPELINE": "2",
+        "COMFYPACK_TIMEOUT": "60",
+    }
+    with bentoml_serve(
+        EXAMPLES / "image_mask_text" / "workflow_api.json",
+        tmp_path_factory.mktemp("security"),
+        env=env,
+        comfyui_url=comfyui.url,
+    ) as s:
         yield s
 
 
@@ -116,16 +125,26 @@ def test_url_inputs_reach_public_addresses_only(served: Any, comfyui: Any, inter
     worker = comfyui.url.removeprefix("http://")  # the service's own ComfyUI: its history, logs
     port = worker.rsplit(":", 1)[1]
     _Internet.target = f"http://127.0.0.1:{port}/history"
-    cases = [f"http://{worker}/history", f"http://localhost:{port}/system_stats",
-             f"http://2130706433:{port}/internal/logs", f"http://0.0.0.0:{port}/history",
-             f"http://user@127.0.0.1:{port}/history", f"http://[::1]:{port}/history",
-             f"http://[::ffff:127.0.0.1]:{port}/history", f"{internet}/redirect",
-             "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x", "http://192.168.0.1/x"]
+    cases = [
+        f"http://{worker}/history",
+        f"http://localhost:{port}/system_stats",
+        f"http://2130706433:{port}/internal/logs",
+        f"http://0.0.0.0:{port}/history",
+        f"http://user@127.0.0.1:{port}/history",
+        f"http://[::1]:{port}/history",
+        f"http://[::ffff:127.0.0.1]:{port}/history",
+        f"{internet}/redirect",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/x",
+        "http://192.168.0.1/x",
+    ]
     for url in cases:
         r = _post(served, _body(attachment=url))
         err = _field_error(r, "attachment")
         assert "public addresses" in err["message"], (url, err)
-        assert "data:" not in r.text and "prompt" not in r.text.lower(), url  # nothing fetched came back
+        assert "data:" not in r.text and "prompt" not in r.text.lower(), (
+            url
+        )  # nothing fetched came back
     # an Image input is no port scanner either: closed and open ports answer alike
     for p in (port, "1"):
         err = _field_error(_post(served, _body(image=f"http://127.0.0.1:{p}/x.png")), "image")
@@ -140,9 +159,12 @@ def test_a_slow_url_is_cut_at_one_deadline(served: Any, internet: str) -> None:
     assert URL_TIMEOUT - 0.5 < took < URL_TIMEOUT + 4, took
 
 
-def test_url_fetches_take_a_queue_place_and_end_with_their_request(served: Any, internet: str) -> None:
+def test_url_fetches_take_a_queue_place_and_end_with_their_request(
+    served: Any, internet: str
+) -> None:
     """One worker, 2 pipeline slots, COMFYPACK_MAX_QUEUE=1: three requests may be fetching; a
     fourth is refused at once, before fetching. A caller that goes away ends its fetch."""
+
     def slow(i: int) -> int:
         return _post(served, _body(attachment=f"{internet}/drip/q{i}")).status_code
 
@@ -158,7 +180,9 @@ def test_url_fetches_take_a_queue_place_and_end_with_their_request(served: Any, 
     # a caller that disconnects after 1 s: its fetch stops then, not at the deadline
     started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{served.url}/generate", json=_body(attachment=f"{internet}/drip/gone"), timeout=1.0)
+        httpx.post(
+            f"{served.url}/generate", json=_body(attachment=f"{internet}/drip/gone"), timeout=1.0
+        )
     deadline = time.monotonic() + URL_TIMEOUT
     while "gone" not in _Internet.drips and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -184,8 +208,12 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(served: Any, si
     data = _huge_png(side)
     assert len(data) < 2_000_000
     started = time.monotonic()
-    r = httpx.post(f"{served.url}/generate", files={"image": ("big.png", data, "image/png")},
-                   data={"attachment": "eA=="}, timeout=60)
+    r = httpx.post(
+        f"{served.url}/generate",
+        files={"image": ("big.png", data, "image/png")},
+        data={"attachment": "eA=="},
+        timeout=60,
+    )
     err = _field_error(r, "image", 413)
     assert f"{side}×{side}" in err["message"] and "Mpx" in err["message"]
     assert time.monotonic() - started < 5
@@ -197,12 +225,20 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(served: Any, si
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_nan_and_infinity_are_the_fields_422(served: Any, literal: str) -> None:
     raw = json.dumps(_body())[:-1] + f', "noise": {literal}}}'
-    r = httpx.post(f"{served.url}/generate", content=raw, headers={"content-type": "application/json"},
-                   timeout=60)
+    r = httpx.post(
+        f"{served.url}/generate",
+        content=raw,
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
     err = _field_error(r, "noise")
     assert "finite" in err["message"]
-    r = httpx.post(f"{served.url}/generate", data={"attachment": "eA==", "noise": literal.lower()},
-                   files={"image": ("a.png", png_bytes((8, 8)), "image/png")}, timeout=60)
+    r = httpx.post(
+        f"{served.url}/generate",
+        data={"attachment": "eA==", "noise": literal.lower()},
+        files={"image": ("a.png", png_bytes((8, 8)), "image/png")},
+        timeout=60,
+    )
     _field_error(r, "noise")
 
 
@@ -224,8 +260,12 @@ def test_error_bodies_are_capped(served: Any) -> None:
     r = _post(served, _body(caption=["x" * 10] * 5_000_000))  # ~70 MB body, a list where text goes
     assert r.status_code == 422 and len(r.content) < 20_000, len(r.content)
     deep = "[" * 100_000 + "]" * 100_000
-    r = httpx.post(f"{served.url}/generate", content=deep, headers={"content-type": "application/json"},
-                   timeout=60)
+    r = httpx.post(
+        f"{served.url}/generate",
+        content=deep,
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
     assert r.status_code == 400 and "nests deeper" in r.json()["error"]["message"]
 
 
@@ -248,7 +288,9 @@ def test_request_ids_are_checked_before_they_are_logged(served: Any) -> None:
 def test_node_errors_in_a_200_prompt_answer_are_honoured(comfyui: Any, tmp_path: Path) -> None:
     """One output is valid, one is not: ComfyUI queues the valid part and answers 200 with
     node_errors. That is a rejected prompt (4xx with the node errors), never a half run."""
-    with bentoml_serve(TEST_WORKFLOWS / "partly_invalid.json", tmp_path, comfyui_url=comfyui.url) as s:
+    with bentoml_serve(
+        TEST_WORKFLOWS / "partly_invalid.json", tmp_path, comfyui_url=comfyui.url
+    ) as s:
         r = httpx.post(f"{s.url}/generate", json={"text": "hello"}, timeout=60)
     assert r.status_code == 400, r.text[:2000]
     err = r.json()["error"]

@@ -49,17 +49,24 @@ def pixels(data: bytes) -> list[tuple[int, ...]]:
 @pytest.fixture(scope="module")
 def attached(comfyui: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The multi-output example served against the session's ComfyUI (attach by URL)."""
-    with bentoml_serve(MULTI, tmp_path_factory.mktemp("logs"),
-                       # the tests' file server is on 127.0.0.1: allowed, as an operator would
-                       env={"COMFYPACK_COMFYUI_URL": comfyui.url,  # type: ignore[attr-defined]
-                            "COMFYPACK_URL_ALLOW": "127.0.0.1/32"}) as served:
+    with bentoml_serve(
+        MULTI,
+        tmp_path_factory.mktemp("logs"),
+        # the tests' file server is on 127.0.0.1: allowed, as an operator would
+        env={
+            "COMFYPACK_COMFYUI_URL": comfyui.url,  # type: ignore[attr-defined]
+            "COMFYPACK_URL_ALLOW": "127.0.0.1/32",
+        },
+    ) as served:
         yield served
 
 
 @pytest.fixture(scope="module")
 def own_audio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A single-file-output example; the service starts its own ComfyUI."""
-    with bentoml_serve(EXAMPLES / "audio_volume" / "workflow_api.json", tmp_path_factory.mktemp("logs")) as served:
+    with bentoml_serve(
+        EXAMPLES / "audio_volume" / "workflow_api.json", tmp_path_factory.mktemp("logs")
+    ) as served:
         yield served
 
 
@@ -71,7 +78,9 @@ def check_multi_outputs(out: dict, image: bytes, attachment: bytes, caption: str
     assert set(out) == {"inverted", "mask", "noisy", "caption", "width", "attachment", "seeds"}
     media, inv = decode_data_uri(out["inverted"])
     assert media == "image/png"
-    assert all(max(abs(a - b) for a, b in zip(px, (245, 155, 55), strict=True)) <= 1 for px in pixels(inv))
+    assert all(
+        max(abs(a - b) for a, b in zip(px, (245, 155, 55), strict=True)) <= 1 for px in pixels(inv)
+    )
     media, mask = decode_data_uri(out["mask"])
     assert media == "image/webp"
     assert out["caption"] == caption
@@ -86,8 +95,13 @@ def check_multi_outputs(out: dict, image: bytes, attachment: bytes, caption: str
 def test_json_base64_and_data_uri(attached: Served) -> None:
     image = png_bytes(color=(10, 100, 200))
     attachment = bytes(range(256))
-    body = {"image": data_uri(image, "image/png"), "attachment": b64(attachment),
-            "caption": "json", "seed": 7, "noise": 0.2}
+    body = {
+        "image": data_uri(image, "image/png"),
+        "attachment": b64(attachment),
+        "caption": "json",
+        "seed": 7,
+        "noise": 0.2,
+    }
     r = httpx.post(f"{attached.url}/generate", json=body, timeout=120)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -112,9 +126,12 @@ def test_random_seed_is_reported_and_reproducible(attached: Served) -> None:
 def test_multipart_upload(attached: Served) -> None:
     image = png_bytes(color=(10, 100, 200))
     attachment = b"\x00\x01binary\xff" * 10
-    r = httpx.post(f"{attached.url}/generate",
-                   files={"image": ("in.png", image, "image/png"), "attachment": ("a.bin", attachment)},
-                   data={"caption": "12345", "noise": "0.1"}, timeout=120)
+    r = httpx.post(
+        f"{attached.url}/generate",
+        files={"image": ("in.png", image, "image/png"), "attachment": ("a.bin", attachment)},
+        data={"caption": "12345", "noise": "0.1"},
+        timeout=120,
+    )
     assert r.status_code == 200, r.text
     check_multi_outputs(r.json(), image, attachment, "12345")  # "12345" stays a string
 
@@ -122,8 +139,11 @@ def test_multipart_upload(attached: Served) -> None:
 def test_url_inputs(attached: Served, file_server: FileServer) -> None:
     image = png_bytes(color=(10, 100, 200))
     attachment = b"from a URL"
-    body = {"image": file_server.put("in.png", image), "attachment": file_server.put("a.txt", attachment),
-            "caption": "url"}
+    body = {
+        "image": file_server.put("in.png", image),
+        "attachment": file_server.put("a.txt", attachment),
+        "caption": "url",
+    }
     r = httpx.post(f"{attached.url}/generate", json=body, timeout=120)
     assert r.status_code == 200, r.text
     check_multi_outputs(r.json(), image, attachment, "url")
@@ -133,9 +153,12 @@ def test_single_file_output_is_the_file(own_audio: Served) -> None:
     import av
 
     def peak(gain_db: int) -> float:
-        r = httpx.post(f"{own_audio.url}/generate",
-                       files={"audio": ("a.wav", wav_bytes(amplitude=0.5), "audio/wav")},
-                       data={"gain_db": str(gain_db)}, timeout=120)
+        r = httpx.post(
+            f"{own_audio.url}/generate",
+            files={"audio": ("a.wav", wav_bytes(amplitude=0.5), "audio/wav")},
+            data={"gain_db": str(gain_db)},
+            timeout=120,
+        )
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == "audio/flac"
         with av.open(io.BytesIO(r.content)) as container:
@@ -163,7 +186,11 @@ BAD = {
     "missing required": ({"attachment": "eA=="}, "image", 422),
     "not an image": ({"image": b64(b"this is not a png"), "attachment": "eA=="}, "image", 422),
     "bad base64": ({"image": "not base64 at all!!", "attachment": "eA=="}, "image", 422),
-    "unreachable URL": ({"image": "http://127.0.0.1:9/nothing.png", "attachment": "eA=="}, "image", 422),
+    "unreachable URL": (
+        {"image": "http://127.0.0.1:9/nothing.png", "attachment": "eA=="},
+        "image",
+        422,
+    ),
     "file URL": ({"image": "file:///etc/passwd", "attachment": "eA=="}, "image", 422),
     "too long": ({"image": "{png}", "attachment": "eA==", "caption": "x" * 201}, "caption", 422),
 }
@@ -184,7 +211,9 @@ def test_bad_input_is_4xx_naming_the_field(case: str, attached: Served, comfyui:
 
 
 def test_not_json_body(attached: Served) -> None:
-    r = httpx.post(f"{attached.url}/generate", content=b"{nope", headers={"content-type": "application/json"})
+    r = httpx.post(
+        f"{attached.url}/generate", content=b"{nope", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
     assert r.json()["error"]["type"] == "invalid_body"
 
@@ -192,17 +221,28 @@ def test_not_json_body(attached: Served) -> None:
 # -- /docs.json shows every input of every example, as `comfypack inspect` does ------------------
 
 
-@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.iterdir() if (p / "workflow_api.json").is_file()))
+@pytest.mark.parametrize(
+    "example", sorted(p.name for p in EXAMPLES.iterdir() if (p / "workflow_api.json").is_file())
+)
 def test_openapi_matches_inspect(example: str, comfyui: object, tmp_path: Path) -> None:
     workflow = EXAMPLES / example / "workflow_api.json"
-    document = json.loads(subprocess.run(
-        [sys.executable, "-m", "comfypack.cli", "inspect", "--json", str(workflow)],
-        check=True, capture_output=True, text=True).stdout)
+    document = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "comfypack.cli", "inspect", "--json", str(workflow)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     inspected = document["input_schema"]
-    files = {s["name"] for s in document["inputs"] if s["kind"] in ("image", "audio", "video", "file")}
+    files = {
+        s["name"] for s in document["inputs"] if s["kind"] in ("image", "audio", "video", "file")
+    }
     with bentoml_serve(workflow, tmp_path, env={"COMFYPACK_COMFYUI_URL": comfyui.url}) as served:  # type: ignore[attr-defined]
         spec = httpx.get(f"{served.url}/docs.json").json()
-    ref = spec["paths"]["/generate"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    ref = spec["paths"]["/generate"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]["$ref"]
     body = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert set(body["properties"]) == set(inspected["properties"])
     for name, prop in inspected["properties"].items():

@@ -17,9 +17,17 @@ def test_serve_an_example_from_its_ui_workflow(tmp_path: Path) -> None:
     ui = EXAMPLES / "text_tools" / "workflow.json"
     assert '"links"' in ui.read_text()  # really the UI format
     with bentoml_serve(ui, tmp_path, env={"COMFYPACK_HOME": str(tmp_path / "home")}) as served:
-        r = httpx.post(f"{served.url}/generate", timeout=120, json={
-            "text": "Hello", "suffix": " comfypack", "case": "Title Case", "needle": "Comfy",
-            "case_sensitive": True})
+        r = httpx.post(
+            f"{served.url}/generate",
+            timeout=120,
+            json={
+                "text": "Hello",
+                "suffix": " comfypack",
+                "case": "Title Case",
+                "needle": "Comfy",
+                "case_sensitive": True,
+            },
+        )
         assert r.status_code == 200, r.text
         assert r.json() == {"text": "Hello Comfypack", "length": 15, "contains": True}
         schema = httpx.get(f"{served.url}/docs.json", timeout=30).json()

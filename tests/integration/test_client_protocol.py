@@ -60,8 +60,13 @@ async def serve_stand_in() -> tuple[web.AppRunner, str]:
         return web.json_response({prompt_id: history[prompt_id]} if prompt_id in history else {})
 
     app = web.Application()
-    app.add_routes([web.get("/ws", ws), web.post("/prompt", prompt),
-                    web.get("/history/{prompt_id}", get_history)])
+    app.add_routes(
+        [
+            web.get("/ws", ws),
+            web.post("/prompt", prompt),
+            web.get("/history/{prompt_id}", get_history),
+        ]
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

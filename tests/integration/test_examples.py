@@ -57,14 +57,17 @@ EXPECTED_OUTPUTS = {
 
 def test_every_example_is_covered() -> None:
     assert EXAMPLE_NAMES == sorted(EXPECTED_OUTPUTS), (
-        "examples/workflows changed: add the new example to EXPECTED_OUTPUTS and give it a content test")
+        "examples/workflows changed: add the new example to EXPECTED_OUTPUTS and give it a content test"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # media
 
 
-def png(size: tuple[int, int] = (16, 16), color: tuple[int, ...] = (10, 100, 200), mode: str = "RGB") -> bytes:
+def png(
+    size: tuple[int, int] = (16, 16), color: tuple[int, ...] = (10, 100, 200), mode: str = "RGB"
+) -> bytes:
     buf = io.BytesIO()
     Image.new(mode, size, color).save(buf, format="PNG")
     return buf.getvalue()
@@ -85,8 +88,10 @@ def pixels(data: bytes, mode: str = "RGB") -> np.ndarray:
 def wav(channels: list[list[float]], rate: int) -> bytes:
     """16-bit PCM WAV of the given float channels (equal length, in -1..1)."""
     n = len(channels[0])
-    frames = b"".join(struct.pack("<" + "h" * len(channels), *(round(ch[i] * 32767) for ch in channels))
-                      for i in range(n))
+    frames = b"".join(
+        struct.pack("<" + "h" * len(channels), *(round(ch[i] * 32767) for ch in channels))
+        for i in range(n)
+    )
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(len(channels))
@@ -129,7 +134,9 @@ def mp4(frames: list[np.ndarray], fps: int) -> bytes:
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         for arr in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(arr.astype(np.uint8), format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(arr.astype(np.uint8), format="rgb24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -166,21 +173,26 @@ def run_workflow(comfyui: Any, workflow: dict[str, Any], body: dict[str, Any]) -
 
     async def go() -> RunOutput:
         request = await runner.prepare(body)
-        async with ComfyUIClient(comfyui.url, output_dir=comfyui.output_dir,
-                                 input_dir=comfyui.input_dir) as client:
+        async with ComfyUIClient(
+            comfyui.url, output_dir=comfyui.output_dir, input_dir=comfyui.input_dir
+        ) as client:
             return await runner.run(client, request, timeout=TIMEOUT)
 
     try:
         return asyncio.run(go())
     finally:
         left = files_under(comfyui.input_dir, comfyui.output_dir) - before
-        assert not left, f"the run left files in ComfyUI's input/output dirs: {sorted(map(str, left))}"
+        assert not left, (
+            f"the run left files in ComfyUI's input/output dirs: {sorted(map(str, left))}"
+        )
 
 
 def run_example(comfyui: Any, name: str, body: dict[str, Any]) -> RunOutput:
     result = run_workflow(comfyui, example(name), body)
     assert set(result.outputs) == EXPECTED_OUTPUTS[name]
-    assert not (comfyui.output_dir / "comfypack" / result.prompt_id).exists(), "run folder not removed"
+    assert not (comfyui.output_dir / "comfypack" / result.prompt_id).exists(), (
+        "run folder not removed"
+    )
     return result
 
 
@@ -202,8 +214,17 @@ def only_value(result: RunOutput, name: str) -> Any:
 
 
 def test_image_adjust_inverts_a_uniform_colour_at_the_requested_size(comfyui: Any) -> None:
-    result = run_example(comfyui, "image_adjust", {
-        "image": png((16, 16), (10, 100, 200)), "width": 40, "height": 24, "blur_radius": 3, "sigma": 2.0})
+    result = run_example(
+        comfyui,
+        "image_adjust",
+        {
+            "image": png((16, 16), (10, 100, 200)),
+            "width": 40,
+            "height": 24,
+            "blur_radius": 3,
+            "sigma": 2.0,
+        },
+    )
     out = only_file(result, "image")
     assert out.media_type == "image/png" and out.filename.endswith(".png")
     assert result.single_file() == out
@@ -217,9 +238,18 @@ def test_image_adjust_inverts_a_uniform_colour_at_the_requested_size(comfyui: An
 def test_image_adjust_inverts_each_half_of_a_two_tone_image(comfyui: Any) -> None:
     src = np.zeros((32, 32, 3), np.uint8)
     src[:, 16:] = 255  # left black, right white
-    result = run_example(comfyui, "image_adjust", {
-        "image": png_from(src), "width": 64, "height": 48, "upscale_method": "nearest-exact",
-        "blur_radius": 2, "sigma": 1.0})
+    result = run_example(
+        comfyui,
+        "image_adjust",
+        {
+            "image": png_from(src),
+            "width": 64,
+            "height": 48,
+            "upscale_method": "nearest-exact",
+            "blur_radius": 2,
+            "sigma": 1.0,
+        },
+    )
     px = pixels(only_file(result, "image").data)
     assert px.shape == (48, 64, 3)
     # the seam is at x = 32 in the output; the blur reaches 2 px either side of it
@@ -240,13 +270,17 @@ def test_image_adjust_takes_an_image_url(comfyui: Any, file_server: Any) -> None
         run_example(comfyui, "image_adjust", body)
     # ... and reach it where an operator allows it (COMFYPACK_URL_ALLOW)
     workflow = example("image_adjust")
-    runner = WorkflowRunner(workflow, parse_interface(workflow),
-                            limits=InputLimits(url=UrlPolicy(*UrlPolicy.parse_allow("127.0.0.1"))))
+    runner = WorkflowRunner(
+        workflow,
+        parse_interface(workflow),
+        limits=InputLimits(url=UrlPolicy(*UrlPolicy.parse_allow("127.0.0.1"))),
+    )
 
     async def go() -> RunOutput:
         request = await runner.prepare(body)
-        async with ComfyUIClient(comfyui.url, output_dir=comfyui.output_dir,
-                                 input_dir=comfyui.input_dir) as client:
+        async with ComfyUIClient(
+            comfyui.url, output_dir=comfyui.output_dir, input_dir=comfyui.input_dir
+        ) as client:
             return await runner.run(client, request, timeout=TIMEOUT)
 
     px = pixels(only_file(asyncio.run(go()), "image").data)
@@ -261,9 +295,13 @@ def test_concurrent_runs_on_one_client_get_their_own_outputs(comfyui: Any) -> No
     before = files_under(comfyui.input_dir, comfyui.output_dir)
 
     async def go() -> list[RunOutput]:
-        requests = [await runner.prepare({"image": png((8, 8), c), "width": 16, "height": 16}) for c in colours]
-        async with ComfyUIClient(comfyui.url, output_dir=comfyui.output_dir,
-                                 input_dir=comfyui.input_dir) as client:
+        requests = [
+            await runner.prepare({"image": png((8, 8), c), "width": 16, "height": 16})
+            for c in colours
+        ]
+        async with ComfyUIClient(
+            comfyui.url, output_dir=comfyui.output_dir, input_dir=comfyui.input_dir
+        ) as client:
             return await asyncio.gather(*(runner.run(client, r, timeout=TIMEOUT) for r in requests))
 
     results = asyncio.run(go())
@@ -282,8 +320,16 @@ def test_image_adjust_offers_every_upscale_method() -> None:
 
 @pytest.mark.parametrize("method", ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"])
 def test_image_adjust_accepts_each_upscale_method(comfyui: Any, method: str) -> None:
-    result = run_example(comfyui, "image_adjust", {
-        "image": png((12, 20), (200, 30, 90)), "upscale_method": method, "width": 24, "height": 16})
+    result = run_example(
+        comfyui,
+        "image_adjust",
+        {
+            "image": png((12, 20), (200, 30, 90)),
+            "upscale_method": method,
+            "width": 24,
+            "height": 16,
+        },
+    )
     px = pixels(only_file(result, "image").data)
     assert px.shape == (16, 24, 3)
     assert np.abs(px - (55, 225, 165)).max() <= 2
@@ -300,29 +346,42 @@ def test_text_tools_defaults(comfyui: Any) -> None:
     assert type(result.outputs["length"][0]) is int
 
 
-@pytest.mark.parametrize(("case", "expected"), [
-    ("UPPERCASE", "HÉLLO WIDE WORLD-ÄX"),
-    ("lowercase", "héllo wide world-äx"),
-    ("Capitalize", "Héllo wide world-äx"),
-    ("Title Case", "Héllo Wide World-Äx"),
-])
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("UPPERCASE", "HÉLLO WIDE WORLD-ÄX"),
+        ("lowercase", "héllo wide world-äx"),
+        ("Capitalize", "Héllo wide world-äx"),
+        ("Title Case", "Héllo Wide World-Äx"),
+    ],
+)
 def test_text_tools_case(comfyui: Any, case: str, expected: str) -> None:
-    result = run_example(comfyui, "text_tools", {"text": "hÉLLO wide", "suffix": " wORLD-äx", "case": case})
+    result = run_example(
+        comfyui, "text_tools", {"text": "hÉLLO wide", "suffix": " wORLD-äx", "case": case}
+    )
     assert only_value(result, "text") == expected
     assert only_value(result, "length") == len(expected) == 19
 
 
-@pytest.mark.parametrize(("case", "needle", "case_sensitive", "expected"), [
-    ("UPPERCASE", "comfy", False, True),
-    ("UPPERCASE", "comfy", True, False),
-    ("UPPERCASE", "COMFY", True, True),
-    ("lowercase", "comfy", True, True),
-    ("Title Case", "comfy", True, False),
-    ("lowercase", "xyz", False, False),
-])
-def test_text_tools_contains(comfyui: Any, case: str, needle: str, case_sensitive: bool, expected: bool) -> None:
-    result = run_example(comfyui, "text_tools", {
-        "text": "Hello", "case": case, "needle": needle, "case_sensitive": case_sensitive})
+@pytest.mark.parametrize(
+    ("case", "needle", "case_sensitive", "expected"),
+    [
+        ("UPPERCASE", "comfy", False, True),
+        ("UPPERCASE", "comfy", True, False),
+        ("UPPERCASE", "COMFY", True, True),
+        ("lowercase", "comfy", True, True),
+        ("Title Case", "comfy", True, False),
+        ("lowercase", "xyz", False, False),
+    ],
+)
+def test_text_tools_contains(
+    comfyui: Any, case: str, needle: str, case_sensitive: bool, expected: bool
+) -> None:
+    result = run_example(
+        comfyui,
+        "text_tools",
+        {"text": "Hello", "case": case, "needle": needle, "case_sensitive": case_sensitive},
+    )
     assert only_value(result, "contains") is expected
 
 
@@ -344,8 +403,17 @@ ATTACHMENT = bytes(range(256)) * 4
 
 def test_image_mask_text_outputs(comfyui: Any) -> None:
     caption = "a caption — ünïcode ✓\nsecond line"
-    result = run_example(comfyui, "image_mask_text", {
-        "image": rgba_halves(), "seed": 7, "noise": 0.3, "caption": caption, "attachment": ATTACHMENT})
+    result = run_example(
+        comfyui,
+        "image_mask_text",
+        {
+            "image": rgba_halves(),
+            "seed": 7,
+            "noise": 0.3,
+            "caption": caption,
+            "attachment": ATTACHMENT,
+        },
+    )
 
     inverted = pixels(only_file(result, "inverted").data)
     assert inverted.shape == (12, 16, 3)
@@ -397,7 +465,9 @@ def test_image_mask_text_noise_follows_the_seed(comfyui: Any) -> None:
 def test_audio_volume_scales_the_amplitude(comfyui: Any, gain_db: int) -> None:
     rate, n = 22050, 5000
     source = np.array([sine(n, rate, 440, 0.2), sine(n, rate, 660, 0.15)])
-    result = run_example(comfyui, "audio_volume", {"audio": wav(source.tolist(), rate), "gain_db": gain_db})
+    result = run_example(
+        comfyui, "audio_volume", {"audio": wav(source.tolist(), rate), "gain_db": gain_db}
+    )
     out = only_file(result, "audio")
     assert out.filename.endswith(".flac") and out.data[:4] == b"fLaC"
     samples, out_rate = decode_audio(out.data)
@@ -405,7 +475,9 @@ def test_audio_volume_scales_the_amplitude(comfyui: Any, gain_db: int) -> None:
     assert samples.shape == source.shape, "channels and sample count are kept"
     expected = 10 ** (gain_db / 20)
     ratio = float((samples * source).sum() / (source * source).sum())
-    assert ratio == pytest.approx(expected, rel=0.02), f"{gain_db} dB should scale by {expected:.3f}"
+    assert ratio == pytest.approx(expected, rel=0.02), (
+        f"{gain_db} dB should scale by {expected:.3f}"
+    )
     assert np.abs(samples - expected * source).max() < 2e-3, "the shape of the wave is kept"
 
 
@@ -453,7 +525,6 @@ def webp() -> bytes:
     return buf.getvalue()
 
 
-
 BAD_REQUESTS = [
     ("image_adjust", {"image": PNG, "width": 4}, "width", RequestError),
     ("image_adjust", {"image": PNG, "width": 4096}, "width", RequestError),
@@ -469,8 +540,18 @@ BAD_REQUESTS = [
     ("text_tools", {"case": "upper"}, "case", RequestError),
     ("text_tools", {"case_sensitive": "yes"}, "case_sensitive", RequestError),
     ("image_mask_text", {"image": PNG, "attachment": b"x", "seed": -1}, "seed", RequestError),
-    ("image_mask_text", {"image": PNG, "attachment": b"x", "seed": SEED_MAX + 1}, "seed", RequestError),
-    ("image_mask_text", {"image": PNG, "attachment": b""}, "attachment", RequestError),  # empty: refused by validation
+    (
+        "image_mask_text",
+        {"image": PNG, "attachment": b"x", "seed": SEED_MAX + 1},
+        "seed",
+        RequestError,
+    ),
+    (
+        "image_mask_text",
+        {"image": PNG, "attachment": b""},
+        "attachment",
+        RequestError,
+    ),  # empty: refused by validation
     ("image_mask_text", {"image": PNG}, "attachment", RequestError),
     ("audio_volume", {"audio": PNG}, "audio", InputFetchError),
     ("audio_volume", {"audio": WAV, "gain_db": 1.5}, "gain_db", RequestError),
@@ -480,10 +561,16 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize(("name", "body", "field", "error"), BAD_REQUESTS,
-                         ids=[f"{i:02}-{(c.values if hasattr(c, 'values') else c)[0]}" for i, c in enumerate(BAD_REQUESTS)])
-def test_bad_request_is_refused_before_comfyui(comfyui: Any, name: str, body: dict[str, Any], field: str,
-                                               error: type[RequestError]) -> None:
+@pytest.mark.parametrize(
+    ("name", "body", "field", "error"),
+    BAD_REQUESTS,
+    ids=[
+        f"{i:02}-{(c.values if hasattr(c, 'values') else c)[0]}" for i, c in enumerate(BAD_REQUESTS)
+    ],
+)
+def test_bad_request_is_refused_before_comfyui(
+    comfyui: Any, name: str, body: dict[str, Any], field: str, error: type[RequestError]
+) -> None:
     workflow = example(name)
     runner = WorkflowRunner(workflow, parse_interface(workflow))
     before = files_under(comfyui.input_dir, comfyui.output_dir)
@@ -514,8 +601,14 @@ def test_prompt_rejected_by_comfyui_carries_node_errors(comfyui: Any) -> None:
 
 def test_prompt_rejected_at_an_input_node_names_the_field(comfyui: Any) -> None:
     workflow = {  # an Int input without its min/max/step widgets: comfypack reads it, ComfyUI does not
-        "1": {"class_type": "ComfyPackInputInt", "inputs": {"name": "count", "description": "", "default": 3}},
-        "2": {"class_type": "ComfyPackOutputNumber", "inputs": {"value": ["1", 0], "name": "count_out"}},
+        "1": {
+            "class_type": "ComfyPackInputInt",
+            "inputs": {"name": "count", "description": "", "default": 3},
+        },
+        "2": {
+            "class_type": "ComfyPackOutputNumber",
+            "inputs": {"value": ["1", 0], "name": "count_out"},
+        },
     }
     with pytest.raises(PromptRejected) as info:
         run_workflow(comfyui, workflow, {"count": 5})
@@ -525,7 +618,10 @@ def test_prompt_rejected_at_an_input_node_names_the_field(comfyui: Any) -> None:
 
 def test_node_failing_at_run_time_raises_execution_failed(comfyui: Any) -> None:
     workflow = {  # an IMAGE tensor into the JSON output: not JSON-serializable
-        "1": {"class_type": "ComfyPackInputImage", "inputs": {"name": "image", "description": "", "image": "x.png"}},
+        "1": {
+            "class_type": "ComfyPackInputImage",
+            "inputs": {"name": "image", "description": "", "image": "x.png"},
+        },
         "2": {"class_type": "ComfyPackOutputJSON", "inputs": {"value": ["1", 0], "name": "data"}},
     }
     with pytest.raises(ExecutionFailed) as info:
@@ -536,12 +632,18 @@ def test_node_failing_at_run_time_raises_execution_failed(comfyui: Any) -> None:
     assert info.value.status == 500 and info.value.exit_code == 1
 
 
-def test_file_output_of_a_missing_file_raises_execution_failed(comfyui: Any, tmp_path: Path) -> None:
+def test_file_output_of_a_missing_file_raises_execution_failed(
+    comfyui: Any, tmp_path: Path
+) -> None:
     workflow = {
-        "1": {"class_type": "ComfyPackInputString", "inputs": {"name": "path", "description": "",
-                                                              "default": "", "max_length": 0}},
-        "2": {"class_type": "ComfyPackOutputFile", "inputs": {"path": ["1", 0], "name": "file",
-                                                             "filename_prefix": "comfypack"}},
+        "1": {
+            "class_type": "ComfyPackInputString",
+            "inputs": {"name": "path", "description": "", "default": "", "max_length": 0},
+        },
+        "2": {
+            "class_type": "ComfyPackOutputFile",
+            "inputs": {"path": ["1", 0], "name": "file", "filename_prefix": "comfypack"},
+        },
     }
     with pytest.raises(ExecutionFailed) as info:
         run_workflow(comfyui, workflow, {"path": str(tmp_path / "missing.bin")})
@@ -556,7 +658,11 @@ def test_file_output_of_a_missing_file_raises_execution_failed(comfyui: Any, tmp
 def media_inputs(workflow: dict[str, Any]) -> list[tuple[str, str]]:
     """(input name, the file its node names) for every file input of a workflow."""
     interface = parse_interface(workflow)
-    return [(s.name, workflow[s.node_id]["inputs"][s.widget]) for s in interface.inputs if s.kind in FILE_KINDS]
+    return [
+        (s.name, workflow[s.node_id]["inputs"][s.widget])
+        for s in interface.inputs
+        if s.kind in FILE_KINDS
+    ]
 
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
@@ -568,7 +674,9 @@ def test_example_request_json_runs(comfyui: Any, name: str) -> None:
     for field, asset in media_inputs(workflow):
         assert body[field].startswith("data:"), f"{field}: media as a data: URI"
         payload = base64.b64decode(body[field].split(",", 1)[1])
-        assert payload == (EXAMPLES / name / asset).read_bytes(), f"{field} is the example's {asset}"
+        assert payload == (EXAMPLES / name / asset).read_bytes(), (
+            f"{field} is the example's {asset}"
+        )
 
     result = run_example(comfyui, name, body)
     for spec in parse_interface(workflow).outputs:
@@ -613,17 +721,42 @@ def test_example_runs_from_the_canvas_with_its_asset(comfyui: Any, name: str) ->
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "comfypack.cli", "run", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "comfypack.cli", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def test_cli_run_text_tools(comfyui: Any, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = cli(str(EXAMPLES / "text_tools" / "workflow_api.json"), "-i", "text=abc", "-i", "suffix= DEF",
-               "-i", "case=Capitalize", "-i", "needle=DEF", "-i", "case_sensitive=false",
-               "-o", str(out), "--comfyui-url", comfyui.url, "--json")
+    proc = cli(
+        str(EXAMPLES / "text_tools" / "workflow_api.json"),
+        "-i",
+        "text=abc",
+        "-i",
+        "suffix= DEF",
+        "-i",
+        "case=Capitalize",
+        "-i",
+        "needle=DEF",
+        "-i",
+        "case_sensitive=false",
+        "-o",
+        str(out),
+        "--comfyui-url",
+        comfyui.url,
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads((out / "outputs.json").read_text()) == {"text": "Abc def", "length": 7, "contains": True}
+    assert json.loads((out / "outputs.json").read_text()) == {
+        "text": "Abc def",
+        "length": 7,
+        "contains": True,
+    }
     printed = json.loads(proc.stdout)
     assert printed["files"] == [str(out / "outputs.json")]
     assert printed["seeds"] == {}
@@ -633,9 +766,21 @@ def test_cli_run_image_adjust_with_a_file_path(comfyui: Any, tmp_path: Path) -> 
     src = tmp_path / "in.png"
     src.write_bytes(png((16, 16), (10, 100, 200)))
     out = tmp_path / "out"
-    proc = cli(str(EXAMPLES / "image_adjust" / "workflow_api.json"), "-i", f"image={src}", "-i", "width=24",
-               "-i", "height=16", "-i", "upscale_method=nearest-exact", "-o", str(out),
-               "--comfyui-url", comfyui.url)
+    proc = cli(
+        str(EXAMPLES / "image_adjust" / "workflow_api.json"),
+        "-i",
+        f"image={src}",
+        "-i",
+        "width=24",
+        "-i",
+        "height=16",
+        "-i",
+        "upscale_method=nearest-exact",
+        "-o",
+        str(out),
+        "--comfyui-url",
+        comfyui.url,
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == ["image.png"]
     px = pixels((out / "image.png").read_bytes())
@@ -648,8 +793,17 @@ def test_cli_run_bad_input_exits_2_without_contacting_comfyui(tmp_path: Path) ->
 
     src = tmp_path / "in.png"
     src.write_bytes(PNG)
-    proc = cli(str(EXAMPLES / "image_adjust" / "workflow_api.json"), "-i", f"image={src}", "-i", "width=1",
-               "-o", str(tmp_path / "out"), "--comfyui-url", f"http://127.0.0.1:{free_port()}")
+    proc = cli(
+        str(EXAMPLES / "image_adjust" / "workflow_api.json"),
+        "-i",
+        f"image={src}",
+        "-i",
+        "width=1",
+        "-o",
+        str(tmp_path / "out"),
+        "--comfyui-url",
+        f"http://127.0.0.1:{free_port()}",
+    )
     assert proc.returncode == 2, proc.stderr
     assert "width" in proc.stderr
     assert not (tmp_path / "out").exists()
@@ -659,8 +813,15 @@ def test_cli_run_with_comfyui_url_leaves_nothing_behind(comfyui: Any, tmp_path: 
     src = tmp_path / "in.png"
     src.write_bytes(PNG)
     before = files_under(comfyui.input_dir, comfyui.output_dir)
-    proc = cli(str(EXAMPLES / "image_adjust" / "workflow_api.json"), "-i", f"image={src}",
-               "-o", str(tmp_path / "out"), "--comfyui-url", comfyui.url)
+    proc = cli(
+        str(EXAMPLES / "image_adjust" / "workflow_api.json"),
+        "-i",
+        f"image={src}",
+        "-o",
+        str(tmp_path / "out"),
+        "--comfyui-url",
+        comfyui.url,
+    )
     assert proc.returncode == 0, proc.stderr
     left = files_under(comfyui.input_dir, comfyui.output_dir) - before
     for path in left:  # keep the session's ComfyUI clean for the other tests either way

@@ -36,23 +36,46 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "tiny_compact_x2.safetensors"
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 
 WORKFLOW = {
-    "1": {"class_type": "ComfyPackInputImage",
-          "inputs": {"name": "image", "description": "The picture to upscale.", "image": "in.png"}},
+    "1": {
+        "class_type": "ComfyPackInputImage",
+        "inputs": {"name": "image", "description": "The picture to upscale.", "image": "in.png"},
+    },
     "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": MODEL}},
-    "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]}},
-    "4": {"class_type": "ComfyPackOutputImage",
-          "inputs": {"images": ["3", 0], "name": "upscaled", "format": "png", "quality": 95,
-                     "filename_prefix": "upscaled"}},
+    "3": {
+        "class_type": "ImageUpscaleWithModel",
+        "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]},
+    },
+    "4": {
+        "class_type": "ComfyPackOutputImage",
+        "inputs": {
+            "images": ["3", 0],
+            "name": "upscaled",
+            "format": "png",
+            "quality": 95,
+            "filename_prefix": "upscaled",
+        },
+    },
 }
 
 
 def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "init.defaultBranch=main", *args], cwd=cwd, check=True,
-                          capture_output=True, text=True, env={**os.environ, **GIT_ENV}).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "init.defaultBranch=main", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
+    ).stdout.strip()
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -64,8 +87,13 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 def _copy_comfyui(dest: Path) -> Path:
     """Our own copy of the provisioned ComfyUI (hard links where possible: we only add files)."""
-    shutil.copytree(require_comfyui(), dest, copy_function=_link_or_copy, symlinks=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "output", "temp", "user"))
+    shutil.copytree(
+        require_comfyui(),
+        dest,
+        copy_function=_link_or_copy,
+        symlinks=True,
+        ignore=shutil.ignore_patterns("__pycache__", "output", "temp", "user"),
+    )
     return dest
 
 
@@ -77,7 +105,11 @@ def _seed_wheels(home: Path) -> None:
 
     (home / "wheels").mkdir(parents=True, exist_ok=True)
     name = f"{DEFAULT_PACKAGED.package.replace('-', '_')}-{DEFAULT_PACKAGED.version}-*.whl"
-    for folder in (comfypack_home() / "wheels", require_comfyui().parent / "wheels", ROOT / ".cache" / "wheels"):
+    for folder in (
+        comfypack_home() / "wheels",
+        require_comfyui().parent / "wheels",
+        ROOT / ".cache" / "wheels",
+    ):
         for wheel in sorted(folder.glob(name)):
             _link_or_copy(str(wheel), str(home / "wheels" / wheel.name))
             return
@@ -108,15 +140,21 @@ def _tiny_node(upstream: Path) -> list[str]:
     commits = []
     for version in (1, 2):
         (upstream / "__init__.py").write_text(
-            f"# tiny custom node, version {version}\nNODE_CLASS_MAPPINGS = {{}}\nVERSION = {version}\n")
+            f"# tiny custom node, version {version}\nNODE_CLASS_MAPPINGS = {{}}\nVERSION = {version}\n"
+        )
         _git(upstream, "add", "-A")
         _git(upstream, "commit", "-q", "-m", f"version {version}")
         commits.append(_git(upstream, "rev-parse", "HEAD"))
     return commits
 
 
-def _comfypack(*args: str, home: Path, timeout: float = 240, env: dict[str, str] | None = None,
-               allow_local: bool = True) -> subprocess.CompletedProcess[str]:
+def _comfypack(
+    *args: str,
+    home: Path,
+    timeout: float = 240,
+    env: dict[str, str] | None = None,
+    allow_local: bool = True,
+) -> subprocess.CompletedProcess[str]:
     # the tiny node comes from a file:// remote: this test's packs are trusted, local ones
     # COLUMNS: log lines unwrapped (rich wraps at 80 columns without a terminal)
     env = {**os.environ, "COMFYPACK_HOME": str(home), "COLUMNS": "1000", **(env or {})}
@@ -125,8 +163,14 @@ def _comfypack(*args: str, home: Path, timeout: float = 240, env: dict[str, str]
     else:
         env.pop("COMFYPACK_ALLOW_LOCAL_SOURCES", None)
     env.pop("COMFYPACK_COMFYUI_DIR", None)
-    return subprocess.run([sys.executable, "-m", "comfypack.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "comfypack.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def _invoke(monkeypatch: pytest.MonkeyPatch, home: Path, *args: str) -> tuple[int, str]:
@@ -135,8 +179,9 @@ def _invoke(monkeypatch: pytest.MonkeyPatch, home: Path, *args: str) -> tuple[in
     return res.exit_code, res.output
 
 
-def test_lock_pack_unpack_run_reproduces_the_output(tmp_path: Path, file_server: FileServer,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lock_pack_unpack_run_reproduces_the_output(
+    tmp_path: Path, file_server: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # -- the author's environment: a ComfyUI copy with a model, an input file and a custom node
     comfy = _copy_comfyui(tmp_path / "author" / "comfyui")
     model = comfy / "models" / "upscale_models" / MODEL
@@ -146,7 +191,13 @@ def test_lock_pack_unpack_run_reproduces_the_output(tmp_path: Path, file_server:
     shutil.copy(image, comfy / "input" / "in.png")  # the node's default: carried as a pack asset
     commits = _tiny_node(tmp_path / "upstream" / "tiny_node")
     node = comfy / "custom_nodes" / "tiny_node"
-    _git(comfy / "custom_nodes", "clone", "-q", (tmp_path / "upstream" / "tiny_node").as_uri(), "tiny_node")
+    _git(
+        comfy / "custom_nodes",
+        "clone",
+        "-q",
+        (tmp_path / "upstream" / "tiny_node").as_uri(),
+        "tiny_node",
+    )
     _git(node, "checkout", "-q", commits[0])
     wf = tmp_path / "upscale" / "workflow_api.json"
     wf.parent.mkdir()
@@ -154,8 +205,17 @@ def test_lock_pack_unpack_run_reproduces_the_output(tmp_path: Path, file_server:
     home1 = tmp_path / "home-author"
 
     # -- the original run, on the author's ComfyUI
-    r = _comfypack("run", str(wf), "--comfyui", str(comfy), "-i", f"image={image}",
-                   "-o", str(tmp_path / "out1"), home=home1)
+    r = _comfypack(
+        "run",
+        str(wf),
+        "--comfyui",
+        str(comfy),
+        "-i",
+        f"image={image}",
+        "-o",
+        str(tmp_path / "out1"),
+        home=home1,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     original = (tmp_path / "out1" / "upscaled.png").read_bytes()
     from PIL import Image
@@ -181,16 +241,34 @@ def test_lock_pack_unpack_run_reproduces_the_output(tmp_path: Path, file_server:
     assert isinstance(lock.comfyui.source, (PackagedSource, ArchiveSource))
     assert lock.comfyui.version == comfyui_version(comfy)
     (m,) = lock.models
-    assert (m.folder, m.path, m.sha256, m.size) == ("upscale_models", MODEL, digest, model.stat().st_size)
+    assert (m.folder, m.path, m.sha256, m.size) == (
+        "upscale_models",
+        MODEL,
+        digest,
+        model.stat().st_size,
+    )
     assert [s.url for s in m.sources] == [url]
     tiny = {n.name: n for n in lock.custom_nodes}["tiny_node"]
-    assert isinstance(tiny.source, GitSource) and tiny.source.commit == commits[0] and not tiny.dirty
+    assert (
+        isinstance(tiny.source, GitSource) and tiny.source.commit == commits[0] and not tiny.dirty
+    )
     assert any(p.name == "torch" for p in lock.packages)
 
     # -- pack
     pack = tmp_path / "upscale.cpack.zip"
-    code, out = _invoke(monkeypatch, home1, "pack", str(wf), "--comfyui", str(comfy), "--sources",
-                        str(sources), "--offline", "-o", str(pack))
+    code, out = _invoke(
+        monkeypatch,
+        home1,
+        "pack",
+        str(wf),
+        "--comfyui",
+        str(comfy),
+        "--sources",
+        str(sources),
+        "--offline",
+        "-o",
+        str(pack),
+    )
     assert code == 0, out
     with zipfile.ZipFile(pack) as zf:
         assert zf.read("comfypack.lock.json").decode() == lock_text
@@ -205,28 +283,47 @@ def test_lock_pack_unpack_run_reproduces_the_output(tmp_path: Path, file_server:
     code, out = _invoke(monkeypatch, home2, "unpack", str(pack), "--dir", str(fresh), "--no-venv")
     assert code == 2 and "--allow-local-sources" in out and len(out.strip().splitlines()) == 1, out
     assert not fresh.exists()
-    code, out = _invoke(monkeypatch, home2, "unpack", str(pack), "--dir", str(fresh), "--no-venv",
-                        "--allow-local-sources")
+    code, out = _invoke(
+        monkeypatch,
+        home2,
+        "unpack",
+        str(pack),
+        "--dir",
+        str(fresh),
+        "--no-venv",
+        "--allow-local-sources",
+    )
     assert code == 0, out
     cached = home2 / "models" / "sha256" / digest
     assert cached.read_bytes() == model.read_bytes()
     restored_model = fresh / "comfyui" / "models" / "upscale_models" / MODEL
     # a hard link to the read-only cached file, or (file systems with reflinks) a copy-on-write clone
-    assert os.path.samefile(restored_model, cached) or restored_model.read_bytes() == cached.read_bytes()
+    assert (
+        os.path.samefile(restored_model, cached)
+        or restored_model.read_bytes() == cached.read_bytes()
+    )
     assert restored_model.stat().st_mode & 0o222 == 0 and cached.stat().st_mode & 0o222 == 0
     assert _git(fresh / "comfyui" / "custom_nodes" / "tiny_node", "rev-parse", "HEAD") == commits[0]
-    assert "version 1" in (fresh / "comfyui" / "custom_nodes" / "tiny_node" / "__init__.py").read_text()
+    assert (
+        "version 1"
+        in (fresh / "comfyui" / "custom_nodes" / "tiny_node" / "__init__.py").read_text()
+    )
     assert (fresh / "comfyui" / "main.py").is_file() and not (fresh / "comfyui").samefile(comfy)
     code, out = _invoke(monkeypatch, home2, "unpack", str(pack), "--dir", str(fresh), "--verify")
     assert code == 0 and "matches" in out, out
 
     # -- run the pack: restored into $COMFYPACK_HOME/workspaces/<sha>, same output bytes
-    r = _comfypack("run", str(pack), "-i", f"image={image}", "-o", str(tmp_path / "out2"), home=home2)
+    r = _comfypack(
+        "run", str(pack), "-i", f"image={image}", "-o", str(tmp_path / "out2"), home=home2
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "out2" / "upscaled.png").read_bytes() == original
     workspaces = list((home2 / "workspaces").iterdir())
     assert len(workspaces) == 1
-    assert _git(workspaces[0] / "comfyui" / "custom_nodes" / "tiny_node", "rev-parse", "HEAD") == commits[0]
+    assert (
+        _git(workspaces[0] / "comfyui" / "custom_nodes" / "tiny_node", "rev-parse", "HEAD")
+        == commits[0]
+    )
 
     # -- one byte of the model changed: the lock differs, and --verify reports it
     data = bytearray(model.read_bytes())
@@ -251,8 +348,9 @@ def _symlink_entry(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def test_tampered_packs_are_refused_without_writing_anything(tmp_path: Path, file_server: FileServer,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tampered_packs_are_refused_without_writing_anything(
+    tmp_path: Path, file_server: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     comfy = _copy_comfyui(tmp_path / "comfyui")
     model = comfy / "models" / "upscale_models" / MODEL
     _tiny_upscale_model(model)
@@ -261,13 +359,27 @@ def test_tampered_packs_are_refused_without_writing_anything(tmp_path: Path, fil
     home = tmp_path / "home"
     _seed_wheels(home)
     good = tmp_path / "good.cpack.zip"
-    code, out = _invoke(monkeypatch, home, "pack", str(wf), "--comfyui", str(comfy), "--offline",
-                        "--include-models", "-o", str(good))
+    code, out = _invoke(
+        monkeypatch,
+        home,
+        "pack",
+        str(wf),
+        "--comfyui",
+        str(comfy),
+        "--offline",
+        "--include-models",
+        "-o",
+        str(good),
+    )
     assert code == 0, out
     entry = f"models/upscale_models/{MODEL}"
 
-    def tampered(name: str, *, replace: dict[str, bytes] | None = None,
-                 add: tuple[zipfile.ZipInfo | str, bytes] | None = None) -> Path:
+    def tampered(
+        name: str,
+        *,
+        replace: dict[str, bytes] | None = None,
+        add: tuple[zipfile.ZipInfo | str, bytes] | None = None,
+    ) -> Path:
         bad = tmp_path / f"{name}.cpack.zip"
         with zipfile.ZipFile(good) as zin, zipfile.ZipFile(bad, "w") as zout:
             for info in zin.infolist():
@@ -282,16 +394,29 @@ def test_tampered_packs_are_refused_without_writing_anything(tmp_path: Path, fil
     flipped[len(flipped) // 2] ^= 1
     outside = tmp_path / "outside"
     cases = {
-        "bad-model": (tampered("bad-model", replace={entry: bytes(flipped)}), "does not match the lock"),
+        "bad-model": (
+            tampered("bad-model", replace={entry: bytes(flipped)}),
+            "does not match the lock",
+        ),
         "dotdot": (tampered("dotdot", add=("../../outside/evil", b"x")), "escapes the target"),
         "absolute": (tampered("absolute", add=(str(outside / "abs-evil"), b"x")), "absolute path"),
-        "symlink": (tampered("symlink", add=(_symlink_entry("assets/evil.png"), str(outside))),
-                    "symbolic link"),
+        "symlink": (
+            tampered("symlink", add=(_symlink_entry("assets/evil.png"), str(outside))),
+            "symbolic link",
+        ),
     }
     for name, (bad, why) in cases.items():
         dest = tmp_path / "targets" / name
-        code, out = _invoke(monkeypatch, home, "unpack", str(bad), "--dir", str(dest), "--no-venv",
-                            "--allow-local-sources")  # the current ComfyUI line is a file:// archive
+        code, out = _invoke(
+            monkeypatch,
+            home,
+            "unpack",
+            str(bad),
+            "--dir",
+            str(dest),
+            "--no-venv",
+            "--allow-local-sources",
+        )  # the current ComfyUI line is a file:// archive
         assert code == 2, (name, out)  # a bad pack is bad input
         assert why in out and "Traceback" not in out, (name, out)
         assert not dest.exists(), name
@@ -302,8 +427,16 @@ def test_tampered_packs_are_refused_without_writing_anything(tmp_path: Path, fil
 
     # the untampered pack restores (weights carried in it: no source needed)
     dest = tmp_path / "targets" / "good"
-    code, out = _invoke(monkeypatch, home, "unpack", str(good), "--dir", str(dest), "--no-venv",
-                        "--allow-local-sources")
+    code, out = _invoke(
+        monkeypatch,
+        home,
+        "unpack",
+        str(good),
+        "--dir",
+        str(dest),
+        "--no-venv",
+        "--allow-local-sources",
+    )
     assert code == 0, out
     assert (dest / "comfyui" / "models" / "upscale_models" / MODEL).read_bytes() == weights
 
@@ -314,7 +447,7 @@ def test_tampered_packs_are_refused_without_writing_anything(tmp_path: Path, fil
 HUB_REPO = "test-org/tiny-upscaler"
 HUB_COMMIT = "5e1f0c0ffee0123456789abcdef0123456789abc"
 
-TINT_NODE = '''import tinypkg
+TINT_NODE = """import tinypkg
 
 STRENGTH = {strength}
 
@@ -335,9 +468,9 @@ class Issue13Tint:
 
 
 NODE_CLASS_MAPPINGS = {{"Issue13Tint": Issue13Tint}}
-'''
+"""
 
-FLIP_NODE = '''class Issue13Flip:
+FLIP_NODE = """class Issue13Flip:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"image": ("IMAGE",)}}
@@ -351,7 +484,7 @@ FLIP_NODE = '''class Issue13Flip:
 
 
 NODE_CLASS_MAPPINGS = {"Issue13Flip": Issue13Flip}
-'''
+"""
 
 RICH_WORKFLOW = {
     "1": WORKFLOW["1"],
@@ -368,13 +501,28 @@ def _ui_workflow() -> dict:
     (``properties.models[]``, as every bundled template does)."""
     model_url = f"https://huggingface.co/{HUB_REPO}/resolve/main/{MODEL}?download=true"
     nodes = [
-        {"id": 1, "type": "ComfyPackInputImage", "widgets_values": ["image", "The picture.", "in.png"]},
-        {"id": 2, "type": "UpscaleModelLoader", "widgets_values": [MODEL],
-         "properties": {"Node name for S&R": "UpscaleModelLoader",
-                        "models": [{"name": MODEL, "url": model_url, "directory": "upscale_models"}]}},
-        {"id": 3, "type": "ImageUpscaleWithModel"}, {"id": 5, "type": "Issue13Tint"},
+        {
+            "id": 1,
+            "type": "ComfyPackInputImage",
+            "widgets_values": ["image", "The picture.", "in.png"],
+        },
+        {
+            "id": 2,
+            "type": "UpscaleModelLoader",
+            "widgets_values": [MODEL],
+            "properties": {
+                "Node name for S&R": "UpscaleModelLoader",
+                "models": [{"name": MODEL, "url": model_url, "directory": "upscale_models"}],
+            },
+        },
+        {"id": 3, "type": "ImageUpscaleWithModel"},
+        {"id": 5, "type": "Issue13Tint"},
         {"id": 6, "type": "Issue13Flip"},
-        {"id": 4, "type": "ComfyPackOutputImage", "widgets_values": ["upscaled", "png", 95, "upscaled"]},
+        {
+            "id": 4,
+            "type": "ComfyPackOutputImage",
+            "widgets_values": ["upscaled", "png", 95, "upscaled"],
+        },
     ]
     return {"last_node_id": 6, "last_link_id": 5, "nodes": nodes, "links": [], "version": 0.4}
 
@@ -406,17 +554,36 @@ class _Hub:
                 data = hub.files[path]
                 import hashlib as h
 
-                return {"type": "file", "path": path, "size": len(data), "oid": "0" * 40,
-                        "lfs": {"oid": h.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}}
+                return {
+                    "type": "file",
+                    "path": path,
+                    "size": len(data),
+                    "oid": "0" * 40,
+                    "lfs": {
+                        "oid": h.sha256(data).hexdigest(),
+                        "size": len(data),
+                        "pointerSize": 134,
+                    },
+                }
 
             def do_GET(self) -> None:  # noqa: N802
                 hub.requests.append(self.path)
                 path = self.path.split("?", 1)[0]
                 if path == f"/api/models/{HUB_REPO}/revision/main":
-                    self._send(200, json.dumps({"id": HUB_REPO, "sha": HUB_COMMIT, "siblings": [
-                        {"rfilename": f} for f in hub.files]}).encode())
-                elif path.startswith(f"/{HUB_REPO}/resolve/{HUB_COMMIT}/") and \
-                        path.rsplit("/", 1)[-1] in hub.files:
+                    self._send(
+                        200,
+                        json.dumps(
+                            {
+                                "id": HUB_REPO,
+                                "sha": HUB_COMMIT,
+                                "siblings": [{"rfilename": f} for f in hub.files],
+                            }
+                        ).encode(),
+                    )
+                elif (
+                    path.startswith(f"/{HUB_REPO}/resolve/{HUB_COMMIT}/")
+                    and path.rsplit("/", 1)[-1] in hub.files
+                ):
                     self._send(200, hub.files[path.rsplit("/", 1)[-1]], "application/octet-stream")
                 else:
                     self._send(404, b'{"error": "not found"}')
@@ -428,7 +595,9 @@ class _Hub:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 if self.path == f"/api/models/{HUB_REPO}/paths-info/{HUB_COMMIT}":
                     paths = parse_qs(body).get("paths", [])
-                    self._send(200, json.dumps([self._entry(p) for p in paths if p in hub.files]).encode())
+                    self._send(
+                        200, json.dumps([self._entry(p) for p in paths if p in hub.files]).encode()
+                    )
                 else:
                     self._send(404, b'{"error": "not found"}')
 
@@ -461,7 +630,8 @@ def _site_packages() -> str:
 
 
 def test_real_nodes_direct_url_package_and_hub_model_round_trip_byte_identical(
-        tmp_path: Path, file_server: FileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, file_server: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from _wheels import tiny_wheel
 
     from comfypack.gitstate import local_patch
@@ -501,15 +671,40 @@ def test_real_nodes_direct_url_package_and_hub_model_round_trip_byte_identical(
     author_venv = tmp_path / "author" / "venv"
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(author_venv)], check=True)
     author_py = str(author_venv / "bin" / "python")
-    subprocess.run([sys.executable, "-m", "pip", "--python", author_py, "install", "-q", "--no-deps",
-                    f"tinypkg @ {wheel_url}"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            author_py,
+            "install",
+            "-q",
+            "--no-deps",
+            f"tinypkg @ {wheel_url}",
+        ],
+        check=True,
+        capture_output=True,
+    )
 
     home1 = tmp_path / "home-author"
     hub_files = {MODEL: model.read_bytes()}
     with _Hub(hub_files) as hub:
-        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "COMFYPACK_CIVITAI_URL": hub.url}
-        lock_args = ["lock", str(wf), "--comfyui", str(comfy), "--python", author_py,
-                     "--ui-workflow", str(ui)]
+        env = {
+            "HF_ENDPOINT": hub.url,
+            "HF_HOME": str(tmp_path / "hf"),
+            "COMFYPACK_CIVITAI_URL": hub.url,
+        }
+        lock_args = [
+            "lock",
+            str(wf),
+            "--comfyui",
+            str(comfy),
+            "--python",
+            author_py,
+            "--ui-workflow",
+            str(ui),
+        ]
 
         # an unpushed commit and a remote only this machine reaches: warned, refused under --strict
         (node / "NOTES.md").write_text("notes\n")
@@ -530,8 +725,18 @@ def test_real_nodes_direct_url_package_and_hub_model_round_trip_byte_identical(
         (node / "__init__.py").write_text(TINT_NODE.format(strength=0.5))
         (node / "untracked_helper.py").write_text("HELPER = 1\n")
         run_env = {**env, "COMFYPACK_PYTHON": author_py, "PYTHONPATH": _site_packages()}
-        r = _comfypack("run", str(wf), "--comfyui", str(comfy), "-i", f"image={image}",
-                       "-o", str(tmp_path / "out1"), home=home1, env=run_env)
+        r = _comfypack(
+            "run",
+            str(wf),
+            "--comfyui",
+            str(comfy),
+            "-i",
+            f"image={image}",
+            "-o",
+            str(tmp_path / "out1"),
+            home=home1,
+            env=run_env,
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         original = (tmp_path / "out1" / "upscaled.png").read_bytes()
 
@@ -540,7 +745,10 @@ def test_real_nodes_direct_url_package_and_hub_model_round_trip_byte_identical(
         assert r.returncode == 0, r.stderr[-3000:]
         lock = loads((tmp_path / "lock.json").read_text())
         nodes = {n.name: n for n in lock.custom_nodes}
-        assert isinstance(nodes["tint_node"].source, GitSource) and nodes["tint_node"].patch is not None
+        assert (
+            isinstance(nodes["tint_node"].source, GitSource)
+            and nodes["tint_node"].patch is not None
+        )
         assert nodes["tint_node"].source.commit == _git(node, "rev-parse", "HEAD")
         assert nodes["tint_node"].patch.size == len(local_patch(node))
         assert isinstance(nodes["flip_node.py"].source, FileSource)
@@ -549,11 +757,30 @@ def test_real_nodes_direct_url_package_and_hub_model_round_trip_byte_identical(
         assert lock.indexes
         (m,) = lock.models
         (src,) = m.sources  # from properties.models[], pinned through the Hub (the stand-in)
-        assert (src.type, src.repo, src.revision, src.file) == ("huggingface", HUB_REPO, HUB_COMMIT, MODEL)
-        assert src.url == f"https://huggingface.co/{HUB_REPO}/resolve/{HUB_COMMIT}/{MODEL}"  # canonical
+        assert (src.type, src.repo, src.revision, src.file) == (
+            "huggingface",
+            HUB_REPO,
+            HUB_COMMIT,
+            MODEL,
+        )
+        assert (
+            src.url == f"https://huggingface.co/{HUB_REPO}/resolve/{HUB_COMMIT}/{MODEL}"
+        )  # canonical
         pack = tmp_path / "rich.cpack.zip"
-        r = _comfypack("pack", str(wf), "--comfyui", str(comfy), "--python", author_py, "--ui-workflow",
-                       str(ui), "-o", str(pack), home=home1, env=env)
+        r = _comfypack(
+            "pack",
+            str(wf),
+            "--comfyui",
+            str(comfy),
+            "--python",
+            author_py,
+            "--ui-workflow",
+            str(ui),
+            "-o",
+            str(pack),
+            home=home1,
+            env=env,
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         with zipfile.ZipFile(pack) as zf:
             names = set(zf.namelist())
@@ -563,18 +790,26 @@ def test_real_nodes_direct_url_package_and_hub_model_round_trip_byte_identical(
         home2 = tmp_path / "home-elsewhere"
         _seed_wheels(home2)
         ws = tmp_path / "elsewhere" / "ws"
-        r = _comfypack("unpack", str(pack), "--dir", str(ws), home=home2, env=env, allow_local=False)
+        r = _comfypack(
+            "unpack", str(pack), "--dir", str(ws), home=home2, env=env, allow_local=False
+        )
         assert r.returncode == 2 and "--allow-local-sources" in r.stderr + r.stdout, r.stderr
         assert len(_error_lines(r)) == 1 and "Traceback" not in r.stderr and not ws.exists()
         hub.requests.clear()
-        r = _comfypack("unpack", str(pack), "--dir", str(ws), "--allow-local-sources", home=home2, env=env)
+        r = _comfypack(
+            "unpack", str(pack), "--dir", str(ws), "--allow-local-sources", home=home2, env=env
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         assert f"/{HUB_REPO}/resolve/{HUB_COMMIT}/{MODEL}" in hub.requests
     venv_py = ws / "venv" / "bin" / "python"
     pip = subprocess.run([str(venv_py), "-m", "pip", "--version"], capture_output=True, text=True)
     assert pip.returncode == 0, pip.stderr  # the restored venv has pip
-    where = subprocess.run([str(venv_py), "-c", "import tinypkg; print(tinypkg.__file__)"],
-                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _site_packages()})
+    where = subprocess.run(
+        [str(venv_py), "-c", "import tinypkg; print(tinypkg.__file__)"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": _site_packages()},
+    )
     assert where.stdout.strip().startswith(str(ws / "venv")), where  # from the URL, into the venv
     restored_node = ws / "comfyui" / "custom_nodes" / "tint_node"
     assert "STRENGTH = 0.5" in (restored_node / "__init__.py").read_text()
@@ -585,8 +820,18 @@ def test_real_nodes_direct_url_package_and_hub_model_round_trip_byte_identical(
 
     # -- run the restored workspace on its own venv: the same bytes
     run_env = {"COMFYPACK_PYTHON": str(venv_py), "PYTHONPATH": _site_packages()}
-    r = _comfypack("run", str(ws / "workflow_api.json"), "--comfyui", str(ws / "comfyui"),
-                   "-i", f"image={image}", "-o", str(tmp_path / "out2"), home=home2, env=run_env)
+    r = _comfypack(
+        "run",
+        str(ws / "workflow_api.json"),
+        "--comfyui",
+        str(ws / "comfyui"),
+        "-i",
+        f"image={image}",
+        "-o",
+        str(tmp_path / "out2"),
+        home=home2,
+        env=run_env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "out2" / "upscaled.png").read_bytes() == original
 
@@ -594,8 +839,18 @@ def test_real_nodes_direct_url_package_and_hub_model_round_trip_byte_identical(
     _git(restored_node, "checkout", "--", "__init__.py")
     r = _comfypack("unpack", str(pack), "--dir", str(ws), "--verify", home=home2)
     assert r.returncode == 1 and "differ from the locked patch" in r.stderr, r.stdout + r.stderr
-    r = _comfypack("run", str(ws / "workflow_api.json"), "--comfyui", str(ws / "comfyui"),
-                   "-i", f"image={image}", "-o", str(tmp_path / "out3"), home=home2, env=run_env)
+    r = _comfypack(
+        "run",
+        str(ws / "workflow_api.json"),
+        "--comfyui",
+        str(ws / "comfyui"),
+        "-i",
+        f"image={image}",
+        "-o",
+        str(tmp_path / "out3"),
+        home=home2,
+        env=run_env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "out3" / "upscaled.png").read_bytes() != original
 
@@ -606,8 +861,14 @@ def test_lock_and_pack_refuse_a_missing_model_in_one_line(tmp_path: Path) -> Non
     wf.write_text(json.dumps(WORKFLOW))  # names tiny_compact_x2.safetensors, which is not there
     for cmd in ("lock", "pack"):
         out = tmp_path / f"out-{cmd}"
-        r = _comfypack(cmd, str(wf), "--comfyui", str(comfy), "--offline", "-o", str(out), home=tmp_path / "h")
+        r = _comfypack(
+            cmd, str(wf), "--comfyui", str(comfy), "--offline", "-o", str(out), home=tmp_path / "h"
+        )
         text = (r.stderr + r.stdout).strip()
         assert r.returncode == 2 and len(_error_lines(r)) == 1 and "Traceback" not in text, text
-        assert MODEL in text and "node 2 UpscaleModelLoader" in text and "--allow-missing-models" in text
+        assert (
+            MODEL in text
+            and "node 2 UpscaleModelLoader" in text
+            and "--allow-missing-models" in text
+        )
         assert not out.exists()

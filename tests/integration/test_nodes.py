@@ -229,8 +229,11 @@ TEST_PIXELS = [
 def test_all_nodes_registered(http: httpx.Client) -> None:
     info = http.get("/object_info").json()
     # (the test-only node set, category comfypack/testing, is loaded in tests too)
-    registered = {name for name, spec in info.items()
-                  if name.startswith("ComfyPack") and spec["category"] != "comfypack/testing"}
+    registered = {
+        name
+        for name, spec in info.items()
+        if name.startswith("ComfyPack") and spec["category"] != "comfypack/testing"
+    }
     assert registered == set(INPUT_NODES) | set(OUTPUT_NODES)
 
 

@@ -49,7 +49,9 @@ def test_start_answer_stop(tmp_path: Path) -> None:
         pid = proc.pid
         assert pid is not None
         stats = httpx.get(f"{proc.url}/system_stats", timeout=10).json()
-        assert stats["system"]["comfyui_version"] == comfyui_version(require_comfyui())  # 0.3.75 or 0.28.x
+        assert stats["system"]["comfyui_version"] == comfyui_version(
+            require_comfyui()
+        )  # 0.3.75 or 0.28.x
         assert "--cpu" in proc.command() and "127.0.0.1" in proc.command()
         nodes = httpx.get(f"{proc.url}/object_info/ComfyPackInputInt", timeout=10).json()
         assert "ComfyPackInputInt" in nodes, "comfypack's node package must be registered"

@@ -72,7 +72,10 @@ def test_interface_of_an_api_workflow(http: httpx.Client) -> None:
     assert [i["name"] for i in doc["inputs"]] == TEXT_INPUTS
     assert [o["name"] for o in doc["outputs"]] == ["text", "length", "contains"]
     case = doc["input_schema"]["properties"]["case"]
-    assert case["enum"] == ["UPPERCASE", "lowercase", "Capitalize", "Title Case"] and case["default"] == "UPPERCASE"
+    assert (
+        case["enum"] == ["UPPERCASE", "lowercase", "Capitalize", "Title Case"]
+        and case["default"] == "UPPERCASE"
+    )
     assert doc["input_schema"]["properties"]["suffix"]["maxLength"] == 64
     assert doc["workflow_sha256"] == workflow_sha256(_api())
     assert doc["example_request"]["case"] == "UPPERCASE"
@@ -101,12 +104,17 @@ def test_interface_errors_name_the_fields_and_nodes(http: httpx.Client) -> None:
     assert by_field["class"]["nodes"] == ["4"]
 
 
-@pytest.mark.parametrize("body, fragment", [
-    ({}, "`workflow` must be"),
-    ({"workflow": [1, 2]}, "`workflow` must be"),
-    ({"workflow": {"1": {"inputs": {}}}}, "class_type"),
-])
-def test_interface_of_a_broken_body_is_a_400(http: httpx.Client, body: dict[str, Any], fragment: str) -> None:
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({}, "`workflow` must be"),
+        ({"workflow": [1, 2]}, "`workflow` must be"),
+        ({"workflow": {"1": {"inputs": {}}}}, "class_type"),
+    ],
+)
+def test_interface_of_a_broken_body_is_a_400(
+    http: httpx.Client, body: dict[str, Any], fragment: str
+) -> None:
     r = http.post("/comfypack/interface", json=body)
     assert r.status_code == 400, r.text
     assert fragment in r.json()["error"]["message"]
@@ -130,23 +138,44 @@ def test_cross_origin_posts_are_refused(http: httpx.Client, comfyui: Any) -> Non
     # a browser says where the request comes from: Sec-Fetch-Site (ComfyUI itself does not look)
     r = http.post("/comfypack/interface", json=body, headers={"Sec-Fetch-Site": "cross-site"})
     _refused(r, comfyui)
-    assert http.post("/comfypack/pack", json=body, headers={"Sec-Fetch-Site": "same-site"}).status_code == 403
+    assert (
+        http.post("/comfypack/pack", json=body, headers={"Sec-Fetch-Site": "same-site"}).status_code
+        == 403
+    )
     # an Origin that is not this host: refused by comfypack even where ComfyUI's own loopback-only
     # check does not apply (a ComfyUI reached by a LAN name)
-    r = http.post("/comfypack/serve", json=body, headers={"Origin": "http://evil.example",
-                                                          "Host": "comfy.lan:8188"})
+    r = http.post(
+        "/comfypack/serve",
+        json=body,
+        headers={"Origin": "http://evil.example", "Host": "comfy.lan:8188"},
+    )
     _refused(r, comfyui, "evil.example")
-    r = http.post("/comfypack/interface", json=body, headers={"Origin": "null", "Host": "comfy.lan:8188"})
+    r = http.post(
+        "/comfypack/interface", json=body, headers={"Origin": "null", "Host": "comfy.lan:8188"}
+    )
     assert r.status_code == 403
     # ... and on loopback (whoever answers first, it is a 403)
-    assert http.post("/comfypack/serve", json=body, headers={"Origin": "http://evil.example"}).status_code == 403
-    assert http.delete("/comfypack/serve/0123456789abcdef", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert (
+        http.post(
+            "/comfypack/serve", json=body, headers={"Origin": "http://evil.example"}
+        ).status_code
+        == 403
+    )
+    assert (
+        http.delete(
+            "/comfypack/serve/0123456789abcdef", headers={"Sec-Fetch-Site": "cross-site"}
+        ).status_code
+        == 403
+    )
     # no service was started by any of those
     assert _live_services(http) == []
     # the same request from the page itself is fine
     host = comfyui.url.removeprefix("http://")
-    r = http.post("/comfypack/interface", json=body, headers={"Origin": comfyui.url, "Host": host,
-                                                              "Sec-Fetch-Site": "same-origin"})
+    r = http.post(
+        "/comfypack/interface",
+        json=body,
+        headers={"Origin": comfyui.url, "Host": host, "Sec-Fetch-Site": "same-origin"},
+    )
     assert r.status_code == 200, r.text
 
 
@@ -154,22 +183,30 @@ def test_dns_rebinding_is_refused_by_host(http: httpx.Client, comfyui: Any) -> N
     """A page on evil.example whose name was rebound to this machine: its requests are
     same-origin (Origin matches Host), but the Host is not one of this ComfyUI's names."""
     port = comfyui.url.rsplit(":", 1)[1]
-    evil = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}",
-            "Sec-Fetch-Site": "same-origin"}
+    evil = {
+        "Host": f"evil.example:{port}",
+        "Origin": f"http://evil.example:{port}",
+        "Sec-Fetch-Site": "same-origin",
+    }
     body = {"workflow": _api()}
-    for method, path, kw in [("POST", "/comfypack/serve", {"json": body}),
-                             ("POST", "/comfypack/pack", {"json": body}),
-                             ("POST", "/comfypack/interface", {"json": body}),
-                             ("GET", "/comfypack/serve", {}),
-                             ("DELETE", "/comfypack/serve/0123456789abcdef", {}),
-                             ("POST", "/comfypack/build", {"json": body})]:
+    for method, path, kw in [
+        ("POST", "/comfypack/serve", {"json": body}),
+        ("POST", "/comfypack/pack", {"json": body}),
+        ("POST", "/comfypack/interface", {"json": body}),
+        ("GET", "/comfypack/serve", {}),
+        ("DELETE", "/comfypack/serve/0123456789abcdef", {}),
+        ("POST", "/comfypack/build", {"json": body}),
+    ]:
         r = http.request(method, path, headers=evil, **kw)
         _refused(r, comfyui, "evil.example")
     assert _live_services(http) == []
     # the same requests by this ComfyUI's own names are answered
     for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
-        r = http.post("/comfypack/interface", json=body,
-                      headers={"Host": host, "Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"})
+        r = http.post(
+            "/comfypack/interface",
+            json=body,
+            headers={"Host": host, "Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"},
+        )
         assert r.status_code == 200, (host, r.text)
 
 
@@ -179,20 +216,25 @@ def test_only_json_bodies_are_taken(http: httpx.Client) -> None:
     assert r.status_code == 415 and r.json()["error"]["type"] == "unsupported_media_type"
     assert http.post("/comfypack/pack", data={"workflow": "x"}).status_code == 415
     assert http.post("/comfypack/serve", content=text).status_code == 415  # no Content-Type at all
-    r = http.post("/comfypack/interface", content="{not json", headers={"Content-Type": "application/json"})
+    r = http.post(
+        "/comfypack/interface", content="{not json", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400
     r = http.post("/comfypack/interface", json=[1, 2, 3])
     assert r.status_code == 400 and "JSON object" in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("download_id, status", [
-    ("A" * 32, 404),  # well formed, unknown
-    ("nope", 400),
-    ("..%2F..%2F..%2Fetc%2Fpasswd", 400),
-    ("%2Fetc%2Fpasswd", 400),
-    ("..", 404),  # resolved by the URL layer to /comfypack/: no route
-    ("text_tools.cpack.zip", 400),
-])
+@pytest.mark.parametrize(
+    "download_id, status",
+    [
+        ("A" * 32, 404),  # well formed, unknown
+        ("nope", 400),
+        ("..%2F..%2F..%2Fetc%2Fpasswd", 400),
+        ("%2Fetc%2Fpasswd", 400),
+        ("..", 404),  # resolved by the URL layer to /comfypack/: no route
+        ("text_tools.cpack.zip", 400),
+    ],
+)
 def test_downloads_are_by_opaque_id_only(http: httpx.Client, download_id: str, status: int) -> None:
     r = http.get(f"/comfypack/download/{download_id}")
     assert r.status_code == status, r.text
@@ -231,14 +273,20 @@ def test_pack_job_gives_a_pack_by_opaque_id(http: httpx.Client, tmp_path: Path) 
     from comfypack.restore import read_pack
 
     ui = json.loads((TEXT_TOOLS / "workflow.json").read_text())
-    r = http.post("/comfypack/pack", json={"workflow": _api(), "ui_workflow": ui, "name": "../../Text tools.json"})
+    r = http.post(
+        "/comfypack/pack",
+        json={"workflow": _api(), "ui_workflow": ui, "name": "../../Text tools.json"},
+    )
     assert r.status_code == 202, r.text
     assert [i["name"] for i in r.json()["interface"]["inputs"]] == TEXT_INPUTS
     job = _wait_job(http, r.json()["job_id"])
     assert job["state"] == "done", job
     result = job["result"]
     assert result["filename"] == "Text_tools.cpack.zip"  # a name, never a path
-    assert "/" not in result["download_id"] and result["download_url"] == f"/comfypack/download/{result['download_id']}"
+    assert (
+        "/" not in result["download_id"]
+        and result["download_url"] == f"/comfypack/download/{result['download_id']}"
+    )
     r = http.get(result["download_url"])
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/zip"
@@ -262,7 +310,11 @@ def test_one_service_per_workflow_and_a_clean_stop(http: httpx.Client) -> None:
         assert svc["reused"] is False and svc["port"] > 0
         assert svc["docs_url"] == f"http://127.0.0.1:{svc['port']}/docs"
         again = http.post("/comfypack/serve", json=body)
-        assert again.status_code == 200 and again.json()["reused"] is True and again.json()["id"] == svc["id"]
+        assert (
+            again.status_code == 200
+            and again.json()["reused"] is True
+            and again.json()["id"] == svc["id"]
+        )
         deadline = time.monotonic() + 120
         stages = []
         while True:
@@ -277,8 +329,11 @@ def test_one_service_per_workflow_and_a_clean_stop(http: httpx.Client) -> None:
         # its state lives in the canvas's own folder for it, not in the CLI's default
         # $COMFYPACK_HOME/services/<host>-<port> (which another service could share)
         assert not (comfypack_home() / "services" / f"127.0.0.1-{svc['port']}").exists()
-        out = httpx.post(status["endpoint_url"], json={"text": "abc", "suffix": "", "case": "UPPERCASE",
-                                                        "needle": "B"}, timeout=60)
+        out = httpx.post(
+            status["endpoint_url"],
+            json={"text": "abc", "suffix": "", "case": "UPPERCASE", "needle": "B"},
+            timeout=60,
+        )
         assert out.status_code == 200, out.text
         assert out.json() == {"text": "ABC", "length": 3, "contains": True}
         bad = httpx.post(status["endpoint_url"], json={"case": "shouting"}, timeout=60)
@@ -305,18 +360,27 @@ def test_serve_refuses_a_broken_interface_before_starting(http: httpx.Client) ->
 
 
 def _cli_has(command: str) -> bool:
-    proc = subprocess.run([sys.executable, "-m", "comfypack.cli", command, "--help"], capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "comfypack.cli", command, "--help"], capture_output=True
+    )
     return proc.returncode == 0
 
 
 def test_build_and_deploy_answer_clearly(http: httpx.Client) -> None:
     caps = http.get("/comfypack/capabilities").json()
-    assert caps["comfypack"] and caps["build"] == _cli_has("build") and caps["deploy"] == _cli_has("deploy")
+    assert (
+        caps["comfypack"]
+        and caps["build"] == _cli_has("build")
+        and caps["deploy"] == _cli_has("deploy")
+    )
     body = {"workflow": _api(), "name": "text_tools"}
     if not caps["build"]:
         r = http.post("/comfypack/build", json=body)
         assert r.status_code == 501, r.text
-        assert r.json()["error"]["type"] == "not_available" and "comfypack build" in r.json()["error"]["message"]
+        assert (
+            r.json()["error"]["type"] == "not_available"
+            and "comfypack build" in r.json()["error"]["message"]
+        )
     # (a real build through the route is left out: it would write into the user's Bento store)
     r = http.post("/comfypack/deploy", json={**body, "target": "kubernetes"})
     assert r.status_code == 400

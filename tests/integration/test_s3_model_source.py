@@ -31,7 +31,9 @@ from comfypack.lockfile import loads
 pytestmark = pytest.mark.integration
 
 
-def test_an_s3_model_source_restores_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_s3_model_source_restores_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     comfy = _copy_comfyui(tmp_path / "author" / "comfyui")
     model = comfy / "models" / "upscale_models" / MODEL
     _tiny_upscale_model(model)
@@ -52,11 +54,33 @@ def test_an_s3_model_source_restores_verified(tmp_path: Path, monkeypatch: pytes
 
         home1 = tmp_path / "home-author"
         pack = tmp_path / "upscale.cpack.zip"
-        code, out = _invoke(monkeypatch, home1, "pack", str(wf), "--comfyui", str(comfy), "--sources",
-                            str(sources), "--offline", "-o", str(pack))
+        code, out = _invoke(
+            monkeypatch,
+            home1,
+            "pack",
+            str(wf),
+            "--comfyui",
+            str(comfy),
+            "--sources",
+            str(sources),
+            "--offline",
+            "-o",
+            str(pack),
+        )
         assert code == 0, out
-        code, out = _invoke(monkeypatch, home1, "lock", str(wf), "--comfyui", str(comfy), "--sources",
-                            str(sources), "--offline", "-o", str(tmp_path / "lock.json"))
+        code, out = _invoke(
+            monkeypatch,
+            home1,
+            "lock",
+            str(wf),
+            "--comfyui",
+            str(comfy),
+            "--sources",
+            str(sources),
+            "--offline",
+            "-o",
+            str(tmp_path / "lock.json"),
+        )
         assert code == 0, out
         (m,) = loads((tmp_path / "lock.json").read_text()).models
         assert [(s.type, s.url) for s in m.sources] == [("s3", url)] and m.sha256 == digest
@@ -73,11 +97,20 @@ def test_an_s3_model_source_restores_verified(tmp_path: Path, monkeypatch: pytes
         assert "X-Amz-Signature" not in r.stdout + r.stderr  # the signed URL is never shown
 
         # the bucket's object changed: refused, named by its s3:// URL, the cache untouched
-        client.put_object(Bucket="models", Key=f"upscale/{MODEL}", Body=data[:-1] + bytes([data[-1] ^ 1]))  # type: ignore[attr-defined]
+        client.put_object(
+            Bucket="models", Key=f"upscale/{MODEL}", Body=data[:-1] + bytes([data[-1] ^ 1])
+        )  # type: ignore[attr-defined]
         home3 = tmp_path / "home-third"
         _seed_wheels(home3)
-        r = _comfypack("unpack", str(pack), "--dir", str(tmp_path / "third" / "ws"), "--no-venv",
-                       home=home3, env=s3.env())
+        r = _comfypack(
+            "unpack",
+            str(pack),
+            "--dir",
+            str(tmp_path / "third" / "ws"),
+            "--no-venv",
+            home=home3,
+            env=s3.env(),
+        )
         assert r.returncode == 1, r.stdout[-2000:]
         said = r.stdout + r.stderr
         assert url in said and "not the locked file" in said and "X-Amz-Signature" not in said

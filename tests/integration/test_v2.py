@@ -24,7 +24,9 @@ ADJUST = EXAMPLES / "image_adjust" / "workflow_api.json"
 
 
 @contextlib.contextmanager
-def v2_server(comfyui_url: str, workflow: Path, state: Path, *, any_graph: bool = False) -> Iterator[str]:
+def v2_server(
+    comfyui_url: str, workflow: Path, state: Path, *, any_graph: bool = False
+) -> Iterator[str]:
     import uvicorn
     from starlette.applications import Starlette
     from starlette.routing import Mount
@@ -42,8 +44,11 @@ def v2_server(comfyui_url: str, workflow: Path, state: Path, *, any_graph: bool 
         yield
         await engine.stop()
 
-    v2 = create_app(V2Settings(state_dir=state, any_graph=any_graph, has_api_key=any_graph), lambda: engine,
-                    ready=engine.readiness)
+    v2 = create_app(
+        V2Settings(state_dir=state, any_graph=any_graph, has_api_key=any_graph),
+        lambda: engine,
+        ready=engine.readiness,
+    )
     app = Starlette(routes=[Mount("/api/v2", app=v2)], lifespan=lifespan)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -97,7 +102,11 @@ def test_sdk_runs_the_served_workflow(comfyui: Any, tmp_path: Path, sdk: Any) ->
         assert isinstance(seen[-1], StatusChange) and seen[-1].status == "succeeded"
         job = job.result()
         (out,) = job.get_outputs("10")
-        assert out.type == "image" and out.content_type == "image/png" and out.name == "image_00001_.png"
+        assert (
+            out.type == "image"
+            and out.content_type == "image/png"
+            and out.name == "image_00001_.png"
+        )
         size, px = _pixels(out.to_bytes())
         assert size == (24, 16)
         # blur of a flat colour is the colour; inverted

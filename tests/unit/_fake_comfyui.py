@@ -34,9 +34,14 @@ from aiohttp import web
 
 NODE_ERRORS = {
     "3": {
-        "errors": [{"type": "value_not_in_list", "message": "Value not in list",
-                    "details": "upscale_method: 'cubic' not in ['nearest-exact', 'bilinear']",
-                    "extra_info": {}}],
+        "errors": [
+            {
+                "type": "value_not_in_list",
+                "message": "Value not in list",
+                "details": "upscale_method: 'cubic' not in ['nearest-exact', 'bilinear']",
+                "extra_info": {},
+            }
+        ],
         "dependent_outputs": ["10"],
         "class_type": "ImageScale",
     }
@@ -108,8 +113,12 @@ class FakeComfyUI:
         client_id = request.query.get("clientId", "")
         self.ws_client_ids.append(client_id)
         self.sockets[client_id] = ws
-        await ws.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}},
-                                                       "sid": client_id}})
+        await ws.send_json(
+            {
+                "type": "status",
+                "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": client_id},
+            }
+        )
         self.ws_connected.set()
         async for _ in ws:
             pass
@@ -121,23 +130,36 @@ class FakeComfyUI:
         self.prompts.append(body)
         self.prompt_received.set()
         if self.mode == "reject":
-            return web.json_response({"error": {"type": "prompt_outputs_failed_validation",
-                                                "message": "Prompt outputs failed validation",
-                                                "details": "", "extra_info": {}},
-                                      "node_errors": NODE_ERRORS}, status=400)
+            return web.json_response(
+                {
+                    "error": {
+                        "type": "prompt_outputs_failed_validation",
+                        "message": "Prompt outputs failed validation",
+                        "details": "",
+                        "extra_info": {},
+                    },
+                    "node_errors": NODE_ERRORS,
+                },
+                status=400,
+            )
         if self.mode == "http500":
             return web.Response(status=500, text="internal boom")
         prompt_id = body.get("prompt_id") or "generated"
         if self.mode == "partial":
-            return web.json_response({"prompt_id": prompt_id, "number": len(self.prompts),
-                                      "node_errors": NODE_ERRORS})
+            return web.json_response(
+                {"prompt_id": prompt_id, "number": len(self.prompts), "node_errors": NODE_ERRORS}
+            )
         if self.mode == "eager":
             await self._execute(body["client_id"], prompt_id)
         else:
-            task = asyncio.get_running_loop().create_task(self._execute(body["client_id"], prompt_id))
+            task = asyncio.get_running_loop().create_task(
+                self._execute(body["client_id"], prompt_id)
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return web.json_response({"prompt_id": prompt_id, "number": len(self.prompts), "node_errors": {}})
+        return web.json_response(
+            {"prompt_id": prompt_id, "number": len(self.prompts), "node_errors": {}}
+        )
 
     async def _execute(self, client_id: str, prompt_id: str) -> None:
         ws = self.sockets[client_id]
@@ -151,28 +173,59 @@ class FakeComfyUI:
         # another client's prompt finishing must not finish ours
         await send({"type": "executing", "data": {"node": None, "prompt_id": "someone-else"}})
         await send({"type": "executing", "data": {"node": "1", "prompt_id": prompt_id}})
-        await send({"type": "progress", "data": {"value": 1, "max": 2, "node": "1", "prompt_id": prompt_id}})
+        await send(
+            {
+                "type": "progress",
+                "data": {"value": 1, "max": 2, "node": "1", "prompt_id": prompt_id},
+            }
+        )
         await ws.send_bytes(b"\x00\x00\x00\x01preview-jpeg")
         await ws.send_str("{not json")
         if self.mode == "error":
-            await send({"type": "execution_error", "data": {
-                "prompt_id": prompt_id, "node_id": "3", "node_type": "ImageScale", "executed": ["1"],
-                "exception_message": "boom: tensor sizes differ\n", "exception_type": "RuntimeError",
-                "traceback": ["  File x.py\n"], "current_inputs": {}, "current_outputs": {}}})
+            await send(
+                {
+                    "type": "execution_error",
+                    "data": {
+                        "prompt_id": prompt_id,
+                        "node_id": "3",
+                        "node_type": "ImageScale",
+                        "executed": ["1"],
+                        "exception_message": "boom: tensor sizes differ\n",
+                        "exception_type": "RuntimeError",
+                        "traceback": ["  File x.py\n"],
+                        "current_inputs": {},
+                        "current_outputs": {},
+                    },
+                }
+            )
             return
         if self.mode == "interrupt":
-            await send({"type": "execution_interrupted", "data": {"prompt_id": prompt_id, "node_id": "1",
-                                                                  "node_type": "X", "executed": []}})
+            await send(
+                {
+                    "type": "execution_interrupted",
+                    "data": {
+                        "prompt_id": prompt_id,
+                        "node_id": "1",
+                        "node_type": "X",
+                        "executed": [],
+                    },
+                }
+            )
             return
-        await send({"type": "executed", "data": {"node": "9", "output": {}, "prompt_id": prompt_id}})
+        await send(
+            {"type": "executed", "data": {"node": "9", "output": {}, "prompt_id": prompt_id}}
+        )
         if self.mode == "success":
             # as in ComfyUI: execution_success comes *before* the history is written
             await send({"type": "execution_success", "data": {"prompt_id": prompt_id}})
         if self.mode != "nohistory":
             if self.on_finish:
                 self.on_finish(prompt_id)
-            self.history[prompt_id] = {"prompt": [], "outputs": self.outputs(prompt_id),
-                                       "status": {"status_str": "success", "completed": True}}
+            self.history[prompt_id] = {
+                "prompt": [],
+                "outputs": self.outputs(prompt_id),
+                "status": {"status_str": "success", "completed": True},
+            }
         await send({"type": "executing", "data": {"node": None, "prompt_id": prompt_id}})
 
     async def _history(self, request: web.Request) -> web.Response:
@@ -184,8 +237,11 @@ class FakeComfyUI:
         form = await request.post()
         image = form["image"]
         data = image.file.read()  # type: ignore[union-attr]
-        record = {"filename": image.filename, "data": data,  # type: ignore[union-attr]
-                  **{k: form.get(k) for k in ("subfolder", "type", "overwrite")}}
+        record = {
+            "filename": image.filename,
+            "data": data,  # type: ignore[union-attr]
+            **{k: form.get(k) for k in ("subfolder", "type", "overwrite")},
+        }
         self.uploads.append(record)
         subfolder = str(form.get("subfolder") or "")
         if self.input_dir is not None:
@@ -203,7 +259,9 @@ class FakeComfyUI:
         return web.Response(body=data, content_type="application/octet-stream")
 
     async def _system_stats(self, request: web.Request) -> web.Response:
-        return web.json_response({"system": {"os": "posix", "comfyui_version": "0.3.75"}, "devices": []})
+        return web.json_response(
+            {"system": {"os": "posix", "comfyui_version": "0.3.75"}, "devices": []}
+        )
 
     async def _queue(self, request: web.Request) -> web.Response:
         self.queue_posts.append(json.loads(await request.text() or "null"))

@@ -37,7 +37,9 @@ def save_image(source: str = "1") -> dict[str, Any]:
     return node("SaveImage", images=[source, 0], filename_prefix="ComfyUI")
 
 
-def png_bytes(size: tuple[int, int] = (4, 3), color: tuple[int, int, int] = (10, 100, 200)) -> bytes:
+def png_bytes(
+    size: tuple[int, int] = (4, 3), color: tuple[int, int, int] = (10, 100, 200)
+) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
@@ -52,7 +54,12 @@ def png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
 
 
 def wav_bytes(frames: int = 8) -> bytes:

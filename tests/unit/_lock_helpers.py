@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 
@@ -29,8 +31,14 @@ CKPT_BYTES = b"fake checkpoint " * 40
 
 def git(cwd: Path, *args: str) -> str:
     env = {**os.environ, **GIT_ENV}
-    out = subprocess.run(["git", "-c", "init.defaultBranch=main", "-c", "protocol.file.allow=always",
-                          *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        ["git", "-c", "init.defaultBranch=main", "-c", "protocol.file.allow=always", *args],
+        cwd=cwd,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip()
 
 
@@ -84,12 +92,17 @@ def workflow_doc(model: str = "tiny.safetensors") -> dict[str, Any]:
     return {
         "1": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": model}},
         "2": {"class_type": "LoadImage", "inputs": {"image": "in.png"}},
-        "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["1", 0], "image": ["2", 0]}},
+        "3": {
+            "class_type": "ImageUpscaleWithModel",
+            "inputs": {"upscale_model": ["1", 0], "image": ["2", 0]},
+        },
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"}},
     }
 
 
-def fake_env(root: Path, *, as_git: bool = True, git_node: bool = True, tree_node: bool = True) -> FakeEnv:
+def fake_env(
+    root: Path, *, as_git: bool = True, git_node: bool = True, tree_node: bool = True
+) -> FakeEnv:
     """A fake ComfyUI at ``root/comfyui`` with one model, one input file, a git custom node at
     the first of its two commits and a plain-folder custom node, plus a workflow using them."""
     root.mkdir(parents=True, exist_ok=True)
@@ -104,8 +117,9 @@ def fake_env(root: Path, *, as_git: bool = True, git_node: bool = True, tree_nod
         comfy.mkdir()
         for rel, text in COMFYUI_FILES.items():
             (comfy / rel).write_text(text)
-        (comfy / ".comfypack-source.json").write_text(json.dumps(
-            {"source": DEFAULT_PACKAGED.describe(), "comfyui_version": "0.3.75"}))
+        (comfy / ".comfypack-source.json").write_text(
+            json.dumps({"source": DEFAULT_PACKAGED.describe(), "comfyui_version": "0.3.75"})
+        )
     (comfy / "models" / "upscale_models").mkdir(parents=True)
     (comfy / "models" / "upscale_models" / "tiny.safetensors").write_bytes(MODEL_BYTES)
     (comfy / "models" / "checkpoints").mkdir()
@@ -117,8 +131,11 @@ def fake_env(root: Path, *, as_git: bool = True, git_node: bool = True, tree_nod
     node_commits: list[str] = []
     if git_node:
         node_commits = make_repo(root / "upstream" / "tiny_node", [NODE_V1, NODE_V2])
-        clone((root / "upstream" / "tiny_node").as_uri(), comfy / "custom_nodes" / "tiny_node",
-              node_commits[0])
+        clone(
+            (root / "upstream" / "tiny_node").as_uri(),
+            comfy / "custom_nodes" / "tiny_node",
+            node_commits[0],
+        )
     if tree_node:
         plain = comfy / "custom_nodes" / "plain_node"
         plain.mkdir()
@@ -137,9 +154,14 @@ def sources_file(path: Path, mapping: dict[str, str]) -> Path:
     return path
 
 
-def rewrite_zip(src: Path, dest: Path, *, drop: tuple[str, ...] = (),
-                replace: dict[str, bytes] | None = None,
-                add: Sequence[tuple[zipfile.ZipInfo | str, bytes]] = ()) -> Path:
+def rewrite_zip(
+    src: Path,
+    dest: Path,
+    *,
+    drop: tuple[str, ...] = (),
+    replace: dict[str, bytes] | None = None,
+    add: Sequence[tuple[zipfile.ZipInfo | str, bytes]] = (),
+) -> Path:
     """A copy of the zip ``src`` with entries dropped, replaced or added (for tampering)."""
     replace = replace or {}
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w") as zout:

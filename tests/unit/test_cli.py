@@ -37,7 +37,9 @@ def test_inspect_json_prints_the_interface_document(runner, name):
     result = invoke(runner, "inspect", "--json", str(example(name)))
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert doc == json.loads(json.dumps(interface_document(parse_interface(load_workflow(example(name))))))
+    assert doc == json.loads(
+        json.dumps(interface_document(parse_interface(load_workflow(example(name)))))
+    )
     assert set(doc) == {"input_schema", "output_schema", "inputs", "outputs"}
 
 
@@ -50,7 +52,9 @@ def test_inspect_table(runner):
 
 def test_inspect_bad_workflow_exits_2_with_one_line(runner, tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"1": inp("Int", "width", default=1), "2": inp("Int", "width", default=2)}))
+    path.write_text(
+        json.dumps({"1": inp("Int", "width", default=1), "2": inp("Int", "width", default=2)})
+    )
     result = invoke(runner, "inspect", str(path))
     assert result.exit_code == 2
     line = one_line_error(result)
@@ -60,7 +64,9 @@ def test_inspect_bad_workflow_exits_2_with_one_line(runner, tmp_path):
 
 def test_inspect_several_problems_lists_each(runner, tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"1": inp("Int", "a", default=9, max=1), "2": inp("Int", "class", default=0)}))
+    path.write_text(
+        json.dumps({"1": inp("Int", "a", default=9, max=1), "2": inp("Int", "class", default=0)})
+    )
     result = invoke(runner, "inspect", "--json", str(path))
     assert result.exit_code == 2
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
@@ -69,11 +75,14 @@ def test_inspect_several_problems_lists_each(runner, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize(("content", "needle"), [
-    ("{not json", "not valid JSON"),
-    ('{"nodes": [], "links": []}', "UI-format"),
-    ("[1, 2]", "JSON object of nodes"),
-])
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"nodes": [], "links": []}', "UI-format"),
+        ("[1, 2]", "JSON object of nodes"),
+    ],
+)
 def test_inspect_unusable_files(runner, tmp_path, content, needle):
     path = tmp_path / "wf.json"
     path.write_text(content)
@@ -94,22 +103,42 @@ def test_inspect_missing_file(runner, tmp_path):
 
 def test_run_with_valid_inputs_would_start_comfyui(runner, tmp_path):
     """The control: valid inputs do get as far as starting ComfyUI (and fail there, exit 1)."""
-    result = invoke(runner, "run", str(example("text_tools")), "--input", "text=hi",
-                    "--comfyui", "/nonexistent", "-o", str(tmp_path / "out"))
+    result = invoke(
+        runner,
+        "run",
+        str(example("text_tools")),
+        "--input",
+        "text=hi",
+        "--comfyui",
+        "/nonexistent",
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert result.exit_code == 1
     assert "not a ComfyUI tree" in result.stderr
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--input", "nope=1"], "nope: unknown field"),
-    (["--input", "case=shout"], "case: must be one of"),
-    (["--input", "case_sensitive=maybe"], "case_sensitive: must be of type boolean"),
-    (["--input", "suffix=" + "x" * 65], "suffix"),
-    (["--input", "text"], "use NAME=VALUE"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--input", "nope=1"], "nope: unknown field"),
+        (["--input", "case=shout"], "case: must be one of"),
+        (["--input", "case_sensitive=maybe"], "case_sensitive: must be of type boolean"),
+        (["--input", "suffix=" + "x" * 65], "suffix"),
+        (["--input", "text"], "use NAME=VALUE"),
+    ],
+)
 def test_run_bad_input_exits_2_before_starting_comfyui(runner, tmp_path, args, needle):
-    result = invoke(runner, "run", str(example("text_tools")), *args,
-                    "--comfyui", "/nonexistent", "-o", str(tmp_path / "out"))
+    result = invoke(
+        runner,
+        "run",
+        str(example("text_tools")),
+        *args,
+        "--comfyui",
+        "/nonexistent",
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert result.exit_code == 2, result.output
     assert needle in result.stderr
     assert "not a ComfyUI tree" not in result.stderr
@@ -117,15 +146,26 @@ def test_run_bad_input_exits_2_before_starting_comfyui(runner, tmp_path, args, n
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    ([], "image: is required"),
-    (["--input", "image=/no/such/file.png"], "no such file"),
-    (["--input", "width=abc"], "width: must be of type integer"),
-    (["--input", "width=4096"], "width"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ([], "image: is required"),
+        (["--input", "image=/no/such/file.png"], "no such file"),
+        (["--input", "width=abc"], "width: must be of type integer"),
+        (["--input", "width=4096"], "width"),
+    ],
+)
 def test_run_bad_image_inputs_exit_2(runner, tmp_path, args, needle):
-    result = invoke(runner, "run", str(example("image_adjust")), *args, "--comfyui", "/nonexistent",
-                    "-o", str(tmp_path / "out"))
+    result = invoke(
+        runner,
+        "run",
+        str(example("image_adjust")),
+        *args,
+        "--comfyui",
+        "/nonexistent",
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert result.exit_code == 2, result.output
     assert needle in result.stderr
     assert "not a ComfyUI tree" not in result.stderr
@@ -134,8 +174,17 @@ def test_run_bad_image_inputs_exit_2(runner, tmp_path, args, needle):
 def test_run_unreadable_image_file_exits_2(runner, tmp_path):
     bogus = tmp_path / "bogus.png"
     bogus.write_bytes(b"this is not a png")
-    result = invoke(runner, "run", str(example("image_adjust")), "--input", f"image=@{bogus}",
-                    "--comfyui", "/nonexistent", "-o", str(tmp_path / "out"))
+    result = invoke(
+        runner,
+        "run",
+        str(example("image_adjust")),
+        "--input",
+        f"image=@{bogus}",
+        "--comfyui",
+        "/nonexistent",
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert result.exit_code == 2
     assert "image: is not a readable image" in result.stderr
 
@@ -176,7 +225,9 @@ def test_run_file_input_given_as_a_path_keeps_its_extension(tmp_path):
     (tmp_path / "pic.png").write_bytes(png_bytes())
     wf = load_workflow(example("image_mask_text"))
     interface = parse_interface(wf)
-    body = _parse_inputs(interface, (f"attachment=@{tmp_path / 'notes.txt'}", f"image={tmp_path / 'pic.png'}"))
+    body = _parse_inputs(
+        interface, (f"attachment=@{tmp_path / 'notes.txt'}", f"image={tmp_path / 'pic.png'}")
+    )
     request = asyncio.run(WorkflowRunner(wf, interface).prepare(body))
     assert request.files["image"].filename == "image.png"
     assert request.files["attachment"].filename == "attachment.txt"
@@ -203,10 +254,20 @@ def test_serve_refuses_a_folder_that_is_not_comfyui(runner, tmp_path):
 
 def test_serve_names_a_missing_model_before_starting(runner, tmp_path):
     path = tmp_path / "wf.json"
-    path.write_text(json.dumps({"1": inp("Int", "n", default=1),
-                                "4": {"class_type": "CheckpointLoaderSimple",
-                                      "inputs": {"ckpt_name": "sd15.safetensors"}}}))
-    result = invoke(runner, "serve", str(path), "--comfyui", str(_fake_comfyui(tmp_path)), "--port", "0")
+    path.write_text(
+        json.dumps(
+            {
+                "1": inp("Int", "n", default=1),
+                "4": {
+                    "class_type": "CheckpointLoaderSimple",
+                    "inputs": {"ckpt_name": "sd15.safetensors"},
+                },
+            }
+        )
+    )
+    result = invoke(
+        runner, "serve", str(path), "--comfyui", str(_fake_comfyui(tmp_path)), "--port", "0"
+    )
     assert result.exit_code == 2
     line = one_line_error(result)
     assert "sd15.safetensors (node 4 CheckpointLoaderSimple, input ckpt_name)" in line
@@ -222,21 +283,33 @@ def test_serve_refuses_a_port_in_use(runner, tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = invoke(runner, "serve", str(path), "--comfyui", str(_fake_comfyui(tmp_path)),
-                        "--port", str(port))
+        result = invoke(
+            runner,
+            "serve",
+            str(path),
+            "--comfyui",
+            str(_fake_comfyui(tmp_path)),
+            "--port",
+            str(port),
+        )
     assert result.exit_code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in one_line_error(result)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--api-key-env", "COMFYPACK_TEST_UNSET_KEY"], "is empty or unset"),
-    (["--api-key-file", "/nonexistent/key"], "cannot read it"),
-    (["--workers", "0"], "--workers"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--api-key-env", "COMFYPACK_TEST_UNSET_KEY"], "is empty or unset"),
+        (["--api-key-file", "/nonexistent/key"], "cannot read it"),
+        (["--workers", "0"], "--workers"),
+    ],
+)
 def test_serve_flag_problems(runner, tmp_path, args, message):
     path = tmp_path / "wf.json"
     path.write_text(json.dumps({"1": inp("Int", "n", default=1)}))
-    result = invoke(runner, "serve", str(path), "--comfyui", str(_fake_comfyui(tmp_path)), "--port", "0", *args)
+    result = invoke(
+        runner, "serve", str(path), "--comfyui", str(_fake_comfyui(tmp_path)), "--port", "0", *args
+    )
     assert result.exit_code == 2
     assert message in (result.stderr or result.output)
 
@@ -244,10 +317,21 @@ def test_serve_flag_problems(runner, tmp_path, args, message):
 def test_serve_settings_from_flags():
     from comfypack.cli import _serve_settings
 
-    assert _serve_settings(timeout=30.0, workers=2, pipeline=None, max_queue=0, warmup=False,
-                           max_upload_bytes=None, api_key="k") == {
-        "COMFYPACK_TIMEOUT": "30", "COMFYPACK_WORKERS": "2", "COMFYPACK_MAX_QUEUE": "0",
-        "COMFYPACK_WARMUP": "0", "COMFYPACK_API_KEY": "k"}
+    assert _serve_settings(
+        timeout=30.0,
+        workers=2,
+        pipeline=None,
+        max_queue=0,
+        warmup=False,
+        max_upload_bytes=None,
+        api_key="k",
+    ) == {
+        "COMFYPACK_TIMEOUT": "30",
+        "COMFYPACK_WORKERS": "2",
+        "COMFYPACK_MAX_QUEUE": "0",
+        "COMFYPACK_WARMUP": "0",
+        "COMFYPACK_API_KEY": "k",
+    }
 
 
 def test_service_state_dirs_are_per_address(monkeypatch, tmp_path):
@@ -272,4 +356,3 @@ def test_version_json_lists_commands_and_their_options(runner):
     assert "--json" in commands["build"] and "--json" in commands["deploy"]
     assert "--dry-run" in commands["deploy"] and "--comfyui" in commands["nodes install"]
     assert "comfyui install" in commands and "nodes" not in commands  # groups are walked
-

@@ -49,7 +49,11 @@ def test_run_resolves_from_the_websocket(mode):
     # its own client_id, for both the websocket and the prompt; the given prompt_id
     assert fake.ws_client_ids == [client.client_id]
     assert len(fake.prompts) == 1
-    assert fake.prompts[0] == {"prompt": PROMPT, "client_id": client.client_id, "prompt_id": "p-123"}
+    assert fake.prompts[0] == {
+        "prompt": PROMPT,
+        "client_id": client.client_id,
+        "prompt_id": "p-123",
+    }
     assert ProgressEvent("p-123", "1") in events
     assert ProgressEvent("p-123", "1", 1, 2) in events
     assert all(e.prompt_id == "p-123" for e in events)
@@ -75,7 +79,9 @@ def test_clients_have_their_own_client_ids_and_generate_prompt_ids():
 def test_concurrent_runs_on_one_client():
     async def scenario():
         async with FakeComfyUI() as fake, ComfyUIClient(fake.url) as client:
-            results = await asyncio.gather(*(client.run(PROMPT, prompt_id=f"p{i}") for i in range(5)))
+            results = await asyncio.gather(
+                *(client.run(PROMPT, prompt_id=f"p{i}") for i in range(5))
+            )
             return fake, client, results
 
     fake, client, results = run_async(scenario())
@@ -358,8 +364,13 @@ def test_upload_returns_subfolder_and_name():
     assert default == "comfypack/b.wav"
     assert plain == "c.txt"
     first = fake.uploads[0]
-    assert (first["filename"], first["data"], first["subfolder"], first["type"], first["overwrite"]) == (
-        "run1_image.png", b"\x89PNG data", "sub", "input", "true")
+    assert (
+        first["filename"],
+        first["data"],
+        first["subfolder"],
+        first["type"],
+        first["overwrite"],
+    ) == ("run1_image.png", b"\x89PNG data", "sub", "input", "true")
 
 
 def test_read_file_via_view():
@@ -373,7 +384,11 @@ def test_read_file_via_view():
 
     fake, data, err = run_async(scenario())
     assert data == b"remote bytes"
-    assert fake.views[0] == {"filename": "out_00001_.png", "subfolder": "comfypack/r1", "type": "output"}
+    assert fake.views[0] == {
+        "filename": "out_00001_.png",
+        "subfolder": "comfypack/r1",
+        "type": "output",
+    }
     assert "cannot fetch missing.png" in err.message and "404" in err.message
 
 
@@ -391,12 +406,17 @@ def test_read_file_from_local_output_dir(tmp_path):
     fake, client, data = run_async(scenario())
     assert data == b"local bytes"
     assert fake.views == [], "a local file is read from disk, not over HTTP"
-    assert client.local_path(FileRef("a.png", "comfypack/r1", "output")) == out / "comfypack" / "r1" / "a.png"
+    assert (
+        client.local_path(FileRef("a.png", "comfypack/r1", "output"))
+        == out / "comfypack" / "r1" / "a.png"
+    )
     assert client.local_path(FileRef("a.png", "", "temp")) is None
 
 
-@pytest.mark.parametrize(("filename", "subfolder"), [("../secret.txt", ""), ("secret.txt", ".."),
-                                                     ("secret.txt", "../output/../")])
+@pytest.mark.parametrize(
+    ("filename", "subfolder"),
+    [("../secret.txt", ""), ("secret.txt", ".."), ("secret.txt", "../output/../")],
+)
 def test_read_file_refuses_paths_escaping_the_output_dir(tmp_path, filename, subfolder):
     out = tmp_path / "output"
     out.mkdir()
@@ -427,6 +447,10 @@ def test_read_file_refuses_absolute_names(tmp_path):
 
 
 def test_file_ref_from_ui():
-    assert FileRef.from_ui({"filename": "a.png", "subfolder": "s", "type": "temp"}) == FileRef("a.png", "s", "temp")
+    assert FileRef.from_ui({"filename": "a.png", "subfolder": "s", "type": "temp"}) == FileRef(
+        "a.png", "s", "temp"
+    )
     assert FileRef.from_ui({"filename": "a.png"}) == FileRef("a.png", "", "output")
-    assert FileRef.from_ui({"filename": "a.png", "subfolder": None, "type": None}) == FileRef("a.png", "", "output")
+    assert FileRef.from_ui({"filename": "a.png", "subfolder": None, "type": None}) == FileRef(
+        "a.png", "", "output"
+    )

@@ -101,12 +101,22 @@ def form(request: httpx.Request) -> list[tuple[str, Any]]:
         return {"type": "http.request", "body": body, "more_body": False}
 
     async def parse() -> list[tuple[str, Any]]:
-        scope = {"type": "http", "method": "POST", "path": "/generate", "query_string": b"",
-                 "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers.items()]}
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/generate",
+            "query_string": b"",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers.items()],
+        }
         parsed = await Request(scope, receive).form()
         items: list[tuple[str, Any]] = []
         for key, value in parsed.multi_items():
-            items.append((key, value if isinstance(value, str) else Upload(await value.read(), value.filename)))
+            items.append(
+                (
+                    key,
+                    value if isinstance(value, str) else Upload(await value.read(), value.filename),
+                )
+            )
         return items
 
     return asyncio.run(parse())
@@ -129,17 +139,26 @@ def test_golden_file(name: str) -> None:
         golden.write_text(source, encoding="utf-8")
     assert golden.is_file(), f"no {golden}: run with COMFYPACK_UPDATE_GOLDEN=1"
     assert source == golden.read_text(encoding="utf-8"), (
-        f"the client for {name} changed; if on purpose, regenerate with COMFYPACK_UPDATE_GOLDEN=1")
+        f"the client for {name} changed; if on purpose, regenerate with COMFYPACK_UPDATE_GOLDEN=1"
+    )
 
 
 def test_same_interface_same_bytes_in_other_processes() -> None:
-    code = ("import sys; from comfypack.codegen import generate_client; "
-            "from comfypack.workflow import load_workflow, parse_interface; "
-            "sys.stdout.write(generate_client(parse_interface(load_workflow(sys.argv[1])), "
-            "workflow_name='image_mask_text'))")
-    outputs = {subprocess.run([sys.executable, "-c", code, str(example("image_mask_text"))],
-                              capture_output=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed}
-                              ).stdout for seed in ("1", "2")}
+    code = (
+        "import sys; from comfypack.codegen import generate_client; "
+        "from comfypack.workflow import load_workflow, parse_interface; "
+        "sys.stdout.write(generate_client(parse_interface(load_workflow(sys.argv[1])), "
+        "workflow_name='image_mask_text'))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code, str(example("image_mask_text"))],
+            capture_output=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
     assert outputs == {source_of("image_mask_text").encode()}
     assert source_of("image_mask_text") == source_of("image_mask_text")
 
@@ -147,8 +166,14 @@ def test_same_interface_same_bytes_in_other_processes() -> None:
 #: Names that clash with what a generated class uses, quotes and escapes in every text.
 TRICKY = Interface(
     inputs=(
-        InputSpec("self", "string", "1", "default", default='say "hi" \\ \n now',
-                  description='Quotes " and """ and a back\\slash, ünïcödé — "end"'),
+        InputSpec(
+            "self",
+            "string",
+            "1",
+            "default",
+            default='say "hi" \\ \n now',
+            description='Quotes " and """ and a back\\slash, ünïcödé — "end"',
+        ),
         InputSpec("json", "int", "2", "default", default=8, minimum=8, maximum=64, step=8),
         InputSpec("str", "float", "3", "default", default=1e-05, minimum=0.0, maximum=1e6),
         InputSpec("Field", "boolean", "4", "default", default=True),
@@ -177,13 +202,16 @@ def _write_all(tmp_path: Path) -> list[Path]:
         paths.append(tmp_path / f"client_{name}.py")
         paths[-1].write_text(source_of(name), encoding="utf-8")
     (tmp_path / "client_tricky.py").write_text(
-        generate_client(TRICKY, workflow_name='tricky "one"\\', endpoint="/v1/run/"), encoding="utf-8")
-    (tmp_path / "client_empty.py").write_text(generate_client(Interface(), workflow_name="empty"),
-                                              encoding="utf-8")
+        generate_client(TRICKY, workflow_name='tricky "one"\\', endpoint="/v1/run/"),
+        encoding="utf-8",
+    )
+    (tmp_path / "client_empty.py").write_text(
+        generate_client(Interface(), workflow_name="empty"), encoding="utf-8"
+    )
     return [*paths, tmp_path / "client_tricky.py", tmp_path / "client_empty.py"]
 
 
-USAGE = '''\
+USAGE = """\
 from __future__ import annotations
 
 import asyncio
@@ -216,10 +244,10 @@ async def use_async() -> None:
 
 
 asyncio.run(use_async())
-'''
+"""
 
 #: Each line is a call mypy must refuse (the line number is checked).
-MISUSE = '''\
+MISUSE = """\
 from client_image_adjust import Client
 from client_text_tools import Client as TextClient
 
@@ -231,7 +259,7 @@ client.generate(width=64)
 client.generate(image=b"x", colour="red")
 TextClient("u").generate(case_sensitive="yes")
 text: int = TextClient("u").generate().text
-'''
+"""
 
 
 def test_generated_modules_pass_mypy_strict(tmp_path: Path) -> None:
@@ -242,9 +270,22 @@ def test_generated_modules_pass_mypy_strict(tmp_path: Path) -> None:
     _write_all(tmp_path)
     (tmp_path / "usage.py").write_text(USAGE)
     (tmp_path / "misuse.py").write_text(MISUSE)
-    out = subprocess.run([mypy, "--strict", "--no-error-summary", "--cache-dir", str(tmp_path / ".mypy"),
-                          "--python-version", "3.10", "."], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=240)
+    out = subprocess.run(
+        [
+            mypy,
+            "--strict",
+            "--no-error-summary",
+            "--cache-dir",
+            str(tmp_path / ".mypy"),
+            "--python-version",
+            "3.10",
+            ".",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     errors = [line for line in out.stdout.splitlines() if ": error:" in line]
     assert [e for e in errors if not e.startswith("misuse.py:")] == [], out.stdout + out.stderr
     flagged = {int(e.split(":")[1]) for e in errors}
@@ -259,16 +300,44 @@ def test_generated_modules_are_formatted_and_lint_clean(tmp_path: Path) -> None:
         pytest.skip("ruff is not installed (pip install comfypack[dev])")
     paths = [str(p) for p in _write_all(tmp_path)]
     for width in ("88", "100", "120"):
-        fmt = subprocess.run([ruff, "format", "--isolated", "--line-length", width, "--check", "--diff",
-                              *paths], capture_output=True, text=True)
+        fmt = subprocess.run(
+            [ruff, "format", "--isolated", "--line-length", width, "--check", "--diff", *paths],
+            capture_output=True,
+            text=True,
+        )
         assert fmt.returncode == 0, fmt.stdout + fmt.stderr
     examples = [p for p in paths if "tricky" not in p]  # TRICKY has long data lines on purpose
-    lint = subprocess.run([ruff, "check", "--isolated", "--select", "E,F,W,I,B,UP", "--target-version",
-                           "py310", *examples], capture_output=True, text=True)
+    lint = subprocess.run(
+        [
+            ruff,
+            "check",
+            "--isolated",
+            "--select",
+            "E,F,W,I,B,UP",
+            "--target-version",
+            "py310",
+            *examples,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    lint = subprocess.run([ruff, "check", "--isolated", "--select", "E,F,W,I,B,UP", "--ignore", "E501",
-                           "--target-version", "py310", str(tmp_path / "client_tricky.py")],
-                          capture_output=True, text=True)
+    lint = subprocess.run(
+        [
+            ruff,
+            "check",
+            "--isolated",
+            "--select",
+            "E,F,W,I,B,UP",
+            "--ignore",
+            "E501",
+            "--target-version",
+            "py310",
+            str(tmp_path / "client_tricky.py"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
@@ -286,7 +355,15 @@ def test_input_model_mirrors_the_interface(load: Callable[[str], ModuleType]) ->
     import inspect
 
     params = inspect.signature(mod.Client.generate).parameters
-    assert list(params) == ["self", "image", "upscale_method", "width", "height", "blur_radius", "sigma"]
+    assert list(params) == [
+        "self",
+        "image",
+        "upscale_method",
+        "width",
+        "height",
+        "blur_radius",
+        "sigma",
+    ]
     assert all(p.kind is p.KEYWORD_ONLY for name, p in params.items() if name != "self")
     assert mod.WORKFLOW == "image_adjust" and mod.ENDPOINT == "/generate"
     assert "Gaussian blur strength. From 0.1 to 10.0. Default: 1.0." in mod.Client.generate.__doc__
@@ -297,7 +374,12 @@ def test_required_inputs_come_first(load: Callable[[str], ModuleType]) -> None:
 
     mod = load(source_of("image_mask_text"))
     assert list(inspect.signature(mod.Client.generate).parameters)[1:] == [
-        "image", "attachment", "seed", "noise", "caption"]
+        "image",
+        "attachment",
+        "seed",
+        "noise",
+        "caption",
+    ]
 
 
 def _candidates(interface: Interface) -> Iterator[tuple[dict[str, Any], bool]]:
@@ -344,7 +426,9 @@ def _candidates(interface: Interface) -> Iterator[tuple[dict[str, Any], bool]]:
 
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
-def test_the_client_checks_what_the_service_checks(name: str, load: Callable[[str], ModuleType]) -> None:
+def test_the_client_checks_what_the_service_checks(
+    name: str, load: Callable[[str], ModuleType]
+) -> None:
     """Values of the right Python type: client and service agree exactly. Anything else: the
     client never lets through a value the service would refuse."""
     interface = interface_of(name)
@@ -358,7 +442,9 @@ def test_the_client_checks_what_the_service_checks(name: str, load: Callable[[st
         except RequestError:
             service_ok = False
         try:
-            mod.GenerateInput.model_validate({**body, **{k: client_files[k] for k in body if k in client_files}})
+            mod.GenerateInput.model_validate(
+                {**body, **{k: client_files[k] for k in body if k in client_files}}
+            )
             client_ok = True
         except ValidationError:
             client_ok = False
@@ -378,9 +464,17 @@ BAD_CALLS = {
     "missing file": ("image_adjust", {"image": "/no/such/file.png"}, "image"),
     "empty bytes": ("image_adjust", {"image": b""}, "image"),
     "not a file at all": ("image_adjust", {"image": 42}, "image"),
-    "too long": ("image_mask_text", {"image": b"x", "attachment": b"x", "caption": "x" * 201}, "caption"),
+    "too long": (
+        "image_mask_text",
+        {"image": b"x", "attachment": b"x", "caption": "x" * 201},
+        "caption",
+    ),
     "negative seed": ("image_mask_text", {"image": b"x", "attachment": b"x", "seed": -1}, "seed"),
-    "seed too large": ("image_mask_text", {"image": b"x", "attachment": b"x", "seed": 2**64}, "seed"),
+    "seed too large": (
+        "image_mask_text",
+        {"image": b"x", "attachment": b"x", "seed": 2**64},
+        "seed",
+    ),
     "NaN": ("image_mask_text", {"image": b"x", "attachment": b"x", "noise": float("nan")}, "noise"),
     "bool for a string": ("text_tools", {"text": True}, "text"),
     "str for a bool": ("text_tools", {"case_sensitive": "yes"}, "case_sensitive"),
@@ -388,7 +482,9 @@ BAD_CALLS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_CALLS))
-def test_bad_arguments_fail_before_anything_is_sent(case: str, load: Callable[[str], ModuleType]) -> None:
+def test_bad_arguments_fail_before_anything_is_sent(
+    case: str, load: Callable[[str], ModuleType]
+) -> None:
     name, kwargs, field = BAD_CALLS[case]
     mod = load(source_of(name))
     server = Server()
@@ -416,18 +512,27 @@ def test_missing_and_unknown_arguments_are_type_errors(load: Callable[[str], Mod
 
 def test_json_when_there_is_no_file_to_upload(load: Callable[[str], ModuleType]) -> None:
     mod = load(source_of("text_tools"))
-    server = Server(lambda r: httpx.Response(200, json={"text": "X", "length": 1, "contains": False}))
+    server = Server(
+        lambda r: httpx.Response(200, json={"text": "X", "length": 1, "contains": False})
+    )
     with mod.Client("http://svc/", api_key="secret", transport=server.sync()) as client:
         result = client.generate(text="hi", case="lowercase")
     (request,) = server.requests
     assert request.method == "POST" and str(request.url) == "http://svc/generate"
     assert request.headers["authorization"] == "Bearer secret"
-    assert json.loads(request.content) == {"text": "hi", "suffix": " ComfyUI", "case": "lowercase",
-                                           "needle": "comfy", "case_sensitive": False}
+    assert json.loads(request.content) == {
+        "text": "hi",
+        "suffix": " ComfyUI",
+        "case": "lowercase",
+        "needle": "comfy",
+        "case_sensitive": False,
+    }
     assert (result.text, result.length, result.contains) == ("X", 1, False)
 
 
-def test_files_are_uploaded_as_the_service_reads_them(load: Callable[[str], ModuleType], tmp_path: Path) -> None:
+def test_files_are_uploaded_as_the_service_reads_them(
+    load: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
     from PIL import Image
 
     interface = interface_of("image_mask_text")
@@ -444,13 +549,19 @@ def test_files_are_uploaded_as_the_service_reads_them(load: Callable[[str], Modu
         body = validate_request(interface, form_to_body(interface, form(request)))
         assert (body["seed"], body["noise"], body["caption"]) == (7, 0.25, "12")
         assert body["attachment"] == Upload(b"hello", "notes.txt")
-    first, second = (validate_request(interface, form_to_body(interface, form(r)))["image"]
-                     for r in server.requests)
+    first, second = (
+        validate_request(interface, form_to_body(interface, form(r)))["image"]
+        for r in server.requests
+    )
     assert first == Upload(png_bytes(), "image")
-    assert second.filename == "image.png" and Image.open(__import__("io").BytesIO(second.data)).size == (3, 3)
+    assert second.filename == "image.png" and Image.open(
+        __import__("io").BytesIO(second.data)
+    ).size == (3, 3)
 
 
-def test_urls_go_as_json_strings_and_a_random_seed_is_left_out(load: Callable[[str], ModuleType]) -> None:
+def test_urls_go_as_json_strings_and_a_random_seed_is_left_out(
+    load: Callable[[str], ModuleType],
+) -> None:
     mod = load(source_of("image_mask_text"))
     server = Server()
     client = mod.Client("http://svc", transport=server.sync())
@@ -458,8 +569,11 @@ def test_urls_go_as_json_strings_and_a_random_seed_is_left_out(load: Callable[[s
         client.generate(image="https://example.com/a.png", attachment="data:text/plain;base64,eA==")
     (request,) = server.requests
     assert json.loads(request.content) == {
-        "image": "https://example.com/a.png", "attachment": "data:text/plain;base64,eA==",
-        "noise": 0.1, "caption": "a picture"}
+        "image": "https://example.com/a.png",
+        "attachment": "data:text/plain;base64,eA==",
+        "noise": 0.1,
+        "caption": "a picture",
+    }
 
 
 def test_submit_sends_files_as_data_uris(load: Callable[[str], ModuleType], tmp_path: Path) -> None:
@@ -477,7 +591,9 @@ def test_submit_sends_files_as_data_uris(load: Callable[[str], ModuleType], tmp_
 
 
 def test_a_custom_endpoint(load: Callable[[str], ModuleType]) -> None:
-    mod = load(generate_client(interface_of("text_tools"), workflow_name="t", endpoint="/api/v1/text/"))
+    mod = load(
+        generate_client(interface_of("text_tools"), workflow_name="t", endpoint="/api/v1/text/")
+    )
     server = Server(lambda r: httpx.Response(200, json={"text": "", "length": 0, "contains": 1}))
     mod.Client("http://svc", transport=server.sync()).generate()
     assert server.requests[0].url.path == "/api/v1/text"
@@ -491,17 +607,27 @@ def test_a_custom_endpoint(load: Callable[[str], ModuleType]) -> None:
 
 def multi_response(request: httpx.Request) -> httpx.Response:
     png = png_bytes()
-    return httpx.Response(200, json={
-        "inverted": data_uri(png, "image/png"), "mask": [data_uri(b"RIFFa", "image/webp"),
-                                                         data_uri(b"RIFFb", "image/webp")],
-        "noisy": data_uri(png, "image/png"), "caption": "c", "width": 16,
-        "attachment": data_uri(b"hello", "text/plain"), "seeds": {"seed": 123}})
+    return httpx.Response(
+        200,
+        json={
+            "inverted": data_uri(png, "image/png"),
+            "mask": [data_uri(b"RIFFa", "image/webp"), data_uri(b"RIFFb", "image/webp")],
+            "noisy": data_uri(png, "image/png"),
+            "caption": "c",
+            "width": 16,
+            "attachment": data_uri(b"hello", "text/plain"),
+            "seeds": {"seed": 123},
+        },
+    )
 
 
-def test_json_outputs_become_typed_attributes(load: Callable[[str], ModuleType], tmp_path: Path) -> None:
+def test_json_outputs_become_typed_attributes(
+    load: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
     mod = load(source_of("image_mask_text"))
     result = mod.Client("http://svc", transport=Server(multi_response).sync()).generate(
-        image=b"x", attachment=b"y")
+        image=b"x", attachment=b"y"
+    )
     assert result.inverted == mod.OutputFile(png_bytes(), "image/png", "inverted.png")
     assert bytes(result.attachment) == b"hello" and result.attachment.filename == "attachment.txt"
     assert result.mask.data == b"RIFFa"
@@ -516,34 +642,67 @@ def test_a_raw_file_answer_is_the_single_output(load: Callable[[str], ModuleType
     mod = load(source_of("audio_volume"))
 
     def respond(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=b"fLaC...", headers={
-            "content-type": "audio/flac", "content-disposition": 'inline; filename="run_audio_0001.flac"'})
+        return httpx.Response(
+            200,
+            content=b"fLaC...",
+            headers={
+                "content-type": "audio/flac",
+                "content-disposition": 'inline; filename="run_audio_0001.flac"',
+            },
+        )
 
     result = mod.Client("http://svc", transport=Server(respond).sync()).generate(audio=b"RIFF")
     assert result.audio == mod.OutputFile(b"fLaC...", "audio/flac", "audio.flac")
     # a JSON file sent raw is still the file (told apart by Content-Disposition)
-    mod2 = load(generate_client(Interface(outputs=(OutputSpec("report", "file", "1"),)), workflow_name="r"))
+    mod2 = load(
+        generate_client(Interface(outputs=(OutputSpec("report", "file", "1"),)), workflow_name="r")
+    )
 
     def respond_json(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=b'{"a": 1}', headers={
-            "content-type": "application/json", "content-disposition": 'inline; filename="x_report.json"',
-            "x-comfypack-seeds": "{}"})
+        return httpx.Response(
+            200,
+            content=b'{"a": 1}',
+            headers={
+                "content-type": "application/json",
+                "content-disposition": 'inline; filename="x_report.json"',
+                "x-comfypack-seeds": "{}",
+            },
+        )
 
     report = mod2.Client("http://svc", transport=Server(respond_json).sync()).generate().report
     assert report == mod2.OutputFile(b'{"a": 1}', "application/json", "report.json")
 
 
-def test_raw_file_with_seeds_and_a_batch_of_the_single_output(load: Callable[[str], ModuleType]) -> None:
-    interface = Interface(inputs=(InputSpec("seed", "seed", "1", "default", minimum=0, maximum=2**64 - 1),),
-                          outputs=(OutputSpec("image", "image", "2", format="png"),))
+def test_raw_file_with_seeds_and_a_batch_of_the_single_output(
+    load: Callable[[str], ModuleType],
+) -> None:
+    interface = Interface(
+        inputs=(InputSpec("seed", "seed", "1", "default", minimum=0, maximum=2**64 - 1),),
+        outputs=(OutputSpec("image", "image", "2", format="png"),),
+    )
     mod = load(generate_client(interface, workflow_name="seeded"))
-    raw = Server(lambda r: httpx.Response(200, content=b"PNG", headers={
-        "content-type": "image/png", "content-disposition": 'inline; filename="a.png"',
-        "x-comfypack-seeds": '{"seed": 9}'}))
+    raw = Server(
+        lambda r: httpx.Response(
+            200,
+            content=b"PNG",
+            headers={
+                "content-type": "image/png",
+                "content-disposition": 'inline; filename="a.png"',
+                "x-comfypack-seeds": '{"seed": 9}',
+            },
+        )
+    )
     result = mod.Client("http://svc", transport=raw.sync()).generate()
     assert (result.image.data, result.seeds.seed) == (b"PNG", 9)
-    batch = Server(lambda r: httpx.Response(200, json={
-        "image": [data_uri(b"1", "image/png"), data_uri(b"2", "image/png")], "seeds": {"seed": 4}}))
+    batch = Server(
+        lambda r: httpx.Response(
+            200,
+            json={
+                "image": [data_uri(b"1", "image/png"), data_uri(b"2", "image/png")],
+                "seeds": {"seed": 4},
+            },
+        )
+    )
     result = mod.Client("http://svc", transport=batch.sync()).generate(seed=4)
     assert [f.data for f in result.batch("image")] == [b"1", b"2"] and result.image.data == b"1"
     assert json.loads(batch.requests[0].content) == {"seed": 4}
@@ -551,13 +710,23 @@ def test_raw_file_with_seeds_and_a_batch_of_the_single_output(load: Callable[[st
 
 def test_service_errors_raise_comfypack_api_error(load: Callable[[str], ModuleType]) -> None:
     mod = load(source_of("image_adjust"))
-    answers = iter([
-        httpx.Response(422, json={"error": {"type": "input_error", "message": "image: is not a readable image",
-                                            "details": [{"field": "image", "message": "is not a readable image"}]}}),
-        httpx.Response(502, text="<html>bad gateway</html>"),
-        httpx.Response(404, json={"error": "task_id not found"}),
-        httpx.Response(200, json={"something": "else"}),
-    ])
+    answers = iter(
+        [
+            httpx.Response(
+                422,
+                json={
+                    "error": {
+                        "type": "input_error",
+                        "message": "image: is not a readable image",
+                        "details": [{"field": "image", "message": "is not a readable image"}],
+                    }
+                },
+            ),
+            httpx.Response(502, text="<html>bad gateway</html>"),
+            httpx.Response(404, json={"error": "task_id not found"}),
+            httpx.Response(200, json={"something": "else"}),
+        ]
+    )
     client = mod.Client("http://svc", transport=Server(lambda r: next(answers)).sync())
     with pytest.raises(mod.ComfyPackAPIError) as info:
         client.generate(image=b"not an image")
@@ -566,7 +735,11 @@ def test_service_errors_raise_comfypack_api_error(load: Callable[[str], ModuleTy
     assert "image" in err.message and err.details[0]["message"] == "is not a readable image"
     with pytest.raises(mod.ComfyPackAPIError) as info:
         client.generate(image=b"x")
-    assert (info.value.status, info.value.type, info.value.message) == (502, "http_error", "<html>bad gateway</html>")
+    assert (info.value.status, info.value.type, info.value.message) == (
+        502,
+        "http_error",
+        "<html>bad gateway</html>",
+    )
     with pytest.raises(mod.ComfyPackAPIError, match="task_id not found"):
         client.status("nope")
     with pytest.raises(mod.ComfyPackAPIError, match="no value for output 'image'") as info:
@@ -577,16 +750,35 @@ def test_service_errors_raise_comfypack_api_error(load: Callable[[str], ModuleTy
 def test_names_that_clash_keep_their_wire_names(load: Callable[[str], ModuleType]) -> None:
     mod = load(generate_client(TRICKY, workflow_name="tricky"))
     assert mod.ENDPOINT == "/generate"
-    server = Server(lambda r: httpx.Response(200, json={
-        "batch": data_uri(b"p", "image/png"), "str": "s", "OutputFile": 2.5, "data": {"k": [1]},
-        "seeds": {"int": 5}}))
+    server = Server(
+        lambda r: httpx.Response(
+            200,
+            json={
+                "batch": data_uri(b"p", "image/png"),
+                "str": "s",
+                "OutputFile": 2.5,
+                "data": {"k": [1]},
+                "seeds": {"int": 5},
+            },
+        )
+    )
     result = mod.Client("http://svc", transport=server.sync()).generate(
-        Client=b"img", GenerateInput=b"file", json=16, str=0.5, Field=False, int=5, self="me")
-    assert (result.batch_.data, result.str_, result.OutputFile_, result.data) == (b"p", "s", 2.5, {"k": [1]})
+        Client=b"img", GenerateInput=b"file", json=16, str=0.5, Field=False, int=5, self="me"
+    )
+    assert (result.batch_.data, result.str_, result.OutputFile_, result.data) == (
+        b"p",
+        "s",
+        2.5,
+        {"k": [1]},
+    )
     assert result.batch("batch")[0].data == b"p" and result.seeds.int_ == 5
     items = dict(form(server.requests[0]))
     assert items["json"] == "16" and items["self"] == "me" and items["model_config"] == "only"
-    assert items["Field"] == "false" and items["int"] == "5" and items["Client"] == Upload(b"img", "Client")
+    assert (
+        items["Field"] == "false"
+        and items["int"] == "5"
+        and items["Client"] == Upload(b"img", "Client")
+    )
     body = validate_request(TRICKY, form_to_body(TRICKY, list(items.items())))
     assert body["json"] == 16 and body["str"] == 0.5 and body["Field"] is False
     with pytest.raises(ValidationError):
@@ -631,7 +823,9 @@ def test_async_client_is_the_twin(load: Callable[[str], ModuleType]) -> None:
     server = Server(lambda r: httpx.Response(503) if r.url.path == "/readyz" else multi_response(r))
 
     async def scenario() -> Any:
-        async with mod.AsyncClient("http://svc", api_key="k", transport=httpx.MockTransport(server)) as client:
+        async with mod.AsyncClient(
+            "http://svc", api_key="k", transport=httpx.MockTransport(server)
+        ) as client:
             with pytest.raises(ValidationError):
                 await client.generate(image=b"x", attachment=b"y", noise=2.0)
             result = await client.generate(image=b"x", attachment=b"y", seed=3)
@@ -639,7 +833,11 @@ def test_async_client_is_the_twin(load: Callable[[str], ModuleType]) -> None:
             return result, ready
 
     result, ready = asyncio.run(scenario())
-    assert result.caption == "c" and result.seeds.seed == 123 and result.mask.media_type == "image/webp"
+    assert (
+        result.caption == "c"
+        and result.seeds.seed == 123
+        and result.mask.media_type == "image/webp"
+    )
     assert ready is False
     assert [r.url.path for r in server.requests] == ["/generate", "/readyz"]
     assert all(r.headers["authorization"] == "Bearer k" for r in server.requests)
@@ -662,20 +860,27 @@ def test_is_ready_is_false_when_nothing_listens(load: Callable[[str], ModuleType
 
 def test_cli_writes_the_golden_client(tmp_path: Path) -> None:
     out = tmp_path / "client.py"
-    result = CliRunner().invoke(cli, ["client", str(example("text_tools")), "-o", str(out)],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["client", str(example("text_tools")), "-o", str(out)], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     assert out.read_text(encoding="utf-8") == source_of("text_tools")
-    printed = CliRunner().invoke(cli, ["client", str(example("video_invert"))], catch_exceptions=False)
+    printed = CliRunner().invoke(
+        cli, ["client", str(example("video_invert"))], catch_exceptions=False
+    )
     assert printed.exit_code == 0 and printed.stdout == source_of("video_invert")
 
 
 def test_cli_names_and_endpoint(tmp_path: Path) -> None:
     wf = tmp_path / "my_flow.json"
     wf.write_text(example("text_tools").read_text())
-    result = CliRunner().invoke(cli, ["client", str(wf), "--endpoint", "run"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["client", str(wf), "--endpoint", "run"], catch_exceptions=False
+    )
     assert result.exit_code == 0
-    assert result.stdout == generate_client(interface_of("text_tools"), workflow_name="my_flow", endpoint="run")
+    assert result.stdout == generate_client(
+        interface_of("text_tools"), workflow_name="my_flow", endpoint="run"
+    )
     bad = CliRunner().invoke(cli, ["client", str(wf), "--endpoint", "a b"])
     assert bad.exit_code == 2
     missing = CliRunner().invoke(cli, ["client", str(tmp_path / "none.json")])
@@ -706,8 +911,12 @@ def test_cli_reads_a_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 class _Store(http.server.BaseHTTPRequestHandler):
     """A local stand-in for a bucket's signed URLs: serves fixed bytes, records headers."""
 
-    files = {"/b/job/inverted/a.png": (png_bytes(), "image/png"), "/b/job/mask/m1.webp": (b"RIFFa", "image/webp"),
-             "/b/job/mask/m2.webp": (b"RIFFb", "image/webp"), "/b/job/attachment/t.txt": (b"hello", "text/plain")}
+    files = {
+        "/b/job/inverted/a.png": (png_bytes(), "image/png"),
+        "/b/job/mask/m1.webp": (b"RIFFa", "image/webp"),
+        "/b/job/mask/m2.webp": (b"RIFFb", "image/webp"),
+        "/b/job/attachment/t.txt": (b"hello", "text/plain"),
+    }
     seen: list[dict[str, str]] = []
 
     def do_GET(self) -> None:  # noqa: N802
@@ -731,11 +940,21 @@ def test_url_answers_are_downloaded_without_the_api_key(load: Callable[[str], Mo
         sig = "?X-Amz-Signature=abc"
 
         def respond(request: httpx.Request) -> httpx.Response:
-            return httpx.Response(200, json={
-                "inverted": f"{store}/b/job/inverted/a.png{sig}",
-                "mask": [f"{store}/b/job/mask/m1.webp{sig}", f"{store}/b/job/mask/m2.webp{sig}"],
-                "noisy": data_uri(png_bytes(), "image/png"), "caption": "c", "width": 16,
-                "attachment": f"{store}/b/job/attachment/t.txt{sig}", "seeds": {"seed": 1}})
+            return httpx.Response(
+                200,
+                json={
+                    "inverted": f"{store}/b/job/inverted/a.png{sig}",
+                    "mask": [
+                        f"{store}/b/job/mask/m1.webp{sig}",
+                        f"{store}/b/job/mask/m2.webp{sig}",
+                    ],
+                    "noisy": data_uri(png_bytes(), "image/png"),
+                    "caption": "c",
+                    "width": 16,
+                    "attachment": f"{store}/b/job/attachment/t.txt{sig}",
+                    "seeds": {"seed": 1},
+                },
+            )
 
         server = Server(respond)
         client = mod.Client("http://svc", transport=server.sync(), api_key="k3y", outputs="url")
@@ -745,12 +964,16 @@ def test_url_answers_are_downloaded_without_the_api_key(load: Callable[[str], Mo
         assert result.inverted.url == f"{store}/b/job/inverted/a.png{sig}"
         assert [f.data for f in result.batch("mask")] == [b"RIFFa", b"RIFFb"]
         assert result.noisy.url is None and result.noisy.data == png_bytes()  # inline beside URLs
-        assert bytes(result.attachment) == b"hello" and result.attachment.filename == "attachment.txt"
+        assert (
+            bytes(result.attachment) == b"hello" and result.attachment.filename == "attachment.txt"
+        )
         assert len(_Store.seen) == 4
         assert not any("authorization" in {k.lower() for k in h} for h in _Store.seen)
 
         async def run_async() -> Any:
-            aclient = mod.AsyncClient("http://svc", transport=httpx.MockTransport(server), api_key="k3y")
+            aclient = mod.AsyncClient(
+                "http://svc", transport=httpx.MockTransport(server), api_key="k3y"
+            )
             async with aclient:
                 return await aclient.generate(image=b"x", attachment=b"y")
 
@@ -758,9 +981,12 @@ def test_url_answers_are_downloaded_without_the_api_key(load: Callable[[str], Mo
         assert result2.mask.data == b"RIFFa" and result2.attachment.url.endswith("t.txt" + sig)
 
         def gone(request: httpx.Request) -> httpx.Response:
-            return httpx.Response(200, json={**respond(request).json(),
-                                             "inverted": f"{store}/b/expired.png{sig}"})
+            return httpx.Response(
+                200, json={**respond(request).json(), "inverted": f"{store}/b/expired.png{sig}"}
+            )
 
         with pytest.raises(mod.ComfyPackAPIError) as e:
-            mod.Client("http://svc", transport=Server(gone).sync()).generate(image=b"x", attachment=b"y")
+            mod.Client("http://svc", transport=Server(gone).sync()).generate(
+                image=b"x", attachment=b"y"
+            )
         assert "HTTP 404" in str(e.value.message)

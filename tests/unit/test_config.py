@@ -38,7 +38,9 @@ def test_the_table_names_only_variables_the_code_reads():
 
 def test_the_readme_lists_every_setting():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Settings", 1)[1].split("\n## ", 1)[0] if "## Settings" in readme else ""
+    section = (
+        readme.split("## Settings", 1)[1].split("\n## ", 1)[0] if "## Settings" in readme else ""
+    )
     missing = [name for name in ENVIRONMENT if f"`{name}`" not in section]
     assert missing == [], f"the README's Settings section lacks: {missing}"
 
@@ -53,9 +55,11 @@ def test_the_readme_architecture_names_every_module():
         if path.name == "__init__.py" or rel.parts[0] == "_custom_nodes":
             continue
         sub = rel.parts[0] if len(rel.parts) > 1 else None
-        named = f"`{rel.as_posix()}`" in section or (
-            sub is not None and f"`{sub}/`" in section and f"`{path.name}`" in section) or \
-            f"{sub}/{path.name}" in section
+        named = (
+            f"`{rel.as_posix()}`" in section
+            or (sub is not None and f"`{sub}/`" in section and f"`{path.name}`" in section)
+            or f"{sub}/{path.name}" in section
+        )
         if not named:
             missing.append(rel.as_posix())
     assert missing == [], f"the README's Architecture section does not name: {missing}"

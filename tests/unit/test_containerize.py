@@ -22,6 +22,8 @@ from comfypack.deploy import QUEUE_METRIC, KubernetesOptions, kubernetes_manifes
 from comfypack.errors import WorkflowError
 
 from ._lock_helpers import fake_env
+
+SHA = "0123456789abcdef" * 4
 from .test_deploy import _validate
 
 
@@ -38,18 +40,19 @@ def pack(tmp_path, monkeypatch):
 
 
 def test_the_contract_is_non_root_with_every_written_path_a_volume():
-    cfg = image_config({"COMFYPACK_WORKSPACE": IMAGE_WORKSPACE, "COMFYPACK_ENDPOINT": "generate"})
+    cfg = image_config({"COMFYPACK_WORKSPACE": IMAGE_WORKSPACE, "COMFYPACK_ENDPOINT": "generate"}, SHA)
     assert cfg.uid == IMAGE_UID != 0 and cfg.user == f"{IMAGE_UID}:{IMAGE_UID}"
     assert cfg.env["COMFYPACK_HOME"] == MODEL_CACHE_PATH and cfg.env["BENTOML_PORT"] == str(IMAGE_PORT)
     assert cfg.env["COMFYPACK_ENDPOINT"] == "generate"  # the Bento's own settings go in
-    assert set(cfg.volumes) == {MODEL_CACHE_PATH, "/tmp", f"{IMAGE_WORKSPACE}/comfyui/models",
-                                f"{IMAGE_WORKSPACE}/comfyui/input"}
+    assert set(cfg.volumes) == {MODEL_CACHE_PATH, "/tmp", f"{IMAGE_WORKSPACE}/comfyui/input"}
+    # the workspace's models live in the cache volume (hard links from the cache: no copies)
+    assert cfg.models_dir == f"{MODEL_CACHE_PATH}/workspaces/{SHA[:16]}/models"
     for var in ("BENTOML_HOME", "HOME"):  # what BentoML and libraries write goes to a volume
         assert any(cfg.env[var].startswith(v + "/") for v in cfg.volumes), var
 
 
 def test_containerfile_runs_one_build_step_and_ends_as_the_user():
-    cfg = image_config({"COMFYPACK_WORKSPACE": IMAGE_WORKSPACE})
+    cfg = image_config({"COMFYPACK_WORKSPACE": IMAGE_WORKSPACE}, SHA)
     text = containerfile(cfg, base_image="localhost/base:1")
     lines = text.splitlines()
     assert lines[1] == "FROM localhost/base:1"
@@ -61,6 +64,8 @@ def test_containerfile_runs_one_build_step_and_ends_as_the_user():
     script = build_script(cfg)
     assert "uv pip install" in script and "UV_COMPILE_BYTECODE=1" in script  # read-only root: compiled
     assert f"chown -R {IMAGE_UID}:{IMAGE_UID}" in script
+    assert f"ln -s {cfg.models_dir} {IMAGE_WORKSPACE}/comfyui/models" in script
+    assert f"'mkdir -p {cfg.models_dir}' 'exec \"$@\"'" in script  # the start script makes it
 
 
 def test_index_settings_come_from_the_host_and_stay_out_of_the_image(tmp_path):
@@ -85,14 +90,14 @@ def test_index_settings_come_from_the_host_and_stay_out_of_the_image(tmp_path):
     assert s.env["UV_INDEX_URL"] == s.env["PIP_INDEX_URL"] == "https://idx.example/simple"
     assert s.env["HTTPS_PROXY"] == "http://p:1" and s.folders == [] and s.ca_file is None
     # nothing of it in what the image keeps
-    cfg = image_config({})
+    cfg = image_config({}, SHA)
     text = containerfile(cfg, base_image="b") + build_script(cfg)
     assert "idx.example" not in text and str(root) not in text and "UV_INDEX_URL" not in text
 
 
 def test_manifests_are_the_image_contract(pack):
     plan = plan_build(pack)
-    cfg = image_config(plan.envs)
+    cfg = image_config(plan.envs, plan.pack_sha256)
     dep = kubernetes_manifests(plan)["deployment.yaml"]
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]

@@ -49,15 +49,22 @@ def receiver() -> Iterator[str]:
 
 def _delivery(**storage: Any) -> ResultDelivery:
     policy = UrlPolicy(allow_networks=UrlPolicy.parse_allow("127.0.0.1")[0])
-    return ResultDelivery(WebhookSettings(secret=SECRET, policy=policy, backoff=0.1),
-                          StorageSettings(**storage) if storage else None)
+    return ResultDelivery(
+        WebhookSettings(secret=SECRET, policy=policy, backoff=0.1),
+        StorageSettings(**storage) if storage else None,
+    )
 
 
 def test_options_from_headers() -> None:
     d = _delivery(bucket="b", modes=("inline", "url"))
     assert d.options({}) == DeliveryOptions("inline", "", None)
-    o = d.options({"X-ComfyPack-Outputs": "url", "X-ComfyPack-Output-Prefix": "t/a",
-                   "X-ComfyPack-Callback-Url": " http://127.0.0.1:9/h "})
+    o = d.options(
+        {
+            "X-ComfyPack-Outputs": "url",
+            "X-ComfyPack-Output-Prefix": "t/a",
+            "X-ComfyPack-Callback-Url": " http://127.0.0.1:9/h ",
+        }
+    )
     assert o == DeliveryOptions("url", "t/a/", "http://127.0.0.1:9/h")
     with pytest.raises(RequestError):
         _delivery().options({"X-ComfyPack-Outputs": "url"})  # no bucket: inline only
@@ -83,7 +90,11 @@ def test_a_finished_job_sends_one_signed_event(receiver: str, status: str) -> No
         job = jobs.start("task-1", 3)
         d.expect(job, DeliveryOptions(callback=f"{receiver}/h"), request_id="req-1", is_task=True)
         assert job["webhook"]["status"] == "pending"
-        error = ExecutionFailed("node 2 failed", details={"node_id": "2"}) if status == "failed" else None
+        error = (
+            ExecutionFailed("node 2 failed", details={"node_id": "2"})
+            if status == "failed"
+            else None
+        )
         jobs.finish(job, status, result=result if status == "completed" else None, error=error)
         await d.close(grace=10)
         return job
@@ -91,14 +102,25 @@ def test_a_finished_job_sends_one_signed_event(receiver: str, status: str) -> No
     job = asyncio.run(scenario())
     assert job["webhook"]["status"] == "delivered" and job["webhook"]["attempts"] == 1
     ((headers, body),) = _Receiver.got
-    assert verify_signature(SECRET, body, headers["x-comfypack-webhook-timestamp"],
-                            headers["x-comfypack-webhook-signature"])
+    assert verify_signature(
+        SECRET,
+        body,
+        headers["x-comfypack-webhook-timestamp"],
+        headers["x-comfypack-webhook-signature"],
+    )
     event = json.loads(body)
-    assert (event["type"], event["job_id"], event["request_id"]) == (f"job.{status}", "task-1", "req-1")
+    assert (event["type"], event["job_id"], event["request_id"]) == (
+        f"job.{status}",
+        "task-1",
+        "req-1",
+    )
     if status == "completed":
         assert event["outputs"] == {"text": "hi"}
     elif status == "failed":
-        assert event["error"]["type"] == "execution_failed" and event["error"]["details"]["node_id"] == "2"
+        assert (
+            event["error"]["type"] == "execution_failed"
+            and event["error"]["details"]["node_id"] == "2"
+        )
 
 
 def test_a_job_without_a_callback_sends_nothing(receiver: str) -> None:

@@ -153,7 +153,8 @@ def test_kubernetes_manifests_validate_against_the_kubernetes_schemas(pack, tmp_
     assert env["COMFYPACK_HOME"] == MODEL_CACHE_PATH == mounts["model-cache"]
     assert volumes["model-cache"]["persistentVolumeClaim"]["claimName"] == docs["pvc.yaml"]["metadata"]["name"]
     assert mounts["tmp"] == "/tmp" and volumes["tmp"]["emptyDir"] == {}
-    assert mounts["workspace-models"] == f"{IMAGE_WORKSPACE}/comfyui/models"
+    assert mounts["workspace-input"] == f"{IMAGE_WORKSPACE}/comfyui/input"
+    assert "workspace-models" not in mounts  # the models folder links into the model cache volume
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
 
     pvc = docs["pvc.yaml"]

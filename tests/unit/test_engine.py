@@ -58,7 +58,9 @@ class _Pool:
 
 def _engine(pool: _Pool | None = None, **config: Any) -> tuple[WorkflowEngine, _Pool]:
     pool = pool or _Pool()
-    cfg = ServeConfig(workflow=example("text_tools"), comfyui_url="http://127.0.0.1:1", timeout=30, **config)
+    cfg = ServeConfig(
+        workflow=example("text_tools"), comfyui_url="http://127.0.0.1:1", timeout=30, **config
+    )
     workflow, interface = load_served(cfg)
     return WorkflowEngine(cfg, workflow, interface, pool_factory=lambda d, u: pool), pool
 
@@ -95,14 +97,19 @@ def test_execute_takes_a_place_then_a_worker_and_runs_within_the_timeout(monkeyp
         engine, pool = _engine()
         seen: dict[str, Any] = {}
 
-        async def run(client: Any, request: Any, *, on_progress: Any = None, timeout: float | None = None) -> str:
+        async def run(
+            client: Any, request: Any, *, on_progress: Any = None, timeout: float | None = None
+        ) -> str:
             seen.update(client=client, values=request.values, timeout=timeout)
             return "result"
 
         monkeypatch.setattr(engine.runner, "run", run)
         running: list[bool] = []
         await engine.start()
-        assert await engine.execute({"text": "hi"}, on_running=lambda: running.append(True)) == "result"
+        assert (
+            await engine.execute({"text": "hi"}, on_running=lambda: running.append(True))
+            == "result"
+        )
         assert pool.events == ["admitted", "acquired timeout<=True"] and running == [True]
         assert seen["client"] == "client-0" and seen["values"]["text"] == "hi"
         assert 0 < seen["timeout"] <= 30
@@ -233,7 +240,10 @@ def test_endpoint_a_cancelled_job_is_409_and_its_listeners_hear_it(monkeypatch):
         assert endpoint.jobs.progress("job-1")["status"] == "running"
         assert endpoint.jobs.cancel("job-1")
         response = await asyncio.wait_for(answer, 5)
-        assert response.status_code == 409 and json.loads(response.body)["error"]["type"] == "cancelled"
+        assert (
+            response.status_code == 409
+            and json.loads(response.body)["error"]["type"] == "cancelled"
+        )
         assert heard == ["cancelled"] and endpoint.jobs.progress("job-1")["status"] == "cancelled"
 
     asyncio.run(main())

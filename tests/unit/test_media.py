@@ -94,7 +94,7 @@ def test_bytearray_and_upload():
 def test_plain_base64_with_whitespace_and_missing_padding():
     text = base64.b64encode(PNG).decode()
     assert decode("image", text).data == PNG
-    wrapped = "\n".join(text[i:i + 60] for i in range(0, len(text), 60))
+    wrapped = "\n".join(text[i : i + 60] for i in range(0, len(text), 60))
     assert decode("image", f"  {wrapped}\n").data == PNG
     assert decode("file", "aGVsbG8", "doc").data == b"hello"  # "hello" without its "=" padding
 
@@ -108,7 +108,10 @@ def test_data_uri_base64():
 def test_data_uri_with_params_and_percent_encoded_text():
     uri = "data:image/png;name=x.png;base64," + base64.b64encode(PNG).decode()
     assert decode("image", uri).data == PNG
-    assert decode("file", "data:text/plain," + quote("hi there/ü"), "doc").data == "hi there/ü".encode()
+    assert (
+        decode("file", "data:text/plain," + quote("hi there/ü"), "doc").data
+        == "hi there/ü".encode()
+    )
 
 
 def test_malformed_data_uri():
@@ -142,7 +145,11 @@ def test_http_url_follows_redirects(web):
 
 def test_http_url_file_kind_keeps_extension_from_url(web):
     media = decode("file", f"{web}/docs/report%20final.pdf", "doc", limits=LOCAL)
-    assert (media.data, media.filename, media.media_type) == (b"%PDF-1.4 fake", "doc.pdf", "application/pdf")
+    assert (media.data, media.filename, media.media_type) == (
+        b"%PDF-1.4 fake",
+        "doc.pdf",
+        "application/pdf",
+    )
 
 
 @pytest.mark.parametrize("path", ["/nope.png", "/forbidden"])
@@ -184,8 +191,17 @@ def test_oversize_bytes_and_base64():
     assert DEFAULT_MAX_BYTES == 100 * 1024 * 1024
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "FILE:///etc/passwd", "ftp://example.com/x.png",
-                                 "gopher://x/1", "s3://bucket/key.png", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "FILE:///etc/passwd",
+        "ftp://example.com/x.png",
+        "gopher://x/1",
+        "s3://bucket/key.png",
+        "javascript:alert(1)",
+    ],
+)
 def test_other_schemes_are_refused(url):
     err = decode_error("image", url)
     assert "is not allowed" in err.message
@@ -227,23 +243,29 @@ def test_image_formats():
     assert (media.filename, media.media_type) == ("image.jpg", "image/jpeg")
 
 
-@pytest.mark.parametrize(("data", "media_type", "ext"), [
-    (wav_bytes(), "audio/wav", ".wav"),
-    (FLAC_MAGIC, "audio/flac", ".flac"),
-    (b"OggS\x00\x02" + b"\x00" * 20, "audio/ogg", ".ogg"),
-    (b"ID3\x04\x00" + b"\x00" * 20, "audio/mpeg", ".mp3"),
-    (MP4_MAGIC, "audio/mp4", ".m4a"),
-])
+@pytest.mark.parametrize(
+    ("data", "media_type", "ext"),
+    [
+        (wav_bytes(), "audio/wav", ".wav"),
+        (FLAC_MAGIC, "audio/flac", ".flac"),
+        (b"OggS\x00\x02" + b"\x00" * 20, "audio/ogg", ".ogg"),
+        (b"ID3\x04\x00" + b"\x00" * 20, "audio/mpeg", ".mp3"),
+        (MP4_MAGIC, "audio/mp4", ".m4a"),
+    ],
+)
 def test_audio_sniffing(data, media_type, ext):
     media = decode("audio", data, "voice")
     assert (media.media_type, media.filename) == (media_type, f"voice{ext}")
 
 
-@pytest.mark.parametrize(("data", "media_type", "ext"), [
-    (MP4_MAGIC, "video/mp4", ".mp4"),
-    (WEBM_MAGIC, "video/webm", ".webm"),
-    (b"GIF89a" + b"\x00" * 20, "image/gif", ".gif"),
-])
+@pytest.mark.parametrize(
+    ("data", "media_type", "ext"),
+    [
+        (MP4_MAGIC, "video/mp4", ".mp4"),
+        (WEBM_MAGIC, "video/webm", ".webm"),
+        (b"GIF89a" + b"\x00" * 20, "image/gif", ".gif"),
+    ],
+)
 def test_video_sniffing(data, media_type, ext):
     media = decode("video", data, "clip")
     assert (media.media_type, media.filename) == (media_type, f"clip{ext}")
@@ -276,8 +298,9 @@ def test_file_kind_without_a_name():
     assert decode("file", b"hello", "attachment", filename="README").filename == "attachment"
 
 
-@pytest.mark.parametrize("filename", ["a.b/../c", "x.png/../../etc/passwd", "x.p\\..\\y", "evil.a b",
-                                      "z." + "e" * 40])
+@pytest.mark.parametrize(
+    "filename", ["a.b/../c", "x.png/../../etc/passwd", "x.p\\..\\y", "evil.a b", "z." + "e" * 40]
+)
 def test_client_file_names_cannot_smuggle_paths(filename):
     """The stored name is ours (the field name) plus a plain extension, whatever the client sent."""
     media = decode("file", Upload(b"data", filename), "doc")

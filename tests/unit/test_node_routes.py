@@ -46,49 +46,83 @@ def _request(headers: dict[str, str], method: str = "POST") -> web.Request:
     return make_mocked_request(method, "/comfypack/interface", headers=headers)
 
 
-@pytest.mark.parametrize("headers, refused", [
-    ({"Host": "127.0.0.1:8188"}, False),  # curl, the services themselves
-    ({"Host": "127.0.0.1:8188", "Origin": "http://127.0.0.1:8188", "Sec-Fetch-Site": "same-origin"}, False),
-    ({"Host": "comfy.lan", "Origin": "http://comfy.lan:80"}, False),  # default port either way
-    ({"Host": "internal:8188", "X-Forwarded-Host": "comfy.example.com", "Origin": "https://comfy.example.com"}, False),
-    ({"Host": "127.0.0.1:8188", "Sec-Fetch-Site": "none"}, False),  # typed in the address bar
-    ({"Host": "127.0.0.1:8188", "Sec-Fetch-Site": "cross-site"}, True),
-    ({"Host": "127.0.0.1:8188", "Sec-Fetch-Site": "same-site"}, True),  # another port = another origin
-    ({"Host": "127.0.0.1:8188", "Origin": "http://127.0.0.1:3000"}, True),
-    ({"Host": "127.0.0.1:8188", "Origin": "http://evil.example"}, True),
-    ({"Host": "127.0.0.1:8188", "Origin": "null"}, True),
-    ({"Host": "127.0.0.1:8188", "Origin": "chrome-extension://abc"}, True),
-])
+@pytest.mark.parametrize(
+    "headers, refused",
+    [
+        ({"Host": "127.0.0.1:8188"}, False),  # curl, the services themselves
+        (
+            {
+                "Host": "127.0.0.1:8188",
+                "Origin": "http://127.0.0.1:8188",
+                "Sec-Fetch-Site": "same-origin",
+            },
+            False,
+        ),
+        ({"Host": "comfy.lan", "Origin": "http://comfy.lan:80"}, False),  # default port either way
+        (
+            {
+                "Host": "internal:8188",
+                "X-Forwarded-Host": "comfy.example.com",
+                "Origin": "https://comfy.example.com",
+            },
+            False,
+        ),
+        ({"Host": "127.0.0.1:8188", "Sec-Fetch-Site": "none"}, False),  # typed in the address bar
+        ({"Host": "127.0.0.1:8188", "Sec-Fetch-Site": "cross-site"}, True),
+        (
+            {"Host": "127.0.0.1:8188", "Sec-Fetch-Site": "same-site"},
+            True,
+        ),  # another port = another origin
+        ({"Host": "127.0.0.1:8188", "Origin": "http://127.0.0.1:3000"}, True),
+        ({"Host": "127.0.0.1:8188", "Origin": "http://evil.example"}, True),
+        ({"Host": "127.0.0.1:8188", "Origin": "null"}, True),
+        ({"Host": "127.0.0.1:8188", "Origin": "chrome-extension://abc"}, True),
+    ],
+)
 def test_cross_origin(headers: dict[str, str], refused: bool) -> None:
     assert (routes.cross_origin(_request(headers)) is not None) == refused
 
 
-@pytest.mark.parametrize("host, allowed_setting, refused", [
-    ("127.0.0.1:8188", "", False),
-    ("localhost:8188", "", False),
-    ("LOCALHOST", "", False),
-    ("app.localhost:8188", "", False),  # *.localhost is loopback by definition (RFC 6761)
-    ("[::1]:8188", "", False),
-    ("127.0.0.2", "", False),
-    ("evil.example:8188", "", True),  # DNS rebinding: a foreign name that now points here
-    ("comfy.lan:8188", "", True),
-    ("192.168.1.20:8188", "", True),  # not the address this (mocked) connection reached
-    ("localhost.evil.example", "", True),
-    ("comfy.lan:8188", "comfy.lan, other.lan", False),
-    ("evil.example", "comfy.lan", True),
-    ("anything.example", "*", False),
-    ("bad host", "", True),
-])
-def test_host_allow_list(monkeypatch: pytest.MonkeyPatch, host: str, allowed_setting: str, refused: bool) -> None:
+@pytest.mark.parametrize(
+    "host, allowed_setting, refused",
+    [
+        ("127.0.0.1:8188", "", False),
+        ("localhost:8188", "", False),
+        ("LOCALHOST", "", False),
+        ("app.localhost:8188", "", False),  # *.localhost is loopback by definition (RFC 6761)
+        ("[::1]:8188", "", False),
+        ("127.0.0.2", "", False),
+        ("evil.example:8188", "", True),  # DNS rebinding: a foreign name that now points here
+        ("comfy.lan:8188", "", True),
+        ("192.168.1.20:8188", "", True),  # not the address this (mocked) connection reached
+        ("localhost.evil.example", "", True),
+        ("comfy.lan:8188", "comfy.lan, other.lan", False),
+        ("evil.example", "comfy.lan", True),
+        ("anything.example", "*", False),
+        ("bad host", "", True),
+    ],
+)
+def test_host_allow_list(
+    monkeypatch: pytest.MonkeyPatch, host: str, allowed_setting: str, refused: bool
+) -> None:
     monkeypatch.setenv("COMFYPACK_ALLOWED_HOSTS", allowed_setting)
     assert (routes.untrusted_host(_request({"Host": host})) is not None) == refused
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("text_tools", "text_tools"), ("My flow.json", "My_flow"), ("../../etc/passwd", "passwd"),
-    ("workflows/a b.json", "a_b"), ("", "workflow"), (None, "workflow"), ("...", "workflow"),
-    ("x.cpack.zip", "x"), ("ünïcode", "n_code"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("text_tools", "text_tools"),
+        ("My flow.json", "My_flow"),
+        ("../../etc/passwd", "passwd"),
+        ("workflows/a b.json", "a_b"),
+        ("", "workflow"),
+        (None, "workflow"),
+        ("...", "workflow"),
+        ("x.cpack.zip", "x"),
+        ("ünïcode", "n_code"),
+    ],
+)
 def test_slug(name: Any, expected: str) -> None:
     assert work.slug(name) == expected
 
@@ -110,7 +144,9 @@ def test_job_progress_counts_hashed_bytes(tmp_path: Path) -> None:
 def _app(tmp_path: Path) -> web.Application:
     app = web.Application()
     table = web.RouteTableDef()
-    routes.ComfyPackRoutes(str(tmp_path / "in"), str(tmp_path / "out"), str(tmp_path)).add_routes(table)
+    routes.ComfyPackRoutes(str(tmp_path / "in"), str(tmp_path / "out"), str(tmp_path)).add_routes(
+        table
+    )
     app.add_routes(table)
     return app
 
@@ -121,21 +157,37 @@ async def _post(tmp_path: Path, path: str, **kw: Any) -> tuple[int, Any]:
         return r.status, await r.json()
 
 
-def test_a_comfyui_without_comfypack_answers_501(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_comfyui_without_comfypack_answers_501(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(work.importlib.util, "find_spec", lambda n, *a: None if n == "comfypack" else real(n, *a))
-    status, body = asyncio.run(_post(tmp_path, "/comfypack/interface", json={"workflow": {"1": {}}}))
+    monkeypatch.setattr(
+        work.importlib.util, "find_spec", lambda n, *a: None if n == "comfypack" else real(n, *a)
+    )
+    status, body = asyncio.run(
+        _post(tmp_path, "/comfypack/interface", json={"workflow": {"1": {}}})
+    )
     assert status == 501
     assert body["error"]["type"] == "comfypack_missing"
     # the one command to run, with the very interpreter that runs ComfyUI
-    assert f"run: {shlex.quote(sys.executable)} -m pip install comfypack " in body["error"]["message"]
+    assert (
+        f"run: {shlex.quote(sys.executable)} -m pip install comfypack " in body["error"]["message"]
+    )
 
 
 def test_guard_json_only_and_same_origin(tmp_path: Path) -> None:
-    status, body = asyncio.run(_post(tmp_path, "/comfypack/pack", data="workflow=1",
-                                     headers={"Content-Type": "application/x-www-form-urlencoded"}))
+    status, body = asyncio.run(
+        _post(
+            tmp_path,
+            "/comfypack/pack",
+            data="workflow=1",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    )
     assert status == 415 and body["error"]["type"] == "unsupported_media_type"
-    status, body = asyncio.run(_post(tmp_path, "/comfypack/serve", json={}, headers={"Origin": "http://evil.example"}))
+    status, body = asyncio.run(
+        _post(tmp_path, "/comfypack/serve", json={}, headers={"Origin": "http://evil.example"})
+    )
     assert status == 403 and body["error"]["type"] == "forbidden"
     status, body = asyncio.run(_post(tmp_path, "/comfypack/interface", json={"workflow": "nope"}))
     assert status == 400 and "`workflow` must be" in body["error"]["message"]
@@ -157,9 +209,15 @@ def test_stop_escalates_to_sigkill_and_leaves_nothing(tmp_path: Path) -> None:
 
     async def go() -> tuple[dict[str, Any], int]:
         svc = services.Services(tmp_path, command=[sys.executable, str(script)], grace=0.5)
-        s = svc.start(service_id="a" * 16, name="demo flow", workflow_sha256="a" * 64,
-                      workflow_json=json.dumps({}), comfyui_url="http://127.0.0.1:1", host="127.0.0.1",
-                      public_host="localhost")
+        s = svc.start(
+            service_id="a" * 16,
+            name="demo flow",
+            workflow_sha256="a" * 64,
+            workflow_json=json.dumps({}),
+            comfyui_url="http://127.0.0.1:1",
+            host="127.0.0.1",
+            public_host="localhost",
+        )
         deadline = time.monotonic() + 20
         while not any(line.startswith("child") for line in s.log):
             assert time.monotonic() < deadline and s.proc.poll() is None, list(s.log)
@@ -197,8 +255,9 @@ def test_a_service_dies_with_a_killed_comfyui(tmp_path: Path) -> None:
     import signal
     import subprocess
 
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(NODES), str(tmp_path)], stdout=subprocess.PIPE,
-                              text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(NODES), str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
@@ -224,7 +283,9 @@ def test_capabilities_come_from_version_json_not_help_text(monkeypatch):
         assert "--json" in work.cli_options("build") and work.cli_has("deploy")
         assert work.cli_options("no-such-command") is None
         work._cli_features.clear()
-        monkeypatch.setenv("COMFYPACK_CLI", f"{shlex.quote(sys.executable)} -c pass")  # answers nothing
+        monkeypatch.setenv(
+            "COMFYPACK_CLI", f"{shlex.quote(sys.executable)} -c pass"
+        )  # answers nothing
         assert work.cli_features() is None and not work.cli_has("build")
     finally:
         work._cli_features.clear()
@@ -233,8 +294,10 @@ def test_capabilities_come_from_version_json_not_help_text(monkeypatch):
 def test_run_cli_job_takes_the_bento_tag_from_json_only(monkeypatch, tmp_path):
     work = _module("_work")
     script = tmp_path / "fake_cli.py"
-    script.write_text("import json, sys\nprint('Bento built: fake:v1', file=sys.stderr)\n"
-                      "print(json.dumps({'tag': 'text_tools:abc'}) if '--json' in sys.argv else 'built: x:y')\n")
+    script.write_text(
+        "import json, sys\nprint('Bento built: fake:v1', file=sys.stderr)\n"
+        "print(json.dumps({'tag': 'text_tools:abc'}) if '--json' in sys.argv else 'built: x:y')\n"
+    )
     monkeypatch.setenv("COMFYPACK_CLI", f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}")
     job = jobs.Job("j" * 32, "build", ["building"])
     assert work.run_cli_job(job, ["build", "--json"], "building")["bento"] == "text_tools:abc"

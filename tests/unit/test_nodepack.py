@@ -119,7 +119,9 @@ def test_a_link_to_another_comfypack_wheel_is_ours_to_remove_not_to_replace(tmp_
     assert link.resolve() == wheel_nodes.resolve()
 
 
-def test_python_option_probes_that_interpreter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_python_option_probes_that_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     d = fake_comfyui(tmp_path)
     # this interpreter has comfypack: its node package is linked and nothing is pip-installed
     calls: list[list[str]] = []
@@ -130,7 +132,9 @@ def test_python_option_probes_that_interpreter(tmp_path: Path, monkeypatch: pyte
     assert (d / "custom_nodes" / "comfypack_nodes").resolve() == OWN
 
 
-def test_python_option_without_comfypack_runs_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_python_option_without_comfypack_runs_pip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     d = fake_comfyui(tmp_path)
     calls: list[list[str]] = []
     real = _spy(calls)
@@ -188,8 +192,17 @@ def test_the_pip_hint_only_when_comfyuis_python_lacks_comfypack(tmp_path: Path) 
 
     d = fake_comfyui(tmp_path)
     bare = d / "venv"
-    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(bare)],
-                   check=True, timeout=120)
+    subprocess.run(
+        [
+            getattr(sys, "_base_executable", sys.executable),
+            "-m",
+            "venv",
+            "--without-pip",
+            str(bare),
+        ],
+        check=True,
+        timeout=120,
+    )
     result = invoke("nodes", "install", "--comfyui", str(d))
     assert result.exit_code == 0, result.output
     assert f"run: {bare / 'bin' / 'python'} -m pip install comfypack==" in result.output

@@ -32,7 +32,10 @@ def test_examples_validate_against_the_json_body_schema(name):
     schema = _resolve(doc, body["schema"])
     jsonschema.validate(body["example"], schema)
     # and it is the same model the submit route documents
-    assert doc["paths"]["/generate/submit"]["post"]["requestBody"] == doc["paths"]["/generate"]["post"]["requestBody"]
+    assert (
+        doc["paths"]["/generate/submit"]["post"]["requestBody"]
+        == doc["paths"]["/generate"]["post"]["requestBody"]
+    )
 
 
 def test_an_example_without_files_gets_a_sample_for_each_required_file_input():
@@ -43,8 +46,15 @@ def test_an_example_without_files_gets_a_sample_for_each_required_file_input():
     jsonschema.validate(ex, _resolve(doc, {"$ref": "#/components/schemas/GenerateInput"}))
 
 
-@pytest.mark.parametrize("kind, prefix", [("image", "data:image/png"), ("audio", "data:audio/wav"),
-                                          ("video", "data:video/mp4"), ("file", "data:text/plain")])
+@pytest.mark.parametrize(
+    "kind, prefix",
+    [
+        ("image", "data:image/png"),
+        ("audio", "data:audio/wav"),
+        ("video", "data:video/mp4"),
+        ("file", "data:text/plain"),
+    ],
+)
 def test_sample_media_are_real_files(kind, prefix):
     import base64
 
@@ -59,8 +69,12 @@ def test_files_are_binary_in_the_form_and_text_in_json():
     _, doc = _doc("image_adjust")
     schemas = doc["components"]["schemas"]
     assert schemas["GenerateForm"]["properties"]["image"] == {
-        "type": "string", "format": "binary", "title": "image", "minLength": 1,
-        "description": schemas["GenerateForm"]["properties"]["image"]["description"]}
+        "type": "string",
+        "format": "binary",
+        "title": "image",
+        "minLength": 1,
+        "description": schemas["GenerateForm"]["properties"]["image"]["description"],
+    }
     assert schemas["GenerateInput"]["properties"]["image"]["type"] == "string"
     assert "format" not in schemas["GenerateInput"]["properties"]["image"]
     form = doc["paths"]["/generate"]["post"]["requestBody"]["content"]["multipart/form-data"]
@@ -69,7 +83,9 @@ def test_files_are_binary_in_the_form_and_text_in_json():
     assert "contentMediaType" not in json.dumps(doc)
 
 
-@pytest.mark.parametrize("name, media", [("image_adjust", "image/png"), ("audio_volume", "audio/flac")])
+@pytest.mark.parametrize(
+    "name, media", [("image_adjust", "image/png"), ("audio_volume", "audio/flac")]
+)
 def test_a_single_file_output_is_documented_with_its_own_media_type(name, media):
     _, doc = _doc(name)
     content = doc["paths"]["/generate"]["post"]["responses"]["200"]["content"]
@@ -90,11 +106,14 @@ def test_every_status_the_endpoint_answers_is_documented_with_the_error_shape():
     assert set(responses) == {"200", "400", "413", "415", "422", "500", "502", "503", "504"}
     for code, resp in responses.items():
         if code != "200":
-            assert resp["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+            assert resp["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/Error"
+            }
     assert "Retry-After" in responses["503"]["headers"]
     err = doc["components"]["schemas"]["Error"]
-    jsonschema.validate({"error": {"type": "validation_error", "message": "m", "details": [{"field": "x"}]}},
-                        err)
+    jsonschema.validate(
+        {"error": {"type": "validation_error", "message": "m", "details": [{"field": "x"}]}}, err
+    )
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"error": "text", "detail": []}, err)
 
@@ -103,7 +122,9 @@ def test_async_routes_and_their_real_status_values():
     _, doc = _doc("text_tools")
     for path in ("submit", "status", "get", "progress", "cancel", "retry"):
         assert f"/generate/{path}" in doc["paths"], path
-    assert doc["components"]["schemas"]["TaskStatus"]["properties"]["status"]["enum"] == TASK_STATUSES
+    assert (
+        doc["components"]["schemas"]["TaskStatus"]["properties"]["status"]["enum"] == TASK_STATUSES
+    )
     assert "failed" in TASK_STATUSES and "failure" not in TASK_STATUSES
     assert "422" in doc["paths"]["/generate/submit"]["post"]["responses"]  # validated at submit
 

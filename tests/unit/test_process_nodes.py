@@ -18,7 +18,9 @@ def _tree(tmp_path: Path) -> Path:
     return tree
 
 
-def _setup(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[str]]:
+def _setup(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[str], list[str]]:
     monkeypatch.setenv("COMFYPACK_EXTRA_NODES_DIRS", str(tmp_path / "extra"))
     (tmp_path / "extra" / "test_nodes").mkdir(parents=True, exist_ok=True)
     proc = ComfyUIProcess(tree, workdir=tmp_path / "work", cpu=True)
@@ -39,7 +41,9 @@ def test_a_tree_linking_this_package_is_not_loaded_twice(tmp_path, monkeypatch):
     assert dirs == [str(tmp_path / "extra")] and args == []
 
 
-def test_another_copy_in_the_tree_is_skipped_and_every_other_node_still_loads(tmp_path, monkeypatch):
+def test_another_copy_in_the_tree_is_skipped_and_every_other_node_still_loads(
+    tmp_path, monkeypatch
+):
     tree = _tree(tmp_path)
     stale = tree / "custom_nodes" / "comfypack_nodes"
     stale.mkdir()
@@ -47,7 +51,9 @@ def test_another_copy_in_the_tree_is_skipped_and_every_other_node_still_loads(tm
     dirs, args = _setup(tree, tmp_path, monkeypatch)
     exposed = tmp_path / "work" / "nodes"
     assert dirs == [str(exposed), str(tmp_path / "extra")]
-    assert (exposed / "comfypack_nodes_active").resolve() == (node_package_dir() / "comfypack_nodes").resolve()
+    assert (exposed / "comfypack_nodes_active").resolve() == (
+        node_package_dir() / "comfypack_nodes"
+    ).resolve()
     assert args[:2] == ["--disable-all-custom-nodes", "--whitelist-custom-nodes"]
     assert sorted(args[2:]) == ["comfypack_nodes_active", "other_pack", "single.py", "test_nodes"]
 
@@ -61,9 +67,14 @@ def test_a_registry_install_of_the_node_pack_is_recognised_and_skipped(tmp_path,
 
     tree = _tree(tmp_path)
     registry = tree / "custom_nodes" / "comfypack-nodes"
-    shutil.copytree(node_package_dir() / "comfypack_nodes", registry,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (tree / "custom_nodes" / "other_pack" / "pyproject.toml").write_text('[project]\nname = "other"\n')
+    shutil.copytree(
+        node_package_dir() / "comfypack_nodes",
+        registry,
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    (tree / "custom_nodes" / "other_pack" / "pyproject.toml").write_text(
+        '[project]\nname = "other"\n'
+    )
     assert node_package_copies(tree / "custom_nodes") == [registry]
     dirs, args = _setup(tree, tmp_path, monkeypatch)
     assert dirs[0] == str(tmp_path / "work" / "nodes")

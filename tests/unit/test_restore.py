@@ -45,23 +45,31 @@ def _served_pack(tmp_path, file_server, *, name="p", lock_update=None, **kw):
     env = fake_env(tmp_path / f"src-{name}")
     url = file_server.put(f"{name}-tiny.safetensors", MODEL_BYTES)
     sf = sources_file(tmp_path / f"{name}-sources.json", {sha(MODEL_BYTES): url})
-    lock = create_lock(env.workflow_path, env.comfyui, resolvers=[SourcesFile(sf)],
-                       hash_cache=HashCache(None))
+    lock = create_lock(
+        env.workflow_path, env.comfyui, resolvers=[SourcesFile(sf)], hash_cache=HashCache(None)
+    )
     if lock_update:
         lock = lock.model_copy(update=lock_update)
-    pack = create_pack(env.workflow_path, env.comfyui, tmp_path / f"{name}.cpack.zip", lock=lock, **kw)
+    pack = create_pack(
+        env.workflow_path, env.comfyui, tmp_path / f"{name}.cpack.zip", lock=lock, **kw
+    )
     return env, pack, lock
 
 
 def _files(root: Path) -> dict[str, float]:
-    return {str(p.relative_to(root)): p.lstat().st_mtime for p in root.rglob("*")
-            if ".git" not in p.relative_to(root).parts}
+    return {
+        str(p.relative_to(root)): p.lstat().st_mtime
+        for p in root.rglob("*")
+        if ".git" not in p.relative_to(root).parts
+    }
 
 
 # -- round trip -------------------------------------------------------------------------------
 
 
-def test_unpack_restores_comfyui_nodes_models_and_assets_at_the_locked_state(tmp_path, home, file_server):
+def test_unpack_restores_comfyui_nodes_models_and_assets_at_the_locked_state(
+    tmp_path, home, file_server
+):
     env, pack, lock = _served_pack(tmp_path, file_server)
     dest = tmp_path / "ws"
     ws = unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
@@ -147,7 +155,9 @@ def test_cli_unpack_verify_reports_and_exits_1(tmp_path, home, file_server):
     model.write_bytes(MODEL_BYTES[:-1] + b"!")
     res = runner.invoke(cli, ["unpack", str(pack), "--dir", str(dest), "--verify"])
     assert res.exit_code == 1
-    assert "1 difference(s)" in res.output and "upscale_models/tiny.safetensors: sha256" in res.output
+    assert (
+        "1 difference(s)" in res.output and "upscale_models/tiny.safetensors: sha256" in res.output
+    )
     res = runner.invoke(cli, ["unpack", str(pack), "--dir", str(tmp_path / "none"), "--verify"])
     assert res.exit_code == 2 and "no such workspace" in res.output
 
@@ -159,10 +169,18 @@ def test_models_without_sources_are_one_error_naming_each(tmp_path, home, file_s
     env = fake_env(tmp_path / "src")
     other = env.comfyui / "models/checkpoints/big.ckpt"
     other.write_bytes(b"checkpoint bytes")
-    wf = {**env.workflow, "9": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "big.ckpt"}}}
+    wf = {
+        **env.workflow,
+        "9": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "big.ckpt"}},
+    }
     env.workflow_path.write_text(json.dumps(wf))
-    pack = create_pack(env.workflow_path, env.comfyui, tmp_path / "p.cpack.zip", resolvers=[],
-                       hash_cache=HashCache(None))
+    pack = create_pack(
+        env.workflow_path,
+        env.comfyui,
+        tmp_path / "p.cpack.zip",
+        resolvers=[],
+        hash_cache=HashCache(None),
+    )
     dest = tmp_path / "ws"
     with pytest.raises(RestoreError) as e:
         unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
@@ -172,9 +190,13 @@ def test_models_without_sources_are_one_error_naming_each(tmp_path, home, file_s
     assert "--sources FILE" in msg
     assert not dest.exists()
     # supplying them by sha256 and by file name makes it work
-    sf = sources_file(tmp_path / "s.json", {
-        sha(b"checkpoint bytes"): file_server.put("big.ckpt", b"checkpoint bytes"),
-        "tiny.safetensors": file_server.put("tiny-by-name", MODEL_BYTES)})
+    sf = sources_file(
+        tmp_path / "s.json",
+        {
+            sha(b"checkpoint bytes"): file_server.put("big.ckpt", b"checkpoint bytes"),
+            "tiny.safetensors": file_server.put("tiny-by-name", MODEL_BYTES),
+        },
+    )
     unpack(pack, dest, venv=False, progress=False, allow_local_sources=True, sources_file=sf)
     assert verify(dest) == []
 
@@ -193,10 +215,21 @@ def test_a_source_with_wrong_bytes_is_refused_and_never_cached(tmp_path, home, f
 def test_a_second_source_is_tried_when_the_first_fails(tmp_path, home, file_server):
     _, pack, _ = _served_pack(tmp_path, file_server)
     (file_server.root / "p-tiny.safetensors").unlink()  # the lock's source: 404
-    sf = sources_file(tmp_path / "s.json", {sha(MODEL_BYTES): [
-        "http://127.0.0.1:1/unreachable", file_server.put("mirror", MODEL_BYTES)]})
-    unpack(pack, tmp_path / "ws", venv=False, progress=False, allow_local_sources=True, sources_file=sf)
-    assert (tmp_path / "ws/comfyui/models/upscale_models/tiny.safetensors").read_bytes() == MODEL_BYTES
+    sf = sources_file(
+        tmp_path / "s.json",
+        {
+            sha(MODEL_BYTES): [
+                "http://127.0.0.1:1/unreachable",
+                file_server.put("mirror", MODEL_BYTES),
+            ]
+        },
+    )
+    unpack(
+        pack, tmp_path / "ws", venv=False, progress=False, allow_local_sources=True, sources_file=sf
+    )
+    assert (
+        tmp_path / "ws/comfyui/models/upscale_models/tiny.safetensors"
+    ).read_bytes() == MODEL_BYTES
 
 
 # -- tampered packs ---------------------------------------------------------------------------
@@ -209,10 +242,18 @@ def _symlink_info(name: str) -> zipfile.ZipInfo:
     return info
 
 
-@pytest.mark.parametrize("entry", [
-    "../evil", "assets/../../evil", "/tmp/comfypack-abs-evil", "C:/evil", "assets\\..\\..\\evil",
-    "symlink", "duplicate",
-])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "../evil",
+        "assets/../../evil",
+        "/tmp/comfypack-abs-evil",
+        "C:/evil",
+        "assets\\..\\..\\evil",
+        "symlink",
+        "duplicate",
+    ],
+)
 def test_unsafe_entries_are_refused_before_anything_is_written(tmp_path, home, file_server, entry):
     _, pack, _ = _served_pack(tmp_path, file_server)
     if entry == "symlink":
@@ -233,7 +274,9 @@ def test_unsafe_entries_are_refused_before_anything_is_written(tmp_path, home, f
 def test_a_carried_weight_that_does_not_match_the_lock_is_refused(tmp_path, home, file_server):
     _, pack, _ = _served_pack(tmp_path, file_server, include_models=True)
     name = "models/upscale_models/tiny.safetensors"
-    bad = rewrite_zip(pack, tmp_path / "bad.cpack.zip", replace={name: bytes(reversed(MODEL_BYTES))})
+    bad = rewrite_zip(
+        pack, tmp_path / "bad.cpack.zip", replace={name: bytes(reversed(MODEL_BYTES))}
+    )
     dest = tmp_path / "ws"
     with pytest.raises(RestoreError, match="pack was modified"):
         unpack(bad, dest, venv=False, progress=False, allow_local_sources=True)
@@ -241,20 +284,28 @@ def test_a_carried_weight_that_does_not_match_the_lock_is_refused(tmp_path, home
     assert list(model_cache_dir(home).iterdir()) == []
 
 
-def test_modified_workflow_newer_lock_and_escaping_lock_paths_are_refused(tmp_path, home, file_server):
+def test_modified_workflow_newer_lock_and_escaping_lock_paths_are_refused(
+    tmp_path, home, file_server
+):
     env, pack, lock = _served_pack(tmp_path, file_server)
     wf = {**env.workflow, "1": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "x"}}}
-    bad = rewrite_zip(pack, tmp_path / "b1.zip", replace={"workflow_api.json": json.dumps(wf).encode()})
+    bad = rewrite_zip(
+        pack, tmp_path / "b1.zip", replace={"workflow_api.json": json.dumps(wf).encode()}
+    )
     with pytest.raises(RestoreError, match="does not match the lock's workflow"):
         read_pack(bad)
     data = json.loads(dumps(lock))
     data["lock_version"] = 2
-    bad = rewrite_zip(pack, tmp_path / "b2.zip", replace={"comfypack.lock.json": json.dumps(data).encode()})
+    bad = rewrite_zip(
+        pack, tmp_path / "b2.zip", replace={"comfypack.lock.json": json.dumps(data).encode()}
+    )
     with pytest.raises(LockError, match="newer comfypack"):
         read_pack(bad)
     data = json.loads(dumps(lock))
     data["models"][0]["path"] = "../../../escape.safetensors"
-    bad = rewrite_zip(pack, tmp_path / "b3.zip", replace={"comfypack.lock.json": json.dumps(data).encode()})
+    bad = rewrite_zip(
+        pack, tmp_path / "b3.zip", replace={"comfypack.lock.json": json.dumps(data).encode()}
+    )
     with pytest.raises(LockError):
         read_pack(bad)
     with pytest.raises(RestoreError, match="no comfypack.lock.json"):
@@ -335,8 +386,11 @@ def test_a_failed_first_restore_removes_only_what_it_created(tmp_path, home, fil
 
 def test_a_plain_node_missing_from_the_pack_is_an_error(tmp_path, home, file_server):
     _, pack, _ = _served_pack(tmp_path, file_server)
-    bad = rewrite_zip(pack, tmp_path / "bad.cpack.zip", drop=(
-        "custom_nodes/plain_node/__init__.py", "custom_nodes/plain_node/data/table.txt"))
+    bad = rewrite_zip(
+        pack,
+        tmp_path / "bad.cpack.zip",
+        drop=("custom_nodes/plain_node/__init__.py", "custom_nodes/plain_node/data/table.txt"),
+    )
     with pytest.raises(RestoreError, match="plain_node"):
         unpack(bad, tmp_path / "ws", venv=False, progress=False, allow_local_sources=True)
     assert not (tmp_path / "ws").exists()
@@ -346,20 +400,40 @@ def test_a_plain_node_missing_from_the_pack_is_an_error(tmp_path, home, file_ser
 
 
 def test_the_venv_gets_exactly_the_locked_packages(tmp_path, home, file_server):
-    _, pack, _ = _served_pack(tmp_path, file_server,
-                              lock_update={"packages": [Package(name="six", version="1.16.0")]})
+    _, pack, _ = _served_pack(
+        tmp_path, file_server, lock_update={"packages": [Package(name="six", version="1.16.0")]}
+    )
     dest = tmp_path / "ws"
     ws = unpack(pack, dest, venv=True, progress=False, allow_local_sources=True)
     assert ws.python == str(dest / "venv" / "bin" / "python")
-    out = subprocess.run([ws.python, "-c", "import six; print(six.__version__)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [ws.python, "-c", "import six; print(six.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "1.16.0"
     assert verify(dest) == []
-    subprocess.run([sys.executable, "-m", "pip", "--python", ws.python, "install", "-q",
-                    "--disable-pip-version-check", "--no-deps", "six==1.17.0"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            ws.python,
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "six==1.17.0",
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert verify(dest) == ["package six: 1.17.0 installed, locked 1.16.0"]
-    unpack(pack, dest, venv=True, progress=False, allow_local_sources=True)  # puts the locked version back
+    unpack(
+        pack, dest, venv=True, progress=False, allow_local_sources=True
+    )  # puts the locked version back
     assert verify(dest) == []
 
 
@@ -368,8 +442,19 @@ def test_the_venv_gets_exactly_the_locked_packages(tmp_path, home, file_server):
 
 def test_run_restores_a_pack_into_its_workspace(tmp_path, home, file_server):
     _, pack, _ = _served_pack(tmp_path, file_server)
-    res = CliRunner().invoke(cli, ["run", str(pack), "--comfyui-url", "http://127.0.0.1:1",
-                                   "-o", str(tmp_path / "out"), "--timeout", "5"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(pack),
+            "--comfyui-url",
+            "http://127.0.0.1:1",
+            "-o",
+            str(tmp_path / "out"),
+            "--timeout",
+            "5",
+        ],
+    )
     assert res.exit_code == 1, res.output  # nothing listens there: but the pack was restored
     digest = hashlib.sha256(pack.read_bytes()).hexdigest()[:16]
     ws = home / "workspaces" / digest
@@ -380,8 +465,9 @@ def test_run_restores_a_pack_into_its_workspace(tmp_path, home, file_server):
     assert res.exit_code == 2 and "no such file" in res.output
 
 
-def test_serve_restores_a_pack_and_serves_its_workflow_on_its_comfyui(tmp_path, home, file_server,
-                                                                     monkeypatch):
+def test_serve_restores_a_pack_and_serves_its_workflow_on_its_comfyui(
+    tmp_path, home, file_server, monkeypatch
+):
     import comfypack.cli as cli_module
 
     _, pack, _ = _served_pack(tmp_path, file_server)
@@ -411,7 +497,9 @@ def test_a_damaged_entry_is_refused_and_leaves_nothing(tmp_path, home, file_serv
         raw = bytearray(stored.read_bytes())
     import struct
 
-    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+    name_len, extra_len = struct.unpack(
+        "<HH", raw[info.header_offset + 26 : info.header_offset + 30]
+    )
     raw[info.header_offset + 30 + name_len + extra_len + 2] ^= 0xFF  # no longer matches its CRC
     stored.write_bytes(bytes(raw))
     dest = tmp_path / "ws"
@@ -432,10 +520,14 @@ def _rich_pack(tmp_path, file_server):
     (node / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}  # v1, edited locally\n")
     (node / "local.py").write_text("LOCAL = True\n")
     (node / "install.py").write_text("open('installed.txt', 'w').write('ran')\n")
-    (env.comfyui / "custom_nodes" / "single_node.py").write_text("NODE_CLASS_MAPPINGS = {}  # one file\n")
+    (env.comfyui / "custom_nodes" / "single_node.py").write_text(
+        "NODE_CLASS_MAPPINGS = {}  # one file\n"
+    )
     url = file_server.put("rich-tiny.safetensors", MODEL_BYTES)
     sf = sources_file(tmp_path / "rich-sources.json", {sha(MODEL_BYTES): url})
-    lock = create_lock(env.workflow_path, env.comfyui, resolvers=[SourcesFile(sf)], hash_cache=HashCache(None))
+    lock = create_lock(
+        env.workflow_path, env.comfyui, resolvers=[SourcesFile(sf)], hash_cache=HashCache(None)
+    )
     pack = create_pack(env.workflow_path, env.comfyui, tmp_path / "rich.cpack.zip", lock=lock)
     return env, pack, lock
 
@@ -465,13 +557,17 @@ def test_single_file_nodes_and_local_changes_are_carried_and_verified(tmp_path, 
 
     (restored / "single_node.py").write_text("changed\n")
     git(node, "checkout", "--", "__init__.py")  # the local edit lost
-    assert verify(dest) == ["custom node single_node.py: the file differs from the locked one",
-                            "custom node tiny_node: its local changes differ from the locked patch"]
+    assert verify(dest) == [
+        "custom node single_node.py: the file differs from the locked one",
+        "custom node tiny_node: its local changes differ from the locked patch",
+    ]
     (node / "local.py").unlink()
     (node / "install.py").unlink()  # untracked when locked: part of the patch too
     (restored / "single_node.py").unlink()
-    assert verify(dest) == ["custom node single_node.py: missing",
-                            "custom node tiny_node: the locked local changes (patch) are missing"]
+    assert verify(dest) == [
+        "custom node single_node.py: missing",
+        "custom node tiny_node: the locked local changes (patch) are missing",
+    ]
 
 
 def test_a_tampered_patch_or_single_file_node_is_refused(tmp_path, home, file_server):
@@ -486,22 +582,28 @@ def test_a_tampered_patch_or_single_file_node_is_refused(tmp_path, home, file_se
     bad = rewrite_zip(pack, tmp_path / "bad2.cpack.zip", drop=("patches/tiny_node.patch",))
     res = CliRunner().invoke(cli, ["unpack", str(bad), "--dir", str(tmp_path / "w2"), "--no-venv"])
     assert res.exit_code == 2 and "does not carry its patch" in res.output, res.output
-    bad = rewrite_zip(pack, tmp_path / "bad3.cpack.zip", replace={"custom_nodes/single_node.py": b"import os\n"})
+    bad = rewrite_zip(
+        pack, tmp_path / "bad3.cpack.zip", replace={"custom_nodes/single_node.py": b"import os\n"}
+    )
     res = CliRunner().invoke(cli, ["unpack", str(bad), "--dir", str(tmp_path / "w3"), "--no-venv"])
-    assert res.exit_code == 2 and "single_node.py in the pack does not match" in res.output, res.output
+    assert res.exit_code == 2 and "single_node.py in the pack does not match" in res.output, (
+        res.output
+    )
 
 
 def test_run_install_scripts_runs_the_nodes_install_py_when_asked(tmp_path, home, file_server):
     _, pack, _ = _rich_pack(tmp_path, file_server)
     dest = tmp_path / "ws"
-    res = CliRunner().invoke(cli, ["unpack", str(pack), "--dir", str(dest), "--no-venv",
-                                   "--run-install-scripts"])
+    res = CliRunner().invoke(
+        cli, ["unpack", str(pack), "--dir", str(dest), "--no-venv", "--run-install-scripts"]
+    )
     assert res.exit_code == 0, res.output
     assert (dest / "comfyui/custom_nodes/tiny_node/installed.txt").read_text() == "ran"
 
 
 def test_the_model_cache_cannot_be_written_through_a_workspace_and_damage_is_refetched(
-        tmp_path, home, file_server):
+    tmp_path, home, file_server
+):
     _, pack, _ = _served_pack(tmp_path, file_server)
     dest = tmp_path / "ws"
     unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
@@ -518,11 +620,15 @@ def test_the_model_cache_cannot_be_written_through_a_workspace_and_damage_is_ref
     os.chmod(cached, 0o444)
     os.utime(cached, ns=(st.st_atime_ns, st.st_mtime_ns))
     other = tmp_path / "ws2"
-    unpack(pack, other, venv=False, progress=False, allow_local_sources=True)  # refetched, not linked
+    unpack(
+        pack, other, venv=False, progress=False, allow_local_sources=True
+    )  # refetched, not linked
     assert cached.read_bytes() == MODEL_BYTES
     assert (other / "comfyui/models/upscale_models/tiny.safetensors").read_bytes() == MODEL_BYTES
     copies = tmp_path / "ws3"
-    res = CliRunner().invoke(cli, ["unpack", str(pack), "--dir", str(copies), "--no-venv", "--copy-models"])
+    res = CliRunner().invoke(
+        cli, ["unpack", str(pack), "--dir", str(copies), "--no-venv", "--copy-models"]
+    )
     assert res.exit_code == 0, res.output
     assert not os.path.samefile(copies / "comfyui/models/upscale_models/tiny.safetensors", cached)
 
@@ -535,21 +641,36 @@ def test_verify_lists_a_broken_checkout_instead_of_aborting(tmp_path, home, file
     head = dest / "comfyui/custom_nodes/tiny_node/.git/HEAD"
     head.write_text("garbage\n")
     diffs = verify(dest)
-    assert len(diffs) == 1 and diffs[0].startswith("custom node tiny_node: not a readable git checkout")
+    assert len(diffs) == 1 and diffs[0].startswith(
+        "custom node tiny_node: not a readable git checkout"
+    )
     res = CliRunner().invoke(cli, ["unpack", str(pack), "--dir", str(dest), "--verify"])
-    assert res.exit_code == 1 and "not a readable git checkout" in res.output and "Traceback" not in res.output
+    assert (
+        res.exit_code == 1
+        and "not a readable git checkout" in res.output
+        and "Traceback" not in res.output
+    )
 
 
-def test_verify_says_when_a_lock_recorded_local_changes_it_does_not_carry(tmp_path, home, file_server):
+def test_verify_says_when_a_lock_recorded_local_changes_it_does_not_carry(
+    tmp_path, home, file_server
+):
     """An older lock: ``dirty`` without a patch. The clean restore does not "match" silently."""
     env = fake_env(tmp_path / "src-old")
     url = file_server.put("old-tiny.safetensors", MODEL_BYTES)
     sf = sources_file(tmp_path / "old-sources.json", {sha(MODEL_BYTES): url})
-    lock = create_lock(env.workflow_path, env.comfyui, resolvers=[SourcesFile(sf)], hash_cache=HashCache(None))
-    nodes = [n.model_copy(update={"dirty": True}) if n.name == "tiny_node" else n for n in lock.custom_nodes]
+    lock = create_lock(
+        env.workflow_path, env.comfyui, resolvers=[SourcesFile(sf)], hash_cache=HashCache(None)
+    )
+    nodes = [
+        n.model_copy(update={"dirty": True}) if n.name == "tiny_node" else n
+        for n in lock.custom_nodes
+    ]
     old = lock.model_copy(update={"custom_nodes": nodes})
     pack = create_pack(env.workflow_path, env.comfyui, tmp_path / "old.cpack.zip", lock=old)
     dest = tmp_path / "ws"
     unpack(pack, dest, venv=False, progress=False, allow_local_sources=True)
-    assert verify(dest) == ["custom node tiny_node: it was locked with local changes that the lock does "
-                            "not carry (lock it again with this comfypack: they become a patch)"]
+    assert verify(dest) == [
+        "custom node tiny_node: it was locked with local changes that the lock does "
+        "not carry (lock it again with this comfypack: they become a patch)"
+    ]

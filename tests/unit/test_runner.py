@@ -46,8 +46,14 @@ def run_async(coro, timeout: float = 15.0):
 def test_prepare_validates_and_decodes_media():
     runner = runner_for("image_adjust")
     req = prepare(runner, {"image": PNG_B64, "width": 128})
-    assert req.values == {"image": PNG_B64, "upscale_method": "bilinear", "width": 128, "height": 64,
-                          "blur_radius": 1, "sigma": 1.0}
+    assert req.values == {
+        "image": PNG_B64,
+        "upscale_method": "bilinear",
+        "width": 128,
+        "height": 64,
+        "blur_radius": 1,
+        "sigma": 1.0,
+    }
     assert req.files == {"image": MediaFile(PNG, "image.png", "image/png")}
     assert req.seeds == {}
 
@@ -127,8 +133,14 @@ def test_build_prompt_replaces_value_widgets_and_leaves_the_workflow_alone():
     wf = load_workflow(example("image_adjust"))
     original = copy.deepcopy(wf)
     runner = WorkflowRunner(wf, parse_interface(wf))
-    values = {"image": "ignored", "upscale_method": "area", "width": 256, "height": 128,
-              "blur_radius": 3, "sigma": 2.5}
+    values = {
+        "image": "ignored",
+        "upscale_method": "area",
+        "width": 256,
+        "height": 128,
+        "blur_radius": 3,
+        "sigma": 2.5,
+    }
     prompt = runner.build_prompt(values, {"image": "comfypack/run1_image.png"}, "run1")
     assert prompt["1"]["inputs"]["image"] == "comfypack/run1_image.png"
     assert prompt["2"]["inputs"]["default"] == "area"
@@ -149,19 +161,32 @@ def test_build_prompt_replaces_value_widgets_and_leaves_the_workflow_alone():
 def test_build_prompt_file_outputs_only():
     runner = runner_for("image_mask_text")
     values = {"seed": 7, "noise": 0.5, "caption": "hi", "image": None, "attachment": None}
-    prompt = runner.build_prompt(values, {"image": "comfypack/a.png", "attachment": "comfypack/b.txt"}, "R")
+    prompt = runner.build_prompt(
+        values, {"image": "comfypack/a.png", "attachment": "comfypack/b.txt"}, "R"
+    )
     assert prompt["5"]["inputs"]["file"] == "comfypack/b.txt"
     assert prompt["2"]["inputs"]["default"] == 7
     assert {n: prompt[n]["inputs"]["filename_prefix"] for n in ("10", "11", "12", "15")} == {
-        "10": "comfypack/R_inverted", "11": "comfypack/R_mask", "12": "comfypack/R_noisy",
-        "15": "comfypack/R_attachment"}
+        "10": "comfypack/R_inverted",
+        "11": "comfypack/R_mask",
+        "12": "comfypack/R_noisy",
+        "15": "comfypack/R_attachment",
+    }
     assert "filename_prefix" not in prompt["13"]["inputs"]  # a Text output has no files
     assert "filename_prefix" not in prompt["14"]["inputs"]
 
 
 def test_build_prompt_fallback_save_image():
-    wf = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
-          "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ComfyUI"}}}
+    wf = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0},
+        },
+        "2": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["1", 0], "filename_prefix": "ComfyUI"},
+        },
+    }
     runner = WorkflowRunner(wf, parse_interface(wf))
     prompt = runner.build_prompt({}, {}, "abc")
     assert prompt["2"]["inputs"]["filename_prefix"] == "comfypack/abc_saveimage_2"
@@ -177,16 +202,35 @@ def _specs(*pairs):
 def test_run_output_to_json():
     f1 = OutputFile(b"\x89PNG1", "image/png", "a.png")
     f2 = OutputFile(b"\x89PNG2", "image/png", "b.png")
-    result = RunOutput("p1", {"single": [f1], "batch": [f1, f2], "caption": ["hello"], "count": [3],
-                              "meta": [{"k": [1, 2]}]},
-                       _specs(("single", "image"), ("batch", "image"), ("caption", "text"),
-                              ("count", "number"), ("meta", "json")),
-                       {"seed": 42})
+    result = RunOutput(
+        "p1",
+        {
+            "single": [f1],
+            "batch": [f1, f2],
+            "caption": ["hello"],
+            "count": [3],
+            "meta": [{"k": [1, 2]}],
+        },
+        _specs(
+            ("single", "image"),
+            ("batch", "image"),
+            ("caption", "text"),
+            ("count", "number"),
+            ("meta", "json"),
+        ),
+        {"seed": 42},
+    )
     body = result.to_json()
     uri1 = "data:image/png;base64," + base64.b64encode(b"\x89PNG1").decode()
     uri2 = "data:image/png;base64," + base64.b64encode(b"\x89PNG2").decode()
-    assert body == {"single": uri1, "batch": [uri1, uri2], "caption": "hello", "count": 3,
-                    "meta": {"k": [1, 2]}, "seeds": {"seed": 42}}
+    assert body == {
+        "single": uri1,
+        "batch": [uri1, uri2],
+        "caption": "hello",
+        "count": 3,
+        "meta": {"k": [1, 2]},
+        "seeds": {"seed": 42},
+    }
     assert json.loads(json.dumps(body)) == body
 
 
@@ -199,7 +243,12 @@ def test_single_file():
     f = OutputFile(b"abc", "audio/flac", "x.flac")
     assert RunOutput("p", {"a": [f]}, _specs(("a", "audio")), {}).single_file() is f
     assert RunOutput("p", {"a": [f, f]}, _specs(("a", "audio")), {}).single_file() is None
-    assert RunOutput("p", {"a": [f], "b": ["t"]}, _specs(("a", "audio"), ("b", "text")), {}).single_file() is None
+    assert (
+        RunOutput(
+            "p", {"a": [f], "b": ["t"]}, _specs(("a", "audio"), ("b", "text")), {}
+        ).single_file()
+        is None
+    )
     assert RunOutput("p", {"b": ["t"]}, _specs(("b", "text")), {}).single_file() is None
     assert RunOutput("p", {"a": []}, _specs(("a", "image")), {}).single_file() is None
 
@@ -216,8 +265,17 @@ def test_run_image_adjust_end_to_end():
 
     async def scenario():
         async with FakeComfyUI() as fake:
-            fake.outputs = lambda pid: {"10": {"images": [
-                {"filename": "image_00001_.png", "subfolder": f"comfypack/{pid}", "type": "output"}]}}
+            fake.outputs = lambda pid: {
+                "10": {
+                    "images": [
+                        {
+                            "filename": "image_00001_.png",
+                            "subfolder": f"comfypack/{pid}",
+                            "type": "output",
+                        }
+                    ]
+                }
+            }
             fake.files["image_00001_.png"] = PNG_OUT
             async with ComfyUIClient(fake.url) as client:
                 request = await runner.prepare({"image": PNG_B64, "width": 32})
@@ -228,13 +286,18 @@ def test_run_image_adjust_end_to_end():
     pid = result.prompt_id
     assert len(fake.uploads) == 1
     assert (fake.uploads[0]["filename"], fake.uploads[0]["subfolder"], fake.uploads[0]["data"]) == (
-        f"{pid}_image.png", "comfypack", PNG)
+        f"{pid}_image.png",
+        "comfypack",
+        PNG,
+    )
     prompt = fake.prompts[0]["prompt"]
     assert fake.prompts[0]["prompt_id"] == pid
     assert prompt["1"]["inputs"]["image"] == f"comfypack/{pid}_image.png"
     assert prompt["3"]["inputs"]["default"] == 32
     assert prompt["10"]["inputs"]["filename_prefix"] == f"comfypack/{pid}_image"
-    assert fake.views == [{"filename": "image_00001_.png", "subfolder": f"comfypack/{pid}", "type": "output"}]
+    assert fake.views == [
+        {"filename": "image_00001_.png", "subfolder": f"comfypack/{pid}", "type": "output"}
+    ]
     single = result.single_file()
     assert single == OutputFile(PNG_OUT, "image/png", "image_00001_.png")
     assert result.seeds == {}
@@ -245,8 +308,11 @@ def test_run_value_outputs_match_the_output_schema():
 
     async def scenario():
         async with FakeComfyUI() as fake, ComfyUIClient(fake.url) as client:
-            fake.outputs = lambda pid: {"10": {"text": ["HELLO COMFYUI"]}, "11": {"number": [13]},
-                                        "12": {"json": [True]}}
+            fake.outputs = lambda pid: {
+                "10": {"text": ["HELLO COMFYUI"]},
+                "11": {"number": [13]},
+                "12": {"json": [True]},
+            }
             request = await runner.prepare({"text": "hello"})
             return fake, await runner.run(client, request)
 
@@ -264,23 +330,34 @@ def test_run_batch_and_seeds_match_the_output_schema():
 
     async def scenario():
         async with FakeComfyUI() as fake, ComfyUIClient(fake.url) as client:
+
             def outputs(pid):
                 img = lambda n: {"filename": n, "subfolder": f"comfypack/{pid}", "type": "output"}  # noqa: E731
-                return {"10": {"images": [img("inv_1.png"), img("inv_2.png")]},
-                        "11": {"images": [img("mask.webp")]}, "12": {"images": [img("noisy.png")]},
-                        "13": {"text": ["cap"]}, "14": {"number": [4]},
-                        "15": {"files": [img("attachment.txt")]}}
+                return {
+                    "10": {"images": [img("inv_1.png"), img("inv_2.png")]},
+                    "11": {"images": [img("mask.webp")]},
+                    "12": {"images": [img("noisy.png")]},
+                    "13": {"text": ["cap"]},
+                    "14": {"number": [4]},
+                    "15": {"files": [img("attachment.txt")]},
+                }
+
             fake.outputs = outputs
             for name in ("inv_1.png", "inv_2.png", "mask.webp", "noisy.png", "attachment.txt"):
                 fake.files[name] = name.encode()
-            request = await runner.prepare({"image": PNG, "attachment": Upload(b"x", "a.txt"), "seed": 9})
+            request = await runner.prepare(
+                {"image": PNG, "attachment": Upload(b"x", "a.txt"), "seed": 9}
+            )
             return await runner.run(client, request)
 
     result = run_async(scenario())
     body = result.to_json()
     assert isinstance(body["inverted"], list) and len(body["inverted"]) == 2
     assert body["mask"].startswith("data:image/webp;base64,")
-    assert body["attachment"] == "data:text/plain;base64," + base64.b64encode(b"attachment.txt").decode()
+    assert (
+        body["attachment"]
+        == "data:text/plain;base64," + base64.b64encode(b"attachment.txt").decode()
+    )
     assert body["seeds"] == {"seed": 9}
     jsonschema.validate(body, output_schema(runner.interface))
 
@@ -323,23 +400,42 @@ def test_run_with_local_dirs_reads_from_disk_and_cleans_up(tmp_path):
 
     async def scenario():
         async with FakeComfyUI(input_dir=input_dir, output_dir=output_dir) as fake:
+
             def finish(pid):
                 target = output_dir / "comfypack" / f"{pid}_audio_00001_.flac"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(b"fLaC local")
-                seen["files"] = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+                seen["files"] = sorted(
+                    p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()
+                )
 
             fake.on_finish = finish
-            fake.outputs = lambda pid: {"4": {"audio": [
-                {"filename": f"{pid}_audio_00001_.flac", "subfolder": "comfypack", "type": "output"}]}}
-            async with ComfyUIClient(fake.url, input_dir=input_dir, output_dir=output_dir) as client:
+            fake.outputs = lambda pid: {
+                "4": {
+                    "audio": [
+                        {
+                            "filename": f"{pid}_audio_00001_.flac",
+                            "subfolder": "comfypack",
+                            "type": "output",
+                        }
+                    ]
+                }
+            }
+            async with ComfyUIClient(
+                fake.url, input_dir=input_dir, output_dir=output_dir
+            ) as client:
                 result = await runner.run(client, await runner.prepare({"audio": wav_bytes()}))
             return fake, result
 
     fake, result = run_async(scenario())
     pid = result.prompt_id
-    assert seen["files"] == [f"input/comfypack/{pid}_audio.wav", f"output/comfypack/{pid}_audio_00001_.flac"]
-    assert result.single_file() == OutputFile(b"fLaC local", "audio/flac", f"{pid}_audio_00001_.flac")
+    assert seen["files"] == [
+        f"input/comfypack/{pid}_audio.wav",
+        f"output/comfypack/{pid}_audio_00001_.flac",
+    ]
+    assert result.single_file() == OutputFile(
+        b"fLaC local", "audio/flac", f"{pid}_audio_00001_.flac"
+    )
     assert fake.views == []
     assert not (output_dir / "comfypack" / f"{pid}_audio_00001_.flac").exists()
     assert not (input_dir / "comfypack" / f"{pid}_audio.wav").exists()
@@ -352,7 +448,9 @@ def test_run_without_cleanup_keeps_files(tmp_path):
     async def scenario():
         async with FakeComfyUI(input_dir=input_dir, output_dir=output_dir) as fake:
             fake.outputs = lambda pid: {"4": {"audio": []}}
-            async with ComfyUIClient(fake.url, input_dir=input_dir, output_dir=output_dir) as client:
+            async with ComfyUIClient(
+                fake.url, input_dir=input_dir, output_dir=output_dir
+            ) as client:
                 return await runner.run(client, await runner.prepare({"audio": wav_bytes()}))
 
     result = run_async(scenario())
@@ -366,15 +464,30 @@ def test_run_without_cleanup_keeps_files(tmp_path):
 
 def _two_images() -> WorkflowRunner:
     wf = {
-        "1": {"class_type": "ComfyPackInputImage", "inputs": {"name": "a", "description": "", "image": "x.png"}},
-        "2": {"class_type": "ComfyPackInputImage", "inputs": {"name": "b", "description": "", "image": "x.png"}},
-        "3": {"class_type": "ComfyPackOutputImage", "inputs": {"images": ["1", 0], "name": "out", "format": "png",
-                                                              "quality": 95, "filename_prefix": "comfypack"}},
+        "1": {
+            "class_type": "ComfyPackInputImage",
+            "inputs": {"name": "a", "description": "", "image": "x.png"},
+        },
+        "2": {
+            "class_type": "ComfyPackInputImage",
+            "inputs": {"name": "b", "description": "", "image": "x.png"},
+        },
+        "3": {
+            "class_type": "ComfyPackOutputImage",
+            "inputs": {
+                "images": ["1", 0],
+                "name": "out",
+                "format": "png",
+                "quality": 95,
+                "filename_prefix": "comfypack",
+            },
+        },
     }
     from comfypack.media import InputLimits
 
-    return WorkflowRunner(wf, parse_interface(wf), limits=InputLimits(max_image_pixels=3000,
-                                                                      max_request_pixels=5000))
+    return WorkflowRunner(
+        wf, parse_interface(wf), limits=InputLimits(max_image_pixels=3000, max_request_pixels=5000)
+    )
 
 
 def test_pixel_limits_per_image_and_per_request():
@@ -382,7 +495,9 @@ def test_pixel_limits_per_image_and_per_request():
     ok = prepare(runner, {"a": png_bytes((50, 50)), "b": png_bytes((40, 40))})  # 2500 + 1600 px
     assert ok.files["a"].pixels == 2500 and ok.files["b"].pixels == 1600
     with pytest.raises(InputFetchError) as info:
-        prepare(runner, {"a": png_bytes((60, 60)), "b": png_bytes((4, 4))})  # one image over 3000 px
+        prepare(
+            runner, {"a": png_bytes((60, 60)), "b": png_bytes((4, 4))}
+        )  # one image over 3000 px
     assert info.value.status == 413 and info.value.fields == ["a"] and "60×60" in info.value.message
     with pytest.raises(RequestError) as info:
         prepare(runner, {"a": png_bytes((50, 50)), "b": png_bytes((50, 51))})  # 5050 px > 5000
@@ -400,12 +515,21 @@ def test_default_pixel_limits_follow_the_machine_memory():
     assert 9000 * 9000 > image  # the 9000×9000 PNG is refused on any machine
 
 
-
 def test_run_output_write_to_names_files_and_keeps_values_in_outputs_json(tmp_path):
     png = OutputFile(b"\x89PNG-1", "image/png", "ComfyUI_0001.png")
     out = RunOutput("p", {"image": [png], "frames": [png, png], "count": [3]}, {}, {"seed": 7})
     written = out.write_to(tmp_path / "out")
-    assert sorted(p.name for p in written) == ["frames_0.png", "frames_1.png", "image.png", "outputs.json"]
+    assert sorted(p.name for p in written) == [
+        "frames_0.png",
+        "frames_1.png",
+        "image.png",
+        "outputs.json",
+    ]
     assert (tmp_path / "out" / "image.png").read_bytes() == b"\x89PNG-1"
-    assert json.loads((tmp_path / "out" / "outputs.json").read_text()) == {"count": 3, "seeds": {"seed": 7}}
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
+    assert json.loads((tmp_path / "out" / "outputs.json").read_text()) == {
+        "count": 3,
+        "seeds": {"seed": 7},
+    }
+    assert not [
+        p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")
+    ]  # no temp files left

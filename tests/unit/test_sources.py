@@ -75,7 +75,9 @@ class Reply:
 
     @classmethod
     def json(cls, data: Any, status: int = 200, **headers: str) -> Reply:
-        return cls(status, json.dumps(data).encode(), {"Content-Type": "application/json", **headers})
+        return cls(
+            status, json.dumps(data).encode(), {"Content-Type": "application/json", **headers}
+        )
 
 
 def file_reply(req: Request, data: bytes, *, honour_range: bool = True) -> Reply:
@@ -85,8 +87,14 @@ def file_reply(req: Request, data: bytes, *, honour_range: bool = True) -> Reply
         start = int(m[1])
         if start >= len(data):
             return Reply(416, b"", {"Content-Range": f"bytes */{len(data)}"})
-        return Reply(206, data[start:], {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}",
-                                         "Accept-Ranges": "bytes"})
+        return Reply(
+            206,
+            data[start:],
+            {
+                "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}",
+                "Accept-Ranges": "bytes",
+            },
+        )
     return Reply(200, data, {"Accept-Ranges": "bytes"})
 
 
@@ -104,9 +112,13 @@ class StandIn:
             def _serve(self) -> None:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
-                req = Request(self.command, unquote(parts.path), parse_qs(parts.query),
-                              {k.lower(): v for k, v in self.headers.items()},
-                              self.rfile.read(length) if length else b"")
+                req = Request(
+                    self.command,
+                    unquote(parts.path),
+                    parse_qs(parts.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length) if length else b"",
+                )
                 stand_in.requests.append(req)
                 reply = stand_in.handle(req)
                 self.send_response(reply.status)
@@ -115,7 +127,9 @@ class StandIn:
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
                 if self.command != "HEAD":
-                    body = reply.body if reply.truncate_at is None else reply.body[:reply.truncate_at]
+                    body = (
+                        reply.body if reply.truncate_at is None else reply.body[: reply.truncate_at]
+                    )
                     self.wfile.write(body)
                     if reply.truncate_at is not None:
                         self.wfile.flush()
@@ -154,39 +168,63 @@ class HubStandIn(StandIn):
     """Stands in for huggingface.co: the endpoints huggingface_hub's HfApi calls for our lookups
     (read from huggingface_hub/hf_api.py) and ``/{repo}/resolve/{rev}/{file}`` downloads."""
 
-    def __init__(self, repos: dict[str, dict[str, HubFile]], commits: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, repos: dict[str, dict[str, HubFile]], commits: dict[str, str] | None = None
+    ) -> None:
         super().__init__()
         self.repos = repos
         self.commits = commits or {}
 
     def _entry(self, path: str, f: HubFile) -> dict[str, Any]:
-        entry: dict[str, Any] = {"type": "file", "path": path, "size": len(f.data), "oid": git_blob_id(f.data)}
+        entry: dict[str, Any] = {
+            "type": "file",
+            "path": path,
+            "size": len(f.data),
+            "oid": git_blob_id(f.data),
+        }
         if f.lfs:
             entry["lfs"] = {"oid": sha(f.data), "size": len(f.data), "pointerSize": 134}
             entry["oid"] = git_blob_id(b"version https://git-lfs.github.com/spec/v1\n")
         return entry
 
     def handle(self, req: Request) -> Reply:
-        m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/(revision|tree|paths-info)/([^/]+)(?:/(.*))?", req.path)
+        m = re.fullmatch(
+            r"/api/models/([^/]+/[^/]+)/(revision|tree|paths-info)/([^/]+)(?:/(.*))?", req.path
+        )
         if m:
             repo, kind, rev, sub = m.groups()
             if repo not in self.repos:
-                return Reply.json({"error": "Repository not found"}, 404, **{"X-Error-Code": "RepoNotFound"})
+                return Reply.json(
+                    {"error": "Repository not found"}, 404, **{"X-Error-Code": "RepoNotFound"}
+                )
             commit = self.commits.get(repo, COMMIT)
             if rev not in ("main", commit):
-                return Reply.json({"error": "Invalid rev id"}, 404, **{"X-Error-Code": "RevisionNotFound"})
+                return Reply.json(
+                    {"error": "Invalid rev id"}, 404, **{"X-Error-Code": "RevisionNotFound"}
+                )
             files = self.repos[repo]
             if kind == "revision":
-                return Reply.json({"id": repo, "sha": commit, "private": False,
-                                   "siblings": [{"rfilename": p} for p in sorted(files)]})
+                return Reply.json(
+                    {
+                        "id": repo,
+                        "sha": commit,
+                        "private": False,
+                        "siblings": [{"rfilename": p} for p in sorted(files)],
+                    }
+                )
             if kind == "tree":
-                entries = [self._entry(p, f) for p, f in sorted(files.items())
-                           if not sub or p.startswith(sub.rstrip("/") + "/")]
+                entries = [
+                    self._entry(p, f)
+                    for p, f in sorted(files.items())
+                    if not sub or p.startswith(sub.rstrip("/") + "/")
+                ]
                 dirs = sorted({p.rsplit("/", 1)[0] for p in files if "/" in p})
                 entries += [{"type": "directory", "path": d, "oid": "0" * 40} for d in dirs]
                 return Reply.json(entries)
             form = parse_qs(req.body.decode())
-            return Reply.json([self._entry(p, files[p]) for p in form.get("paths", []) if p in files])
+            return Reply.json(
+                [self._entry(p, files[p]) for p in form.get("paths", []) if p in files]
+            )
         m = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", req.path)
         if m and m[1] in self.repos and m[3] in self.repos[m[1]]:
             return file_reply(req, self.repos[m[1]][m[3]].data)
@@ -206,11 +244,30 @@ class CivitaiStandIn(StandIn):
             for vid, data in self.versions.items():
                 if sha(data) == m[1].lower():
                     url = f"{self.url}/api/download/models/{vid}?type=Model&format=SafeTensor"
-                    return Reply.json({"id": vid, "modelId": 7, "name": "v1", "downloadUrl": url, "files": [
-                        {"name": "other.yaml", "hashes": {"SHA256": "0" * 64}, "downloadUrl": url + "&x=1"},
-                        {"name": "model.safetensors", "primary": True,
-                         "hashes": {"SHA256": sha(data).upper(), "AutoV2": sha(data)[:10].upper()},
-                         "downloadUrl": url}]})
+                    return Reply.json(
+                        {
+                            "id": vid,
+                            "modelId": 7,
+                            "name": "v1",
+                            "downloadUrl": url,
+                            "files": [
+                                {
+                                    "name": "other.yaml",
+                                    "hashes": {"SHA256": "0" * 64},
+                                    "downloadUrl": url + "&x=1",
+                                },
+                                {
+                                    "name": "model.safetensors",
+                                    "primary": True,
+                                    "hashes": {
+                                        "SHA256": sha(data).upper(),
+                                        "AutoV2": sha(data)[:10].upper(),
+                                    },
+                                    "downloadUrl": url,
+                                },
+                            ],
+                        }
+                    )
             return Reply.json({"error": "Model not found"}, 404)
         m = re.fullmatch(r"/api/download/models/(\d+)", req.path)
         if m and int(m[1]) in self.versions:
@@ -241,8 +298,9 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def model_file(tmp_path: Path, data: bytes, path: str = "model.safetensors",
-               folder: str = "checkpoints") -> ModelFile:
+def model_file(
+    tmp_path: Path, data: bytes, path: str = "model.safetensors", folder: str = "checkpoints"
+) -> ModelFile:
     local = tmp_path / "comfyui" / "models" / folder / path
     if not local.exists():
         local.parent.mkdir(parents=True, exist_ok=True)
@@ -255,8 +313,15 @@ def hf_cache(tmp_path) -> Callable[..., Path]:
     """Build a Hugging Face hub cache: ``add(repo, file, data, revision, lfs)``."""
     root = tmp_path / "hf" / "hub"
 
-    def add(repo: str, file: str, data: bytes, *, revision: str = COMMIT, lfs: bool = True,
-            main: bool = True) -> Path:
+    def add(
+        repo: str,
+        file: str,
+        data: bytes,
+        *,
+        revision: str = COMMIT,
+        lfs: bool = True,
+        main: bool = True,
+    ) -> Path:
         repo_dir = root / ("models--" + repo.replace("/", "--"))
         blob_name = sha(data) if lfs else git_blob_id(data)
         blob = repo_dir / "blobs" / blob_name
@@ -286,31 +351,51 @@ def _isolated_home(tmp_path, monkeypatch):
 def test_sources_file_by_sha256_and_by_name(tmp_path):
     a, b, c = b"model a", b"model b", b"model c"
     f = tmp_path / "sources.json"
-    f.write_text(json.dumps({
-        sha(a).upper(): "https://mirror.example.org/a.safetensors",
-        "b.safetensors": {"url": "https://huggingface.co/org/repo/resolve/" + COMMIT + "/sub/b.safetensors"},
-        "loras/c.safetensors": ["https://civitai.com/api/download/models/77", "https://x.example/c"],
-        "huggingface_repos": ["org/repo", "org/repo"],
-    }))
+    f.write_text(
+        json.dumps(
+            {
+                sha(a).upper(): "https://mirror.example.org/a.safetensors",
+                "b.safetensors": {
+                    "url": "https://huggingface.co/org/repo/resolve/"
+                    + COMMIT
+                    + "/sub/b.safetensors"
+                },
+                "loras/c.safetensors": [
+                    "https://civitai.com/api/download/models/77",
+                    "https://x.example/c",
+                ],
+                "huggingface_repos": ["org/repo", "org/repo"],
+            }
+        )
+    )
     sf = SourcesFile(f)
     assert sf.repos == ["org/repo"]
     assert sf.resolve(model_file(tmp_path, a, "renamed.safetensors")) == [
-        ModelSource(type="url", url="https://mirror.example.org/a.safetensors")]
+        ModelSource(type="url", url="https://mirror.example.org/a.safetensors")
+    ]
     (hf,) = sf.resolve(model_file(tmp_path, b, "nested/b.safetensors"))  # by base name
-    assert (hf.type, hf.repo, hf.revision, hf.file) == ("huggingface", "org/repo", COMMIT, "sub/b.safetensors")
+    assert (hf.type, hf.repo, hf.revision, hf.file) == (
+        "huggingface",
+        "org/repo",
+        COMMIT,
+        "sub/b.safetensors",
+    )
     civ, plain = sf.resolve(model_file(tmp_path, c, "c.safetensors", folder="loras"))  # folder/path
     assert (civ.type, civ.model_version_id) == ("civitai", 77)
     assert plain.type == "url"
     assert sf.resolve(model_file(tmp_path, b"unknown", "u.bin")) == []
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("{", "not valid JSON"),
-    ("[]", "must be a JSON object"),
-    ('{"x.bin": "ftp://host/x"}', "not an http"),
-    ('{"x.bin": 3}', "expected a URL"),
-    ('{"huggingface_repos": "org/name"}', "huggingface_repos"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "not valid JSON"),
+        ("[]", "must be a JSON object"),
+        ('{"x.bin": "ftp://host/x"}', "not an http"),
+        ('{"x.bin": 3}', "expected a URL"),
+        ('{"huggingface_repos": "org/name"}', "huggingface_repos"),
+    ],
+)
 def test_bad_sources_file_is_a_clear_lock_error(tmp_path, content, message):
     f = tmp_path / "sources.json"
     f.write_text(content)
@@ -335,12 +420,18 @@ def test_hf_cache_model_symlinked_into_the_cache(tmp_path, hf_cache):
     local.symlink_to(snap)  # ComfyUI's models/ linked to the HF cache
     m = ModelFile("upscale_models", "x4.safetensors", len(data), sha(data), local)
     (src,) = HFCacheResolver(hf_cache.root, endpoint="https://hub.example").resolve(m)
-    assert (src.type, src.repo, src.revision, src.file) == ("huggingface", "org/upscalers", COMMIT,
-                                                            "x4/model.safetensors")
+    assert (src.type, src.repo, src.revision, src.file) == (
+        "huggingface",
+        "org/upscalers",
+        COMMIT,
+        "x4/model.safetensors",
+    )
     # the canonical URL, whatever endpoint (mirror) was configured: locks never record a mirror
     assert src.url == f"https://huggingface.co/org/upscalers/resolve/{COMMIT}/x4/model.safetensors"
-    assert source_url(src, hf_endpoint="https://hub.example") == \
-        f"https://hub.example/org/upscalers/resolve/{COMMIT}/x4/model.safetensors"
+    assert (
+        source_url(src, hf_endpoint="https://hub.example")
+        == f"https://hub.example/org/upscalers/resolve/{COMMIT}/x4/model.safetensors"
+    )
 
 
 def test_hf_cache_model_copied_out_of_the_cache(tmp_path, hf_cache):
@@ -393,15 +484,24 @@ def test_hf_api_accepts_only_a_matching_lfs_sha256(tmp_path):
     good = b"the real upscaler weights" * 100
     impostor = b"same name, other bytes!!!" * 100
     assert len(good) == len(impostor)
-    hub = HubStandIn({
-        "org/impostor": {"x4.safetensors": HubFile(impostor)},
-        "org/real": {"x4.safetensors": HubFile(good)},
-    })
+    hub = HubStandIn(
+        {
+            "org/impostor": {"x4.safetensors": HubFile(impostor)},
+            "org/real": {"x4.safetensors": HubFile(good)},
+        }
+    )
     with hub:
         r = HFApiResolver(endpoint=hub.url, repos=["org/missing", "org/impostor", "org/real"])
         (src,) = r.resolve(model_file(tmp_path, good, "x4.safetensors"))
-    assert (src.type, src.repo, src.revision, src.file) == ("huggingface", "org/real", COMMIT, "x4.safetensors")
-    assert src.url == f"https://huggingface.co/org/real/resolve/{COMMIT}/x4.safetensors"  # not the endpoint's
+    assert (src.type, src.repo, src.revision, src.file) == (
+        "huggingface",
+        "org/real",
+        COMMIT,
+        "x4.safetensors",
+    )
+    assert (
+        src.url == f"https://huggingface.co/org/real/resolve/{COMMIT}/x4.safetensors"
+    )  # not the endpoint's
     assert hub.hits("/api/models/org/missing/revision/main")  # asked, 404: skipped
     # the impostor was looked at (same name) and rejected by its LFS sha256
     assert hub.hits("/api/models/org/impostor/paths-info/" + COMMIT)
@@ -409,8 +509,14 @@ def test_hf_api_accepts_only_a_matching_lfs_sha256(tmp_path):
 
 def test_hf_api_finds_a_renamed_file_by_content(tmp_path):
     data = b"renamed on disk" * 50
-    hub = HubStandIn({"org/repo": {"README.md": HubFile(b"# hi", lfs=False),
-                                   "split_files/unet/flux.safetensors": HubFile(data)}})
+    hub = HubStandIn(
+        {
+            "org/repo": {
+                "README.md": HubFile(b"# hi", lfs=False),
+                "split_files/unet/flux.safetensors": HubFile(data),
+            }
+        }
+    )
     with hub:
         r = HFApiResolver(endpoint=hub.url, repos=["org/repo"])
         (src,) = r.resolve(model_file(tmp_path, data, "my-flux.safetensors"))
@@ -424,8 +530,14 @@ def test_hf_api_finds_a_renamed_file_by_content(tmp_path):
 
 def test_hf_api_small_non_lfs_file_is_checked_by_git_blob_id(tmp_path):
     cfg = b'{"scale": 4}'
-    hub = HubStandIn({"org/repo": {"config.json": HubFile(cfg, lfs=False),
-                                   "other.json": HubFile(b'{"scale": 2}', lfs=False)}})
+    hub = HubStandIn(
+        {
+            "org/repo": {
+                "config.json": HubFile(cfg, lfs=False),
+                "other.json": HubFile(b'{"scale": 2}', lfs=False),
+            }
+        }
+    )
     with hub:
         r = HFApiResolver(endpoint=hub.url, repos=["org/repo"])
         (src,) = r.resolve(model_file(tmp_path, cfg, "config.json"))
@@ -467,8 +579,12 @@ def test_civitai_by_hash(tmp_path):
         r = CivitaiResolver(civ.url)
         (src,) = r.resolve(model_file(tmp_path, data))
         assert (src.type, src.model_version_id) == ("civitai", 4242)
-        assert src.url == "https://civitai.com/api/download/models/4242?type=Model&format=SafeTensor"
-        assert source_url(src, civitai_url=civ.url).startswith(f"{civ.url}/api/download/models/4242?")
+        assert (
+            src.url == "https://civitai.com/api/download/models/4242?type=Model&format=SafeTensor"
+        )
+        assert source_url(src, civitai_url=civ.url).startswith(
+            f"{civ.url}/api/download/models/4242?"
+        )
         assert civ.hits()[0].path == f"/api/v1/model-versions/by-hash/{sha(data)}"
         assert r.resolve(model_file(tmp_path, b"unknown", "u.bin")) == []  # 404: no answer
 
@@ -484,8 +600,11 @@ def test_resolver_order_first_answer_wins(tmp_path):
     hub = HubStandIn({"org/repo": {"model.safetensors": HubFile(data)}})
     civ = CivitaiStandIn({1: data})
     with hub, civ:
-        resolvers = [SourcesFile(f), HFApiResolver(endpoint=hub.url, repos=["org/repo"]),
-                     CivitaiResolver(civ.url)]
+        resolvers = [
+            SourcesFile(f),
+            HFApiResolver(endpoint=hub.url, repos=["org/repo"]),
+            CivitaiResolver(civ.url),
+        ]
         got = resolve_sources([m], resolvers, cache_path=tmp_path / "lookups.json")
         assert got == {m.sha256: [ModelSource(type="url", url="https://mirror.example.org/m")]}
         assert hub.requests == [] and civ.requests == []
@@ -494,14 +613,19 @@ def test_resolver_order_first_answer_wins(tmp_path):
         assert got[m.sha256][0].type == "huggingface"
         assert civ.requests == []
 
-        got = resolve_sources([m], [resolvers[2], resolvers[1]], cache_path=tmp_path / "lookups.json")
+        got = resolve_sources(
+            [m], [resolvers[2], resolvers[1]], cache_path=tmp_path / "lookups.json"
+        )
         assert got[m.sha256][0].type == "civitai"
 
 
 def test_lookup_cache_hit_avoids_the_network(tmp_path):
     found, missing = b"on civitai" * 10, b"nowhere" * 10
-    models = [model_file(tmp_path, found, "a.safetensors"), model_file(tmp_path, missing, "b.safetensors"),
-              model_file(tmp_path, found, "dup.safetensors")]
+    models = [
+        model_file(tmp_path, found, "a.safetensors"),
+        model_file(tmp_path, missing, "b.safetensors"),
+        model_file(tmp_path, found, "dup.safetensors"),
+    ]
     civ = CivitaiStandIn({9: found})
     cache = tmp_path / "lookups.json"
     with civ:
@@ -527,7 +651,12 @@ def test_negative_answers_expire(tmp_path, monkeypatch):
         assert resolve_sources([m], [CivitaiResolver(civ.url)], cache_path=cache)[m.sha256] == []
         now = time.time()
         monkeypatch.setattr(sources.time, "time", lambda: now + sources.NEGATIVE_TTL_S + 1)
-        assert resolve_sources([m], [CivitaiResolver(civ.url)], cache_path=cache)[m.sha256][0].model_version_id == 5
+        assert (
+            resolve_sources([m], [CivitaiResolver(civ.url)], cache_path=cache)[m.sha256][
+                0
+            ].model_version_id
+            == 5
+        )
 
 
 def test_local_resolvers_are_not_cached(tmp_path):
@@ -538,7 +667,10 @@ def test_local_resolvers_are_not_cached(tmp_path):
     cache = tmp_path / "lookups.json"
     resolve_sources([m], [SourcesFile(f)], cache_path=cache)
     f.write_text(json.dumps({sha(data): "https://b.example/x"}))  # the user edits the file
-    assert resolve_sources([m], [SourcesFile(f)], cache_path=cache)[m.sha256][0].url == "https://b.example/x"
+    assert (
+        resolve_sources([m], [SourcesFile(f)], cache_path=cache)[m.sha256][0].url
+        == "https://b.example/x"
+    )
 
 
 def test_network_failure_means_no_sources_and_a_warning(tmp_path, caplog):
@@ -552,7 +684,10 @@ def test_network_failure_means_no_sources_and_a_warning(tmp_path, caplog):
     assert got == {models[0].sha256: [], models[1].sha256: []}
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2  # one per unreachable service, not one per model
-    assert "huggingface cannot be reached" in caplog.text and "civitai cannot be reached" in caplog.text
+    assert (
+        "huggingface cannot be reached" in caplog.text
+        and "civitai cannot be reached" in caplog.text
+    )
     # failures are not cached as "no source"
     assert not (tmp_path / "lookups.json").exists()
 
@@ -563,8 +698,11 @@ def test_server_errors_count_as_unreachable(tmp_path, caplog):
             return Reply.json({"error": "overloaded"}, 503)
 
     with Broken({}) as civ, caplog.at_level(logging.WARNING, logger="comfypack.sources"):
-        got = resolve_sources([model_file(tmp_path, b"m")], [CivitaiResolver(civ.url)],
-                              cache_path=tmp_path / "lookups.json")
+        got = resolve_sources(
+            [model_file(tmp_path, b"m")],
+            [CivitaiResolver(civ.url)],
+            cache_path=tmp_path / "lookups.json",
+        )
     assert list(got.values()) == [[]]
     assert "HTTP 503" in caplog.text
 
@@ -588,15 +726,22 @@ def test_end_to_end_with_the_default_order(tmp_path, hf_cache):
     local = tmp_path / "comfyui" / "models" / "checkpoints" / "cached.safetensors"
     local.parent.mkdir(parents=True)
     local.symlink_to(snap)
-    models = [ModelFile("checkpoints", "cached.safetensors", len(cached), sha(cached), local),
-              model_file(tmp_path, hosted, "hosted.safetensors"),
-              model_file(tmp_path, civ_data, "civ.safetensors")]
-    hub = HubStandIn({"org/repo": {"cached.safetensors": HubFile(cached),
-                                   "hosted.safetensors": HubFile(hosted)}})
+    models = [
+        ModelFile("checkpoints", "cached.safetensors", len(cached), sha(cached), local),
+        model_file(tmp_path, hosted, "hosted.safetensors"),
+        model_file(tmp_path, civ_data, "civ.safetensors"),
+    ]
+    hub = HubStandIn(
+        {"org/repo": {"cached.safetensors": HubFile(cached), "hosted.safetensors": HubFile(hosted)}}
+    )
     civ = CivitaiStandIn({3: civ_data})
     with hub, civ:
         cache = HFCacheResolver(hf_cache.root, endpoint=hub.url)
-        resolvers = [cache, HFApiResolver(endpoint=hub.url, repos=cache.repos()), CivitaiResolver(civ.url)]
+        resolvers = [
+            cache,
+            HFApiResolver(endpoint=hub.url, repos=cache.repos()),
+            CivitaiResolver(civ.url),
+        ]
         got = resolve_sources(models, resolvers, cache_path=tmp_path / "lookups.json")
     assert [got[m.sha256][0].type for m in models] == ["huggingface", "huggingface", "civitai"]
     assert got[sha(hosted)][0].file == "hosted.safetensors"
@@ -610,8 +755,13 @@ def test_download_verifies_and_renames_into_place(tmp_path):
     data = os.urandom(3 << 20)
     with FileStandIn(data) as srv:
         dest = tmp_path / "cache" / sha(data)
-        got = download(ModelSource(type="url", url=f"{srv.url}/m.bin"), dest, sha256=sha(data),
-                       size=len(data), progress=False)
+        got = download(
+            ModelSource(type="url", url=f"{srv.url}/m.bin"),
+            dest,
+            sha256=sha(data),
+            size=len(data),
+            progress=False,
+        )
     assert got == dest and dest.read_bytes() == data
     assert sorted(p.name for p in dest.parent.iterdir()) == [sha(data)]
 
@@ -621,8 +771,13 @@ def test_download_resumes_a_partial_file_with_range(tmp_path):
     dest = tmp_path / "m.safetensors"
     (tmp_path / "m.safetensors.partial").write_bytes(data[:700_000])
     with FileStandIn(data) as srv:
-        download(ModelSource(type="url", url=f"{srv.url}/m"), dest, sha256=sha(data), size=len(data),
-                 progress=True)
+        download(
+            ModelSource(type="url", url=f"{srv.url}/m"),
+            dest,
+            sha256=sha(data),
+            size=len(data),
+            progress=True,
+        )
         (req,) = srv.requests
     assert req.headers["range"] == "bytes=700000-"
     assert dest.read_bytes() == data
@@ -640,8 +795,13 @@ def test_download_resumes_after_the_connection_drops(tmp_path):
 
     with FileStandIn(data, flaky) as srv:
         dest = tmp_path / "m.bin"
-        download(ModelSource(type="url", url=f"{srv.url}/m"), dest, sha256=sha(data), size=len(data),
-                 progress=False)
+        download(
+            ModelSource(type="url", url=f"{srv.url}/m"),
+            dest,
+            sha256=sha(data),
+            size=len(data),
+            progress=False,
+        )
         assert len(srv.requests) == 2
         assert "range" not in srv.requests[0].headers
         assert re.fullmatch(r"bytes=\d+-", srv.requests[1].headers["range"])
@@ -652,8 +812,13 @@ def test_download_restarts_when_the_server_ignores_range(tmp_path):
     data = os.urandom(100_000)
     (tmp_path / "m.bin.partial").write_bytes(data[:5000])
     with FileStandIn(data, lambda req, n: file_reply(req, data, honour_range=False)) as srv:
-        download(ModelSource(type="url", url=f"{srv.url}/m"), tmp_path / "m.bin", sha256=sha(data),
-                 size=len(data), progress=False)
+        download(
+            ModelSource(type="url", url=f"{srv.url}/m"),
+            tmp_path / "m.bin",
+            sha256=sha(data),
+            size=len(data),
+            progress=False,
+        )
     assert (tmp_path / "m.bin").read_bytes() == data
 
 
@@ -663,8 +828,13 @@ def test_download_stale_partial_is_redone_from_scratch(tmp_path):
     data = os.urandom(100_000)
     (tmp_path / "m.bin.partial").write_bytes(b"\0" * 5000)
     with FileStandIn(data) as srv:
-        download(ModelSource(type="url", url=f"{srv.url}/m"), tmp_path / "m.bin", sha256=sha(data),
-                 size=len(data), progress=False)
+        download(
+            ModelSource(type="url", url=f"{srv.url}/m"),
+            tmp_path / "m.bin",
+            sha256=sha(data),
+            size=len(data),
+            progress=False,
+        )
         assert [r.headers.get("range") for r in srv.requests] == ["bytes=5000-", None]
     assert (tmp_path / "m.bin").read_bytes() == data
 
@@ -672,12 +842,21 @@ def test_download_stale_partial_is_redone_from_scratch(tmp_path):
 @pytest.mark.parametrize("served", ["other bytes", "too long", "too short"])
 def test_download_refuses_a_mismatch_and_leaves_nothing(tmp_path, served):
     data = os.urandom(50_000)
-    body = {"other bytes": os.urandom(50_000), "too long": data + b"extra",
-            "too short": data[:-10]}[served]
+    body = {
+        "other bytes": os.urandom(50_000),
+        "too long": data + b"extra",
+        "too short": data[:-10],
+    }[served]
     dest = tmp_path / "cache" / sha(data)
     with FileStandIn(body) as srv, pytest.raises(RestoreError) as info:
-        download(ModelSource(type="url", url=f"{srv.url}/m"), dest, sha256=sha(data), size=len(data),
-                 progress=False, retries=2)
+        download(
+            ModelSource(type="url", url=f"{srv.url}/m"),
+            dest,
+            sha256=sha(data),
+            size=len(data),
+            progress=False,
+            retries=2,
+        )
     assert srv.url in info.value.message
     assert not dest.exists()
     if served != "too short":  # a short body is resumable: what arrived is kept for next time
@@ -687,13 +866,26 @@ def test_download_refuses_a_mismatch_and_leaves_nothing(tmp_path, served):
 
 
 def test_download_http_errors(tmp_path):
-    with FileStandIn(b"", lambda req, n: Reply(401, b"")) as srv, \
-            pytest.raises(RestoreError, match="HTTP 401.*token"):
-        download(ModelSource(type="url", url=f"{srv.url}/m"), tmp_path / "m", sha256="0" * 64, size=1,
-                 progress=False)
+    with (
+        FileStandIn(b"", lambda req, n: Reply(401, b"")) as srv,
+        pytest.raises(RestoreError, match="HTTP 401.*token"),
+    ):
+        download(
+            ModelSource(type="url", url=f"{srv.url}/m"),
+            tmp_path / "m",
+            sha256="0" * 64,
+            size=1,
+            progress=False,
+        )
     with pytest.raises(RestoreError, match="interrupted"):
-        download(ModelSource(type="url", url=f"{closed_port_url()}/m"), tmp_path / "m", sha256="0" * 64,
-                 size=1, progress=False, retries=1)
+        download(
+            ModelSource(type="url", url=f"{closed_port_url()}/m"),
+            tmp_path / "m",
+            sha256="0" * 64,
+            size=1,
+            progress=False,
+            retries=1,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -702,12 +894,25 @@ def test_download_never_overwrites_an_existing_file(tmp_path):
     dest = tmp_path / "m.bin"
     dest.write_bytes(data)
     # already there and right: no network at all
-    assert download(ModelSource(type="url", url=f"{closed_port_url()}/m"), dest, sha256=sha(data),
-                    size=len(data), progress=False) == dest
+    assert (
+        download(
+            ModelSource(type="url", url=f"{closed_port_url()}/m"),
+            dest,
+            sha256=sha(data),
+            size=len(data),
+            progress=False,
+        )
+        == dest
+    )
     dest.write_bytes(b"evil")
     with pytest.raises(RestoreError, match="already exists"):
-        download(ModelSource(type="url", url=f"{closed_port_url()}/m"), dest, sha256=sha(data),
-                 size=len(data), progress=False)
+        download(
+            ModelSource(type="url", url=f"{closed_port_url()}/m"),
+            dest,
+            sha256=sha(data),
+            size=len(data),
+            progress=False,
+        )
     assert dest.read_bytes() == b"evil"
 
 
@@ -716,18 +921,45 @@ def test_download_from_the_hub_and_civitai_via_endpoints(tmp_path):
     hub_data, civ_data = os.urandom(20_000), os.urandom(30_000)
     hub = HubStandIn({"org/repo": {"sub/m.safetensors": HubFile(hub_data)}})
     civ = CivitaiStandIn({11: civ_data})
-    hf_src = ModelSource(type="huggingface", repo="org/repo", revision=COMMIT, file="sub/m.safetensors",
-                         url=f"https://huggingface.co/org/repo/resolve/{COMMIT}/sub/m.safetensors")
-    civ_src = ModelSource(type="civitai", model_version_id=11,
-                          url="https://civitai.com/api/download/models/11?type=Model")
+    hf_src = ModelSource(
+        type="huggingface",
+        repo="org/repo",
+        revision=COMMIT,
+        file="sub/m.safetensors",
+        url=f"https://huggingface.co/org/repo/resolve/{COMMIT}/sub/m.safetensors",
+    )
+    civ_src = ModelSource(
+        type="civitai",
+        model_version_id=11,
+        url="https://civitai.com/api/download/models/11?type=Model",
+    )
     with hub, civ:
-        assert source_url(hf_src, hf_endpoint=hub.url) == f"{hub.url}/org/repo/resolve/{COMMIT}/sub/m.safetensors"
-        assert source_url(civ_src, civitai_url=civ.url) == f"{civ.url}/api/download/models/11?type=Model"
+        assert (
+            source_url(hf_src, hf_endpoint=hub.url)
+            == f"{hub.url}/org/repo/resolve/{COMMIT}/sub/m.safetensors"
+        )
+        assert (
+            source_url(civ_src, civitai_url=civ.url)
+            == f"{civ.url}/api/download/models/11?type=Model"
+        )
         assert source_url(hf_src) == hf_src.url
-        download(hf_src, tmp_path / "a", sha256=sha(hub_data), size=len(hub_data), progress=False,
-                 hf_endpoint=hub.url, token="hf_secret")
-        download(civ_src, tmp_path / "b", sha256=sha(civ_data), size=len(civ_data), progress=False,
-                 civitai_url=civ.url)
+        download(
+            hf_src,
+            tmp_path / "a",
+            sha256=sha(hub_data),
+            size=len(hub_data),
+            progress=False,
+            hf_endpoint=hub.url,
+            token="hf_secret",
+        )
+        download(
+            civ_src,
+            tmp_path / "b",
+            sha256=sha(civ_data),
+            size=len(civ_data),
+            progress=False,
+            civitai_url=civ.url,
+        )
         assert hub.hits("/resolve/")[0].headers["authorization"] == "Bearer hf_secret"
     assert (tmp_path / "a").read_bytes() == hub_data and (tmp_path / "b").read_bytes() == civ_data
 
@@ -737,14 +969,19 @@ def test_parallel_downloads_with_progress(tmp_path):
 
     blobs = [os.urandom(200_000 + i) for i in range(4)]
     with FileStandIn(b"", lambda req, n: file_reply(req, blobs[int(req.path.strip("/"))])) as srv:
+
         def one(i: int) -> Path:
-            return download(ModelSource(type="url", url=f"{srv.url}/{i}"), tmp_path / f"m{i}",
-                            sha256=sha(blobs[i]), size=len(blobs[i]), progress=True)
+            return download(
+                ModelSource(type="url", url=f"{srv.url}/{i}"),
+                tmp_path / f"m{i}",
+                sha256=sha(blobs[i]),
+                size=len(blobs[i]),
+                progress=True,
+            )
 
         with ThreadPoolExecutor(4) as pool:
             paths = list(pool.map(one, range(4)))
     assert [p.read_bytes() for p in paths] == blobs
-
 
 
 # -- the workflow's own model URLs (properties.models[]) ---------------------------------------
@@ -752,22 +989,54 @@ def test_parallel_downloads_with_progress(tmp_path):
 
 UI_GRAPH = {
     "nodes": [
-        {"id": 4, "type": "CheckpointLoaderSimple", "properties": {"models": [
-            {"name": "x4.safetensors", "directory": "upscale_models",
-             "url": "https://huggingface.co/org/real/resolve/main/x4.safetensors?download=true"}]}},
+        {
+            "id": 4,
+            "type": "CheckpointLoaderSimple",
+            "properties": {
+                "models": [
+                    {
+                        "name": "x4.safetensors",
+                        "directory": "upscale_models",
+                        "url": "https://huggingface.co/org/real/resolve/main/x4.safetensors?download=true",
+                    }
+                ]
+            },
+        },
         {"id": 5, "type": "Note", "properties": {}},
     ],
     "links": [],
-    "models": [{"name": "other.bin", "url": "https://files.example/other.bin", "directory": "loras"}],
-    "definitions": {"subgraphs": [{"nodes": [{"properties": {"models": [
-        {"name": "deep.safetensors", "url": "https://files.example/deep.safetensors", "directory": "vae"}]}}]}]},
+    "models": [
+        {"name": "other.bin", "url": "https://files.example/other.bin", "directory": "loras"}
+    ],
+    "definitions": {
+        "subgraphs": [
+            {
+                "nodes": [
+                    {
+                        "properties": {
+                            "models": [
+                                {
+                                    "name": "deep.safetensors",
+                                    "url": "https://files.example/deep.safetensors",
+                                    "directory": "vae",
+                                }
+                            ]
+                        }
+                    }
+                ]
+            }
+        ]
+    },
 }
 
 
 def test_workflow_model_urls_reads_nodes_subgraphs_and_the_top_level():
     entries = workflow_model_urls(UI_GRAPH)
     assert {(e["directory"], e["name"]) for e in entries} == {
-        ("upscale_models", "x4.safetensors"), ("loras", "other.bin"), ("vae", "deep.safetensors")}
+        ("upscale_models", "x4.safetensors"),
+        ("loras", "other.bin"),
+        ("vae", "deep.safetensors"),
+    }
     assert workflow_model_urls({"1": {"class_type": "X", "inputs": {}}}) == []  # API format: none
 
 
@@ -776,8 +1045,12 @@ def test_workflow_urls_are_pinned_through_the_hub_and_recorded_canonically(tmp_p
     hub = HubStandIn({"org/real": {"x4.safetensors": HubFile(good)}})
     with hub:
         # the workflow names the Hub; the lookups go to the endpoint (a mirror / HF_ENDPOINT)
-        resolvers = default_resolvers(None, hf_endpoint=hub.url, civitai_url=closed_port_url(),
-                                      workflow_models=workflow_model_urls(UI_GRAPH))
+        resolvers = default_resolvers(
+            None,
+            hf_endpoint=hub.url,
+            civitai_url=closed_port_url(),
+            workflow_models=workflow_model_urls(UI_GRAPH),
+        )
         assert [r.name for r in resolvers][:2] == ["workflow", "huggingface-cache"]
         m = model_file(tmp_path, good, "x4.safetensors")
         m = ModelFile("upscale_models", "x4.safetensors", m.size, m.sha256, m.local_path)
@@ -786,15 +1059,32 @@ def test_workflow_urls_are_pinned_through_the_hub_and_recorded_canonically(tmp_p
         other = ModelFile("checkpoints", "x4.safetensors", m.size, m.sha256, m.local_path)
         assert resolvers[0].resolve(other) == []
         impostor = model_file(tmp_path, b"not the upscaler" * 30, "x4.safetensors")
-        assert resolvers[0].resolve(ModelFile("upscale_models", "x4.safetensors", impostor.size,
-                                              impostor.sha256, impostor.local_path)) == []
-    assert (src.type, src.repo, src.revision, src.file) == ("huggingface", "org/real", COMMIT, "x4.safetensors")
+        assert (
+            resolvers[0].resolve(
+                ModelFile(
+                    "upscale_models",
+                    "x4.safetensors",
+                    impostor.size,
+                    impostor.sha256,
+                    impostor.local_path,
+                )
+            )
+            == []
+        )
+    assert (src.type, src.repo, src.revision, src.file) == (
+        "huggingface",
+        "org/real",
+        COMMIT,
+        "x4.safetensors",
+    )
     assert src.url == f"https://huggingface.co/org/real/resolve/{COMMIT}/x4.safetensors"
 
 
 def test_workflow_urls_offline_are_kept_as_given_and_mirror_urls_made_canonical(tmp_path):
-    wm = WorkflowModels([{"name": "m.bin", "directory": "", "url": "http://127.0.0.1:9/org/r/resolve/main/m.bin"}],
-                        hf_endpoint="http://127.0.0.1:9")
+    wm = WorkflowModels(
+        [{"name": "m.bin", "directory": "", "url": "http://127.0.0.1:9/org/r/resolve/main/m.bin"}],
+        hf_endpoint="http://127.0.0.1:9",
+    )
     (src,) = wm.resolve(model_file(tmp_path, b"m", "m.bin"))
     assert (src.type, src.url) == ("huggingface", "https://huggingface.co/org/r/resolve/main/m.bin")
     assert classify_url("https://files.example/a.bin").type == "url"

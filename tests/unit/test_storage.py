@@ -36,17 +36,27 @@ def aws_env(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
 
 
 def test_settings_from_env_and_their_checks() -> None:
-    s = StorageSettings.from_env({"COMFYPACK_S3_BUCKET": "b", "COMFYPACK_S3_PREFIX": "svc/a",
-                                  "COMFYPACK_S3_URL_EXPIRES": "60"})
+    s = StorageSettings.from_env(
+        {
+            "COMFYPACK_S3_BUCKET": "b",
+            "COMFYPACK_S3_PREFIX": "svc/a",
+            "COMFYPACK_S3_URL_EXPIRES": "60",
+        }
+    )
     assert (s.bucket, s.prefix, s.expires, s.modes, s.enabled) == ("b", "svc/a", 60, ("url",), True)
-    assert StorageSettings.from_env({}).modes == ("inline",) and not StorageSettings.from_env({}).enabled
+    assert (
+        StorageSettings.from_env({}).modes == ("inline",)
+        and not StorageSettings.from_env({}).enabled
+    )
     both = StorageSettings.from_env({"COMFYPACK_S3_BUCKET": "b", "COMFYPACK_OUTPUTS": "inline,url"})
     assert both.modes == ("inline", "url")
-    for bad in ({"COMFYPACK_OUTPUTS": "url"},  # no bucket
-                {"COMFYPACK_S3_BUCKET": "b", "COMFYPACK_OUTPUTS": "ftp"},
-                {"COMFYPACK_S3_BUCKET": "b", "COMFYPACK_S3_URL_EXPIRES": "-1"},
-                {"COMFYPACK_S3_BUCKET": "b", "COMFYPACK_S3_URL_EXPIRES": str(8 * 24 * 3600)},
-                {"COMFYPACK_S3_BUCKET": "b", "COMFYPACK_S3_PREFIX": "../x"}):
+    for bad in (
+        {"COMFYPACK_OUTPUTS": "url"},  # no bucket
+        {"COMFYPACK_S3_BUCKET": "b", "COMFYPACK_OUTPUTS": "ftp"},
+        {"COMFYPACK_S3_BUCKET": "b", "COMFYPACK_S3_URL_EXPIRES": "-1"},
+        {"COMFYPACK_S3_BUCKET": "b", "COMFYPACK_S3_URL_EXPIRES": str(8 * 24 * 3600)},
+        {"COMFYPACK_S3_BUCKET": "b", "COMFYPACK_S3_PREFIX": "../x"},
+    ):
         with pytest.raises(ComfyPackError):
             StorageSettings.from_env(bad)
 
@@ -66,23 +76,31 @@ def test_per_request_choice_only_among_what_is_enabled() -> None:
 
 
 def _result() -> RunOutput:
-    files = [OutputFile(b"\x89PNG first" * 50, "image/png", "out_00001_.png"),
-             OutputFile(b"\x89PNG second" * 50, "image/png", "out_00002_.png")]
+    files = [
+        OutputFile(b"\x89PNG first" * 50, "image/png", "out_00001_.png"),
+        OutputFile(b"\x89PNG second" * 50, "image/png", "out_00002_.png"),
+    ]
     wav = OutputFile(b"RIFF....WAVE" * 20, "audio/wav", "sound.wav")
     return RunOutput("p1", {"images": files, "sound": [wav], "caption": ["hello"]}, {}, {"seed": 7})
 
 
-def test_every_file_lands_in_the_bucket_and_its_signed_url_downloads_the_same_bytes(aws_env: S3Server) -> None:
-    store = OutputStore(StorageSettings(bucket="outputs", prefix="svc", expires=120, modes=("url",)))
+def test_every_file_lands_in_the_bucket_and_its_signed_url_downloads_the_same_bytes(
+    aws_env: S3Server,
+) -> None:
+    store = OutputStore(
+        StorageSettings(bucket="outputs", prefix="svc", expires=120, modes=("url",))
+    )
     store.check()
     result = _result()
     urls = asyncio.run(store.store(result, "job-42", job_prefix("team-a")))
     answer = result.to_json(urls)
     assert answer["caption"] == "hello" and answer["seeds"] == {"seed": 7}
     assert isinstance(answer["images"], list) and len(answer["images"]) == 2
-    expected = {"svc/team-a/job-42/images/out_00001_.png": result.outputs["images"][0],
-                "svc/team-a/job-42/images/1-out_00002_.png": result.outputs["images"][1],
-                "svc/team-a/job-42/sound/sound.wav": result.outputs["sound"][0]}
+    expected = {
+        "svc/team-a/job-42/images/out_00001_.png": result.outputs["images"][0],
+        "svc/team-a/job-42/images/1-out_00002_.png": result.outputs["images"][1],
+        "svc/team-a/job-42/sound/sound.wav": result.outputs["sound"][0],
+    }
     client = aws_env.client()
     listed = client.list_objects_v2(Bucket="outputs", Prefix="svc/team-a/job-42/")  # type: ignore[attr-defined]
     assert sorted(o["Key"] for o in listed["Contents"]) == sorted(expected)
@@ -90,7 +108,9 @@ def test_every_file_lands_in_the_bucket_and_its_signed_url_downloads_the_same_by
         parts = urlsplit(url)
         assert parts.path == f"/outputs/{key}" and url.startswith(aws_env.url)
         query = parse_qs(parts.query)
-        assert query["X-Amz-Expires"] == ["120"] and query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+        assert query["X-Amz-Expires"] == ["120"] and query["X-Amz-Algorithm"] == [
+            "AWS4-HMAC-SHA256"
+        ]
         assert "X-Amz-Signature" in query
         got = httpx.get(url, timeout=10)  # no credentials: the URL carries them
         assert got.status_code == 200 and got.content == f.data
@@ -115,8 +135,9 @@ def test_an_unreachable_bucket_is_a_clear_error(aws_env: S3Server) -> None:
     assert "NoSuchBucket" in e.value.message and "Signature" not in e.value.message
 
 
-def test_the_endpoint_setting_wins_over_the_environment(s3: S3Server, monkeypatch: pytest.MonkeyPatch,
-                                                        tmp_path: Path) -> None:
+def test_the_endpoint_setting_wins_over_the_environment(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     for k, v in s3.env().items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there

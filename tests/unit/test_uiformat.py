@@ -30,7 +30,9 @@ from comfypack.uiformat import (
 
 from ._helpers import EXAMPLE_NAMES, example
 
-OBJECT_INFO: dict[str, Any] = json.loads((Path(__file__).parent / "data" / "object_info.json").read_text())
+OBJECT_INFO: dict[str, Any] = json.loads(
+    (Path(__file__).parent / "data" / "object_info.json").read_text()
+)
 
 
 class Graph:
@@ -42,12 +44,30 @@ class Graph:
         self.extra: dict[str, Any] = {}
         self.subgraphs: list[dict[str, Any]] = []
 
-    def node(self, node_id: int, ntype: str, widgets: list[Any] | None = None, *, mode: int = 0,
-             title: str | None = None, outputs: list[str] = (), **extra: Any) -> dict[str, Any]:
-        node: dict[str, Any] = {"id": node_id, "type": ntype, "pos": [0, 0], "size": [100, 100], "flags": {},
-                                "order": len(self.nodes), "mode": mode, "inputs": [],
-                                "outputs": [{"name": t, "type": t, "links": []} for t in outputs],
-                                "properties": {}, **extra}
+    def node(
+        self,
+        node_id: int,
+        ntype: str,
+        widgets: list[Any] | None = None,
+        *,
+        mode: int = 0,
+        title: str | None = None,
+        outputs: list[str] = (),
+        **extra: Any,
+    ) -> dict[str, Any]:
+        node: dict[str, Any] = {
+            "id": node_id,
+            "type": ntype,
+            "pos": [0, 0],
+            "size": [100, 100],
+            "flags": {},
+            "order": len(self.nodes),
+            "mode": mode,
+            "inputs": [],
+            "outputs": [{"name": t, "type": t, "links": []} for t in outputs],
+            "properties": {},
+            **extra,
+        }
         if widgets is not None:
             node["widgets_values"] = widgets
         if title:
@@ -58,7 +78,9 @@ class Graph:
     def _get(self, node_id: int) -> dict[str, Any]:
         return next(n for n in self.nodes if n["id"] == node_id)
 
-    def link(self, src: int, slot: int, dst: int, name: str, ltype: str, *, widget: bool = False) -> int:
+    def link(
+        self, src: int, slot: int, dst: int, name: str, ltype: str, *, widget: bool = False
+    ) -> int:
         link_id = len(self.links) + 1
         source, target = self._get(src), self._get(dst)
         while len(source["outputs"]) <= slot:
@@ -75,9 +97,16 @@ class Graph:
         return link_id
 
     def ui(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"last_node_id": max([n["id"] for n in self.nodes], default=0),
-                               "last_link_id": len(self.links), "nodes": self.nodes, "links": self.links,
-                               "groups": [], "config": {}, "extra": self.extra, "version": 0.4}
+        out: dict[str, Any] = {
+            "last_node_id": max([n["id"] for n in self.nodes], default=0),
+            "last_link_id": len(self.links),
+            "nodes": self.nodes,
+            "links": self.links,
+            "groups": [],
+            "config": {},
+            "extra": self.extra,
+            "version": 0.4,
+        }
         if self.subgraphs:
             out["definitions"] = {"subgraphs": self.subgraphs}
         return out
@@ -97,7 +126,12 @@ def ksampler_graph(seed_widgets: list[Any] | None = None) -> Graph:
     g.node(1, "CheckpointLoaderSimple", ["sd15.safetensors"], outputs=["MODEL", "CLIP", "VAE"])
     g.node(2, "CLIPTextEncode", ["a cat"], outputs=["CONDITIONING"])
     g.node(3, "EmptyLatentImage", [512, 512, 1], outputs=["LATENT"])
-    g.node(4, "KSampler", seed_widgets or [42, "randomize", 20, 7.5, "euler", "normal", 1.0], outputs=["LATENT"])
+    g.node(
+        4,
+        "KSampler",
+        seed_widgets or [42, "randomize", 20, 7.5, "euler", "normal", 1.0],
+        outputs=["LATENT"],
+    )
     g.link(1, 1, 2, "clip", "CLIP")
     g.link(1, 0, 4, "model", "MODEL")
     g.link(2, 0, 4, "positive", "CONDITIONING")
@@ -121,8 +155,17 @@ def test_is_ui_format():
 def test_widgets_values_map_onto_named_inputs_skipping_control_after_generate():
     out = conv(ksampler_graph())
     assert out["4"]["inputs"] == {
-        "seed": 42, "steps": 20, "cfg": 7.5, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
-        "model": ["1", 0], "positive": ["2", 0], "negative": ["2", 0], "latent_image": ["3", 0]}
+        "seed": 42,
+        "steps": 20,
+        "cfg": 7.5,
+        "sampler_name": "euler",
+        "scheduler": "normal",
+        "denoise": 1.0,
+        "model": ["1", 0],
+        "positive": ["2", 0],
+        "negative": ["2", 0],
+        "latent_image": ["3", 0],
+    }
     assert out["3"]["inputs"] == {"width": 512, "height": 512, "batch_size": 1}
     assert out["1"]["inputs"] == {"ckpt_name": "sd15.safetensors"}
 
@@ -138,7 +181,12 @@ def test_v3_combo_with_control_after_generate_takes_three_slots():
     g = g_v3_controls()
     out = conv(g)
     assert out["1"]["inputs"] == {"value": 7}
-    assert out["2"]["inputs"] == {"name": "mode", "description": "", "options": "a\nb", "default": "b"}
+    assert out["2"]["inputs"] == {
+        "name": "mode",
+        "description": "",
+        "options": "a\nb",
+        "default": "b",
+    }
 
 
 def g_uploads() -> Graph:
@@ -196,13 +244,23 @@ def g_optional() -> Graph:
 
 def test_optional_inputs_follow_required_ones():
     g = g_optional()
-    assert conv(g)["2"]["inputs"] == {"x": 3, "y": 4, "resize_source": True,
-                                      "destination": ["1", 0], "source": ["1", 0]}
+    assert conv(g)["2"]["inputs"] == {
+        "x": 3,
+        "y": 4,
+        "resize_source": True,
+        "destination": ["1", 0],
+        "source": ["1", 0],
+    }
 
 
 def test_string_with_dynamic_prompts_loses_comments_and_picks_a_choice():
     g = Graph()
-    g.node(1, "CLIPTextEncode", ["a {red|blue} cat // not this\n/* nor */ sitting"], outputs=["CONDITIONING"])
+    g.node(
+        1,
+        "CLIPTextEncode",
+        ["a {red|blue} cat // not this\n/* nor */ sitting"],
+        outputs=["CONDITIONING"],
+    )
     text = conv(g, seed=1)["1"]["inputs"]["text"]
     assert text in ("a red cat \n sitting", "a blue cat \n sitting")
 
@@ -316,7 +374,9 @@ def g_bypass_no_match() -> Graph:
 
 def test_bypassed_node_without_a_matching_input_leaves_the_input_out():
     g = g_bypass_no_match()
-    assert conv(g) == {"2": {"inputs": {}, "class_type": "ImageInvert", "_meta": {"title": "Invert Image"}}}
+    assert conv(g) == {
+        "2": {"inputs": {}, "class_type": "ImageInvert", "_meta": {"title": "Invert Image"}}
+    }
 
 
 def g_muted() -> Graph:
@@ -373,20 +433,54 @@ def subgraph_graph(instance_widgets: list[Any], *, linked: bool) -> Graph:
     sid = "6a1c1b3e-0000-4000-8000-000000000001"
     inner = Graph()
     inner.node(5, "ImageBlur", [3, 2.0], outputs=["IMAGE"])
-    inner.nodes[0]["inputs"] = [{"name": "image", "type": "IMAGE", "link": 101},
-                                {"name": "blur_radius", "type": "INT", "widget": {"name": "blur_radius"}, "link": 102}]
+    inner.nodes[0]["inputs"] = [
+        {"name": "image", "type": "IMAGE", "link": 101},
+        {"name": "blur_radius", "type": "INT", "widget": {"name": "blur_radius"}, "link": 102},
+    ]
     inner.nodes[0]["outputs"][0]["links"] = [103]
     definition = {
-        "id": sid, "name": "Blur it", "nodes": inner.nodes,
-        "inputs": [{"id": "i1", "name": "image", "type": "IMAGE", "linkIds": [101]},
-                   {"id": "i2", "name": "radius", "type": "INT", "linkIds": [102]}],
+        "id": sid,
+        "name": "Blur it",
+        "nodes": inner.nodes,
+        "inputs": [
+            {"id": "i1", "name": "image", "type": "IMAGE", "linkIds": [101]},
+            {"id": "i2", "name": "radius", "type": "INT", "linkIds": [102]},
+        ],
         "outputs": [{"id": "o1", "name": "IMAGE", "type": "IMAGE", "linkIds": [103]}],
-        "links": [{"id": 101, "origin_id": -10, "origin_slot": 0, "target_id": 5, "target_slot": 0, "type": "IMAGE"},
-                  {"id": 102, "origin_id": -10, "origin_slot": 1, "target_id": 5, "target_slot": 1, "type": "INT"},
-                  {"id": 103, "origin_id": 5, "origin_slot": 0, "target_id": -20, "target_slot": 0, "type": "IMAGE"}],
+        "links": [
+            {
+                "id": 101,
+                "origin_id": -10,
+                "origin_slot": 0,
+                "target_id": 5,
+                "target_slot": 0,
+                "type": "IMAGE",
+            },
+            {
+                "id": 102,
+                "origin_id": -10,
+                "origin_slot": 1,
+                "target_id": 5,
+                "target_slot": 1,
+                "type": "INT",
+            },
+            {
+                "id": 103,
+                "origin_id": 5,
+                "origin_slot": 0,
+                "target_id": -20,
+                "target_slot": 0,
+                "type": "IMAGE",
+            },
+        ],
         "inputNode": {"id": -10, "bounding": [-200, 0, 120, 60]},
         "outputNode": {"id": -20, "bounding": [400, 0, 120, 60]},
-        "version": 1, "revision": 0, "config": {}, "widgets": [], "groups": [], "extra": {},
+        "version": 1,
+        "revision": 0,
+        "config": {},
+        "widgets": [],
+        "groups": [],
+        "extra": {},
         "state": {"lastGroupId": 0, "lastNodeId": 5, "lastLinkId": 103, "lastRerouteId": 0},
     }
     g = Graph()
@@ -404,10 +498,19 @@ def subgraph_graph(instance_widgets: list[Any], *, linked: bool) -> Graph:
 
 #: Hand-written graphs that tests/browser also runs through the real frontend.
 SCENARIOS = {
-    "ksampler": ksampler_graph, "v3_controls": g_v3_controls, "uploads": g_uploads,
-    "widget_socket": g_widget_socket, "optional": g_optional, "text_replacements": g_text_replacements,
-    "titles": g_titles, "primitive": g_primitive, "reroutes": g_reroutes, "bypass": g_bypass,
-    "bypass_no_match": g_bypass_no_match, "muted": g_muted, "bypass_types": g_bypass_types,
+    "ksampler": ksampler_graph,
+    "v3_controls": g_v3_controls,
+    "uploads": g_uploads,
+    "widget_socket": g_widget_socket,
+    "optional": g_optional,
+    "text_replacements": g_text_replacements,
+    "titles": g_titles,
+    "primitive": g_primitive,
+    "reroutes": g_reroutes,
+    "bypass": g_bypass,
+    "bypass_no_match": g_bypass_no_match,
+    "muted": g_muted,
+    "bypass_types": g_bypass_types,
     "subgraph": lambda: subgraph_graph([9], linked=False),
     "subgraph_linked": lambda: subgraph_graph([9], linked=True),
 }
@@ -419,7 +522,8 @@ SCENARIOS = {
 # tests/browser checks it is current). tests/browser runs SCENARIOS_CURRENT through both frontends.
 
 OBJECT_INFO_CURRENT: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "data" / "object_info_0.28.2.json").read_text())
+    (Path(__file__).parent / "data" / "object_info_0.28.2.json").read_text()
+)
 CURRENT = "1.45.21"
 
 
@@ -431,7 +535,12 @@ def conv_current(g: Graph, **kw: Any) -> dict[str, Any]:
 def g_dynamic_combo() -> Graph:
     g = Graph()
     g.node(1, "EmptyImage", [64, 32, 1, 0], outputs=["IMAGE"])
-    g.node(2, "ResizeImageMaskNode", ["scale dimensions", 300, 200, "disabled", "area"], outputs=["IMAGE"])
+    g.node(
+        2,
+        "ResizeImageMaskNode",
+        ["scale dimensions", 300, 200, "disabled", "area"],
+        outputs=["IMAGE"],
+    )
     g.node(3, "PrimitiveInt", [48, "fixed"], outputs=["INT"])
     g.node(4, "ResizeImageMaskNode", ["scale by multiplier", 1.5, "bicubic"], outputs=["IMAGE"])
     g.link(1, 0, 2, "input", "IMAGE")
@@ -442,12 +551,21 @@ def g_dynamic_combo() -> Graph:
 
 def test_dynamic_combo_brings_the_chosen_options_widgets_named_after_it():
     out = conv_current(g_dynamic_combo())
-    assert out["2"]["inputs"] == {"resize_type": "scale dimensions", "resize_type.width": ["3", 0],
-                                  "resize_type.height": 200, "resize_type.crop": "disabled",
-                                  "scale_method": "area", "input": ["1", 0]}
+    assert out["2"]["inputs"] == {
+        "resize_type": "scale dimensions",
+        "resize_type.width": ["3", 0],
+        "resize_type.height": 200,
+        "resize_type.crop": "disabled",
+        "scale_method": "area",
+        "input": ["1", 0],
+    }
     # another option, other widgets: the later widget still gets its own value
-    assert out["4"]["inputs"] == {"resize_type": "scale by multiplier", "resize_type.multiplier": 1.5,
-                                  "scale_method": "bicubic", "input": ["1", 0]}
+    assert out["4"]["inputs"] == {
+        "resize_type": "scale by multiplier",
+        "resize_type.multiplier": 1.5,
+        "scale_method": "bicubic",
+        "input": ["1", 0],
+    }
 
 
 def g_muted_current() -> Graph:
@@ -476,7 +594,13 @@ def test_list_widget_values_are_wrapped_and_frontend_widgets_are_sent():
     out = conv_current(g_list_values())
     assert out["2"]["inputs"] == {"compare_view": {"__value__": ["", ""]}, "image_a": ["1", 0]}
     # the Custom Combo extension: one widget per saved option, and the index
-    assert out["3"]["inputs"] == {"choice": "b", "index": 1, "option1": "a", "option2": "b", "option3": ""}
+    assert out["3"]["inputs"] == {
+        "choice": "b",
+        "index": 1,
+        "option1": "a",
+        "option2": "b",
+        "option3": "",
+    }
     assert conv_current(g_list_values(), frontend="1.32.9")["2"]["inputs"] == {"image_a": ["1", 0]}
 
 
@@ -560,7 +684,11 @@ def test_newer_frontends_send_each_subgraph_instances_own_inner_widget_values():
     out = conv_current(g_inner_proxies(), frontend="1.58.1")
     assert out["10:5"]["inputs"] == {"blur_radius": None, "sigma": 0.5, "image": ["1", 0]}
     assert out["11:5"]["inputs"] == {"blur_radius": 7, "sigma": None, "image": ["1", 0]}
-    assert out["12:5"]["inputs"] == {"blur_radius": 3, "sigma": 2.0, "image": ["1", 0]}  # none saved
+    assert out["12:5"]["inputs"] == {
+        "blur_radius": 3,
+        "sigma": 2.0,
+        "image": ["1", 0],
+    }  # none saved
     assert out["13:5"]["inputs"] == {"blur_radius": 4, "sigma": 2.0, "image": ["1", 0]}
     # 1.45.21 sends the inner node's values
     older = conv_current(g_inner_proxies())
@@ -570,9 +698,13 @@ def test_newer_frontends_send_each_subgraph_instances_own_inner_widget_values():
 #: Hand-written graphs for the current ComfyUI line that tests/browser also runs through the real
 #: frontends (1.45.21 and 1.58.1).
 SCENARIOS_CURRENT = {
-    "dynamic_combo": g_dynamic_combo, "muted_current": g_muted_current, "list_values": g_list_values,
-    "subgraph_ids": g_subgraph_ids, "subgraph_muted": lambda: g_subgraph_ids(mode=2),
-    "subgraph_bypassed": lambda: g_subgraph_ids(mode=4), "inner_proxies": g_inner_proxies,
+    "dynamic_combo": g_dynamic_combo,
+    "muted_current": g_muted_current,
+    "list_values": g_list_values,
+    "subgraph_ids": g_subgraph_ids,
+    "subgraph_muted": lambda: g_subgraph_ids(mode=2),
+    "subgraph_bypassed": lambda: g_subgraph_ids(mode=4),
+    "inner_proxies": g_inner_proxies,
     "promoted_values": lambda: subgraph_graph([9], linked=False),
 }
 
@@ -604,7 +736,10 @@ def test_missing_node_types_are_one_error_listing_them():
     with pytest.raises(WorkflowError) as info:
         convert(g.ui(), OBJECT_INFO, providers={"FancyLoader": "comfyui-fancy"})
     assert "2 node type(s)" in info.value.message
-    assert "FancyLoader (from comfyui-fancy)" in info.value.message and "FancySaver" in info.value.message
+    assert (
+        "FancyLoader (from comfyui-fancy)" in info.value.message
+        and "FancySaver" in info.value.message
+    )
     assert info.value.details == {"missing_node_types": ["FancyLoader", "FancySaver"]}
     assert missing_node_types(g.ui(), OBJECT_INFO) == ["FancyLoader", "FancySaver"]
 
@@ -630,7 +765,9 @@ def test_broken_links_are_a_workflow_error():
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_every_example_ui_workflow_converts_to_its_api_workflow(name):
     ui_path = example(name).with_name("workflow.json")
-    assert convert(json.loads(ui_path.read_text()), OBJECT_INFO) == json.loads(example(name).read_text())
+    assert convert(json.loads(ui_path.read_text()), OBJECT_INFO) == json.loads(
+        example(name).read_text()
+    )
 
 
 def test_load_any_workflow_takes_either_format(monkeypatch):
@@ -650,9 +787,13 @@ def test_load_any_workflow_asks_the_given_comfyui_for_definitions(monkeypatch):
     import comfypack.objectinfo as objectinfo
 
     asked: list[Any] = []
-    monkeypatch.setattr(objectinfo, "object_info_for", lambda src, **k: asked.append(src) or OBJECT_INFO)
+    monkeypatch.setattr(
+        objectinfo, "object_info_for", lambda src, **k: asked.append(src) or OBJECT_INFO
+    )
     ui_path = example("text_tools").with_name("workflow.json")
-    assert load_any_workflow(ui_path, comfyui_url="http://127.0.0.1:1") == json.loads(example("text_tools").read_text())
+    assert load_any_workflow(ui_path, comfyui_url="http://127.0.0.1:1") == json.loads(
+        example("text_tools").read_text()
+    )
     assert asked == ["http://127.0.0.1:1"]
 
 
@@ -676,26 +817,78 @@ def fake_comfyui(system: dict[str, Any]) -> Iterator[str]:
         yield url
 
 
-@pytest.mark.parametrize(("system", "expected"), [
-    # ComfyUI 0.28.2: the installed package is reported (it wins over the pin)
-    ({"comfyui_version": "0.28.2", "required_frontend_version": "1.45.20", "argv": ["main.py"],
-      "comfy_package_versions": [{"name": "comfyui-workflow-templates", "installed": "0.9.1", "required": "0.9.1"},
-                                 {"name": "comfyui-frontend-package", "installed": "1.45.21", "required": "1.45.20"}]},
-     "1.45.21"),
-    # ComfyUI 0.3.75 reports only what it pins
-    ({"comfyui_version": "0.3.75", "required_frontend_version": "1.32.9", "argv": ["main.py", "--cpu"]}, "1.32.9"),
-    # started with another frontend: that one, whatever is installed
-    ({"required_frontend_version": "1.45.20", "argv": ["main.py", "--front-end-root", "/w/.cache/frontends/1.58.1"],
-      "comfy_package_versions": [{"name": "comfyui-frontend-package", "installed": "1.45.21"}]}, "1.58.1"),
-    ({"required_frontend_version": "1.32.9",
-      "argv": ["main.py", "--front-end-version=Comfy-Org/ComfyUI_frontend@v1.40.2"]}, "1.40.2"),
-    # a frontend whose version cannot be told (a local build, "latest"): the newest
-    ({"required_frontend_version": "1.45.20", "argv": ["main.py", "--front-end-root", "/home/me/frontend/dist/"]}, None),
-    ({"required_frontend_version": "1.45.20", "argv": ["main.py", "--front-end-version", "Comfy-Org/ComfyUI_frontend@latest"]},
-     None),
-    ({"comfyui_version": "0.1.0"}, None),
-])
-def test_frontend_version_a_running_comfyui_serves(system: dict[str, Any], expected: str | None) -> None:
+@pytest.mark.parametrize(
+    ("system", "expected"),
+    [
+        # ComfyUI 0.28.2: the installed package is reported (it wins over the pin)
+        (
+            {
+                "comfyui_version": "0.28.2",
+                "required_frontend_version": "1.45.20",
+                "argv": ["main.py"],
+                "comfy_package_versions": [
+                    {
+                        "name": "comfyui-workflow-templates",
+                        "installed": "0.9.1",
+                        "required": "0.9.1",
+                    },
+                    {
+                        "name": "comfyui-frontend-package",
+                        "installed": "1.45.21",
+                        "required": "1.45.20",
+                    },
+                ],
+            },
+            "1.45.21",
+        ),
+        # ComfyUI 0.3.75 reports only what it pins
+        (
+            {
+                "comfyui_version": "0.3.75",
+                "required_frontend_version": "1.32.9",
+                "argv": ["main.py", "--cpu"],
+            },
+            "1.32.9",
+        ),
+        # started with another frontend: that one, whatever is installed
+        (
+            {
+                "required_frontend_version": "1.45.20",
+                "argv": ["main.py", "--front-end-root", "/w/.cache/frontends/1.58.1"],
+                "comfy_package_versions": [
+                    {"name": "comfyui-frontend-package", "installed": "1.45.21"}
+                ],
+            },
+            "1.58.1",
+        ),
+        (
+            {
+                "required_frontend_version": "1.32.9",
+                "argv": ["main.py", "--front-end-version=Comfy-Org/ComfyUI_frontend@v1.40.2"],
+            },
+            "1.40.2",
+        ),
+        # a frontend whose version cannot be told (a local build, "latest"): the newest
+        (
+            {
+                "required_frontend_version": "1.45.20",
+                "argv": ["main.py", "--front-end-root", "/home/me/frontend/dist/"],
+            },
+            None,
+        ),
+        (
+            {
+                "required_frontend_version": "1.45.20",
+                "argv": ["main.py", "--front-end-version", "Comfy-Org/ComfyUI_frontend@latest"],
+            },
+            None,
+        ),
+        ({"comfyui_version": "0.1.0"}, None),
+    ],
+)
+def test_frontend_version_a_running_comfyui_serves(
+    system: dict[str, Any], expected: str | None
+) -> None:
     from comfypack.objectinfo import frontend_version_for
 
     with fake_comfyui(system) as url:
@@ -726,9 +919,13 @@ def test_frontend_version_of_a_tree_is_the_package_its_interpreter_has(tmp_path:
 
     tree = tmp_path / "ComfyUI"
     tree.mkdir()
-    newer = _interpreter(tmp_path, "python-current", 'case "$2" in *comfyui-frontend-package*) echo 1.45.21;; esac')
+    newer = _interpreter(
+        tmp_path, "python-current", 'case "$2" in *comfyui-frontend-package*) echo 1.45.21;; esac'
+    )
     assert frontend_version_for(tree, python=newer) == "1.45.21"
-    (tree / "requirements.txt").write_text("comfyui-frontend-package==1.32.9\ncomfyui-workflow-templates==0.7.25\n")
+    (tree / "requirements.txt").write_text(
+        "comfyui-frontend-package==1.32.9\ncomfyui-workflow-templates==0.7.25\n"
+    )
     broken = _interpreter(tmp_path, "python-broken", "exit 1")
     assert frontend_version_for(tree, python=broken) == "1.32.9"
     without = _interpreter(tmp_path, "python-bare", "exit 0")  # the package is not installed there
@@ -744,7 +941,9 @@ def test_frontend_version_of_a_tree_is_the_package_its_interpreter_has(tmp_path:
     assert frontend_version_for(tree) == mine
 
 
-def test_load_any_workflow_mirrors_the_frontend_that_comfyui_serves(monkeypatch, tmp_path: Path) -> None:
+def test_load_any_workflow_mirrors_the_frontend_that_comfyui_serves(
+    monkeypatch, tmp_path: Path
+) -> None:
     """A muted node feeding a widget: frontend 1.32.9 drops the input, newer ones keep the widget's
     value. load_any_workflow converts as the frontend of the ComfyUI it reads definitions from."""
     import comfypack.objectinfo as objectinfo
@@ -752,17 +951,27 @@ def test_load_any_workflow_mirrors_the_frontend_that_comfyui_serves(monkeypatch,
     monkeypatch.setattr(objectinfo, "object_info_for", lambda src, **k: OBJECT_INFO_CURRENT)
     ui = g_muted_current().ui()
     for served, width in (("1.32.9", None), ("1.45.21", 64)):
-        system = {"required_frontend_version": "1.30.0", "argv": ["main.py"],
-                  "comfy_package_versions": [{"name": "comfyui-frontend-package", "installed": served}]}
+        system = {
+            "required_frontend_version": "1.30.0",
+            "argv": ["main.py"],
+            "comfy_package_versions": [{"name": "comfyui-frontend-package", "installed": served}],
+        }
         with fake_comfyui(system) as url:
-            assert load_any_workflow(ui, comfyui_url=url)["2"]["inputs"].get("width") == width, served
+            assert load_any_workflow(ui, comfyui_url=url)["2"]["inputs"].get("width") == width, (
+                served
+            )
     # a tree: the package installed in the interpreter that runs it
     old = _interpreter(tmp_path, "python-0.3.75", "echo 1.32.9")
     assert "width" not in load_any_workflow(ui, comfyui_dir=tmp_path, python=old)["2"]["inputs"]
     new = _interpreter(tmp_path, "python-0.28.2", "echo 1.45.21")
     assert load_any_workflow(ui, comfyui_dir=tmp_path, python=new)["2"]["inputs"]["width"] == 64
     # said outright; unknown: the newest
-    assert "width" not in load_any_workflow(ui, comfyui_dir=tmp_path, python=new, frontend="1.32.9")["2"]["inputs"]
+    assert (
+        "width"
+        not in load_any_workflow(ui, comfyui_dir=tmp_path, python=new, frontend="1.32.9")["2"][
+            "inputs"
+        ]
+    )
     broken = _interpreter(tmp_path, "python-broken", "exit 1")
     assert load_any_workflow(ui, comfyui_dir=tmp_path, python=broken)["2"]["inputs"]["width"] == 64
 
@@ -778,7 +987,9 @@ def test_load_any_workflow_errors_name_the_file(tmp_path):
     g.link(1, 0, 2, "images", "IMAGE")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(g.ui()))
-    with pytest.raises(WorkflowError, match=r"bad.json: the workflow uses 1 node type\(s\).*FancyLoader"):
+    with pytest.raises(
+        WorkflowError, match=r"bad.json: the workflow uses 1 node type\(s\).*FancyLoader"
+    ):
         load_any_workflow(bad, object_info=OBJECT_INFO)
 
 
@@ -795,8 +1006,11 @@ def test_cli_inspect_takes_a_ui_workflow(monkeypatch, name):
     monkeypatch.setattr(objectinfo, "object_info_for", lambda src, **k: OBJECT_INFO)
     runner = CliRunner()
     api = runner.invoke(cli, ["inspect", "--json", str(example(name))], catch_exceptions=False)
-    ui = runner.invoke(cli, ["inspect", "--json", str(example(name).with_name("workflow.json"))],
-                       catch_exceptions=False)
+    ui = runner.invoke(
+        cli,
+        ["inspect", "--json", str(example(name).with_name("workflow.json"))],
+        catch_exceptions=False,
+    )
     assert ui.exit_code == 0, ui.output
     assert json.loads(ui.stdout) == json.loads(api.stdout)
 
@@ -816,8 +1030,11 @@ def test_cli_serve_hands_the_service_the_converted_api_file(monkeypatch, tmp_pat
 
     monkeypatch.setattr(cli_module.os, "execve", fake_execve)
     ui_path = example("image_adjust").with_name("workflow.json")
-    result = CliRunner().invoke(cli_module.cli, ["serve", str(ui_path), "--comfyui-url", "http://127.0.0.1:1"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli_module.cli,
+        ["serve", str(ui_path), "--comfyui-url", "http://127.0.0.1:1"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     served = Path(seen["env"]["COMFYPACK_WORKFLOW"])
     assert served.name == "workflow_api.json" and served.parent.name == "image_adjust"

@@ -89,31 +89,74 @@ def refused(url: str, policy: UrlPolicy | None = None, **kw: Any) -> InputFetchE
 LOOPBACK_ONLY = UrlPolicy(*UrlPolicy.parse_allow("127.0.0.1"))
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
-    "100.64.0.1", "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255", "192.0.2.1",
-    "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
-    "::ffff:169.254.169.254", "2002:7f00:1::1", "2002:a9fe:a9fe::1", "64:ff9b::a00:1",
-    "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:db8::1", "::127.0.0.1",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.8.9.10",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "0.0.0.0",
+        "100.64.0.1",
+        "224.0.0.1",
+        "239.255.255.250",
+        "240.0.0.1",
+        "255.255.255.255",
+        "192.0.2.1",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "fd12:3456::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "::ffff:169.254.169.254",
+        "2002:7f00:1::1",
+        "2002:a9fe:a9fe::1",
+        "64:ff9b::a00:1",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+        "2001:db8::1",
+        "::127.0.0.1",
+    ],
+)
 def test_non_public_addresses(address: str) -> None:
     assert address_problem(ipaddress.ip_address(address)) is not None
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111",
-                                     "::ffff:8.8.8.8", "2002:808:808::1", "64:ff9b::808:808"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "93.184.216.34",
+        "8.8.8.8",
+        "2606:4700:4700::1111",
+        "::ffff:8.8.8.8",
+        "2002:808:808::1",
+        "64:ff9b::808:808",
+    ],
+)
 def test_public_addresses(address: str) -> None:
     assert address_problem(ipaddress.ip_address(address)) is None
 
 
 def test_every_way_of_naming_this_machine_is_refused_before_connecting(port: int) -> None:
     _Handler.hits.clear()
-    for url in [f"http://127.0.0.1:{port}/pic.png", f"http://localhost:{port}/pic.png",
-                f"http://2130706433:{port}/pic.png", f"http://0x7f.1:{port}/pic.png",
-                f"http://0.0.0.0:{port}/pic.png", f"http://user@127.0.0.1:{port}/pic.png",
-                f"http://user:pw@localhost:{port}/pic.png", f"http://[::1]:{port}/pic.png",
-                f"http://[::ffff:127.0.0.1]:{port}/pic.png", f"http://127.1:{port}/pic.png",
-                "http://169.254.169.254/latest/meta-data/", "http://[fd00::1]/x"]:
+    for url in [
+        f"http://127.0.0.1:{port}/pic.png",
+        f"http://localhost:{port}/pic.png",
+        f"http://2130706433:{port}/pic.png",
+        f"http://0x7f.1:{port}/pic.png",
+        f"http://0.0.0.0:{port}/pic.png",
+        f"http://user@127.0.0.1:{port}/pic.png",
+        f"http://user:pw@localhost:{port}/pic.png",
+        f"http://[::1]:{port}/pic.png",
+        f"http://[::ffff:127.0.0.1]:{port}/pic.png",
+        f"http://127.1:{port}/pic.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00::1]/x",
+    ]:
         err = refused(url)
         assert "public addresses" in err.message, (url, err.message)
         assert "user" not in err.message and "pw" not in err.message
@@ -126,18 +169,25 @@ def test_the_allow_list_lets_an_operator_reach_internal_hosts(port: int) -> None
     assert fetch(f"http://localhost:{port}/pic.png", by_name) == PNG
     assert UrlPolicy.parse_allow(" 10.0.0.0/8; files.internal,.corp.example ,[::1]") == (
         (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")),
-        ("files.internal", ".corp.example"))
+        ("files.internal", ".corp.example"),
+    )
     assert UrlPolicy(allow_hosts=(".corp.example",)).host_allowed("a.b.corp.example")
     assert not UrlPolicy(allow_hosts=(".corp.example",)).host_allowed("corp.example.evil")
     with pytest.raises(ValueError, match="COMFYPACK_URL_ALLOW"):
         UrlPolicy.parse_allow("http://x/")
-    policy = UrlPolicy.from_env({"COMFYPACK_URL_ALLOW": "127.0.0.1/32", "COMFYPACK_URL_TIMEOUT": "7",
-                                 "COMFYPACK_URL_MAX_BYTES": "123"})
+    policy = UrlPolicy.from_env(
+        {
+            "COMFYPACK_URL_ALLOW": "127.0.0.1/32",
+            "COMFYPACK_URL_TIMEOUT": "7",
+            "COMFYPACK_URL_MAX_BYTES": "123",
+        }
+    )
     assert (policy.timeout, policy.max_bytes) == (7.0, 123)
 
 
 def test_every_redirect_hop_is_checked(port: int) -> None:
     """The first hop is allowed (by name); it redirects to 127.0.0.1, which is not."""
+
     async def dns(host: str, p: int) -> list[str]:
         return ["127.0.0.1"]
 
@@ -176,7 +226,9 @@ def test_one_answer_that_is_not_public_refuses_the_host(port: int) -> None:
 def test_one_deadline_for_the_whole_fetch(port: int) -> None:
     """A server that sends a byte every 0.3 s never trips a per-read timeout; the deadline holds."""
     started = time.monotonic()
-    err = refused(f"http://127.0.0.1:{port}/drip", UrlPolicy(LOOPBACK_ONLY.allow_networks, timeout=1.5))
+    err = refused(
+        f"http://127.0.0.1:{port}/drip", UrlPolicy(LOOPBACK_ONLY.allow_networks, timeout=1.5)
+    )
     took = time.monotonic() - started
     assert "longer than 1.5 s" in err.message
     assert took < 3.0, took
@@ -188,7 +240,9 @@ def test_the_size_cap_counts_the_whole_body(port: int) -> None:
     assert err.status == 413 and "larger than 50000 bytes" in err.message
 
 
-def test_proxies_from_the_environment_are_not_used(port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_proxies_from_the_environment_are_not_used(
+    port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     assert fetch(f"http://127.0.0.1:{port}/pic.png", LOOPBACK_ONLY) == PNG

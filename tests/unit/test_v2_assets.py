@@ -44,7 +44,9 @@ def test_uploads_dedupe_by_blake3_and_outputs_share_the_blob(tmp_path: Path) -> 
 def test_hash_mismatch_and_size_cap_leave_nothing(tmp_path: Path) -> None:
     s = store(tmp_path, max_asset_bytes=4)
     with pytest.raises(V2Error) as info:
-        s.add_stream(io.BytesIO(b"abc"), file_path="a", content_type=None, expected_hash="blake3:" + "0" * 64)
+        s.add_stream(
+            io.BytesIO(b"abc"), file_path="a", content_type=None, expected_hash="blake3:" + "0" * 64
+        )
     assert (info.value.status, info.value.code) == (409, "hash_mismatch")
     with pytest.raises(V2Error) as info:
         s.add_stream(io.BytesIO(b"abcdef"), file_path="a", content_type=None)
@@ -68,7 +70,10 @@ def test_expiry_pins_lru_and_restart(tmp_path: Path) -> None:
     with s.pin([a.id, c.id]), pytest.raises(V2Error) as info:
         s.add_stream(io.BytesIO(b"d" * 8), file_path="d", content_type=None)
     assert info.value.status == 507
-    assert {r.id for r in store(tmp_path, max_bytes=20)._records.values()} == {a.id, c.id}  # persisted
+    assert {r.id for r in store(tmp_path, max_bytes=20)._records.values()} == {
+        a.id,
+        c.id,
+    }  # persisted
 
 
 def test_from_path_reads_only_the_import_folder(tmp_path: Path) -> None:
@@ -81,11 +86,27 @@ def test_from_path_reads_only_the_import_folder(tmp_path: Path) -> None:
     os.symlink(tmp_path, imports / "up")
     s = store(tmp_path / "store", import_dir=imports)
     rec, new = s.from_path("sub/ok.png", file_path=None, content_type=None)
-    assert new and s.read(rec) == b"png!" and rec.file_path == "ok.png" and rec.content_type == "image/png"
+    assert (
+        new
+        and s.read(rec) == b"png!"
+        and rec.file_path == "ok.png"
+        and rec.content_type == "image/png"
+    )
     rec2, _ = s.from_path(str(imports / "sub" / "ok.png"), file_path=None, content_type=None)
     assert rec2.id == rec.id
-    for bad in ("../secret.txt", str(secret), "link.txt", "up/secret.txt", "sub", "", "nope", "a\x00b", 3,
-                "/etc/passwd", "/proc/self/environ"):
+    for bad in (
+        "../secret.txt",
+        str(secret),
+        "link.txt",
+        "up/secret.txt",
+        "sub",
+        "",
+        "nope",
+        "a\x00b",
+        3,
+        "/etc/passwd",
+        "/proc/self/environ",
+    ):
         with pytest.raises(V2Error) as info:
             s.from_path(bad, file_path=None, content_type=None)
         assert info.value.status in (404, 422) and info.value.details == {"field": "path"}, bad
@@ -111,7 +132,9 @@ def test_routes_without_an_engine(tmp_path: Path) -> None:
 
     from comfypack.v2 import V2Settings, create_app
 
-    app = Starlette(routes=[Mount("/api/v2", app=create_app(V2Settings(state_dir=tmp_path), lambda: None))])
+    app = Starlette(
+        routes=[Mount("/api/v2", app=create_app(V2Settings(state_dir=tmp_path), lambda: None))]
+    )
     c = TestClient(app)
     up = c.post("/api/v2/assets", files={"file": ("a.png", b"\x89PNG-ish", "image/png")})
     assert up.status_code == 201, up.text
@@ -119,7 +142,9 @@ def test_routes_without_an_engine(tmp_path: Path) -> None:
     assert asset["url"] == f"http://testserver/api/v2/assets/{asset['id']}/content"
     assert c.post("/api/v2/assets", files={"file": ("b.png", b"\x89PNG-ish")}).status_code == 200
     assert c.get(asset["url"], headers={"Range": "bytes=1-3"}).content == b"PNG"
-    assert c.post("/api/v2/assets/from-hash", json={"hash": asset["hash"]}).json()["id"] == asset["id"]
+    assert (
+        c.post("/api/v2/assets/from-hash", json={"hash": asset["hash"]}).json()["id"] == asset["id"]
+    )
     assert c.head(f"/api/v2/assets/by-hash/{asset['hash']}").status_code == 200
     r = c.post("/api/v2/assets", files={"file": ("c", b"x")}, data={"expected_hash": ""})
     assert r.status_code == 422 and r.json()["error"]["details"] == {"field": "expected_hash"}

@@ -15,7 +15,10 @@ from comfypack.workflow import load_workflow, parse_interface
 ROOT = Path(__file__).resolve().parents[2]
 ADJUST = load_workflow(ROOT / "examples" / "workflows" / "image_adjust" / "workflow_api.json")
 IFACE = parse_interface(ADJUST)
-REF = {"__type": "core/ASSET", "info": {"id": "8c4f2a57-3b51-4e0c-9a5e-0c1d2e3f4a5b", "file_path": "a.png"}}
+REF = {
+    "__type": "core/ASSET",
+    "info": {"id": "8c4f2a57-3b51-4e0c-9a5e-0c1d2e3f4a5b", "file_path": "a.png"},
+}
 
 
 def graph() -> dict:
@@ -78,8 +81,14 @@ def test_malformed_asset_references_and_shapes() -> None:
     g["1"]["inputs"]["image"] = {"__type": "core/ASSET", "info": {"file_path": "x"}}
     refused(g, "missing_asset")
     refused({"nodes": [], "links": [], "last_node_id": 1}, "workflow_format_ui")
-    for bad in ([], {}, "x", {"1": {"class_type": 3}}, {"1": {"class_type": "A", "inputs": []}},
-                {"x" * 65: {"class_type": "A", "inputs": {}}}):
+    for bad in (
+        [],
+        {},
+        "x",
+        {"1": {"class_type": 3}},
+        {"1": {"class_type": "A", "inputs": []}},
+        {"x" * 65: {"class_type": "A", "inputs": {}}},
+    ):
         refused(bad)
     with pytest.raises(V2Error, match="limit"):
         check_shape({str(i): {"class_type": "A", "inputs": {}} for i in range(5001)})

