@@ -258,6 +258,12 @@ def test_the_image_builds_serves_and_keeps_its_model_cache(tmp_path: Path) -> No
                     finally:
                         container.stop()
                     timings[run] = (ready - started, answered - started)
+                    # the workspace's model is a hard link of the cached, verified file (its
+                    # models folder is in the cache volume), not a copy made at every start
+                    (digest,) = [p.name.split(".")[0] for p in served.iterdir()]
+                    linked = cache / "workspaces" / plan_build(pack).pack_sha256[:16] / "models" / \
+                        "upscale_models" / MODEL
+                    assert os.path.samefile(linked, cache / "models" / "sha256" / digest)
                     if run == "empty cache":
                         assert len(_ModelSource.downloads) == 1
                         # honest while it downloads: not ready, and says why, while the source answers
@@ -299,6 +305,7 @@ def _check_manifests_match(cfg: dict[str, object], manifests: dict[str, dict[str
         assert image_env.get(e["name"]) == e["value"], e
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert mounts == set(cfg["Volumes"])  # type: ignore[arg-type]
+    assert not any(m.endswith("/comfyui/models") for m in mounts)  # a link into the cache volume
     assert image_env["COMFYPACK_HOME"] in mounts and image_env["HOME"].startswith("/tmp/")
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez"), ("startupProbe", "/livez")):
         assert c[probe]["httpGet"]["path"] == path and c[probe]["httpGet"]["port"] == "http"
