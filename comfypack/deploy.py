@@ -388,7 +388,8 @@ later starts (and other replicas on the same volume) find them there.
 
 ```bash
 {containerize_command}
-# (or: {build_command} && bentoml containerize {plan.tag}, where python:3.11-slim can be pulled)
+# (these manifests describe that image: user, port, volumes, start script; an image from
+#  `bentoml containerize {plan.tag}` writes elsewhere and needs --writable-root)
 {push}kubectl apply{ns} -f {out_dir}
 kubectl rollout status{ns} deployment/{name}
 kubectl port-forward{ns} service/{name} {_PORT}:{_PORT}   # then http://127.0.0.1:{_PORT}/docs

@@ -170,8 +170,8 @@ def test_kubernetes_manifests_validate_against_the_kubernetes_schemas(pack, tmp_
 
     readme = (out / "README.md").read_text()
     tag = plan_build(pack, BuildOptions(gpu=1)).tag
-    assert f"bentoml containerize {tag}" in readme
-    assert f"comfypack build {pack} --name my_flow --gpu 1" in readme
+    assert f"comfypack containerize {pack} --name my_flow --gpu 1 -t {tag}" in readme
+    assert f"bentoml containerize {tag}` writes elsewhere and needs --writable-root" in readme
     assert "docker push registry.example.com/my_flow:1" in readme
     assert f"kubectl apply -n ml -f {out}" in readme
 
