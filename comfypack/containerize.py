@@ -81,10 +81,24 @@ _INDEX_ENV_IN_BUILD = "/run/comfypack-index.env"
 _CA_IN_BUILD = "/run/comfypack-ca.pem"
 _CERT_VARS = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "UV_CERT")  # UV_CERT: not uv's
 #: index settings passed as build arguments (uv reads the UV_* ones, pip the PIP_* ones)
-_INDEX_ARGS = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS",
-               "UV_INDEX_STRATEGY", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS",
-               "PIP_TRUSTED_HOST", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
-               "https_proxy", "no_proxy")
+_INDEX_ARGS = (
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX",
+    "UV_INDEX_URL",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_INDEX_STRATEGY",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_TRUSTED_HOST",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -97,8 +111,16 @@ class ImageConfig:
 
     uid: int = IMAGE_UID
     port: int = IMAGE_PORT
-    entrypoint: tuple[str, ...] = ("/usr/bin/tini", "--", START_SCRIPT, f"{VENV_PATH}/bin/python", "-m",
-                                   "bentoml", "serve", BENTO_PATH)
+    entrypoint: tuple[str, ...] = (
+        "/usr/bin/tini",
+        "--",
+        START_SCRIPT,
+        f"{VENV_PATH}/bin/python",
+        "-m",
+        "bentoml",
+        "serve",
+        BENTO_PATH,
+    )
     workdir: str = BENTO_PATH
     env: dict[str, str] = field(default_factory=dict)
     #: every path the service writes; all else is read-only at run time
@@ -112,8 +134,9 @@ class ImageConfig:
         return f"{self.uid}:{self.uid}"
 
 
-def image_config(envs: dict[str, str], pack_sha256: str,
-                 labels: dict[str, str] | None = None) -> ImageConfig:
+def image_config(
+    envs: dict[str, str], pack_sha256: str, labels: dict[str, str] | None = None
+) -> ImageConfig:
     """The run-time contract of an image whose Bento has the environment ``envs`` and serves
     the pack ``pack_sha256``."""
     env = {
@@ -135,8 +158,12 @@ def image_config(envs: dict[str, str], pack_sha256: str,
     }
     workspace = env.get("COMFYPACK_WORKSPACE", IMAGE_WORKSPACE)
     volumes = (MODEL_CACHE_PATH, "/tmp", f"{workspace}/comfyui/input")
-    return ImageConfig(env=env, volumes=volumes, labels=dict(labels or {}),
-                       models_dir=f"{MODEL_CACHE_PATH}/workspaces/{pack_sha256[:16]}/models")
+    return ImageConfig(
+        env=env,
+        volumes=volumes,
+        labels=dict(labels or {}),
+        models_dir=f"{MODEL_CACHE_PATH}/workspaces/{pack_sha256[:16]}/models",
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,11 +222,19 @@ def containerfile(config: ImageConfig, *, base_image: str, secrets: bool = False
     ``bento/`` and :func:`build_script` (one RUN: with buildah, one layer on ``base_image``).
     ``secrets`` (docker/BuildKit): the index settings and CA file come as build secrets and uv's
     cache as a cache mount (buildah mounts them with ``--volume`` instead)."""
-    mounts = (f"--mount=type=secret,id=comfypack-index,target={_INDEX_ENV_IN_BUILD} "
-              f"--mount=type=secret,id=comfypack-ca,target={_CA_IN_BUILD} "
-              f"--mount=type=cache,target={_UV_CACHE_IN_BUILD} ") if secrets else ""
+    mounts = (
+        (
+            f"--mount=type=secret,id=comfypack-index,target={_INDEX_ENV_IN_BUILD} "
+            f"--mount=type=secret,id=comfypack-ca,target={_CA_IN_BUILD} "
+            f"--mount=type=cache,target={_UV_CACHE_IN_BUILD} "
+        )
+        if secrets
+        else ""
+    )
     env = "".join(f"ENV {k}={json.dumps(v)}\n" for k, v in sorted(config.env.items()))
-    labels = "".join(f"LABEL {json.dumps(k)}={json.dumps(v)}\n" for k, v in sorted(config.labels.items()))
+    labels = "".join(
+        f"LABEL {json.dumps(k)}={json.dumps(v)}\n" for k, v in sorted(config.labels.items())
+    )
     return f"""# written by `comfypack containerize`: the Bento under bento/ on {base_image}
 FROM {base_image}
 COPY bento /ctx/bento
@@ -220,8 +255,13 @@ ENTRYPOINT {_dockerfile_json(config.entrypoint)}
 def _pip_config() -> dict[str, str]:
     """``pip config list`` of this interpreter (the user's and the machine's settings)."""
     try:
-        proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
-                              text=True, timeout=60, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {}
     out: dict[str, str] = {}
@@ -249,8 +289,9 @@ class IndexSettings:
     ca_file: str | None  # the certificate authorities pip / requests / uv should trust
 
 
-def host_index_settings(env: dict[str, str] | None = None,
-                        pip_config: dict[str, str] | None = None) -> IndexSettings:
+def host_index_settings(
+    env: dict[str, str] | None = None, pip_config: dict[str, str] | None = None
+) -> IndexSettings:
     """The host's package-index settings (:class:`IndexSettings`).
 
     The ``PIP_*`` / ``UV_*`` variables as set; where no default or extra index variable is set,
@@ -261,11 +302,20 @@ def host_index_settings(env: dict[str, str] | None = None,
     env = dict(os.environ if env is None else env)
     args = {k: env[k] for k in _INDEX_ARGS if env.get(k)}
     config = _pip_config() if pip_config is None else pip_config
-    default = env.get("UV_DEFAULT_INDEX") or env.get("UV_INDEX_URL") or env.get("PIP_INDEX_URL") \
+    default = (
+        env.get("UV_DEFAULT_INDEX")
+        or env.get("UV_INDEX_URL")
+        or env.get("PIP_INDEX_URL")
         or config.get("index-url")
-    extra = (env.get("UV_INDEX") or env.get("UV_EXTRA_INDEX_URL") or env.get("PIP_EXTRA_INDEX_URL")
-             or config.get("extra-index-url") or "").split()
-    links = (env.get("UV_FIND_LINKS") or env.get("PIP_FIND_LINKS") or config.get("find-links") or "")
+    )
+    extra = (
+        env.get("UV_INDEX")
+        or env.get("UV_EXTRA_INDEX_URL")
+        or env.get("PIP_EXTRA_INDEX_URL")
+        or config.get("extra-index-url")
+        or ""
+    ).split()
+    links = env.get("UV_FIND_LINKS") or env.get("PIP_FIND_LINKS") or config.get("find-links") or ""
     links_list = links.replace(",", " ").split()
     if default:
         args.setdefault("UV_INDEX_URL", default)
@@ -286,8 +336,14 @@ def host_index_settings(env: dict[str, str] | None = None,
             folder = folder.parent if folder.name == "simple" else folder
             if folder.is_dir() and str(folder) not in mounts:
                 mounts.append(str(folder))
-    ca = next((v for v in [*(env.get(k) for k in _CERT_VARS), config.get("cert")]
-               if v and Path(v).is_file()), None)
+    ca = next(
+        (
+            v
+            for v in [*(env.get(k) for k in _CERT_VARS), config.get("cert")]
+            if v and Path(v).is_file()
+        ),
+        None,
+    )
     return IndexSettings(env=args, folders=mounts, ca_file=ca)
 
 
@@ -324,14 +380,17 @@ def find_builder(preferred: str = "auto") -> str:
     if preferred in ("auto", "buildah") and shutil.which("buildah"):
         return "buildah"
     if preferred in ("auto", "docker") and shutil.which("docker"):
-        proc = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
-                              text=True)
+        proc = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True
+        )
         if proc.returncode == 0:
             return "docker"
         if preferred == "docker":
             raise DeployError(f"docker does not answer: {proc.stderr.strip()[-300:]}")
-    raise DeployError("no image builder: install buildah (`apt-get install buildah`; `make base-image` "
-                      "does it as root) or run a Docker daemon")
+    raise DeployError(
+        "no image builder: install buildah (`apt-get install buildah`; `make base-image` "
+        "does it as root) or run a Docker daemon"
+    )
 
 
 def buildah_global_args(storage_driver: str | None = None) -> list[str]:
@@ -350,14 +409,22 @@ def _uv_cache_dir() -> Path | None:
 
 
 def _image_exists(builder: str, image: str, gargs: list[str]) -> bool:
-    cmd = ["buildah", *gargs, "inspect", "--type", "image", image] if builder == "buildah" \
+    cmd = (
+        ["buildah", *gargs, "inspect", "--type", "image", image]
+        if builder == "buildah"
         else ["docker", "image", "inspect", image]
+    )
     return subprocess.run(cmd, capture_output=True).returncode == 0
 
 
-def containerize(pack: Path, build_options: BuildOptions | None = None,
-                 options: ContainerizeOptions | None = None, *, hf_endpoint: str | None = None,
-                 civitai_url: str | None = None) -> ContainerizeResult:
+def containerize(
+    pack: Path,
+    build_options: BuildOptions | None = None,
+    options: ContainerizeOptions | None = None,
+    *,
+    hf_endpoint: str | None = None,
+    civitai_url: str | None = None,
+) -> ContainerizeResult:
     """Build (or reuse) the pack's Bento, then its image; returns the image name. The mirrors
     are for ``include_models`` (weights collected into the Bento)."""
     import bentoml
@@ -367,23 +434,34 @@ def containerize(pack: Path, build_options: BuildOptions | None = None,
     base = options.base_image or os.environ.get("COMFYPACK_BASE_IMAGE") or DEFAULT_BASE_IMAGE
     gargs = buildah_global_args(options.storage_driver) if builder == "buildah" else []
     if not _image_exists(builder, base, gargs):
-        raise DeployError(f"the base image {base} is not there: run `make base-image` (Debian with "
-                          "Python 3.11, made locally) or pass --base-image")
-    result = build_bento(Path(pack), build_options, hf_endpoint=hf_endpoint, civitai_url=civitai_url,
-                         reuse=True)
+        raise DeployError(
+            f"the base image {base} is not there: run `make base-image` (Debian with "
+            "Python 3.11, made locally) or pass --base-image"
+        )
+    result = build_bento(
+        Path(pack), build_options, hf_endpoint=hf_endpoint, civitai_url=civitai_url, reuse=True
+    )
     plan = result.plan
     bento = bentoml.bentos.get(plan.tag)
     image = options.tag or plan.tag
-    config = image_config(plan.envs, plan.pack_sha256, {**plan.labels, "comfypack-bento": plan.tag,
-                                       "org.opencontainers.image.title": plan.name,
-                                       "org.opencontainers.image.version": plan.version})
+    config = image_config(
+        plan.envs,
+        plan.pack_sha256,
+        {
+            **plan.labels,
+            "comfypack-bento": plan.tag,
+            "org.opencontainers.image.title": plan.name,
+            "org.opencontainers.image.version": plan.version,
+        },
+    )
     index = host_index_settings()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="comfypack-image-") as tmp:
         ctx = Path(tmp)
         shutil.copytree(bento.path, ctx / "bento", symlinks=True)
         (ctx / "Containerfile").write_text(
-            containerfile(config, base_image=base, secrets=builder == "docker"), encoding="utf-8")
+            containerfile(config, base_image=base, secrets=builder == "docker"), encoding="utf-8"
+        )
         (ctx / "build.sh").write_text(build_script(config), encoding="utf-8")
         # the index settings as a file for the build step only: not in the image or its history
         index_env = Path(tmp + ".index.env")
@@ -394,9 +472,23 @@ def containerize(pack: Path, build_options: BuildOptions | None = None,
         cmd: list[str]
         if builder == "buildah":
             isolation = options.isolation or os.environ.get("BUILDAH_ISOLATION") or "chroot"
-            cmd = ["buildah", *gargs, "bud", "--isolation", isolation, "--network", "host",
-                   "--pull-never", "--layers=false", "--format", "oci", "-f", str(ctx / "Containerfile"),
-                   "-t", image]
+            cmd = [
+                "buildah",
+                *gargs,
+                "bud",
+                "--isolation",
+                isolation,
+                "--network",
+                "host",
+                "--pull-never",
+                "--layers=false",
+                "--format",
+                "oci",
+                "-f",
+                str(ctx / "Containerfile"),
+                "-t",
+                image,
+            ]
             for folder in index.folders:
                 cmd += ["--volume", f"{folder}:{folder}:ro"]
             cache = options.uv_cache or (_uv_cache_dir() if options.mount_uv_cache else None)
@@ -406,18 +498,42 @@ def containerize(pack: Path, build_options: BuildOptions | None = None,
             if index.ca_file:
                 cmd += ["--volume", f"{index.ca_file}:{_CA_IN_BUILD}:ro"]
         else:  # BuildKit: secrets and a cache mount (local index folders cannot be mounted)
-            cmd = ["docker", "build", "--network", "host", "-f", str(ctx / "Containerfile"), "-t", image,
-                   "--secret", f"id=comfypack-index,src={index_env}",
-                   "--secret", f"id=comfypack-ca,src={ca}"]
+            cmd = [
+                "docker",
+                "build",
+                "--network",
+                "host",
+                "-f",
+                str(ctx / "Containerfile"),
+                "-t",
+                image,
+                "--secret",
+                f"id=comfypack-index,src={index_env}",
+                "--secret",
+                f"id=comfypack-ca,src={ca}",
+            ]
         cmd.append(str(ctx))
         logger.info("%s: building %s from Bento %s on %s", builder, image, plan.tag, base)
         try:
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  env={**os.environ, "DOCKER_BUILDKIT": "1"})  # docker: secrets
+            proc = subprocess.run(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env={**os.environ, "DOCKER_BUILDKIT": "1"},
+            )  # docker: secrets
         finally:
             index_env.unlink(missing_ok=True)
     if proc.returncode != 0:
-        raise DeployError(f"{builder} could not build {image} (exit {proc.returncode}): "
-                          f"{proc.stdout.strip()[-3000:]}")
-    return ContainerizeResult(image=image, bento=plan.tag, builder=builder, config=config,
-                              seconds=time.monotonic() - started, command=cmd)
+        raise DeployError(
+            f"{builder} could not build {image} (exit {proc.returncode}): "
+            f"{proc.stdout.strip()[-3000:]}"
+        )
+    return ContainerizeResult(
+        image=image,
+        bento=plan.tag,
+        builder=builder,
+        config=config,
+        seconds=time.monotonic() - started,
+        command=cmd,
+    )

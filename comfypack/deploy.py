@@ -48,8 +48,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LOGIN_HINT = ("not logged in to BentoCloud: run `bentoml cloud login` (or set BENTO_CLOUD_API_KEY), "
-              "then deploy again")
+LOGIN_HINT = (
+    "not logged in to BentoCloud: run `bentoml cloud login` (or set BENTO_CLOUD_API_KEY), "
+    "then deploy again"
+)
 #: the service's gauge of requests waiting for a worker (what the autoscalers follow)
 QUEUE_METRIC = "comfypack_queue_depth"
 _PORT = IMAGE_PORT
@@ -63,8 +65,10 @@ def _dns_name(name: str) -> str:
     """``name`` as a DNS label (what BentoCloud deployments and Kubernetes objects are named)."""
     out = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
     if not _DNS_RE.match(out):
-        raise WorkflowError(f"cannot make a deployment name from {name!r}; pass --name "
-                            "(lowercase letters, digits and '-')")
+        raise WorkflowError(
+            f"cannot make a deployment name from {name!r}; pass --name "
+            "(lowercase letters, digits and '-')"
+        )
     return out
 
 
@@ -72,20 +76,31 @@ def _dns_name(name: str) -> str:
 # BentoCloud
 
 
-def bentocloud_config(plan: BuildPlan, *, name: str | None = None, cluster: str | None = None,
-                      instance_type: str | None = None, scaling_min: int = 1, scaling_max: int = 1,
-                      access_authorization: bool = True,
-                      envs: dict[str, str] | None = None) -> dict[str, Any]:
+def bentocloud_config(
+    plan: BuildPlan,
+    *,
+    name: str | None = None,
+    cluster: str | None = None,
+    instance_type: str | None = None,
+    scaling_min: int = 1,
+    scaling_max: int = 1,
+    access_authorization: bool = True,
+    envs: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The deployment config BentoML's ``bentoml.deployment.create(config_dict=…)`` sends."""
     if scaling_min < 0 or scaling_max < 1 or scaling_min > scaling_max:
-        raise WorkflowError(f"--scaling-min {scaling_min} / --scaling-max {scaling_max}: need "
-                            "0 ≤ min ≤ max and max ≥ 1")
+        raise WorkflowError(
+            f"--scaling-min {scaling_min} / --scaling-max {scaling_max}: need "
+            "0 ≤ min ≤ max and max ≥ 1"
+        )
     config: dict[str, Any] = {"name": _dns_name(name or plan.name), "bento": plan.tag}
     if cluster:
         config["cluster"] = cluster
     config["access_authorization"] = access_authorization
     config["envs"] = [{"name": k, "value": v} for k, v in {**plan.envs, **(envs or {})}.items()]
-    service: dict[str, Any] = {"scaling": {"min_replicas": scaling_min, "max_replicas": scaling_max}}
+    service: dict[str, Any] = {
+        "scaling": {"min_replicas": scaling_min, "max_replicas": scaling_max}
+    }
     if instance_type:
         service["instance_type"] = instance_type
     config["services"] = {plan.service_name: service}
@@ -111,8 +126,10 @@ def _cloud_error(action: str, e: Exception) -> DeployError:
     message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     status = getattr(e, "error_code", None)
     if status is not None and int(status) in (401, 403):
-        return DeployError(f"{action}: BentoCloud refused the credentials ({message}); run "
-                           "`bentoml cloud login` again")
+        return DeployError(
+            f"{action}: BentoCloud refused the credentials ({message}); run "
+            "`bentoml cloud login` again"
+        )
     return DeployError(f"{action}: {message}")
 
 
@@ -137,8 +154,9 @@ def deploy_bentocloud(config: dict[str, Any]) -> tuple[str, Any]:
             deployment.get(name, cluster=config.get("cluster"))
         except NotFound:
             return "created", deployment.create(config_dict=dict(config))
-        return "updated", deployment.update(name=name, cluster=config.get("cluster"),
-                                            config_dict=dict(config))
+        return "updated", deployment.update(
+            name=name, cluster=config.get("cluster"), config_dict=dict(config)
+        )
     except BentoMLException as e:
         raise _cloud_error(f"deploying {name} on BentoCloud failed", e) from e
 
@@ -173,22 +191,30 @@ def _metadata(name: str, opts: KubernetesOptions, labels: dict[str, str]) -> dic
     return meta
 
 
-def kubernetes_manifests(plan: BuildPlan, opts: KubernetesOptions | None = None) -> dict[str, dict[str, Any]]:
+def kubernetes_manifests(
+    plan: BuildPlan, opts: KubernetesOptions | None = None
+) -> dict[str, dict[str, Any]]:
     """``{file name: manifest}`` for the containerized Bento of ``plan``."""
     opts = opts or KubernetesOptions()
     if opts.gpu < 0 or opts.replicas < 0:
         raise WorkflowError("--gpu and --replicas must be ≥ 0")
-    if opts.hpa_max is not None and not ((0 if opts.keda else 1) <= (1 if opts.hpa_min is None
-                                                                      else opts.hpa_min) <= opts.hpa_max):
+    if opts.hpa_max is not None and not (
+        (0 if opts.keda else 1) <= (1 if opts.hpa_min is None else opts.hpa_min) <= opts.hpa_max
+    ):
         raise WorkflowError(f"--hpa-min / --hpa-max: need {0 if opts.keda else 1} ≤ min ≤ max")
     if opts.keda and (opts.hpa_max is None or not opts.prometheus_url):
-        raise WorkflowError("--keda needs --hpa-max and --prometheus-url (the Prometheus that "
-                            "scrapes the pods' /metrics)")
+        raise WorkflowError(
+            "--keda needs --hpa-max and --prometheus-url (the Prometheus that "
+            "scrapes the pods' /metrics)"
+        )
     name = _dns_name(opts.name or plan.name)
     image = opts.image or plan.tag
     contract = image_config(plan.envs, plan.pack_sha256)
-    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "comfypack",
-              "app.kubernetes.io/version": plan.version}
+    labels = {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/part-of": "comfypack",
+        "app.kubernetes.io/version": plan.version,
+    }
     selector = {"app.kubernetes.io/name": name}
     cache_claim = f"{name}-model-cache"
     many = (opts.hpa_max or opts.replicas) > 1
@@ -198,10 +224,16 @@ def kubernetes_manifests(plan: BuildPlan, opts: KubernetesOptions | None = None)
     if opts.gpu:
         quantities["nvidia.com/gpu"] = opts.gpu  # extended resource: requests must equal limits
     # the image sets these too; spelled out so the pod says where it writes
-    env = [{"name": k, "value": contract.env[k]} for k in ("COMFYPACK_HOME", "BENTOML_HOME", "HOME")]
+    env = [
+        {"name": k, "value": contract.env[k]} for k in ("COMFYPACK_HOME", "BENTOML_HOME", "HOME")
+    ]
     mounts, volumes = _volumes(contract, cache_claim, opts.read_only_root)
-    probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 3,
-             "failureThreshold": 3}
+    probe = {
+        "httpGet": {"path": "/readyz", "port": "http"},
+        "periodSeconds": 5,
+        "timeoutSeconds": 3,
+        "failureThreshold": 3,
+    }
     container: dict[str, Any] = {
         "name": "comfypack",
         "image": image,
@@ -209,26 +241,45 @@ def kubernetes_manifests(plan: BuildPlan, opts: KubernetesOptions | None = None)
         "ports": [{"name": "http", "containerPort": contract.port, "protocol": "TCP"}],
         "env": env,
         # the first start fetches the models: allow it (up to 30 min) before liveness applies
-        "startupProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10,
-                         "timeoutSeconds": 3, "failureThreshold": 180},
+        "startupProbe": {
+            "httpGet": {"path": "/livez", "port": "http"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 180,
+        },
         "readinessProbe": probe,
-        "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 15,
-                          "timeoutSeconds": 5, "failureThreshold": 4},
+        "livenessProbe": {
+            "httpGet": {"path": "/livez", "port": "http"},
+            "periodSeconds": 15,
+            "timeoutSeconds": 5,
+            "failureThreshold": 4,
+        },
         "resources": {"requests": dict(quantities), "limits": dict(quantities)},
-        "securityContext": {"runAsNonRoot": True, "runAsUser": contract.uid, "runAsGroup": contract.uid,
-                            "allowPrivilegeEscalation": False,
-                            "readOnlyRootFilesystem": opts.read_only_root,
-                            "capabilities": {"drop": ["ALL"]}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": contract.uid,
+            "runAsGroup": contract.uid,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": opts.read_only_root,
+            "capabilities": {"drop": ["ALL"]},
+        },
         "volumeMounts": mounts,
     }
     pod: dict[str, Any] = {
-        "securityContext": {"runAsNonRoot": True, "runAsUser": contract.uid, "runAsGroup": contract.uid,
-                            "fsGroup": contract.uid, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": contract.uid,
+            "runAsGroup": contract.uid,
+            "fsGroup": contract.uid,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [container],
         "volumes": volumes,
     }
     if opts.gpu:
-        pod["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        pod["tolerations"] = [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -239,23 +290,37 @@ def kubernetes_manifests(plan: BuildPlan, opts: KubernetesOptions | None = None)
             # one volume that only one node may mount: the old pod goes before the new one comes
             "strategy": {"type": "RollingUpdate" if many else "Recreate"},
             # Prometheus scrapes /metrics (the queue depth the autoscaler follows)
-            "template": {"metadata": {"labels": dict(labels), "annotations": {
-                "prometheus.io/scrape": "true", "prometheus.io/port": str(contract.port),
-                "prometheus.io/path": "/metrics"}}, "spec": pod},
+            "template": {
+                "metadata": {
+                    "labels": dict(labels),
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(contract.port),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": pod,
+            },
         },
     }
     service = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(name, opts, labels),
-        "spec": {"type": "ClusterIP", "selector": selector,
-                 "ports": [{"name": "http", "port": _PORT, "targetPort": "http", "protocol": "TCP"}]},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": _PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
     }
     pvc: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": _metadata(cache_claim, opts, labels),
-        "spec": {"accessModes": [access], "resources": {"requests": {"storage": opts.model_cache_size}}},
+        "spec": {
+            "accessModes": [access],
+            "resources": {"requests": {"storage": opts.model_cache_size}},
+        },
     }
     if opts.storage_class:
         pvc["spec"]["storageClassName"] = opts.storage_class
@@ -273,14 +338,19 @@ def kubernetes_manifests(plan: BuildPlan, opts: KubernetesOptions | None = None)
                 "maxReplicaCount": opts.hpa_max,
                 "pollingInterval": 15,
                 "cooldownPeriod": 300,
-                "triggers": [{"type": "prometheus", "metadata": {
-                    "serverAddress": opts.prometheus_url,
-                    # requests waiting in every replica, plus those running (busy workers)
-                    "query": f'sum({QUEUE_METRIC}{{{ns}pod=~"{name}-.*"}}) + '
-                             f'sum(comfypack_busy_workers{{{ns}pod=~"{name}-.*"}})',
-                    "threshold": opts.hpa_queue,
-                    "activationThreshold": "0",
-                }}],
+                "triggers": [
+                    {
+                        "type": "prometheus",
+                        "metadata": {
+                            "serverAddress": opts.prometheus_url,
+                            # requests waiting in every replica, plus those running (busy workers)
+                            "query": f'sum({QUEUE_METRIC}{{{ns}pod=~"{name}-.*"}}) + '
+                            f'sum(comfypack_busy_workers{{{ns}pod=~"{name}-.*"}})',
+                            "threshold": opts.hpa_queue,
+                            "activationThreshold": "0",
+                        },
+                    }
+                ],
             },
         }
     elif opts.hpa_max is not None:
@@ -294,17 +364,24 @@ def kubernetes_manifests(plan: BuildPlan, opts: KubernetesOptions | None = None)
                 "maxReplicas": opts.hpa_max,
                 # a Pods metric from the Prometheus adapter (custom.metrics.k8s.io): the service's
                 # own queue, not CPU (a GPU-bound worker keeps CPU low while requests wait)
-                "metrics": [{"type": "Pods", "pods": {
-                    "metric": {"name": QUEUE_METRIC},
-                    "target": {"type": "AverageValue", "averageValue": opts.hpa_queue}}}],
+                "metrics": [
+                    {
+                        "type": "Pods",
+                        "pods": {
+                            "metric": {"name": QUEUE_METRIC},
+                            "target": {"type": "AverageValue", "averageValue": opts.hpa_queue},
+                        },
+                    }
+                ],
                 "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
             },
         }
     return manifests
 
 
-def _volumes(contract: ImageConfig, cache_claim: str,
-             read_only_root: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(
+    contract: ImageConfig, cache_claim: str, read_only_root: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A pod volume for each of the image's volumes: the model cache from its claim, the rest
     ``emptyDir`` (with a writable root, only the model cache and ``/tmp``)."""
     mounts: list[dict[str, Any]] = []
@@ -314,8 +391,11 @@ def _volumes(contract: ImageConfig, cache_claim: str,
         if not read_only_root and vol.startswith("workspace-"):
             continue
         mounts.append({"name": vol, "mountPath": path})
-        volumes.append({"name": vol, "persistentVolumeClaim": {"claimName": cache_claim}}
-                       if path == MODEL_CACHE_PATH else {"name": vol, "emptyDir": {}})
+        volumes.append(
+            {"name": vol, "persistentVolumeClaim": {"claimName": cache_claim}}
+            if path == MODEL_CACHE_PATH
+            else {"name": vol, "emptyDir": {}}
+        )
     return mounts, volumes
 
 
@@ -328,47 +408,66 @@ def build_command_for(pack: Path, options: BuildOptions, plan: BuildPlan) -> str
     return shlex.join(["comfypack", "build", str(pack), *args])
 
 
-def kubernetes_readme(plan: BuildPlan, opts: KubernetesOptions, build_command: str,
-                      out_dir: str = "DIR") -> str:
+def kubernetes_readme(
+    plan: BuildPlan, opts: KubernetesOptions, build_command: str, out_dir: str = "DIR"
+) -> str:
     """The README that goes next to the manifests: containerize, push, apply."""
     name = _dns_name(opts.name or plan.name)
     image = opts.image or plan.tag
     ns = f" -n {opts.namespace}" if opts.namespace else ""
     push = "" if opts.image is None else f"docker tag {plan.tag} {image}\ndocker push {image}\n"
     if not push:
-        push = ("# push it where the cluster pulls from, and set that name in deployment.yaml, e.g.\n"
-                f"#   docker tag {plan.tag} registry.example.com/{plan.tag}\n"
-                f"#   docker push registry.example.com/{plan.tag}\n"
-                "# (or write these files again with --image registry.example.com/…)\n")
-    gpu = (f"It asks for {opts.gpu} `nvidia.com/gpu` (the NVIDIA device plugin must run on the "
-           "GPU nodes) and tolerates their `nvidia.com/gpu` taint.\n\n" if opts.gpu else "")
-    shared = ("Several replicas share the model cache: its claim asks for `ReadWriteMany`, which "
-              "needs a storage class that offers it (NFS, EFS, Filestore, …).\n\n")
+        push = (
+            "# push it where the cluster pulls from, and set that name in deployment.yaml, e.g.\n"
+            f"#   docker tag {plan.tag} registry.example.com/{plan.tag}\n"
+            f"#   docker push registry.example.com/{plan.tag}\n"
+            "# (or write these files again with --image registry.example.com/…)\n"
+        )
+    gpu = (
+        f"It asks for {opts.gpu} `nvidia.com/gpu` (the NVIDIA device plugin must run on the "
+        "GPU nodes) and tolerates their `nvidia.com/gpu` taint.\n\n"
+        if opts.gpu
+        else ""
+    )
+    shared = (
+        "Several replicas share the model cache: its claim asks for `ReadWriteMany`, which "
+        "needs a storage class that offers it (NFS, EFS, Filestore, …).\n\n"
+    )
     hpa = ""
     if opts.hpa_max is not None and opts.keda:
         low = 1 if opts.hpa_min is None else opts.hpa_min
-        hpa = (f"`keda.yaml` is a KEDA ScaledObject: between {low} and {opts.hpa_max} replicas "
-               f"on `sum({QUEUE_METRIC}) + sum(comfypack_busy_workers)` from the Prometheus at "
-               f"`{opts.prometheus_url}` (which must scrape the pods' `/metrics`, as their "
-               f"`prometheus.io/*` annotations ask), {opts.hpa_queue} per replica. KEDA must be "
-               "installed (it makes the HPA itself: do not add another). "
-               + ("With 0 replicas nothing serves and nothing is queued, so nothing wakes it: "
-                  "put KEDA's HTTP add-on (or an ingress metric) in front to scale from zero. "
-                  if low == 0 else "") + shared)
+        hpa = (
+            f"`keda.yaml` is a KEDA ScaledObject: between {low} and {opts.hpa_max} replicas "
+            f"on `sum({QUEUE_METRIC}) + sum(comfypack_busy_workers)` from the Prometheus at "
+            f"`{opts.prometheus_url}` (which must scrape the pods' `/metrics`, as their "
+            f"`prometheus.io/*` annotations ask), {opts.hpa_queue} per replica. KEDA must be "
+            "installed (it makes the HPA itself: do not add another). "
+            + (
+                "With 0 replicas nothing serves and nothing is queued, so nothing wakes it: "
+                "put KEDA's HTTP add-on (or an ingress metric) in front to scale from zero. "
+                if low == 0
+                else ""
+            )
+            + shared
+        )
     elif opts.hpa_max is not None:
-        hpa = (f"`hpa.yaml` scales it between {opts.hpa_min or 1} and {opts.hpa_max} replicas on "
-               f"the service's own queue (`{QUEUE_METRIC}`, {opts.hpa_queue} waiting requests per "
-               "replica on average), not on CPU: a replica busy on the GPU keeps its CPU low while "
-               "requests wait. It is a Pods metric of the custom metrics API, so Prometheus must "
-               "scrape the pods' `/metrics` (their `prometheus.io/*` annotations ask for it) and "
-               "the Prometheus adapter must serve it, with a rule like:\n\n"
-               "```yaml\nrules:\n- seriesQuery: '" + QUEUE_METRIC + "{namespace!=\"\",pod!=\"\"}'\n"
-               "  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}\n"
-               "  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)\n```\n\n"
-               + shared)
+        hpa = (
+            f"`hpa.yaml` scales it between {opts.hpa_min or 1} and {opts.hpa_max} replicas on "
+            f"the service's own queue (`{QUEUE_METRIC}`, {opts.hpa_queue} waiting requests per "
+            "replica on average), not on CPU: a replica busy on the GPU keeps its CPU low while "
+            "requests wait. It is a Pods metric of the custom metrics API, so Prometheus must "
+            "scrape the pods' `/metrics` (their `prometheus.io/*` annotations ask for it) and "
+            "the Prometheus adapter must serve it, with a rule like:\n\n"
+            "```yaml\nrules:\n- seriesQuery: '" + QUEUE_METRIC + '{namespace!="",pod!=""}\'\n'
+            "  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}\n"
+            "  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)\n```\n\n"
+            + shared
+        )
     # the same flags make the same Bento; `comfypack containerize` builds it, then its image
-    containerize_command = (build_command.replace("comfypack build ", "comfypack containerize ", 1)
-                            + f" -t {plan.tag}   # an OCI image (buildah or docker) named {plan.tag}")
+    containerize_command = (
+        build_command.replace("comfypack build ", "comfypack containerize ", 1)
+        + f" -t {plan.tag}   # an OCI image (buildah or docker) named {plan.tag}"
+    )
     return f"""# {name} on Kubernetes
 
 Manifests written by `comfypack deploy {plan.pack.name} --target kubernetes` for the Bento
@@ -376,10 +475,10 @@ Manifests written by `comfypack deploy {plan.pack.name} --target kubernetes` for
 
 | file | what |
 |---|---|
-| `deployment.yaml` | the service: port {_PORT}, readiness `/readyz` (200 once ComfyUI answers), liveness `/livez`, a start-up probe that allows the first model download, CPU/memory{'/GPU' if opts.gpu else ''} requests and limits, non-root (uid {_UID}), no privilege escalation, read-only root file system{' (emptyDir volumes for /tmp and the workspace folders it writes)' if opts.read_only_root else ' off'} |
+| `deployment.yaml` | the service: port {_PORT}, readiness `/readyz` (200 once ComfyUI answers), liveness `/livez`, a start-up probe that allows the first model download, CPU/memory{"/GPU" if opts.gpu else ""} requests and limits, non-root (uid {_UID}), no privilege escalation, read-only root file system{" (emptyDir volumes for /tmp and the workspace folders it writes)" if opts.read_only_root else " off"} |
 | `service.yaml` | a ClusterIP Service on port {_PORT} |
 | `pvc.yaml` | `{name}-model-cache` ({opts.model_cache_size}): the model cache, mounted at `{MODEL_CACHE_PATH}` (`COMFYPACK_HOME`) |
-{'| `keda.yaml` | a KEDA ScaledObject on the queue depth |' + chr(10) if opts.hpa_max is not None and opts.keda else ''}{'| `hpa.yaml` | a HorizontalPodAutoscaler (autoscaling/v2) on the queue depth |' + chr(10) if opts.hpa_max is not None and not opts.keda else ''}
+{"| `keda.yaml` | a KEDA ScaledObject on the queue depth |" + chr(10) if opts.hpa_max is not None and opts.keda else ""}{"| `hpa.yaml` | a HorizontalPodAutoscaler (autoscaling/v2) on the queue depth |" + chr(10) if opts.hpa_max is not None and not opts.keda else ""}
 The image restores the pack's ComfyUI and custom nodes when it is built. Models are not in it:
 the first start fetches each one from its source into the model cache and checks its sha256, so
 later starts (and other replicas on the same volume) find them there.
@@ -400,7 +499,9 @@ the Deployment's environment, from a Secret.
 """
 
 
-def write_kubernetes(out_dir: Path, manifests: dict[str, dict[str, Any]], readme: str) -> list[Path]:
+def write_kubernetes(
+    out_dir: Path, manifests: dict[str, dict[str, Any]], readme: str
+) -> list[Path]:
     """Write the manifests (YAML) and README.md into ``out_dir``; returns the files written."""
     import yaml
 
@@ -409,8 +510,11 @@ def write_kubernetes(out_dir: Path, manifests: dict[str, dict[str, Any]], readme
     written = []
     for file, doc in manifests.items():
         path = out_dir / file
-        path.write_text("# written by `comfypack deploy --target kubernetes`\n"
-                        + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        path.write_text(
+            "# written by `comfypack deploy --target kubernetes`\n"
+            + yaml.safe_dump(doc, sort_keys=False),
+            encoding="utf-8",
+        )
         written.append(path)
     path = out_dir / "README.md"
     path.write_text(readme, encoding="utf-8")

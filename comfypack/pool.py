@@ -68,11 +68,21 @@ class Worker:
 class WorkerPool:
     """``n`` ComfyUI workers started from ``comfyui_dir`` — or, with ``urls``, attached ones."""
 
-    def __init__(self, *, comfyui_dir: Path | None = None, urls: list[str] | None = None, n: int | None = None,
-                 python: str | None = None, max_queue: int = 64, startup_timeout: float = 180.0,
-                 restart: bool = True, on_restart: Callable[[Worker], None] | None = None,
-                 on_change: Callable[[WorkerPool], None] | None = None,
-                 extra_args: list[str] | None = None, pipeline: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        comfyui_dir: Path | None = None,
+        urls: list[str] | None = None,
+        n: int | None = None,
+        python: str | None = None,
+        max_queue: int = 64,
+        startup_timeout: float = 180.0,
+        restart: bool = True,
+        on_restart: Callable[[Worker], None] | None = None,
+        on_change: Callable[[WorkerPool], None] | None = None,
+        extra_args: list[str] | None = None,
+        pipeline: int = 2,
+    ) -> None:
         if not urls and comfyui_dir is None:
             raise ValueError("give comfyui_dir (start workers) or urls (attach)")
         self.comfyui_dir = comfyui_dir
@@ -94,8 +104,13 @@ class WorkerPool:
             self.workers = []
             for i in range(count):
                 env = {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if gpus else None
-                proc = ComfyUIProcess(comfyui_dir, python=python, startup_timeout=startup_timeout,  # type: ignore[arg-type]
-                                      env=env, extra_args=extra_args)
+                proc = ComfyUIProcess(
+                    comfyui_dir,  # type: ignore[arg-type]
+                    python=python,
+                    startup_timeout=startup_timeout,
+                    env=env,
+                    extra_args=extra_args,
+                )
                 self.workers.append(Worker(i, proc, ""))
         self._idle: asyncio.Queue[tuple[Worker, int]] = asyncio.Queue()
         self._waiting = 0
@@ -112,9 +127,15 @@ class WorkerPool:
         for w in self.workers:
             if w.process is not None:
                 w.process.start()  # Popen from the event loop's (main) thread: see process.py
-        results = await asyncio.gather(*(self._bring_up(w) for w in self.workers), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._bring_up(w) for w in self.workers), return_exceptions=True
+        )
         self._interleave()
-        failed = [(w, r) for w, r in zip(self.workers, results, strict=True) if isinstance(r, BaseException)]
+        failed = [
+            (w, r)
+            for w, r in zip(self.workers, results, strict=True)
+            if isinstance(r, BaseException)
+        ]
         if failed and self.attached:
             # an attached ComfyUI may come later: keep trying (with backoff), stay not-ready meanwhile
             for w, e in failed:
@@ -163,7 +184,9 @@ class WorkerPool:
         if w.process is not None:
             await asyncio.to_thread(w.process.wait_ready)
             w.url = w.process.url
-            w.client = ComfyUIClient(w.url, output_dir=w.process.output_dir, input_dir=w.process.input_dir)
+            w.client = ComfyUIClient(
+                w.url, output_dir=w.process.output_dir, input_dir=w.process.input_dir
+            )
             self._watch(w)
         else:
             w.client = ComfyUIClient(w.url)
@@ -227,7 +250,9 @@ class WorkerPool:
                 return
             except Exception as e:  # keep trying; the pool stays up on other workers
                 w.last_error = str(e)
-                logger.error("worker %d failed to restart: %s; retrying in %.0f s", w.index, e, delay)
+                logger.error(
+                    "worker %d failed to restart: %s; retrying in %.0f s", w.index, e, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
 
@@ -262,8 +287,11 @@ class WorkerPool:
         return max(1, round(per_run * (self._waiting + 1) / up))
 
     def _overloaded(self) -> Overloaded:
-        return Overloaded(f"all {len(self.workers)} workers are busy and {self._waiting} requests "
-                          "are waiting; retry later", retry_after=self.retry_after())
+        return Overloaded(
+            f"all {len(self.workers)} workers are busy and {self._waiting} requests "
+            "are waiting; retry later",
+            retry_after=self.retry_after(),
+        )
 
     @contextlib.asynccontextmanager
     async def admission(self) -> AsyncIterator[Admission]:
@@ -285,8 +313,9 @@ class WorkerPool:
                 self.on_change(self)
 
     @contextlib.asynccontextmanager
-    async def acquire(self, timeout: float | None = None, *,
-                      admitted: Admission | None = None) -> AsyncIterator[Worker]:
+    async def acquire(
+        self, timeout: float | None = None, *, admitted: Admission | None = None
+    ) -> AsyncIterator[Worker]:
         """An idle, healthy worker for one run; :class:`Overloaded` when the queue is full
         (``admitted``: the caller's :meth:`admission`, which already holds its place)."""
         if admitted is None or not admitted.waiting:
@@ -300,7 +329,9 @@ class WorkerPool:
                 try:
                     w, gen = await asyncio.wait_for(self._idle.get(), timeout)
                 except asyncio.TimeoutError as e:
-                    raise ComfyUIUnavailable(f"no ComfyUI worker became free within {timeout:g} s") from e
+                    raise ComfyUIUnavailable(
+                        f"no ComfyUI worker became free within {timeout:g} s"
+                    ) from e
                 if gen == w.gen and w.up and (w.process is None or w.process.is_running()):
                     break  # a worker that died while idle is dropped; its restart re-queues it
         finally:
@@ -318,4 +349,3 @@ class WorkerPool:
             del self.durations[:-200]
             if w.up and (w.process is None or w.process.is_running()):
                 self._idle.put_nowait((w, w.gen))
-

@@ -28,8 +28,15 @@ from pathlib import Path
 
 from ..errors import ComfyUIUnavailable, ProvisionError
 
-__all__ = ["ComfyUIProcess", "free_port", "node_package_dir", "node_package_copies", "has_gpu", "gpu_count",
-           "gpu_ids"]
+__all__ = [
+    "ComfyUIProcess",
+    "free_port",
+    "node_package_dir",
+    "node_package_copies",
+    "has_gpu",
+    "gpu_count",
+    "gpu_ids",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +60,8 @@ def node_package_dir() -> Path:
             return c
     raise ProvisionError(
         "cannot find comfypack's node package (custom_nodes/comfypack_nodes); set "
-        "COMFYPACK_NODES_DIR to the folder that contains it")
+        "COMFYPACK_NODES_DIR to the folder that contains it"
+    )
 
 
 #: the node pack's name on the Comfy Registry (its pyproject.toml): a registry or ComfyUI-Manager
@@ -145,16 +153,26 @@ class ComfyUIProcess:
     the files it saves (off by default: API clients should not receive the graph).
     """
 
-    def __init__(self, comfyui_dir: str | Path, *, python: str | None = None, port: int | None = None,
-                 cpu: bool | None = None, workdir: str | Path | None = None,
-                 extra_args: list[str] | None = None, log_lines: int = 400, metadata: bool = False,
-                 env: dict[str, str] | None = None,
-                 startup_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        comfyui_dir: str | Path,
+        *,
+        python: str | None = None,
+        port: int | None = None,
+        cpu: bool | None = None,
+        workdir: str | Path | None = None,
+        extra_args: list[str] | None = None,
+        log_lines: int = 400,
+        metadata: bool = False,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 120.0,
+    ) -> None:
         self.comfyui_dir = Path(comfyui_dir).resolve()
         if not (self.comfyui_dir / "main.py").is_file():
             raise ProvisionError(
                 f"{self.comfyui_dir} is not a ComfyUI tree (no main.py); run `comfypack comfyui "
-                "install` or pass --comfyui DIR")
+                "install` or pass --comfyui DIR"
+            )
         self.python = python or sys.executable
         self.port = port
         self.cpu = (not has_gpu()) if cpu is None else cpu
@@ -213,12 +231,29 @@ class ComfyUIProcess:
 
     def command(self) -> list[str]:
         assert self.workdir is not None
-        cmd = [self.python, "-u", str(self.comfyui_dir / "main.py"),
-               "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
-               "--input-directory", str(self.input_dir), "--output-directory", str(self.output_dir),
-               "--temp-directory", str(self.workdir / "temp"), "--user-directory", str(self.workdir / "user"),
-               "--extra-model-paths-config", str(self.workdir / "comfypack_extra_paths.yaml"),
-               "--database-url", "sqlite:///:memory:", *self._node_args]
+        cmd = [
+            self.python,
+            "-u",
+            str(self.comfyui_dir / "main.py"),
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-auto-launch",
+            "--input-directory",
+            str(self.input_dir),
+            "--output-directory",
+            str(self.output_dir),
+            "--temp-directory",
+            str(self.workdir / "temp"),
+            "--user-directory",
+            str(self.workdir / "user"),
+            "--extra-model-paths-config",
+            str(self.workdir / "comfypack_extra_paths.yaml"),
+            "--database-url",
+            "sqlite:///:memory:",
+            *self._node_args,
+        ]
         if self.cpu:
             cmd.append("--cpu")
         if not self.metadata:
@@ -236,7 +271,8 @@ class ComfyUIProcess:
         node_dirs, self._node_args = self._node_setup()
         custom_nodes = "|\n" + "".join(f"    {d}\n" for d in node_dirs)
         (self.workdir / "comfypack_extra_paths.yaml").write_text(
-            f"comfypack:\n  base_path: {self.comfyui_dir}\n  custom_nodes: {custom_nodes}")
+            f"comfypack:\n  base_path: {self.comfyui_dir}\n  custom_nodes: {custom_nodes}"
+        )
         if self.port is None:
             self.port = free_port()
         env = {**os.environ, **self.env}
@@ -245,8 +281,14 @@ class ComfyUIProcess:
         logger.info("starting ComfyUI on %s (%s)", self.url, "cpu" if self.cpu else "gpu")
         self._log.clear()
         self._proc = subprocess.Popen(
-            self.command(), cwd=self.comfyui_dir, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_pdeathsig)
+            self.command(),
+            cwd=self.comfyui_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_pdeathsig,
+        )
         self._log_thread = threading.Thread(target=self._pump, args=(self._proc,), daemon=True)
         self._log_thread.start()
 
@@ -269,13 +311,19 @@ class ComfyUIProcess:
         copies = node_package_copies(tree_nodes)
         if not copies:
             return [str(own), *extra], []
-        if copies == [tree_nodes / "comfypack_nodes"] and \
-                copies[0].resolve() == (own / "comfypack_nodes").resolve():
+        if (
+            copies == [tree_nodes / "comfypack_nodes"]
+            and copies[0].resolve() == (own / "comfypack_nodes").resolve()
+        ):
             return extra, []  # the tree loads this very package already
         for copy in copies:
             if copy.resolve() != (own / "comfypack_nodes").resolve():
-                logger.warning("%s is a different copy of comfypack's node package; this worker skips it "
-                               "and loads %s", copy, own / "comfypack_nodes")
+                logger.warning(
+                    "%s is a different copy of comfypack's node package; this worker skips it "
+                    "and loads %s",
+                    copy,
+                    own / "comfypack_nodes",
+                )
         exposed = self.workdir / "nodes"
         exposed.mkdir(exist_ok=True)
         link = exposed / "comfypack_nodes_active"
@@ -286,8 +334,11 @@ class ComfyUIProcess:
         for folder in [tree_nodes, *map(Path, extra)]:
             with contextlib.suppress(OSError):
                 names.update(e.name for e in folder.iterdir() if e.name not in skipped)
-        return [str(exposed), *extra], ["--disable-all-custom-nodes", "--whitelist-custom-nodes",
-                                        *sorted(names)]
+        return [str(exposed), *extra], [
+            "--disable-all-custom-nodes",
+            "--whitelist-custom-nodes",
+            *sorted(names),
+        ]
 
     def _pump(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
@@ -311,7 +362,8 @@ class ComfyUIProcess:
             if not self.is_running():
                 raise ComfyUIUnavailable(
                     f"ComfyUI exited during start-up (code {self.returncode}); last log lines:\n"
-                    + "".join(list(self._log)[-30:]))
+                    + "".join(list(self._log)[-30:])
+                )
             if self.answers():
                 logger.info("ComfyUI ready on %s (pid %s)", self.url, self.pid)
                 return
@@ -320,7 +372,8 @@ class ComfyUIProcess:
         self.stop()
         raise ComfyUIUnavailable(
             f"ComfyUI did not answer within {timeout or self.startup_timeout:g} s; last log lines:\n"
-            + "".join(list(self._log)[-30:]))
+            + "".join(list(self._log)[-30:])
+        )
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM the process group, then SIGKILL after ``grace`` seconds; remove a temp workdir."""

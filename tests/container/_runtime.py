@@ -62,12 +62,14 @@ class Container:
         user = cfg.get("User") or "0:0"
         uid, _, gid = user.partition(":")
         r = shlex.quote(self.root)
-        lines = ["set -eu",
-                 f"mount --bind {r} {r}",  # a mount of its own, so it can be made read-only
-                 f"mount -o remount,bind,ro {r}",
-                 f"mount -t proc proc {r}/proc",
-                 f"mount --rbind /dev {r}/dev",
-                 f"mount --rbind /sys {r}/sys"]
+        lines = [
+            "set -eu",
+            f"mount --bind {r} {r}",  # a mount of its own, so it can be made read-only
+            f"mount -o remount,bind,ro {r}",
+            f"mount -t proc proc {r}/proc",
+            f"mount --rbind /dev {r}/dev",
+            f"mount --rbind /sys {r}/sys",
+        ]
         for path in ("/etc/hosts", "/etc/resolv.conf"):
             lines.append(f"if [ -f {r}{path} ]; then mount --bind {path} {r}{path}; fi")
         for path in sorted(cfg.get("Volumes") or {}):
@@ -77,15 +79,22 @@ class Container:
             elif path == "/tmp":
                 lines.append(f"mount -t tmpfs -o mode=1777 tmpfs {target}")
             else:  # an emptyDir the pod's fsGroup makes writable
-                lines.append(f"mount -t tmpfs -o mode=0775,uid={uid},gid={gid or uid} tmpfs {target}")
+                lines.append(
+                    f"mount -t tmpfs -o mode=0775,uid={uid},gid={gid or uid} tmpfs {target}"
+                )
         # the guard: the root file system really is read-only for the service
-        lines.append(f"if touch {r}/.rw-probe 2>/dev/null; then echo 'root is writable' >&2; exit 97; fi")
+        lines.append(
+            f"if touch {r}/.rw-probe 2>/dev/null; then echo 'root is writable' >&2; exit 97; fi"
+        )
         argv = [*(cfg.get("Entrypoint") or []), *(cfg.get("Cmd") or [])]
         envs = [f"{k}={v}" for k, v in env.items()]
         lines.append(
             f"exec chroot --userspec={shlex.quote(user)} {r} /usr/bin/env -i "
             f"-C {shlex.quote(cfg.get('WorkingDir') or '/')} "
-            + " ".join(shlex.quote(e) for e in envs) + " " + " ".join(shlex.quote(a) for a in argv))
+            + " ".join(shlex.quote(e) for e in envs)
+            + " "
+            + " ".join(shlex.quote(a) for a in argv)
+        )
         return "\n".join(lines) + "\n"
 
     def start(self, log: Path, env: dict[str, str] | None = None) -> float:
@@ -94,9 +103,22 @@ class Container:
         script = self.script({**image_env, **(env or {})})
         started = time.monotonic()
         with open(log, "ab") as out:
-            self.proc = subprocess.Popen(["unshare", "--mount", "--pid", "--fork", "--propagation",
-                                          "private", "sh", "-c", script],
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [
+                    "unshare",
+                    "--mount",
+                    "--pid",
+                    "--fork",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    script,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return started
 
     def _pid1(self, proc: subprocess.Popen[bytes]) -> int | None:

@@ -41,24 +41,40 @@ from ._runtime import Container, buildah, image_config
 pytestmark = pytest.mark.container
 
 if os.environ.get("COMFYPACK_CONTAINER_TESTS") != "1":
-    pytest.skip("builds and runs an OCI image (minutes, ~15 GB of disk): run `make test-container`",
-                allow_module_level=True)
+    pytest.skip(
+        "builds and runs an OCI image (minutes, ~15 GB of disk): run `make test-container`",
+        allow_module_level=True,
+    )
 if shutil.which("buildah") is None or shutil.which("unshare") is None:
-    pytest.skip("buildah is not installed: `make base-image` installs it (apt-get, as root)",
-                allow_module_level=True)
+    pytest.skip(
+        "buildah is not installed: `make base-image` installs it (apt-get, as root)",
+        allow_module_level=True,
+    )
 if os.geteuid() != 0:
     pytest.skip("running the image (mount namespaces, chroot) needs root", allow_module_level=True)
 
 TEXT = EXAMPLES / "text_tools"
 MODEL = "tiny_compact_x2.safetensors"
 UPSCALE = {
-    "21": {"class_type": "ComfyPackInputImage",
-           "inputs": {"name": "image", "description": "A picture to upscale.", "image": "in.png"}},
+    "21": {
+        "class_type": "ComfyPackInputImage",
+        "inputs": {"name": "image", "description": "A picture to upscale.", "image": "in.png"},
+    },
     "22": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": MODEL}},
-    "23": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["22", 0], "image": ["21", 0]}},
-    "24": {"class_type": "ComfyPackOutputImage",
-           "inputs": {"images": ["23", 0], "name": "upscaled", "format": "png", "quality": 95,
-                      "filename_prefix": "upscaled"}},
+    "23": {
+        "class_type": "ImageUpscaleWithModel",
+        "inputs": {"upscale_model": ["22", 0], "image": ["21", 0]},
+    },
+    "24": {
+        "class_type": "ComfyPackOutputImage",
+        "inputs": {
+            "images": ["23", 0],
+            "name": "upscaled",
+            "format": "png",
+            "quality": 95,
+            "filename_prefix": "upscaled",
+        },
+    },
 }
 MODEL_DELAY = 3.0  # seconds the model source takes to answer: /readyz is watched meanwhile
 
@@ -78,9 +94,17 @@ class _ModelSource(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def _comfypack(*args: str, env: dict[str, str], timeout: float = 3600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "comfypack.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=timeout, cwd=ROOT)
+def _comfypack(
+    *args: str, env: dict[str, str], timeout: float = 3600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "comfypack.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def _tiny_upscale_model(path: Path) -> None:
@@ -107,14 +131,21 @@ def _make_pack(tmp: Path, source_url: str, served: Path, env: dict[str, str]) ->
         except OSError:
             shutil.copy2(src, dst)
 
-    shutil.copytree(require_comfyui(), comfy, copy_function=link_or_copy, symlinks=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "output", "temp", "user"))
+    shutil.copytree(
+        require_comfyui(),
+        comfy,
+        copy_function=link_or_copy,
+        symlinks=True,
+        ignore=shutil.ignore_patterns("__pycache__", "output", "temp", "user"),
+    )
     model = comfy / "models" / "upscale_models" / MODEL
     model.parent.mkdir(parents=True, exist_ok=True)
     _tiny_upscale_model(model)
     rng = np.random.default_rng(7)
     (comfy / "input").mkdir(exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(comfy / "input" / "in.png")
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(
+        comfy / "input" / "in.png"
+    )
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     shutil.copyfile(model, served / f"{digest}.safetensors")
     sources = tmp / "sources.json"
@@ -124,14 +155,27 @@ def _make_pack(tmp: Path, source_url: str, served: Path, env: dict[str, str]) ->
     wf.parent.mkdir()
     wf.write_text(json.dumps(workflow, indent=2))
     pack = tmp / "text_upscale.cpack.zip"
-    r = _comfypack("pack", str(wf), "--comfyui", str(comfy), "--sources", str(sources), "--offline",
-                   "-o", str(pack), env=env, timeout=600)
+    r = _comfypack(
+        "pack",
+        str(wf),
+        "--comfyui",
+        str(comfy),
+        "--sources",
+        str(sources),
+        "--offline",
+        "-o",
+        str(pack),
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return pack
 
 
 def _disk_free() -> int:
-    return shutil.disk_usage("/var/lib/containers" if Path("/var/lib/containers").exists() else "/").free
+    return shutil.disk_usage(
+        "/var/lib/containers" if Path("/var/lib/containers").exists() else "/"
+    ).free
 
 
 @contextlib.contextmanager
@@ -158,8 +202,12 @@ def _lowest_free_disk() -> Iterator[list[int]]:
 @contextlib.contextmanager
 def _image(pack: Path, tag: str, env: dict[str, str]) -> Iterator[tuple[dict[str, object], float]]:
     """`comfypack containerize PACK -t TAG` (the base image made first); removed afterwards."""
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "base_image.sh")], capture_output=True, text=True,
-                       timeout=1800)
+    r = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "base_image.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     started = time.monotonic()
     r = _comfypack("containerize", str(pack), "-t", tag, "--json", env=env)
@@ -172,7 +220,9 @@ def _image(pack: Path, tag: str, env: dict[str, str]) -> Iterator[tuple[dict[str
             buildah("rmi", "-f", tag)
 
 
-def _wait_ready(url: str, container: Container, seconds: float) -> list[tuple[float, int, dict[str, object]]]:
+def _wait_ready(
+    url: str, container: Container, seconds: float
+) -> list[tuple[float, int, dict[str, object]]]:
     """Poll /readyz until 200; every answer, with its time."""
     seen: list[tuple[float, int, dict[str, object]]] = []
     deadline = time.monotonic() + seconds
@@ -192,8 +242,10 @@ def _check_answer(url: str, picture: bytes) -> float:
     upscaled by the model."""
     from PIL import Image
 
-    body = {**json.loads((TEXT / "request.json").read_text()),
-            "image": "data:image/png;base64," + base64.b64encode(picture).decode()}
+    body = {
+        **json.loads((TEXT / "request.json").read_text()),
+        "image": "data:image/png;base64," + base64.b64encode(picture).decode(),
+    }
     r = httpx.post(f"{url}/generate", json=body, timeout=600)
     answered = time.monotonic()
     assert r.status_code == 200, r.text[-2000:]
@@ -218,8 +270,10 @@ def test_the_image_builds_serves_and_keeps_its_model_cache(tmp_path: Path) -> No
 
     served = tmp_path / "served"
     served.mkdir()
-    env = {"BENTOML_HOME": str(tmp_path / "bentoml"),
-           "COMFYPACK_HOME": os.environ.get("COMFYPACK_HOME", str(ROOT / ".cache"))}
+    env = {
+        "BENTOML_HOME": str(tmp_path / "bentoml"),
+        "COMFYPACK_HOME": os.environ.get("COMFYPACK_HOME", str(ROOT / ".cache")),
+    }
     free_before = _disk_free()
     handler = functools.partial(_ModelSource, directory=str(served))
     _ModelSource.downloads = []
@@ -231,13 +285,18 @@ def test_the_image_builds_serves_and_keeps_its_model_cache(tmp_path: Path) -> No
             assert built["image"] == tag and built["builder"] == "buildah"
             cfg = image_config(tag)
             size = buildah("images", "--format", "{{.Size}}", tag)
-            _check_manifests_match(cfg, kubernetes_manifests(plan_build(pack), KubernetesOptions(image=tag)), tag)
+            _check_manifests_match(
+                cfg, kubernetes_manifests(plan_build(pack), KubernetesOptions(image=tag)), tag
+            )
 
             cache = tmp_path / "model-cache"
             cache.mkdir()
             os.chown(cache, 1034, 1034)  # the volume as the pod's fsGroup makes it: the user's
-            container = Container(tag, name=f"comfypack-test-{uuid.uuid4().hex[:8]}",
-                                  binds={"/var/lib/comfypack": cache})
+            container = Container(
+                tag,
+                name=f"comfypack-test-{uuid.uuid4().hex[:8]}",
+                binds={"/var/lib/comfypack": cache},
+            )
             container.create()
             timings = {}
             try:
@@ -245,7 +304,9 @@ def test_the_image_builds_serves_and_keeps_its_model_cache(tmp_path: Path) -> No
                     port = _free_port()
                     url = f"http://127.0.0.1:{port}"
                     run_env = {"BENTOML_PORT": str(port)}
-                    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:  # GPU selection passes through
+                    if (
+                        os.environ.get("CUDA_VISIBLE_DEVICES") is not None
+                    ):  # GPU selection passes through
                         run_env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
                     log = tmp_path / f"container-{run.replace(' ', '-')}.log"
                     started = container.start(log, run_env)
@@ -254,15 +315,23 @@ def test_the_image_builds_serves_and_keeps_its_model_cache(tmp_path: Path) -> No
                         ready = seen[-1][0]
                         answered = _check_answer(url, picture)
                     except AssertionError as e:
-                        raise AssertionError(f"{run}: {e}\n--- container log:\n{log.read_text()[-6000:]}") from e
+                        raise AssertionError(
+                            f"{run}: {e}\n--- container log:\n{log.read_text()[-6000:]}"
+                        ) from e
                     finally:
                         container.stop()
                     timings[run] = (ready - started, answered - started)
                     # the workspace's model is a hard link of the cached, verified file (its
                     # models folder is in the cache volume), not a copy made at every start
                     (digest,) = [p.name.split(".")[0] for p in served.iterdir()]
-                    linked = cache / "workspaces" / plan_build(pack).pack_sha256[:16] / "models" / \
-                        "upscale_models" / MODEL
+                    linked = (
+                        cache
+                        / "workspaces"
+                        / plan_build(pack).pack_sha256[:16]
+                        / "models"
+                        / "upscale_models"
+                        / MODEL
+                    )
                     assert os.path.samefile(linked, cache / "models" / "sha256" / digest)
                     if run == "empty cache":
                         assert len(_ModelSource.downloads) == 1
@@ -270,10 +339,15 @@ def test_the_image_builds_serves_and_keeps_its_model_cache(tmp_path: Path) -> No
                         t0 = _ModelSource.downloads[0]
                         during = [(s, b) for t, s, b in seen if t0 <= t <= t0 + MODEL_DELAY]
                         assert during and all(s == 503 for s, _ in during), during
-                        assert any("restor" in str(b.get("reason", "")) or "model" in str(b.get("reason", ""))
-                                   for _, b in during), during
+                        assert any(
+                            "restor" in str(b.get("reason", ""))
+                            or "model" in str(b.get("reason", ""))
+                            for _, b in during
+                        ), during
                     else:
-                        assert len(_ModelSource.downloads) == 1, "the kept cache was downloaded again"
+                        assert len(_ModelSource.downloads) == 1, (
+                            "the kept cache was downloaded again"
+                        )
                     assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
             finally:
                 container.remove()
@@ -281,11 +355,15 @@ def test_the_image_builds_serves_and_keeps_its_model_cache(tmp_path: Path) -> No
     print(f"\nimage {tag}: built in {build_seconds:.0f} s (buildah, vfs), {size}")
     for run, (ready, first) in timings.items():
         print(f"cold start, {run}: /readyz after {ready:.1f} s, first answer after {first:.1f} s")
-    print(f"disk: {(free_before - lowest[0]) / 1e9:.1f} GB at most while it ran (others' use included), "
-          f"{(free_before - free_after) / 1e9:+.2f} GB left behind after clean-up")
+    print(
+        f"disk: {(free_before - lowest[0]) / 1e9:.1f} GB at most while it ran (others' use included), "
+        f"{(free_before - free_after) / 1e9:+.2f} GB left behind after clean-up"
+    )
 
 
-def _check_manifests_match(cfg: dict[str, object], manifests: dict[str, dict[str, object]], tag: str) -> None:
+def _check_manifests_match(
+    cfg: dict[str, object], manifests: dict[str, dict[str, object]], tag: str
+) -> None:
     """The Deployment runs the image as the image says: user, port, entrypoint, env, volumes."""
     dep = manifests["deployment.yaml"]
     pod = dep["spec"]["template"]["spec"]  # type: ignore[index]
@@ -294,9 +372,14 @@ def _check_manifests_match(cfg: dict[str, object], manifests: dict[str, dict[str
     assert "command" not in c and "args" not in c  # the image's entrypoint runs
     assert cfg["Entrypoint"][:2] == ["/usr/bin/tini", "--"]  # type: ignore[index]
     uid, _, gid = str(cfg["User"]).partition(":")
-    assert c["securityContext"]["runAsUser"] == int(uid) != 0 and c["securityContext"]["runAsGroup"] == int(gid)
+    assert c["securityContext"]["runAsUser"] == int(uid) != 0 and c["securityContext"][
+        "runAsGroup"
+    ] == int(gid)
     assert pod["securityContext"]["fsGroup"] == int(gid)
-    assert c["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert (
+        c["securityContext"]["runAsNonRoot"] is True
+        and c["securityContext"]["readOnlyRootFilesystem"] is True
+    )
     ports = {int(p.split("/")[0]) for p in cfg["ExposedPorts"]}  # type: ignore[union-attr]
     assert {p["containerPort"] for p in c["ports"]} == ports
     image_env = dict(e.split("=", 1) for e in cfg["Env"])  # type: ignore[union-attr]
@@ -307,5 +390,9 @@ def _check_manifests_match(cfg: dict[str, object], manifests: dict[str, dict[str
     assert mounts == set(cfg["Volumes"])  # type: ignore[arg-type]
     assert not any(m.endswith("/comfyui/models") for m in mounts)  # a link into the cache volume
     assert image_env["COMFYPACK_HOME"] in mounts and image_env["HOME"].startswith("/tmp/")
-    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez"), ("startupProbe", "/livez")):
+    for probe, path in (
+        ("readinessProbe", "/readyz"),
+        ("livenessProbe", "/livez"),
+        ("startupProbe", "/livez"),
+    ):
         assert c[probe]["httpGet"]["path"] == path and c[probe]["httpGet"]["port"] == "http"

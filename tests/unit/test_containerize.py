@@ -22,9 +22,9 @@ from comfypack.deploy import QUEUE_METRIC, KubernetesOptions, kubernetes_manifes
 from comfypack.errors import WorkflowError
 
 from ._lock_helpers import fake_env
+from .test_deploy import _validate
 
 SHA = "0123456789abcdef" * 4
-from .test_deploy import _validate
 
 
 @pytest.fixture
@@ -40,9 +40,13 @@ def pack(tmp_path, monkeypatch):
 
 
 def test_the_contract_is_non_root_with_every_written_path_a_volume():
-    cfg = image_config({"COMFYPACK_WORKSPACE": IMAGE_WORKSPACE, "COMFYPACK_ENDPOINT": "generate"}, SHA)
+    cfg = image_config(
+        {"COMFYPACK_WORKSPACE": IMAGE_WORKSPACE, "COMFYPACK_ENDPOINT": "generate"}, SHA
+    )
     assert cfg.uid == IMAGE_UID != 0 and cfg.user == f"{IMAGE_UID}:{IMAGE_UID}"
-    assert cfg.env["COMFYPACK_HOME"] == MODEL_CACHE_PATH and cfg.env["BENTOML_PORT"] == str(IMAGE_PORT)
+    assert cfg.env["COMFYPACK_HOME"] == MODEL_CACHE_PATH and cfg.env["BENTOML_PORT"] == str(
+        IMAGE_PORT
+    )
     assert cfg.env["COMFYPACK_ENDPOINT"] == "generate"  # the Bento's own settings go in
     assert set(cfg.volumes) == {MODEL_CACHE_PATH, "/tmp", f"{IMAGE_WORKSPACE}/comfyui/input"}
     # the workspace's models live in the cache volume (hard links from the cache: no copies)
@@ -60,9 +64,13 @@ def test_containerfile_runs_one_build_step_and_ends_as_the_user():
     assert f"USER {IMAGE_UID}:{IMAGE_UID}" in lines and f"EXPOSE {IMAGE_PORT}" in lines
     assert lines[-1].startswith('ENTRYPOINT ["/usr/bin/tini", "--"')
     assert "--mount=type=secret" not in text  # buildah mounts them as volumes instead
-    assert "--mount=type=secret,id=comfypack-index" in containerfile(cfg, base_image="b", secrets=True)
+    assert "--mount=type=secret,id=comfypack-index" in containerfile(
+        cfg, base_image="b", secrets=True
+    )
     script = build_script(cfg)
-    assert "uv pip install" in script and "UV_COMPILE_BYTECODE=1" in script  # read-only root: compiled
+    assert (
+        "uv pip install" in script and "UV_COMPILE_BYTECODE=1" in script
+    )  # read-only root: compiled
     assert f"chown -R {IMAGE_UID}:{IMAGE_UID}" in script
     assert f"ln -s {cfg.models_dir} {IMAGE_WORKSPACE}/comfyui/models" in script
     assert f"'mkdir -p {cfg.models_dir}' 'exec \"$@\"'" in script  # the start script makes it
@@ -76,17 +84,26 @@ def test_index_settings_come_from_the_host_and_stay_out_of_the_image(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     # pip's configuration only: uv gets it as UV_* (it does not read pip.conf)
-    s = host_index_settings(env={}, pip_config={
-        "extra-index-url": f"{(root / 'simple').as_uri()} https://mirror.example/simple",
-        "find-links": str(wheels), "cert": str(ca)})
-    assert s.env["UV_EXTRA_INDEX_URL"] == f"{(root / 'simple').as_uri()} https://mirror.example/simple"
+    s = host_index_settings(
+        env={},
+        pip_config={
+            "extra-index-url": f"{(root / 'simple').as_uri()} https://mirror.example/simple",
+            "find-links": str(wheels),
+            "cert": str(ca),
+        },
+    )
+    assert (
+        s.env["UV_EXTRA_INDEX_URL"] == f"{(root / 'simple').as_uri()} https://mirror.example/simple"
+    )
     assert s.env["UV_INDEX_STRATEGY"] == "unsafe-best-match"
     assert s.env["UV_FIND_LINKS"] == str(wheels) and "UV_INDEX_URL" not in s.env  # default: PyPI
     assert s.folders == [str(root), str(wheels)]  # a local index's root: its pages link beside
     assert s.ca_file == str(ca)
     # variables win over pip's configuration
-    s = host_index_settings(env={"PIP_INDEX_URL": "https://idx.example/simple", "HTTPS_PROXY": "http://p:1"},
-                            pip_config={"index-url": "https://other.example/simple"})
+    s = host_index_settings(
+        env={"PIP_INDEX_URL": "https://idx.example/simple", "HTTPS_PROXY": "http://p:1"},
+        pip_config={"index-url": "https://other.example/simple"},
+    )
     assert s.env["UV_INDEX_URL"] == s.env["PIP_INDEX_URL"] == "https://idx.example/simple"
     assert s.env["HTTPS_PROXY"] == "http://p:1" and s.folders == [] and s.ca_file is None
     # nothing of it in what the image keeps
@@ -106,13 +123,17 @@ def test_manifests_are_the_image_contract(pack):
     assert [p["containerPort"] for p in c["ports"]] == [cfg.port]
     assert all(cfg.env[e["name"]] == e["value"] for e in c["env"])
     assert dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(cfg.port)
-    writable = kubernetes_manifests(plan, KubernetesOptions(read_only_root=False))["deployment.yaml"]
+    writable = kubernetes_manifests(plan, KubernetesOptions(read_only_root=False))[
+        "deployment.yaml"
+    ]
     (c,) = writable["spec"]["template"]["spec"]["containers"]
     assert {m["mountPath"] for m in c["volumeMounts"]} == {MODEL_CACHE_PATH, "/tmp"}
 
 
 def test_the_hpa_follows_the_queue_depth_not_cpu(pack):
-    hpa = kubernetes_manifests(plan_build(pack), KubernetesOptions(hpa_min=1, hpa_max=5, hpa_queue="3"))["hpa.yaml"]
+    hpa = kubernetes_manifests(
+        plan_build(pack), KubernetesOptions(hpa_min=1, hpa_max=5, hpa_queue="3")
+    )["hpa.yaml"]
     _validate(hpa)
     (metric,) = hpa["spec"]["metrics"]
     assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == QUEUE_METRIC
@@ -126,15 +147,25 @@ def test_the_hpa_follows_the_queue_depth_not_cpu(pack):
 def _keda_validate(doc: dict) -> None:
     """Against KEDA's CRD (the generated models of cloudcoil-models-keda): types checked by the
     model, unknown fields by a round trip (the models drop what they do not know)."""
-    models = pytest.importorskip("cloudcoil.models.keda.v1alpha1",
-                                 reason="cloudcoil-models-keda (the dev extra) ships KEDA's CRD models")
+    models = pytest.importorskip(
+        "cloudcoil.models.keda.v1alpha1",
+        reason="cloudcoil-models-keda (the dev extra) ships KEDA's CRD models",
+    )
     obj = models.ScaledObject.model_validate(doc)
     assert obj.model_dump(by_alias=True, exclude_none=True, mode="json") == doc
 
 
 def test_keda_scaled_object_validates_and_can_scale_to_zero(pack):
-    manifests = kubernetes_manifests(plan_build(pack), KubernetesOptions(
-        hpa_min=0, hpa_max=4, keda=True, prometheus_url="http://prometheus.monitoring:9090", namespace="ml"))
+    manifests = kubernetes_manifests(
+        plan_build(pack),
+        KubernetesOptions(
+            hpa_min=0,
+            hpa_max=4,
+            keda=True,
+            prometheus_url="http://prometheus.monitoring:9090",
+            namespace="ml",
+        ),
+    )
     assert "hpa.yaml" not in manifests  # KEDA makes its own HPA
     so = manifests["keda.yaml"]
     _keda_validate(so)
@@ -180,15 +211,47 @@ def test_deploy_cli_writes_the_keda_scaled_object(pack, tmp_path):
     from comfypack.cli import cli
 
     out = tmp_path / "k8s"
-    result = CliRunner().invoke(cli, ["deploy", str(pack), "--target", "kubernetes", "-o", str(out),
-                                      "--hpa-min", "0", "--hpa-max", "3", "--keda",
-                                      "--prometheus-url", "http://prometheus:9090"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "deploy",
+            str(pack),
+            "--target",
+            "kubernetes",
+            "-o",
+            str(out),
+            "--hpa-min",
+            "0",
+            "--hpa-max",
+            "3",
+            "--keda",
+            "--prometheus-url",
+            "http://prometheus:9090",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "deployment.yaml", "keda.yaml",
-                                                      "pvc.yaml", "service.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "deployment.yaml",
+        "keda.yaml",
+        "pvc.yaml",
+        "service.yaml",
+    ]
     _keda_validate(yaml.safe_load((out / "keda.yaml").read_text()))
     readme = (out / "README.md").read_text()
     assert "comfypack containerize" in readme and "HTTP add-on" in readme  # scale from zero: said
-    result = CliRunner().invoke(cli, ["deploy", str(pack), "--target", "kubernetes", "--dry-run",
-                                      "--hpa-min", "0", "--hpa-max", "3"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "deploy",
+            str(pack),
+            "--target",
+            "kubernetes",
+            "--dry-run",
+            "--hpa-min",
+            "0",
+            "--hpa-max",
+            "3",
+        ],
+    )
     assert result.exit_code == 2 and "1 ≤ min" in result.output  # an HPA cannot go to zero

@@ -62,20 +62,49 @@ def _validate(doc: dict) -> None:
 
 
 def test_dry_run_prints_the_exact_deployment_config(pack):
-    result = CliRunner().invoke(cli, [
-        "deploy", str(pack), "--target", "bentocloud", "--dry-run", "--format", "json",
-        "--name", "Flow_Prod", "--instance-type", "gpu.l4.1", "--scaling-min", "0", "--scaling-max", "3",
-        "--gpu", "1", "--timeout", "120", "--env", "COMFYPACK_API_KEY=s3cret"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "deploy",
+            str(pack),
+            "--target",
+            "bentocloud",
+            "--dry-run",
+            "--format",
+            "json",
+            "--name",
+            "Flow_Prod",
+            "--instance-type",
+            "gpu.l4.1",
+            "--scaling-min",
+            "0",
+            "--scaling-max",
+            "3",
+            "--gpu",
+            "1",
+            "--timeout",
+            "120",
+            "--env",
+            "COMFYPACK_API_KEY=s3cret",
+        ],
+    )
     assert result.exit_code == 0, result.output
     config = json.loads(result.output)
     plan = plan_build(pack, BuildOptions(gpu=1, timeout=120))
-    assert config == bentocloud_config(plan, name="Flow_Prod", instance_type="gpu.l4.1", scaling_min=0,
-                                       scaling_max=3, envs={"COMFYPACK_API_KEY": "s3cret"})
+    assert config == bentocloud_config(
+        plan,
+        name="Flow_Prod",
+        instance_type="gpu.l4.1",
+        scaling_min=0,
+        scaling_max=3,
+        envs={"COMFYPACK_API_KEY": "s3cret"},
+    )
     assert config["name"] == "flow-prod"  # a DNS label
     assert config["bento"] == f"my_flow:{plan.version}"
     assert config["access_authorization"] is True
-    assert config["services"] == {"my_flow": {"scaling": {"min_replicas": 0, "max_replicas": 3},
-                                              "instance_type": "gpu.l4.1"}}
+    assert config["services"] == {
+        "my_flow": {"scaling": {"min_replicas": 0, "max_replicas": 3}, "instance_type": "gpu.l4.1"}
+    }
     envs = {e["name"]: e["value"] for e in config["envs"]}
     assert envs["COMFYPACK_PACK"] == "pack/my_flow.cpack.zip"
     assert envs["COMFYPACK_GPU"] == "1" and envs["COMFYPACK_TIMEOUT"] == "120"
@@ -85,8 +114,9 @@ def test_dry_run_prints_the_exact_deployment_config(pack):
 
 def test_dry_run_yaml_is_a_bentoml_deployment_file_and_builds_nothing(pack, tmp_path, monkeypatch):
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    result = CliRunner().invoke(cli, ["deploy", str(pack), "--target", "bentocloud", "--dry-run",
-                                      "--public"])
+    result = CliRunner().invoke(
+        cli, ["deploy", str(pack), "--target", "bentocloud", "--dry-run", "--public"]
+    )
     assert result.exit_code == 0, result.output
     config = yaml.safe_load(result.output)
     assert list(config) == ["name", "bento", "access_authorization", "envs", "services"]
@@ -102,12 +132,23 @@ def test_bad_scaling_is_a_usage_error(pack):
 
 def test_missing_login_is_one_clear_line(pack, tmp_path):
     """An empty BENTOML_HOME has no BentoCloud context: exit 1, `bentoml cloud login`, no traceback."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("BENTO_CLOUD_", "BENTOML_", "COMFYPACK_"))}
-    env.update(BENTOML_HOME=str(tmp_path / "empty-bentoml"), COMFYPACK_HOME=str(tmp_path / "home"),
-               COLUMNS="200")
-    proc = subprocess.run([sys.executable, "-m", "comfypack.cli", "deploy", str(pack), "--target",
-                           "bentocloud"], env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BENTO_CLOUD_", "BENTOML_", "COMFYPACK_"))
+    }
+    env.update(
+        BENTOML_HOME=str(tmp_path / "empty-bentoml"),
+        COMFYPACK_HOME=str(tmp_path / "home"),
+        COLUMNS="200",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "comfypack.cli", "deploy", str(pack), "--target", "bentocloud"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -121,10 +162,31 @@ def test_missing_login_is_one_clear_line(pack, tmp_path):
 
 def test_kubernetes_manifests_validate_against_the_kubernetes_schemas(pack, tmp_path):
     out = tmp_path / "k8s"
-    result = CliRunner().invoke(cli, [
-        "deploy", str(pack), "--target", "kubernetes", "-o", str(out), "--gpu", "1",
-        "--image", "registry.example.com/my_flow:1", "--hpa-min", "1", "--hpa-max", "4",
-        "--model-cache-size", "80Gi", "--storage-class", "efs", "--namespace", "ml"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "deploy",
+            str(pack),
+            "--target",
+            "kubernetes",
+            "-o",
+            str(out),
+            "--gpu",
+            "1",
+            "--image",
+            "registry.example.com/my_flow:1",
+            "--hpa-min",
+            "1",
+            "--hpa-max",
+            "4",
+            "--model-cache-size",
+            "80Gi",
+            "--storage-class",
+            "efs",
+            "--namespace",
+            "ml",
+        ],
+    )
     assert result.exit_code == 0, result.output
     files = sorted(p.name for p in out.iterdir())
     assert files == ["README.md", "deployment.yaml", "hpa.yaml", "pvc.yaml", "service.yaml"]
@@ -151,7 +213,10 @@ def test_kubernetes_manifests_validate_against_the_kubernetes_schemas(pack, tmp_
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert env["COMFYPACK_HOME"] == MODEL_CACHE_PATH == mounts["model-cache"]
-    assert volumes["model-cache"]["persistentVolumeClaim"]["claimName"] == docs["pvc.yaml"]["metadata"]["name"]
+    assert (
+        volumes["model-cache"]["persistentVolumeClaim"]["claimName"]
+        == docs["pvc.yaml"]["metadata"]["name"]
+    )
     assert mounts["tmp"] == "/tmp" and volumes["tmp"]["emptyDir"] == {}
     assert mounts["workspace-input"] == f"{IMAGE_WORKSPACE}/comfyui/input"
     assert "workspace-models" not in mounts  # the models folder links into the model cache volume
@@ -222,7 +287,6 @@ def test_kubernetes_dry_run_prints_every_manifest(pack):
     assert kinds == ["Deployment", "Service", "PersistentVolumeClaim"]
 
 
-
 def _bentoml_modules():
     import importlib
 
@@ -248,10 +312,14 @@ def test_deploy_pushes_then_creates_or_updates_through_bentomls_api(pack, monkey
 
     monkeypatch.setattr(bentos, "push", lambda tag: calls.append(("push", tag)))
     monkeypatch.setattr(deployment, "get", get)
-    monkeypatch.setattr(deployment, "create",
-                        lambda config_dict: calls.append(("create", config_dict)) or "new")
-    monkeypatch.setattr(deployment, "update",
-                        lambda name, cluster, config_dict: calls.append(("update", config_dict)) or "upd")
+    monkeypatch.setattr(
+        deployment, "create", lambda config_dict: calls.append(("create", config_dict)) or "new"
+    )
+    monkeypatch.setattr(
+        deployment,
+        "update",
+        lambda name, cluster, config_dict: calls.append(("update", config_dict)) or "upd",
+    )
     assert deploy_bentocloud(config) == ("created", "new")
     assert calls == [("push", config["bento"]), ("get", "my-flow"), ("create", config)]
     calls.clear()
@@ -270,5 +338,7 @@ def test_a_cloud_failure_is_a_deploy_error_with_its_first_line(pack, monkeypatch
         raise BentoMLException("upload failed: 500\nlong server trace")
 
     monkeypatch.setattr(_bentoml_modules()[0], "push", push)
-    with pytest.raises(DeployError, match=r"pushing my_flow:\w+ to BentoCloud failed: upload failed: 500$"):
+    with pytest.raises(
+        DeployError, match=r"pushing my_flow:\w+ to BentoCloud failed: upload failed: 500$"
+    ):
         deploy_bentocloud(bentocloud_config(plan_build(pack)))
