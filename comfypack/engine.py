@@ -80,11 +80,17 @@ class ServeConfig:
 
         env = os.environ
         pack = env.get("COMFYPACK_PACK") or None
-        fallback = str(default_workflow) if default_workflow is not None and default_workflow.is_file() else ""
+        fallback = (
+            str(default_workflow)
+            if default_workflow is not None and default_workflow.is_file()
+            else ""
+        )
         workflow = pack or env.get("COMFYPACK_WORKFLOW") or fallback
         if not workflow:
-            raise ComfyPackError("set COMFYPACK_WORKFLOW to the API-format workflow to serve "
-                                 "(or COMFYPACK_PACK to a .cpack.zip)")
+            raise ComfyPackError(
+                "set COMFYPACK_WORKFLOW to the API-format workflow to serve "
+                "(or COMFYPACK_PACK to a .cpack.zip)"
+            )
         url = env.get("COMFYPACK_COMFYUI_URL") or None
         max_upload = int(env.get("COMFYPACK_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD))
         limits = InputLimits.from_env(env, max_bytes=max_upload)
@@ -93,9 +99,13 @@ class ServeConfig:
             pack=Path(pack) if pack else None,
             workspace=Path(env["COMFYPACK_WORKSPACE"]) if env.get("COMFYPACK_WORKSPACE") else None,
             gpu=int(env["COMFYPACK_GPU"]) if env.get("COMFYPACK_GPU") else None,
-            concurrency=int(env["COMFYPACK_CONCURRENCY"]) if env.get("COMFYPACK_CONCURRENCY") else None,
+            concurrency=int(env["COMFYPACK_CONCURRENCY"])
+            if env.get("COMFYPACK_CONCURRENCY")
+            else None,
             example=_read_example(env.get("COMFYPACK_EXAMPLE")),
-            comfyui_dir=None if url or pack else Path(env.get("COMFYPACK_COMFYUI_DIR") or default_comfyui_dir()),
+            comfyui_dir=None
+            if url or pack
+            else Path(env.get("COMFYPACK_COMFYUI_DIR") or default_comfyui_dir()),
             comfyui_url=url,
             python=env.get("COMFYPACK_PYTHON") or None,
             endpoint=env.get("COMFYPACK_ENDPOINT", "generate").strip("/") or "generate",
@@ -109,7 +119,9 @@ class ServeConfig:
             api_key=env.get("COMFYPACK_API_KEY") or None,
             warmup=env.get("COMFYPACK_WARMUP", "0").lower() in ("1", "true", "yes"),
             limits=limits,
-            webhooks=WebhookSettings.from_env(env, policy=limits.url),  # callbacks: URL inputs' policy
+            webhooks=WebhookSettings.from_env(
+                env, policy=limits.url
+            ),  # callbacks: URL inputs' policy
             storage=StorageSettings.from_env(env),
         )
 
@@ -121,7 +133,9 @@ class ServeConfig:
     def request_limits(self) -> InputLimits:
         """The file-input limits, with no URL fetch allowed to outlast a request's timeout."""
         limits = self.limits or InputLimits(max_bytes=self.max_upload_bytes)
-        return replace(limits, url=replace(limits.url, timeout=min(limits.url.timeout, self.timeout)))
+        return replace(
+            limits, url=replace(limits.url, timeout=min(limits.url.timeout, self.timeout))
+        )
 
 
 def _read_example(path: str | None) -> Any:
@@ -172,15 +186,25 @@ class WorkflowEngine:
     ``pool_factory(comfyui_dir, urls)`` makes the :class:`~comfypack.pool.WorkerPool` (tests pass
     their own); ``on_restart`` / ``on_pool_change`` are the pool's hooks (metrics)."""
 
-    def __init__(self, config: ServeConfig, workflow: dict[str, Any], interface: Interface, *,
-                 pool_factory: Callable[[Path | None, list[str] | None], Any] | None = None,
-                 on_restart: Callable[[Any], None] | None = None,
-                 on_pool_change: Callable[[Any], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: ServeConfig,
+        workflow: dict[str, Any],
+        interface: Interface,
+        *,
+        pool_factory: Callable[[Path | None, list[str] | None], Any] | None = None,
+        on_restart: Callable[[Any], None] | None = None,
+        on_pool_change: Callable[[Any], None] | None = None,
+    ) -> None:
         self.config = config
         self.workflow = workflow
         self.interface = interface
-        self.runner = WorkflowRunner(workflow, interface, max_upload_bytes=config.max_upload_bytes,
-                                     limits=config.request_limits())
+        self.runner = WorkflowRunner(
+            workflow,
+            interface,
+            max_upload_bytes=config.max_upload_bytes,
+            limits=config.request_limits(),
+        )
         self._pool_factory = pool_factory or self._default_pool
         self._on_restart = on_restart
         self._on_pool_change = on_pool_change
@@ -205,9 +229,17 @@ class WorkflowEngine:
         from .pool import WorkerPool
 
         c = self.config
-        return WorkerPool(comfyui_dir=comfyui_dir, urls=urls, n=c.workers, python=c.python,
-                          max_queue=c.max_queue, pipeline=c.pipeline, startup_timeout=c.startup_timeout,
-                          on_restart=self._on_restart, on_change=self._on_pool_change)
+        return WorkerPool(
+            comfyui_dir=comfyui_dir,
+            urls=urls,
+            n=c.workers,
+            python=c.python,
+            max_queue=c.max_queue,
+            pipeline=c.pipeline,
+            startup_timeout=c.startup_timeout,
+            on_restart=self._on_restart,
+            on_change=self._on_pool_change,
+        )
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -236,9 +268,14 @@ class WorkflowEngine:
                 self._stage = "restoring the pack (ComfyUI, custom nodes, models)"
                 pack, ep = config.pack, model_endpoints()
                 workspace = await asyncio.to_thread(
-                    lambda: restore_workspace(pack, config.workspace, hf_endpoint=ep["hf_endpoint"],
-                                              civitai_url=ep["civitai_url"],
-                                              allow_local_sources=allow_local_sources()))
+                    lambda: restore_workspace(
+                        pack,
+                        config.workspace,
+                        hf_endpoint=ep["hf_endpoint"],
+                        civitai_url=ep["civitai_url"],
+                        allow_local_sources=allow_local_sources(),
+                    )
+                )
                 self.pool = self._pool_factory(workspace.comfyui_dir, None)
             assert self.pool is not None
             comfyui_dir = workspace.comfyui_dir if workspace is not None else config.comfyui_dir
@@ -250,15 +287,25 @@ class WorkflowEngine:
             if workspace is not None:
                 from .workspace import seed_inputs
 
-                seed_inputs(workspace, [w.process.input_dir for w in self.pool.workers
-                                        if w.process is not None and w.process.workdir is not None])
+                seed_inputs(
+                    workspace,
+                    [
+                        w.process.input_dir
+                        for w in self.pool.workers
+                        if w.process is not None and w.process.workdir is not None
+                    ],
+                )
         except BaseException as e:
             self._startup_error = e
             logger.error("ComfyUI failed to start: %s", getattr(e, "message", e))
             raise
         if self.pool.ready:
-            logger.info("%d ComfyUI worker(s) up after %.1f s; serving POST /%s",
-                        len(self.pool.workers), time.monotonic() - started, config.endpoint)
+            logger.info(
+                "%d ComfyUI worker(s) up after %.1f s; serving POST /%s",
+                len(self.pool.workers),
+                time.monotonic() - started,
+                config.endpoint,
+            )
         try:
             if config.warmup and self._missing is None:
                 self._stage = "warming up"
@@ -300,9 +347,13 @@ class WorkflowEngine:
     def readiness(self) -> tuple[bool, str]:
         """Whether requests can be served now, and if not, why (``/readyz`` says it)."""
         if self._startup_error is not None:
-            return False, f"start-up failed: {getattr(self._startup_error, 'message', self._startup_error)}"
-        if self.pool is None or (self._startup is not None and not self._startup.done()
-                                 and not self.pool.ready):
+            return (
+                False,
+                f"start-up failed: {getattr(self._startup_error, 'message', self._startup_error)}",
+            )
+        if self.pool is None or (
+            self._startup is not None and not self._startup.done() and not self.pool.ready
+        ):
             return False, self._stage
         missing = self._check_models()
         if missing is not None:
@@ -312,7 +363,10 @@ class WorkflowEngine:
             return False, reason
         if self._warming:
             return False, "warming up: the first run of the workflow on each worker"
-        return True, f"{sum(w.up for w in self.pool.workers)} of {len(self.pool.workers)} worker(s) up"
+        return (
+            True,
+            f"{sum(w.up for w in self.pool.workers)} of {len(self.pool.workers)} worker(s) up",
+        )
 
     async def wait_started(self) -> None:
         """Wait (up to the start-up timeout) for start-up; raise why no request can run now."""
@@ -327,8 +381,13 @@ class WorkflowEngine:
 
     # -- running ---------------------------------------------------------------------------------
 
-    async def execute(self, body: Any, *, on_running: Callable[[], None] | None = None,
-                      on_progress: Callable[[Any], None] | None = None) -> RunOutput:
+    async def execute(
+        self,
+        body: Any,
+        *,
+        on_running: Callable[[], None] | None = None,
+        on_progress: Callable[[Any], None] | None = None,
+    ) -> RunOutput:
         """Run the workflow with ``body`` (the typed endpoint's JSON) and return its outputs.
 
         Raises :class:`~comfypack.errors.RequestError` (422, naming the field) before anything is
@@ -339,12 +398,18 @@ class WorkflowEngine:
         async def run(client: Any, request: PreparedRequest, timeout: float) -> RunOutput:
             return await self.runner.run(client, request, on_progress=on_progress, timeout=timeout)
 
-        result: RunOutput = await self.submit(lambda: self.runner.decode(values), run, on_running=on_running)
+        result: RunOutput = await self.submit(
+            lambda: self.runner.decode(values), run, on_running=on_running
+        )
         return result
 
-    async def submit(self, prepare: Callable[[], Awaitable[Any]],
-                     run: Callable[[Any, Any, float], Awaitable[Any]], *,
-                     on_running: Callable[[], None] | None = None) -> Any:
+    async def submit(
+        self,
+        prepare: Callable[[], Awaitable[Any]],
+        run: Callable[[Any, Any, float], Awaitable[Any]],
+        *,
+        on_running: Callable[[], None] | None = None,
+    ) -> Any:
         """The queue discipline every route shares: wait for start-up, take a place in the queue
         (full → :class:`~comfypack.errors.Overloaded` at once), ``prepare()`` inside that place
         (URL inputs are fetched there, within the timeout, and cancelled with the request), take

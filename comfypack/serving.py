@@ -62,12 +62,16 @@ BODY_FIELD = "comfypack_body"
 
 def _default_example(schema: dict[str, Any]) -> dict[str, Any]:
     """An example body from the inputs' defaults (file inputs, which have none, are left out)."""
-    return {k: p["default"] for k, p in schema.get("properties", {}).items()
-            if isinstance(p, dict) and p.get("default") is not None}
+    return {
+        k: p["default"]
+        for k, p in schema.get("properties", {}).items()
+        if isinstance(p, dict) and p.get("default") is not None
+    }
 
 
 def _schema_model(name: str, schema: dict[str, Any]) -> type[Any]:
     """A BentoML IO model that shows ``schema`` in OpenAPI and hands the raw body through."""
+
     class _Model(bentoml.IODescriptor):  # type: ignore[misc,name-defined]
         model_config = ConfigDict(extra="allow")
         comfypack_body: Any = None
@@ -107,21 +111,27 @@ def _setup_logging() -> None:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler._comfypack = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] [%(name)s] %(message)s",
-                                           "%Y-%m-%dT%H:%M:%S%z"))
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s [%(levelname)s] [%(name)s] %(message)s", "%Y-%m-%dT%H:%M:%S%z"
+        )
+    )
     root.addHandler(handler)
     root.setLevel(os.environ.get("COMFYPACK_LOG_LEVEL", "INFO").upper())
     root.propagate = False
 
 
 def _describe(label: str, route: str, interface: Interface) -> str:
-    return (f"Run the workflow `{label}`. Inputs: "
-            + (", ".join(f"`{s.name}` ({s.kind})" for s in interface.inputs) or "none")
-            + ". Outputs: " + (", ".join(f"`{o.name}` ({o.kind})" for o in interface.outputs) or "none")
-            + ". Send JSON, or multipart/form-data to upload files. One file output comes back as the "
-              "file itself; otherwise a JSON object with every named output (files as data: URIs). "
-              f"`POST {route}/submit` runs it as a job: `GET {route}/status|progress|get?task_id=`, "
-              f"`PUT {route}/cancel?task_id=`.")
+    return (
+        f"Run the workflow `{label}`. Inputs: "
+        + (", ".join(f"`{s.name}` ({s.kind})" for s in interface.inputs) or "none")
+        + ". Outputs: "
+        + (", ".join(f"`{o.name}` ({o.kind})" for o in interface.outputs) or "none")
+        + ". Send JSON, or multipart/form-data to upload files. One file output comes back as the "
+        "file itself; otherwise a JSON object with every named output (files as data: URIs). "
+        f"`POST {route}/submit` runs it as a job: `GET {route}/status|progress|get?task_id=`, "
+        f"`PUT {route}/cancel?task_id=`."
+    )
 
 
 class GenerateEndpoint:
@@ -129,8 +139,15 @@ class GenerateEndpoint:
     errors as JSON with their status, metrics and one log line per request. The work itself is
     :meth:`WorkflowEngine.execute`."""
 
-    def __init__(self, engine: WorkflowEngine, jobs: JobTable, metrics: _Metrics, *, route: str,
-                 delivery: ResultDelivery | None = None) -> None:
+    def __init__(
+        self,
+        engine: WorkflowEngine,
+        jobs: JobTable,
+        metrics: _Metrics,
+        *,
+        route: str,
+        delivery: ResultDelivery | None = None,
+    ) -> None:
         self.engine = engine
         self.delivery = delivery or ResultDelivery()  # object storage, webhooks (both optional)
         self.jobs = jobs
@@ -155,13 +172,22 @@ class GenerateEndpoint:
             return self._error(e, request_id)
         # a job: a submitted task, or a synchronous call with a callback (its outcome is then
         # followed under the request id)
-        job = self.jobs.start(task_id or request_id, self.total_nodes) if task_id or options.callback else None
+        job = (
+            self.jobs.start(task_id or request_id, self.total_nodes)
+            if task_id or options.callback
+            else None
+        )
         if job is not None:
             self.delivery.expect(job, options, request_id=request_id, is_task=bool(task_id))
         on_running = on_progress = None
         if job is not None:
-            on_running, on_progress = (lambda: job.__setitem__("status", "running")), progress_hook(job)
-        run = asyncio.ensure_future(self.engine.execute(body, on_running=on_running, on_progress=on_progress))
+            on_running, on_progress = (
+                (lambda: job.__setitem__("status", "running")),
+                progress_hook(job),
+            )
+        run = asyncio.ensure_future(
+            self.engine.execute(body, on_running=on_running, on_progress=on_progress)
+        )
         outcome = "ok"
         try:
             if task_id:
@@ -182,22 +208,35 @@ class GenerateEndpoint:
             outcome = e.type
             if isinstance(e, ExecutionFailed):
                 node_type = (e.details or {}).get("node_type") or "unknown"
-                self.metrics.node_failures.labels(workflow=self.metrics.workflow, node_type=str(node_type)).inc()
+                self.metrics.node_failures.labels(
+                    workflow=self.metrics.workflow, node_type=str(node_type)
+                ).inc()
             if job is not None:
                 self.jobs.finish(job, "failed", error=e)
             headers = {"Retry-After": str(e.retry_after)} if isinstance(e, Overloaded) else None
             return self._error(e, request_id, headers)
         finally:
             elapsed = time.perf_counter() - started
-            self.metrics.latency.labels(workflow=self.metrics.workflow, outcome=outcome).observe(elapsed)
+            self.metrics.latency.labels(workflow=self.metrics.workflow, outcome=outcome).observe(
+                elapsed
+            )
             if task_id:
                 self.jobs.running.pop(task_id, None)
-            logger.info("request_id=%s route=%s task_id=%s outcome=%s duration_ms=%.1f",
-                        request_id, self.route, task_id or "-", outcome, elapsed * 1000)
+            logger.info(
+                "request_id=%s route=%s task_id=%s outcome=%s duration_ms=%.1f",
+                request_id,
+                self.route,
+                task_id or "-",
+                outcome,
+                elapsed * 1000,
+            )
         if job is not None:
             self.jobs.finish(job, "completed", result=result)
-        headers = {"X-ComfyPack-Prompt-Id": result.prompt_id, "X-Request-ID": request_id,
-                   "X-ComfyPack-Duration-Ms": f"{(time.perf_counter() - started) * 1000:.1f}"}
+        headers = {
+            "X-ComfyPack-Prompt-Id": result.prompt_id,
+            "X-Request-ID": request_id,
+            "X-ComfyPack-Duration-Ms": f"{(time.perf_counter() - started) * 1000:.1f}",
+        }
         if result.seeds:
             headers["X-ComfyPack-Seeds"] = json.dumps(result.seeds)
         single = result.single_file()
@@ -206,13 +245,18 @@ class GenerateEndpoint:
             return Response(single.data, media_type=single.media_type, headers=headers)
         return JSONResponse(result.to_json(), headers=headers)
 
-    def _error(self, err: ComfyPackError, request_id: str, headers: dict[str, str] | None = None) -> Any:
+    def _error(
+        self, err: ComfyPackError, request_id: str, headers: dict[str, str] | None = None
+    ) -> Any:
         from starlette.responses import JSONResponse
 
         if err.status >= 500:
             logger.error("request_id=%s %s failed: %s", request_id, self.route, err.message)
-        return JSONResponse(err.to_dict(), status_code=err.status,
-                            headers={**(headers or {}), "X-Request-ID": request_id})
+        return JSONResponse(
+            err.to_dict(),
+            status_code=err.status,
+            headers={**(headers or {}), "X-Request-ID": request_id},
+        )
 
 
 def make_service(config: ServeConfig) -> type[Any]:
@@ -220,7 +264,9 @@ def make_service(config: ServeConfig) -> type[Any]:
     _setup_logging()
     workflow, interface = load_served(config)
     request_schema = input_schema(interface)
-    request_schema["example"] = config.example if config.example is not None else _default_example(request_schema)
+    request_schema["example"] = (
+        config.example if config.example is not None else _default_example(request_schema)
+    )
     InputModel = _schema_model("GenerateInput", request_schema)
     OutputModel = _schema_model("GenerateOutput", output_schema(interface))
     route = "/" + config.endpoint
@@ -241,10 +287,16 @@ def make_service(config: ServeConfig) -> type[Any]:
     class ComfyPackService:
         def __init__(self) -> None:
             self.engine = WorkflowEngine(
-                config, workflow, interface, on_pool_change=metrics.observe_pool,
-                on_restart=lambda w: metrics.restarts.labels(workflow=label).inc())
+                config,
+                workflow,
+                interface,
+                on_pool_change=metrics.observe_pool,
+                on_restart=lambda w: metrics.restarts.labels(workflow=label).inc(),
+            )
             self.jobs = jobs
-            self.endpoint = GenerateEndpoint(self.engine, jobs, metrics, route=route, delivery=delivery)
+            self.endpoint = GenerateEndpoint(
+                self.engine, jobs, metrics, route=route, delivery=delivery
+            )
             readiness.engine = self.engine
 
         @bentoml.on_startup
@@ -266,7 +318,9 @@ def make_service(config: ServeConfig) -> type[Any]:
             return response
 
         generate.__doc__ = doc
-        generate = bentoml.task(route=route, input_spec=InputModel, output_spec=OutputModel)(generate)
+        generate = bentoml.task(route=route, input_spec=InputModel, output_spec=OutputModel)(
+            generate
+        )
 
     def document() -> dict[str, Any]:
         from . import __version__
@@ -274,18 +328,36 @@ def make_service(config: ServeConfig) -> type[Any]:
         from .openapi import openapi_document
 
         digest = workflow_sha256(workflow)
-        inputs = "".join(f"\n- `{s.name}` ({s.kind}){': ' + s.description if s.description else ''}"
-                         for s in interface.inputs)
-        described = (f"{doc}\n\nWorkflow sha256 `{digest}`; served by comfypack {__version__}."
-                     + (f"\n\nInputs:{inputs}" if inputs else ""))
-        return openapi_document(interface, route=route, title=label, version=digest[:12],
-                                description=described, example=request_schema.get("example"),
-                                api_key=bool(config.api_key),
-                                webhooks=bool(config.webhooks and config.webhooks.secret),
-                                outputs=config.storage.modes if config.storage else ("inline",), v2=True)
+        inputs = "".join(
+            f"\n- `{s.name}` ({s.kind}){': ' + s.description if s.description else ''}"
+            for s in interface.inputs
+        )
+        described = f"{doc}\n\nWorkflow sha256 `{digest}`; served by comfypack {__version__}." + (
+            f"\n\nInputs:{inputs}" if inputs else ""
+        )
+        return openapi_document(
+            interface,
+            route=route,
+            title=label,
+            version=digest[:12],
+            description=described,
+            example=request_schema.get("example"),
+            api_key=bool(config.api_key),
+            webhooks=bool(config.webhooks and config.webhooks.secret),
+            outputs=config.storage.modes if config.storage else ("inline",),
+            v2=True,
+        )
 
-    _add_middlewares(ComfyPackService, config, route=route, interface=interface, jobs=jobs,
-                     readiness=readiness, document=document, delivery=delivery)
+    _add_middlewares(
+        ComfyPackService,
+        config,
+        route=route,
+        interface=interface,
+        jobs=jobs,
+        readiness=readiness,
+        document=document,
+        delivery=delivery,
+    )
     _mount_v2(ComfyPackService, config, readiness)
     return ComfyPackService
 
@@ -299,9 +371,17 @@ def _mount_v2(service: Any, config: ServeConfig, readiness: _Readiness) -> None:
     service.mount_asgi_app(app, path="/api/v2")
 
 
-def _add_middlewares(service: Any, config: ServeConfig, *, route: str, interface: Interface,
-                     jobs: JobTable, readiness: _Readiness, document: Any,
-                     delivery: ResultDelivery | None = None) -> None:
+def _add_middlewares(
+    service: Any,
+    config: ServeConfig,
+    *,
+    route: str,
+    interface: Interface,
+    jobs: JobTable,
+    readiness: _Readiness,
+    document: Any,
+    delivery: ResultDelivery | None = None,
+) -> None:
     """The HTTP layers around the service, outermost first (see comfypack.http)."""
     add = service.add_asgi_middleware
     add(ReadyMiddleware, check=readiness.check)
@@ -351,20 +431,32 @@ class _Metrics:
         m = bentoml.metrics
         made = _Metrics._made
         if not made:
-            made["queue"] = m.Gauge(name="comfypack_queue_depth", documentation="requests waiting for a worker",
-                                    labelnames=["workflow"])
-            made["busy"] = m.Gauge(name="comfypack_busy_workers", documentation="workers running a prompt",
-                                   labelnames=["workflow"])
+            made["queue"] = m.Gauge(
+                name="comfypack_queue_depth",
+                documentation="requests waiting for a worker",
+                labelnames=["workflow"],
+            )
+            made["busy"] = m.Gauge(
+                name="comfypack_busy_workers",
+                documentation="workers running a prompt",
+                labelnames=["workflow"],
+            )
             made["latency"] = m.Histogram(
-                name="comfypack_request_duration_seconds", documentation="end-to-end request latency",
+                name="comfypack_request_duration_seconds",
+                documentation="end-to-end request latency",
                 labelnames=["workflow", "outcome"],
-                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
-            made["node_failures"] = m.Counter(name="comfypack_node_failures_total",
-                                              documentation="nodes that raised while executing",
-                                              labelnames=["workflow", "node_type"])
-            made["restarts"] = m.Counter(name="comfypack_worker_restarts_total",
-                                         documentation="ComfyUI workers restarted after a crash",
-                                         labelnames=["workflow"])
+                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+            )
+            made["node_failures"] = m.Counter(
+                name="comfypack_node_failures_total",
+                documentation="nodes that raised while executing",
+                labelnames=["workflow", "node_type"],
+            )
+            made["restarts"] = m.Counter(
+                name="comfypack_worker_restarts_total",
+                documentation="ComfyUI workers restarted after a crash",
+                labelnames=["workflow"],
+            )
         self.queue = made["queue"]
         self.busy = made["busy"]
         self.latency = made["latency"]

@@ -84,7 +84,7 @@ def group_members(pgid: int) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_text(errors="replace")
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
         if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
             found.append(int(entry))
     return found
@@ -93,7 +93,9 @@ def group_members(pgid: int) -> list[int]:
 # -- sample media -----------------------------------------------------------------------------
 
 
-def png_bytes(size: tuple[int, int] = (16, 16), color: tuple[int, ...] = (10, 100, 200), mode: str = "RGB") -> bytes:
+def png_bytes(
+    size: tuple[int, int] = (16, 16), color: tuple[int, ...] = (10, 100, 200), mode: str = "RGB"
+) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
@@ -101,14 +103,18 @@ def png_bytes(size: tuple[int, int] = (16, 16), color: tuple[int, ...] = (10, 10
     return buf.getvalue()
 
 
-def wav_bytes(seconds: float = 0.25, rate: int = 16000, amplitude: float = 0.5, freq: float = 440.0) -> bytes:
+def wav_bytes(
+    seconds: float = 0.25, rate: int = 16000, amplitude: float = 0.5, freq: float = 440.0
+) -> bytes:
     import math
     import struct
     import wave
 
     n = int(seconds * rate)
-    frames = b"".join(struct.pack("<h", int(amplitude * 32767 * math.sin(2 * math.pi * freq * i / rate)))
-                      for i in range(n))
+    frames = b"".join(
+        struct.pack("<h", int(amplitude * 32767 * math.sin(2 * math.pi * freq * i / rate)))
+        for i in range(n)
+    )
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)
@@ -118,7 +124,9 @@ def wav_bytes(seconds: float = 0.25, rate: int = 16000, amplitude: float = 0.5, 
     return buf.getvalue()
 
 
-def mp4_bytes(frames: int = 8, size: int = 32, color: tuple[int, int, int] = (40, 120, 200), fps: int = 8) -> bytes:
+def mp4_bytes(
+    frames: int = 8, size: int = 32, color: tuple[int, int, int] = (40, 120, 200), fps: int = 8
+) -> bytes:
     import av
     import numpy as np
 
@@ -190,9 +198,15 @@ class Served:
 
 
 @contextlib.contextmanager
-def bentoml_serve(workflow: Path, log_dir: Path, *, env: dict[str, str] | None = None,
-                  timeout: float = 180.0, comfyui_url: str | None = None,
-                  pack: bool = False) -> Iterator[Served]:
+def bentoml_serve(
+    workflow: Path,
+    log_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 180.0,
+    comfyui_url: str | None = None,
+    pack: bool = False,
+) -> Iterator[Served]:
     """`comfypack serve WORKFLOW` on a free port (its own ComfyUI, or attached to ``comfyui_url``);
     waits for /readyz; stops the process group. ``pack``: WORKFLOW is a .cpack.zip, which brings
     its own ComfyUI (no --comfyui)."""
@@ -201,13 +215,34 @@ def bentoml_serve(workflow: Path, log_dir: Path, *, env: dict[str, str] | None =
     comfyui_dir = require_comfyui()
     port = free_port()
     log = log_dir / f"serve-{workflow.parent.name}-{port}.log"
-    cmd = [sys.executable, "-m", "comfypack.cli", "serve", str(workflow), "--port", str(port),
-           *(["--comfyui-url", comfyui_url] if comfyui_url else [] if pack else ["--comfyui", str(comfyui_dir)]),
-           "--state-dir", str(log_dir / f"state-{port}")]  # not under COMFYPACK_HOME: tests leave no trace
+    cmd = [
+        sys.executable,
+        "-m",
+        "comfypack.cli",
+        "serve",
+        str(workflow),
+        "--port",
+        str(port),
+        *(
+            ["--comfyui-url", comfyui_url]
+            if comfyui_url
+            else []
+            if pack
+            else ["--comfyui", str(comfyui_dir)]
+        ),
+        "--state-dir",
+        str(log_dir / f"state-{port}"),
+    ]  # not under COMFYPACK_HOME: tests leave no trace
     full_env = {**os.environ, **(env or {})}
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env,
-                                start_new_session=True, cwd=ROOT)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=True,
+            cwd=ROOT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         import httpx
@@ -215,12 +250,16 @@ def bentoml_serve(workflow: Path, log_dir: Path, *, env: dict[str, str] | None =
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"bentoml serve exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"bentoml serve not ready in {timeout} s:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"bentoml serve not ready in {timeout} s:\n{log.read_text()[-3000:]}"
+                )
             time.sleep(0.5)
         yield Served(url, proc, log)
     finally:

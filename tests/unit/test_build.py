@@ -53,16 +53,25 @@ def _pack(tmp_path, file_server=None, *, name="demo", **kw):
     resolvers = []
     if file_server is not None:
         url = file_server.put(f"{name}-tiny.safetensors", MODEL_BYTES)
-        resolvers = [SourcesFile(sources_file(tmp_path / f"{name}-sources.json", {sha(MODEL_BYTES): url}))]
-    lock = create_lock(env.workflow_path, env.comfyui, resolvers=resolvers, hash_cache=HashCache(None))
-    return env, create_pack(env.workflow_path, env.comfyui, tmp_path / f"{name}.cpack.zip", lock=lock, **kw)
+        resolvers = [
+            SourcesFile(sources_file(tmp_path / f"{name}-sources.json", {sha(MODEL_BYTES): url}))
+        ]
+    lock = create_lock(
+        env.workflow_path, env.comfyui, resolvers=resolvers, hash_cache=HashCache(None)
+    )
+    return env, create_pack(
+        env.workflow_path, env.comfyui, tmp_path / f"{name}.cpack.zip", lock=lock, **kw
+    )
 
 
 def _files(root: Path) -> dict[str, tuple[int, float]]:
     """Every path under ``root`` with its inode and mtime; git's own index refresh (``git status``
     rewrites .git/index where it can, and skips that where it cannot) is left out."""
-    return {str(p.relative_to(root)): (p.lstat().st_ino, p.lstat().st_mtime) for p in root.rglob("*")
-            if ".git" not in p.relative_to(root).parts}
+    return {
+        str(p.relative_to(root)): (p.lstat().st_ino, p.lstat().st_mtime)
+        for p in root.rglob("*")
+        if ".git" not in p.relative_to(root).parts
+    }
 
 
 # -- the top-level bentofile.yaml ---------------------------------------------------------------
@@ -71,8 +80,14 @@ def _files(root: Path) -> dict[str, tuple[int, float]]:
 def test_top_level_bentofile_builds_a_small_bento(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYPACK_", "BENTOML_"))}
     env["BENTOML_HOME"] = str(tmp_path / "bentoml")
-    proc = subprocess.run([sys.executable, "-m", "bentoml", "build", "-o", "tag"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", "-o", "tag"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     tag = next(ln.split("__tag__:", 1)[1] for ln in proc.stdout.splitlines() if "__tag__:" in ln)
     name, version = tag.strip().split(":")
@@ -81,15 +96,24 @@ def test_top_level_bentofile_builds_a_small_bento(tmp_path):
     info = yaml.safe_load((bento / "bento.yaml").read_text())
     assert info["service"] == "service.service:ComfyPack"
     assert info["entry_service"] == "comfypack"
-    assert {"name": "COMFYPACK_COMFYUI_DIR", "value": "/home/bentoml/comfyui", "stage": "all"} in info["envs"]
+    assert {
+        "name": "COMFYPACK_COMFYUI_DIR",
+        "value": "/home/bentoml/comfyui",
+        "stage": "all",
+    } in info["envs"]
     assert info["labels"]["workflow"] == "image_adjust"
     route = info["schema"]["routes"][0]
     assert route["route"] == "/generate" and "image" in route["input"]["properties"]
     src = bento / "src"
-    for rel in ("service/service.py", "comfypack/serving.py", "comfypack/build.py",
-                "comfypack/schemas/lock.schema.json", "custom_nodes/comfypack_nodes/__init__.py",
-                "examples/workflows/image_adjust/workflow_api.json",
-                "examples/workflows/image_adjust/request.json"):
+    for rel in (
+        "service/service.py",
+        "comfypack/serving.py",
+        "comfypack/build.py",
+        "comfypack/schemas/lock.schema.json",
+        "custom_nodes/comfypack_nodes/__init__.py",
+        "examples/workflows/image_adjust/workflow_api.json",
+        "examples/workflows/image_adjust/request.json",
+    ):
         assert (src / rel).is_file(), rel
     names = {p.relative_to(src).parts[0] for p in src.iterdir()}
     assert names <= {"service", "comfypack", "custom_nodes", "examples", "bentofile.yaml"}
@@ -128,15 +152,20 @@ def test_plan_names_settings_and_a_deterministic_version(tmp_path, home):
     plan = plan_build(pack)
     assert plan.name == "demo" and plan.service_name == "demo"
     assert plan.settings == {
-        "COMFYPACK_PACK": "pack/demo.cpack.zip", "COMFYPACK_SERVICE_NAME": "demo",
-        "COMFYPACK_ENDPOINT": "generate", "COMFYPACK_TIMEOUT": "600", "COMFYPACK_CONCURRENCY": "2",
+        "COMFYPACK_PACK": "pack/demo.cpack.zip",
+        "COMFYPACK_SERVICE_NAME": "demo",
+        "COMFYPACK_ENDPOINT": "generate",
+        "COMFYPACK_TIMEOUT": "600",
+        "COMFYPACK_CONCURRENCY": "2",
     }
     assert plan.envs == {**plan.settings, "COMFYPACK_WORKSPACE": IMAGE_WORKSPACE}
     assert plan.version == plan_build(pack).version and len(plan.version) == 16
     gpu = plan_build(pack, BuildOptions(gpu=2, timeout=90, workers=2))
     assert gpu.version != plan.version
     assert gpu.settings["COMFYPACK_GPU"] == "2" and gpu.settings["COMFYPACK_WORKERS"] == "2"
-    assert gpu.settings["COMFYPACK_TIMEOUT"] == "90" and gpu.settings["COMFYPACK_CONCURRENCY"] == "4"
+    assert (
+        gpu.settings["COMFYPACK_TIMEOUT"] == "90" and gpu.settings["COMFYPACK_CONCURRENCY"] == "4"
+    )
     named = plan_build(pack, BuildOptions(name="my-flow.v2", version="v1"))
     assert named.tag == "my-flow.v2:v1" and named.service_name == "my_flow_v2"
     with pytest.raises(WorkflowError, match="not a valid Bento name"):
@@ -192,8 +221,12 @@ def test_include_models_carries_verified_weights_next_to_the_pack(tmp_path, home
     ctx = write_build_context(plan_build(pack, BuildOptions(include_models=True)), tmp_path / "ctx")
     assert (ctx / "pack" / "weights" / sha(MODEL_BYTES)).read_bytes() == MODEL_BYTES
     # at start the weights seed the model cache: no source needed
-    ws = restore_workspace(ctx / "pack" / "demo.cpack.zip", tmp_path / "ws", home=home, allow_local_sources=True)
-    assert (ws.comfyui_dir / "models" / "upscale_models" / "tiny.safetensors").read_bytes() == MODEL_BYTES
+    ws = restore_workspace(
+        ctx / "pack" / "demo.cpack.zip", tmp_path / "ws", home=home, allow_local_sources=True
+    )
+    assert (
+        ws.comfyui_dir / "models" / "upscale_models" / "tiny.safetensors"
+    ).read_bytes() == MODEL_BYTES
     assert (model_cache_dir(home) / sha(MODEL_BYTES)).is_symlink()
 
 
@@ -201,18 +234,32 @@ def test_include_models_without_any_source_is_a_clear_error(tmp_path, home):
     _, pack = _pack(tmp_path)
     from comfypack.errors import RestoreError
 
-    with pytest.raises(RestoreError, match="cannot include 1 model.*upscale_models/tiny.safetensors"):
+    with pytest.raises(
+        RestoreError, match="cannot include 1 model.*upscale_models/tiny.safetensors"
+    ):
         write_build_context(plan_build(pack, BuildOptions(include_models=True)), tmp_path / "ctx")
 
 
-def test_image_setup_restores_comfyui_and_nodes_then_start_up_only_adds_models(tmp_path, home, file_server):
+def test_image_setup_restores_comfyui_and_nodes_then_start_up_only_adds_models(
+    tmp_path, home, file_server
+):
     env, pack = _pack(tmp_path, file_server)
     ctx = write_build_context(plan_build(pack), tmp_path / "ctx")
     workspace = tmp_path / "image" / "workspace"
-    run_env = {**os.environ, "PYTHON": sys.executable, "COMFYPACK_WORKSPACE": str(workspace),
-               "BENTO_USER": "no-such-user-here"}
-    proc = subprocess.run(["sh", str(ctx / "setup_image.sh")], cwd=tmp_path, env=run_env,
-                          capture_output=True, text=True, timeout=120)
+    run_env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "COMFYPACK_WORKSPACE": str(workspace),
+        "BENTO_USER": "no-such-user-here",
+    }
+    proc = subprocess.run(
+        ["sh", str(ctx / "setup_image.sh")],
+        cwd=tmp_path,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     comfy = workspace / "comfyui"
     assert (comfy / "main.py").read_text() == (env.comfyui / "main.py").read_text()
@@ -225,7 +272,9 @@ def test_image_setup_restores_comfyui_and_nodes_then_start_up_only_adds_models(t
 
     # the service's start-up: the same pack; only the models arrive (into COMFYPACK_HOME)
     before = {k: v for k, v in _files(workspace).items() if not k.startswith("comfyui/models")}
-    ws = restore_workspace(ctx / "pack" / "demo.cpack.zip", workspace, home=home, allow_local_sources=True)
+    ws = restore_workspace(
+        ctx / "pack" / "demo.cpack.zip", workspace, home=home, allow_local_sources=True
+    )
     assert ws.root == workspace
     assert (comfy / "models" / "upscale_models" / "tiny.safetensors").read_bytes() == MODEL_BYTES
     assert (model_cache_dir(home) / sha(MODEL_BYTES)).is_file()
@@ -239,8 +288,15 @@ def test_image_setup_restores_comfyui_and_nodes_then_start_up_only_adds_models(t
 def test_bento_settings_fill_the_environment_where_it_is_unset(tmp_path, monkeypatch):
     (tmp_path / "pack").mkdir()
     (tmp_path / "pack" / "x.cpack.zip").write_bytes(b"zip")
-    (tmp_path / SETTINGS_FILE).write_text(json.dumps({
-        "COMFYPACK_PACK": "pack/x.cpack.zip", "COMFYPACK_TIMEOUT": "90", "COMFYPACK_ENDPOINT": "run"}))
+    (tmp_path / SETTINGS_FILE).write_text(
+        json.dumps(
+            {
+                "COMFYPACK_PACK": "pack/x.cpack.zip",
+                "COMFYPACK_TIMEOUT": "90",
+                "COMFYPACK_ENDPOINT": "run",
+            }
+        )
+    )
     monkeypatch.setattr(os, "environ", dict(os.environ))  # whatever it sets goes with the test
     os.environ.pop("COMFYPACK_PACK", None)
     os.environ.pop("COMFYPACK_TIMEOUT", None)
@@ -290,13 +346,32 @@ def test_build_flags_are_spelled_once_and_round_trip_through_the_cli(tmp_path):
 
     assert {f.name for f in fields(BuildOptions)} == set(BUILD_FLAGS)
     assert BuildOptions().to_args() == []
-    opts = BuildOptions(name="my_flow", version="v1", gpu=2, timeout=90.5, concurrency=3, workers=2,
-                        endpoint="run", include_models=True)
+    opts = BuildOptions(
+        name="my_flow",
+        version="v1",
+        gpu=2,
+        timeout=90.5,
+        concurrency=3,
+        workers=2,
+        endpoint="run",
+        include_models=True,
+    )
     pack = tmp_path / "my_flow.cpack.zip"
     pack.write_bytes(b"PK")
     p = build_cmd.make_context("build", [str(pack), *opts.to_args()]).params
-    assert _options(p["bento_name"], p["bento_version"], p["gpu"], p["timeout"], p["concurrency"],
-                    p["workers"], p["endpoint"], p["include_models"]) == opts
+    assert (
+        _options(
+            p["bento_name"],
+            p["bento_version"],
+            p["gpu"],
+            p["timeout"],
+            p["concurrency"],
+            p["workers"],
+            p["endpoint"],
+            p["include_models"],
+        )
+        == opts
+    )
 
 
 def test_a_bento_gets_the_s3_extra_but_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -306,7 +381,15 @@ def test_a_bento_gets_the_s3_extra_but_no_other(monkeypatch: pytest.MonkeyPatch)
 
     from comfypack.build import _own_requirements
 
-    monkeypatch.setattr(metadata, "requires", lambda name: [
-        "bentoml<1.5,>=1.4.30", 'boto3>=1.34; extra == "s3"', 'boto3>=1.34; extra == "dev"',
-        'moto[server]>=5; extra == "dev"', "pytest>=8; extra == 'dev'"])
+    monkeypatch.setattr(
+        metadata,
+        "requires",
+        lambda name: [
+            "bentoml<1.5,>=1.4.30",
+            'boto3>=1.34; extra == "s3"',
+            'boto3>=1.34; extra == "dev"',
+            'moto[server]>=5; extra == "dev"',
+            "pytest>=8; extra == 'dev'",
+        ],
+    )
     assert _own_requirements() == ["bentoml<1.5,>=1.4.30", "boto3>=1.34"]
