@@ -3,7 +3,7 @@
 # that run a real ComfyUI (integration, e2e, browser) on the current ComfyUI line, each from the
 # venv that holds the requirements that ComfyUI pins. The current line is set up by `make setup`
 # only where its release archive is present (CI has it); otherwise this says so and runs the
-# default only. Fails when any test fails. Extra arguments go to both pytest runs.
+# default only. `make lint` runs first. Fails when lint or any test fails. Extra arguments go to both pytest runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export COMFYPACK_REQUIRE_COMFYUI=1
@@ -12,6 +12,9 @@ CURRENT_PY=.cache/current/venv/bin/python
 status=0
 
 version() { "$1" -c 'from comfypack.config import default_comfyui_dir as d; from comfypack.comfyui.source import comfyui_version as v; print(v(d()))' 2>/dev/null; }
+
+echo "== lint: ruff (lint, format) over the tree, mypy over what ships"
+make --no-print-directory lint || status=1
 
 echo "== ComfyUI $(version .venv/bin/python) (default): unit, integration, e2e, browser"
 .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@" || status=1
