@@ -38,7 +38,7 @@ test-e2e:
 test-browser:  ## UI → API conversion vs ComfyUI's real frontend (headless Chromium)
 	COMFYPACK_REQUIRE_COMFYUI=1 $(BIN)/python -m pytest -q tests/browser
 
-test-container: base-image  ## a pack → OCI image (buildah) → run read-only, non-root, models fetched at start (slow, ~15 GB)
+test-container: base-image  ## a pack → OCI image (buildah) → run read-only, non-root, models fetched at start (slow, ~30 GB free disk)
 	COMFYPACK_CONTAINER_TESTS=1 COMFYPACK_REQUIRE_COMFYUI=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/container
 
 ui-examples:  ## regenerate examples/workflows/*/workflow.json with ComfyUI's frontend

@@ -11,7 +11,7 @@ image. Second start, cache kept: no second download. Cold starts (start → /rea
 answer, with and without the model in the cache), build time, image size and disk use are
 printed. The Kubernetes manifests are checked against the built image's own config.
 
-Slow (minutes, ~15 GB of disk while it runs): `make test-container`; plain `make test` skips it.
+Slow (minutes, ~30 GB of free disk at the peak of the build): `make test-container`; plain `make test` skips it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.container
 
 if os.environ.get("COMFYPACK_CONTAINER_TESTS") != "1":
     pytest.skip(
-        "builds and runs an OCI image (minutes, ~15 GB of disk): run `make test-container`",
+        "builds and runs an OCI image (minutes, ~30 GB of free disk): run `make test-container`",
         allow_module_level=True,
     )
 if shutil.which("buildah") is None or shutil.which("unshare") is None:
