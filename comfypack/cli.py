@@ -1579,10 +1579,15 @@ def build_cmd(
             )
         )
         return
+    import shlex
+
     con = _console()
     con.print(f"{'built' if result.built else 'already built:'} {result.tag}")
     con.print(f"  serve it:        bentoml serve {result.tag}")
-    con.print(f"  make the image:  bentoml containerize {result.tag}")
+    con.print(
+        f"  make the image:  comfypack containerize {shlex.quote(str(pack))}  (read-only root, "
+        "non-root, models in a cache volume; see the README)"
+    )
 
 
 @cli.command("containerize")

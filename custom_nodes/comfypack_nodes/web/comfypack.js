@@ -388,7 +388,7 @@ async function deploy() {
         panel.el.dataset.bento = r.bento || "";
         const shown = r.json !== undefined ? JSON.stringify(r.json, null, 2) : r.output || "";
         panel.body.replaceChildren(...[
-          command === "build" && r.bento ? h("p", {}, "Serve it: ", h("code", {}, `bentoml serve ${r.bento}`), " · image: ", h("code", {}, `bentoml containerize ${r.bento}`)) : null,
+          command === "build" && r.bento ? h("p", {}, "Serve it: ", h("code", {}, `bentoml serve ${r.bento}`), " · image: ", h("code", {}, "comfypack containerize PACK")) : null,
           h("pre", { class: "cp-result" }, shown)].filter(Boolean));
         panel.showLog(job.log);
         toast("success", `${what}${r.bento ? ` ${r.bento}` : ""}`);
