@@ -32,6 +32,7 @@ from typing import IO, Any
 
 from blake3 import blake3
 
+from ..atomic import atomic_write
 from .common import V2Error, iso, now
 
 __all__ = ["AssetRecord", "AssetStore", "check_hash", "safe_name"]
@@ -148,10 +149,7 @@ class AssetStore:
         return self.root / "blobs" / hexd[:2] / hexd
 
     def _save(self, rec: AssetRecord) -> None:
-        path = self.root / "records" / f"{rec.id}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(rec)), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(self.root / "records" / f"{rec.id}.json", json.dumps(asdict(rec)))
 
     # -- reading -------------------------------------------------------------------------------
 

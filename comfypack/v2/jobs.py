@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from ..atomic import atomic_file
 from ..comfyui.client import ComfyUIClient, FileRef, ProgressEvent
 from ..errors import ComfyPackError, ComfyUITimeout, ExecutionFailed, PromptRejected, RequestError
 from ..runner import OutputFile, RunOutput, WorkflowRunner
@@ -505,10 +506,8 @@ async def _stage(client: ComfyUIClient, store: AssetStore, rec: AssetRecord, nam
     def copy() -> None:
         import shutil
 
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{name}.partial"
-        shutil.copyfile(store.path(rec), tmp)
-        os.replace(tmp, folder / name)
+        with atomic_file(folder / name) as out, open(store.path(rec), "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
 
     await asyncio.to_thread(copy)
     return FileRef(name, "comfypack", "input")
