@@ -247,6 +247,22 @@ _COMFYUI_DIR = click.option(
     type=click.Path(path_type=Path),
     help="The ComfyUI folder (the one holding main.py).",
 )
+#: run / serve: the ComfyUI tree to start
+_START_COMFYUI = click.option(
+    "--comfyui",
+    "comfyui_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="ComfyUI tree to start (default: the one `comfypack comfyui install` provisioned).",
+)
+#: lock / pack: the ComfyUI tree whose environment is recorded
+_LOCKED_COMFYUI = click.option(
+    "--comfyui",
+    "comfyui_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The ComfyUI tree the workflow runs on (default: the provisioned one).",
+)
 
 
 @nodes.command("install")
@@ -485,13 +501,7 @@ def _parse_inputs(interface: Any, pairs: tuple[str, ...]) -> dict[str, Any]:
     show_default=True,
     help="Folder for the outputs (files, and outputs.json for values).",
 )
-@click.option(
-    "--comfyui",
-    "comfyui_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="ComfyUI tree to start (default: the one `comfypack comfyui install` provisioned).",
-)
+@_START_COMFYUI
 @click.option(
     "--comfyui-url", default=None, help="Use an already running ComfyUI at this URL instead."
 )
@@ -586,13 +596,7 @@ def run(
 @click.argument("workflow", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=3000, show_default=True)
-@click.option(
-    "--comfyui",
-    "comfyui_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="ComfyUI tree to start (default: the one `comfypack comfyui install` provisioned).",
-)
+@_START_COMFYUI
 @click.option(
     "--comfyui-url", default=None, help="Attach to an already running ComfyUI at this URL."
 )
@@ -1112,13 +1116,7 @@ _MISSING_HELP = (
 
 @cli.command("lock")
 @click.argument("workflow", type=click.Path(path_type=Path))
-@click.option(
-    "--comfyui",
-    "comfyui_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="The ComfyUI tree the workflow runs on (default: the provisioned one).",
-)
+@_LOCKED_COMFYUI
 @click.option(
     "-o",
     "--output",
@@ -1189,13 +1187,7 @@ def _default_pack_name(workflow: Path) -> Path:
 
 @cli.command("pack")
 @click.argument("workflow", type=click.Path(path_type=Path))
-@click.option(
-    "--comfyui",
-    "comfyui_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="The ComfyUI tree the workflow runs on (default: the provisioned one).",
-)
+@_LOCKED_COMFYUI
 @click.option(
     "-o",
     "--output",

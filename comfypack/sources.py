@@ -314,6 +314,17 @@ class WorkflowModels:
 # -- 3. the local Hugging Face cache ----------------------------------------------------------
 
 
+def _hf_source(repo: str, revision: str, file: str) -> ModelSource:
+    """A Hugging Face source: ``repo`` at an immutable ``revision``, ``file`` in it."""
+    return ModelSource(
+        type="huggingface",
+        url=_hf_url(repo, file, revision),
+        repo=repo,
+        revision=revision,
+        file=file,
+    )
+
+
 def _hf_url(repo: str, file: str, revision: str) -> str:
     """The canonical URL (a lock never records a mirror's)."""
     return hf_file_url(repo, file, revision)
@@ -397,13 +408,7 @@ class HFCacheResolver:
     def _source(self, repo_dir: Path, revision: str, file: str) -> ModelSource:
         repo = _repo_of(repo_dir.name)
         assert repo is not None
-        return ModelSource(
-            type="huggingface",
-            url=_hf_url(repo, file, revision),
-            repo=repo,
-            revision=revision,
-            file=file,
-        )
+        return _hf_source(repo, revision, file)
 
     def _hits(self, repo_dir: Path, blob: Path, model: ModelFile) -> list[_Hit]:
         """Every snapshot file that links to ``blob``, ranked: in the snapshot ``main`` points
@@ -536,13 +541,7 @@ class HFApiResolver:
             return False
 
     def _source(self, repo: str, revision: str, file: str) -> ModelSource:
-        return ModelSource(
-            type="huggingface",
-            url=_hf_url(repo, file, revision),
-            repo=repo,
-            revision=revision,
-            file=file,
-        )
+        return _hf_source(repo, revision, file)
 
     def resolve(self, model: ModelFile) -> list[ModelSource]:
         from huggingface_hub.hf_api import RepoFile
