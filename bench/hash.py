@@ -43,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from comfypack import hashing  # noqa: E402
-from comfypack.hashing import HashCache, hash_files  # noqa: E402
+from comfypack.files.hashing import HashCache, hash_files  # noqa: E402
 
 MB = 1_000_000
 

@@ -7,7 +7,7 @@ temporary directory, with warm caches (one untimed warm-up round per series firs
 ``--no-warmup``), rounds interleaved so drift on the machine hits all series alike:
 
     ``uv (bare)``        ``uv venv`` + ``uv pip install --no-deps -r req.txt``: the baseline
-    ``comfypack uv``     :func:`comfypack.venv.ensure_venv` with uv — the whole package step of a
+    ``comfypack uv``     :func:`comfypack.pack.venv.ensure_venv` with uv — the whole package step of a
                          restore (venv, pip seeded, the installed set read back, install)
     ``comfypack pip``    the same with ``--installer pip`` (uv unusable)
     ``pip (bare)``       ``python -m venv`` + ``pip install --no-deps -r req.txt``
@@ -36,9 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from comfypack.lock import index_urls, list_packages, python_info  # noqa: E402
+from comfypack.lock.create import index_urls, list_packages, python_info  # noqa: E402
 from comfypack.lockfile import ComfyUIInfo, Lock, PackagedSource, WorkflowInfo, read_lock  # noqa: E402
-from comfypack.venv import (  # noqa: E402
+from comfypack.pack.venv import (  # noqa: E402
     ensure_venv,
     find_uv,
     index_args,

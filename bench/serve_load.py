@@ -340,9 +340,9 @@ class InProcessPool:
         self.phases: list[dict[str, float]] = []
 
     async def __aenter__(self) -> InProcessPool:
-        from comfypack.pool import WorkerPool
-        from comfypack.runner import WorkflowRunner
-        from comfypack.workflow import load_workflow, parse_interface
+        from comfypack.comfyui.pool import WorkerPool
+        from comfypack.comfyui.runner import WorkflowRunner
+        from comfypack.workflow.interface import load_workflow, parse_interface
 
         wf = load_workflow(INVERT_WORKFLOW)
         self.runner = WorkflowRunner(wf, parse_interface(wf))

@@ -113,8 +113,8 @@ class RunnerInProcess:
         self.runner: Any = None
 
     async def __aenter__(self) -> RunnerInProcess:
-        from comfypack.runner import WorkflowRunner
-        from comfypack.workflow import load_workflow, parse_interface
+        from comfypack.comfyui.runner import WorkflowRunner
+        from comfypack.workflow.interface import load_workflow, parse_interface
 
         class TimedRunner(WorkflowRunner):
             def _cleanup(self, client: Any, *a: Any, **kw: Any) -> Any:  # sync or async upstream

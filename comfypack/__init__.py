@@ -1,5 +1,6 @@
 """comfypack: turn a ComfyUI workflow into a reproducible, typed REST service."""
 
+from ._version import __version__
 from .errors import (
     ComfyPackError,
     ComfyUIError,
@@ -9,10 +10,8 @@ from .errors import (
     RequestError,
     WorkflowError,
 )
-from .schema import input_schema, output_schema, pydantic_model, validate_request
-from .workflow import InputSpec, Interface, OutputSpec, load_workflow, parse_interface
-
-__version__ = "0.1.0"
+from .workflow.interface import InputSpec, Interface, OutputSpec, load_workflow, parse_interface
+from .workflow.schema import input_schema, output_schema, pydantic_model, validate_request
 
 __all__ = [
     "__version__",

@@ -507,7 +507,7 @@ def check_sources(lock: Lock, *, allow_local: bool = False) -> None:
     URLs that are not URLs, git remotes that are not https, ssh or git URLs, and — unless
     ``allow_local`` — ``file://`` URLs and paths (git remotes, package URLs and ComfyUI archives)
     that would read this machine's files. (A local package index is skipped, not refused: see
-    :mod:`comfypack.venv`.)"""
+    :mod:`comfypack.pack.venv`.)"""
     for p in lock.packages:
         p.requirement  # noqa: B018 - raises LockError when invalid
     src = lock.comfyui.source

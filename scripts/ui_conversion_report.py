@@ -5,7 +5,7 @@ Starts the ComfyUI of this interpreter (``default_comfyui_dir()``, or ``--comfyu
 frontend, or with ``--front-end-root DIR`` (an unpacked ``comfyui-frontend-package``'s static
 folder, e.g. ``.cache/frontends/1.58.1``), opens it in headless Chromium and loads each template
 of the installed ``comfyui-workflow-templates*`` packages: the frontend's ``app.graphToPrompt()``
-is compared node by node with :func:`comfypack.uiformat.convert`. Templates that use node types
+is compared node by node with :func:`comfypack.workflow.uiformat.convert`. Templates that use node types
 this ComfyUI lacks are excluded (and counted). Prints ``matched / compared / excluded``, how many
 differ only in values of a known kind that a file conversion cannot reproduce (each named with its
 cause: ``KNOWN`` in tests/browser/_conversion.py), each other difference, and the frontend's own

@@ -8,6 +8,6 @@ running one), COMFYPACK_ENDPOINT (default ``generate``), COMFYPACK_TIMEOUT, COMF
 The workflow is read at import: the endpoint's types come from it.
 """
 
-from comfypack.bento_service import ComfyPack
+from comfypack.serve.bento_service import ComfyPack
 
 __all__ = ["ComfyPack"]

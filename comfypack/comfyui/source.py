@@ -229,8 +229,8 @@ class ArchiveSource:
             raise ProvisionError(
                 f"unsupported archive URL scheme {parts.scheme!r} (http, https or file)"
             )
-        from ..download import download
         from ..errors import RestoreError
+        from ..files.download import download
         from ..lockfile import ModelSource
 
         try:

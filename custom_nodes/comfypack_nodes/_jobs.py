@@ -132,7 +132,7 @@ class Job:
 
 
 class HashProgress:
-    """What :func:`comfypack.hashing.hash_files` calls on a rich ``Progress`` (``add_task``,
+    """What :func:`comfypack.files.hashing.hash_files` calls on a rich ``Progress`` (``add_task``,
     ``advance``, ``reset``), reported as the job's bytes done / total."""
 
     def __init__(self, job: Job) -> None:

@@ -79,8 +79,9 @@ def load_api(workflow: Any, comfyui_url: str) -> dict[str, Any]:
     """The API-format workflow from a request's ``workflow`` (API format, or UI format converted
     with this ComfyUI's ``/object_info``)."""
     require_comfypack()
-    from comfypack.uiformat import is_ui_format, load_any_workflow
-    from comfypack.workflow import load_workflow
+    from comfypack.comfyui.loader import load_any_workflow
+    from comfypack.workflow.interface import load_workflow
+    from comfypack.workflow.uiformat import is_ui_format
 
     if not isinstance(workflow, dict) or not workflow:
         raise JobFailed(
@@ -96,7 +97,7 @@ def load_api(workflow: Any, comfyui_url: str) -> dict[str, Any]:
 
 def _nodes_named(workflow: dict[str, Any], problem: dict[str, Any]) -> list[str]:
     """The ids of the input (or output) nodes a problem of :func:`parse_interface` is about."""
-    from comfypack.workflow import INPUT_NODES, OUTPUT_NODES
+    from comfypack.workflow.interface import INPUT_NODES, OUTPUT_NODES
 
     field = problem.get("field")
     said = re.search(r"\b(input|output)\b", str(problem.get("message", "")).partition("): ")[2])
@@ -132,9 +133,9 @@ def interface(workflow: dict[str, Any]) -> dict[str, Any]:
     and an example request body. A broken interface raises the WorkflowError with each problem
     naming its field and the node ids that declare it."""
     from comfypack.errors import WorkflowError
-    from comfypack.lock import workflow_sha256
-    from comfypack.schema import interface_document
-    from comfypack.workflow import parse_interface
+    from comfypack.lock.create import workflow_sha256
+    from comfypack.workflow.interface import parse_interface
+    from comfypack.workflow.schema import interface_document
 
     try:
         iface = parse_interface(workflow)
@@ -172,9 +173,9 @@ def _lock(
     offline: bool,
     ui_workflow: dict[str, Any] | None = None,
 ) -> Any:
-    from comfypack.hashing import default_hash_cache, hash_files
-    from comfypack.lock import create_lock, find_models
-    from comfypack.sources import default_resolvers, workflow_model_urls
+    from comfypack.files.hashing import default_hash_cache, hash_files
+    from comfypack.lock.create import create_lock, find_models
+    from comfypack.lock.sources import default_resolvers, workflow_model_urls
 
     found = find_models(workflow, comfyui_dir)
     job.stage(
@@ -205,7 +206,7 @@ def _lock(
 
 
 def _lock_summary(lock: Any) -> dict[str, Any]:
-    from comfypack.lock import missing_sources
+    from comfypack.lock.create import missing_sources
 
     return {
         "comfyui": lock.comfyui.version,
@@ -255,7 +256,7 @@ def make_pack(
     offline: bool,
 ) -> tuple[Path, Any]:
     """Lock and pack into ``work_dir/NAME.cpack.zip``; returns ``(pack, lock)``."""
-    from comfypack.pack import create_pack
+    from comfypack.pack.archive import create_pack
 
     job.stage("saving the workflow")
     workflow_path = work_dir / "workflow_api.json"

@@ -1,4 +1,4 @@
-"""Comparing :func:`comfypack.uiformat.convert` with the real frontend's ``app.graphToPrompt()``.
+"""Comparing :func:`comfypack.workflow.uiformat.convert` with the real frontend's ``app.graphToPrompt()``.
 
 Shared by ``test_ui_conversion.py`` (a bounded sample) and ``scripts/ui_conversion_report.py``
 (every template): where the templates come from, how two API exports are compared node by node,
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from comfypack.uiformat import convert, is_ui_format, missing_node_types
+from comfypack.workflow.uiformat import convert, is_ui_format, missing_node_types
 
 FEATURES = (
     "subgraph",

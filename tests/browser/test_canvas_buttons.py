@@ -8,7 +8,7 @@ canvas, and the top bar's comfypack buttons are clicked like a user would:
   service's start with the server's real progress, and ends with a port that answers a typed
   request; **Stop service** (``DELETE /comfypack/serve/{id}``) leaves no process behind;
 - a duplicated input name makes Serve show the error, naming the nodes, in the panel;
-- **Pack** downloads a ``.cpack.zip`` that :func:`comfypack.restore.read_pack` accepts and that
+- **Pack** downloads a ``.cpack.zip`` that :func:`comfypack.pack.restore.read_pack` accepts and that
   holds exactly the canvas's workflow;
 - **Deploy** says what this installation can do (build / BentoCloud login) and previews the
   deployment (a dry run);
@@ -183,8 +183,8 @@ def test_serve_shows_interface_errors_in_the_panel(frontend: Frontend, http: htt
 
 
 def test_pack_downloads_a_cpack_zip(frontend: Frontend, tmp_path: Path) -> None:
-    from comfypack.restore import read_pack
-    from comfypack.workflow import parse_interface
+    from comfypack.pack.restore import read_pack
+    from comfypack.workflow.interface import parse_interface
 
     page = frontend.page
     api = _load(frontend, "my_text_tools")

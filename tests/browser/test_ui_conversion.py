@@ -4,7 +4,7 @@ Each UI-format workflow is loaded into the real frontend in headless Chromium â€
 ``comfyui-frontend-package`` the session's ComfyUI pins, and on the current ComfyUI line also the
 newest package (``make setup`` unpacks it) â€” and its API export, ``app.graphToPrompt()`` (what the
 *Queue* button sends), is compared node by node (ids, class types, inputs) with
-:func:`comfypack.uiformat.convert` mirroring that frontend's version. Workflows: this project's
+:func:`comfypack.workflow.uiformat.convert` mirroring that frontend's version. Workflows: this project's
 examples (``workflow.json``) and a bounded sample of the templates of the installed
 ``comfyui-workflow-templates*`` packages whose node types all exist in this ComfyUI (every feature
 first: subgraphs, primitives, reroutes, bypassed and muted nodes, dynamic combos).
@@ -27,7 +27,7 @@ from _frontend import Frontend, comfyui_with_frontend, frontend_variants, requir
 from conftest import EXAMPLES, ROOT
 
 from comfypack.comfyui.source import comfyui_version
-from comfypack.uiformat import convert
+from comfypack.workflow.uiformat import convert
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 

@@ -266,8 +266,8 @@ def _free_port() -> int:
 
 @pytest.mark.timeout(3600)  # the build alone takes minutes (torch copied from the uv cache, vfs)
 def test_the_image_builds_serves_and_keeps_its_model_cache(tmp_path: Path) -> None:
-    from comfypack.build import plan_build
-    from comfypack.deploy import KubernetesOptions, kubernetes_manifests
+    from comfypack.ship.build import plan_build
+    from comfypack.ship.deploy import KubernetesOptions, kubernetes_manifests
 
     if _disk_free() < NEEDED_FREE:  # vfs: the build's root, the layer's archive and the layer
         pytest.skip(

@@ -110,12 +110,12 @@ def test_build_a_pack_then_bentoml_serve_the_bento(tmp_path: Path) -> None:
         "service.py",
         "comfypack-bento.json",
         "pack/text_tools.cpack.zip",
-        "comfypack/serving.py",
+        "comfypack/serve/service.py",
         "custom_nodes/comfypack_nodes/__init__.py",
     ):
         assert (bento / "src" / rel).is_file(), rel
     setup = next((bento / "env" / "docker").glob("script__*")).read_text()
-    assert "comfypack.bento_runtime prepare" in setup
+    assert "comfypack.serve.bento_runtime prepare" in setup
     reqs = (bento / "env" / "python" / "requirements.txt").read_text()
     assert "torch==" in reqs and "comfyui-frontend-package==" in reqs  # the lock's pins
 

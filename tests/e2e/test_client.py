@@ -2,7 +2,7 @@
 ``SyncHTTPClient`` against the same service.
 
 The five examples are served once for the module (started in parallel, attached to the
-session's ComfyUI). Each client is generated with ``comfypack.codegen``, imported from a temp
+session's ComfyUI). Each client is generated with ``comfypack.ship.codegen``, imported from a temp
 dir, and called both sync and async; outputs are checked by content.
 
 ``bentoml.SyncHTTPClient`` (BentoML 1.4) reads ``/schema.json`` and works for JSON in / JSON out:
@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 from conftest import EXAMPLES, FileServer, Served, bentoml_serve, mp4_bytes, png_bytes, wav_bytes
 
-from comfypack.codegen import generate_client
-from comfypack.workflow import load_workflow, parse_interface
+from comfypack.ship.codegen import generate_client
+from comfypack.workflow.interface import load_workflow, parse_interface
 
 pytestmark = pytest.mark.e2e
 

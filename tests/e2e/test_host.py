@@ -239,7 +239,7 @@ def test_a_missing_model_keeps_the_service_not_ready_and_says_which(tmp_path: Pa
                 "-m",
                 "bentoml",
                 "serve",
-                "comfypack.bento_service:ComfyPack",
+                "comfypack.serve.bento_service:ComfyPack",
                 "--port",
                 str(port),
             ],

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from conftest import EXAMPLES, ROOT, bentoml_serve
 
-from comfypack.workflow import FILE_KINDS, load_workflow, parse_interface
+from comfypack.workflow.interface import FILE_KINDS, load_workflow, parse_interface
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

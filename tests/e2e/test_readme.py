@@ -117,7 +117,7 @@ def test_readme_has_a_curl_line_for_every_example() -> None:
 def test_readme_curl_runs_against_the_served_example(
     name: str, serve_example: Any, tmp_path: Path
 ) -> None:
-    from comfypack.workflow import FILE_KINDS, load_workflow, parse_interface
+    from comfypack.workflow.interface import FILE_KINDS, load_workflow, parse_interface
 
     served = serve_example(name)
     # the OpenAPI document carries the example's request.json as the request body's example

@@ -33,9 +33,9 @@ import pytest
 from PIL import Image
 
 from comfypack.comfyui.client import ComfyUIClient
+from comfypack.comfyui.runner import OutputFile, RunOutput, WorkflowRunner
 from comfypack.errors import ExecutionFailed, InputFetchError, PromptRejected, RequestError
-from comfypack.runner import OutputFile, RunOutput, WorkflowRunner
-from comfypack.workflow import FILE_KINDS, load_workflow, parse_interface
+from comfypack.workflow.interface import FILE_KINDS, load_workflow, parse_interface
 
 pytestmark = pytest.mark.integration
 
@@ -260,8 +260,8 @@ def test_image_adjust_inverts_each_half_of_a_two_tone_image(comfyui: Any) -> Non
 
 
 def test_image_adjust_takes_an_image_url(comfyui: Any, file_server: Any) -> None:
-    from comfypack.media import InputLimits
-    from comfypack.urlfetch import UrlPolicy
+    from comfypack.files.urlfetch import UrlPolicy
+    from comfypack.workflow.media import InputLimits
 
     url = file_server.put("uniform.png", png((10, 10), (0, 0, 0)))
     body = {"image": url, "width": 16, "height": 8}

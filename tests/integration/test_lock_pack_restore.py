@@ -634,9 +634,9 @@ def test_real_nodes_direct_url_package_and_hub_model_round_trip_byte_identical(
 ) -> None:
     from _wheels import tiny_wheel
 
-    from comfypack.gitstate import local_patch
+    from comfypack.lock.gitstate import local_patch
     from comfypack.lockfile import FileSource
-    from comfypack.venv import find_uv
+    from comfypack.pack.venv import find_uv
 
     uv = find_uv()
     if uv is None:

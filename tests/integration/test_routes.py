@@ -64,7 +64,7 @@ def _live_services(http: httpx.Client) -> list[dict[str, Any]]:
 
 
 def test_interface_of_an_api_workflow(http: httpx.Client) -> None:
-    from comfypack.lock import workflow_sha256
+    from comfypack.lock.create import workflow_sha256
 
     r = http.post("/comfypack/interface", json={"workflow": _api()})
     assert r.status_code == 200, r.text
@@ -255,7 +255,7 @@ def test_unknown_jobs_and_services(http: httpx.Client) -> None:
 
 
 def test_lock_job_reports_progress_and_gives_the_lock(http: httpx.Client) -> None:
-    from comfypack.lock import workflow_sha256
+    from comfypack.lock.create import workflow_sha256
     from comfypack.lockfile import loads
 
     r = http.post("/comfypack/lock", json={"workflow": _api()})
@@ -270,7 +270,7 @@ def test_lock_job_reports_progress_and_gives_the_lock(http: httpx.Client) -> Non
 
 
 def test_pack_job_gives_a_pack_by_opaque_id(http: httpx.Client, tmp_path: Path) -> None:
-    from comfypack.restore import read_pack
+    from comfypack.pack.restore import read_pack
 
     ui = json.loads((TEXT_TOOLS / "workflow.json").read_text())
     r = http.post(

@@ -21,9 +21,9 @@ import pytest
 
 from comfypack.comfyui.source import DEFAULT_PACKAGED
 from comfypack.errors import LockError
-from comfypack.lock import workflow_sha256
-from comfypack.restore import check_sources, read_pack
-from comfypack.workflow import load_workflow
+from comfypack.lock.create import workflow_sha256
+from comfypack.pack.restore import check_sources, read_pack
+from comfypack.workflow.interface import load_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "examples" / "workflows" / "text_tools" / "workflow_api.json"

@@ -1,4 +1,4 @@
-"""The v2 app (comfypack.v2) over the service's real WorkflowEngine (its pool attached to a real headless ComfyUI, served by
+"""The v2 app (comfypack.serve.v2) over the service's real WorkflowEngine (its pool attached to a real headless ComfyUI, served by
 a real uvicorn on 127.0.0.1 and driven by the real ``comfy-sdk`` (and plain HTTP for the edges).
 
 The service wiring (BentoML mount, auth, `comfypack serve`) is covered by tests/e2e/test_comfy_v2.py.
@@ -32,8 +32,8 @@ def v2_server(
     from starlette.routing import Mount
 
     from comfypack.comfyui.process import free_port
-    from comfypack.engine import ServeConfig, WorkflowEngine, load_served
-    from comfypack.v2 import V2Settings, create_app
+    from comfypack.serve.engine import ServeConfig, WorkflowEngine, load_served
+    from comfypack.serve.v2 import V2Settings, create_app
 
     config = ServeConfig(workflow=workflow, comfyui_url=comfyui_url, timeout=120)
     engine = WorkflowEngine(config, *load_served(config))  # the service's own engine, attached

@@ -1,4 +1,4 @@
-"""comfypack.build: the top-level bentofile, a pack's build plan and context, the image set-up
+"""comfypack.ship.build: the top-level bentofile, a pack's build plan and context, the image set-up
 script (run here as the image build would run it) and the service's start-up restore.
 
 The pack comes from a fake ComfyUI that is a git clone of a local upstream repo (so the image
@@ -22,17 +22,17 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from comfypack.bento_runtime import SETTINGS_FILE, apply_bento_settings
-from comfypack.build import IMAGE_WORKSPACE, BuildOptions, plan_build, write_build_context
 from comfypack.cli import cli
 from comfypack.comfyui.source import DEFAULT_PACKAGED, TORCH_PINS
 from comfypack.errors import WorkflowError
-from comfypack.hashing import HashCache
-from comfypack.lock import create_lock
-from comfypack.pack import create_pack
-from comfypack.restore import WORKSPACE_MARKER, model_cache_dir, read_pack
-from comfypack.sources import SourcesFile
-from comfypack.workspace import restore_workspace
+from comfypack.files.hashing import HashCache
+from comfypack.lock.create import create_lock
+from comfypack.lock.sources import SourcesFile
+from comfypack.pack.archive import create_pack
+from comfypack.pack.restore import WORKSPACE_MARKER, model_cache_dir, read_pack
+from comfypack.serve.bento_runtime import SETTINGS_FILE, apply_bento_settings
+from comfypack.serve.workspace import restore_workspace
+from comfypack.ship.build import IMAGE_WORKSPACE, BuildOptions, plan_build, write_build_context
 
 from ._lock_helpers import MODEL_BYTES, fake_env, sha, sources_file
 
@@ -107,8 +107,8 @@ def test_top_level_bentofile_builds_a_small_bento(tmp_path):
     src = bento / "src"
     for rel in (
         "service/service.py",
-        "comfypack/serving.py",
-        "comfypack/build.py",
+        "comfypack/serve/service.py",
+        "comfypack/ship/build.py",
         "comfypack/schemas/lock.schema.json",
         "custom_nodes/comfypack_nodes/__init__.py",
         "examples/workflows/image_adjust/workflow_api.json",
@@ -191,8 +191,8 @@ def test_build_context_holds_service_source_nodes_pack_and_settings(tmp_path, ho
     _, pack = _pack(tmp_path, include_models=True)  # weights in the pack are not carried over
     plan = plan_build(pack)
     ctx = write_build_context(plan, tmp_path / "ctx")
-    assert "from comfypack.bento_service import ComfyPack" in (ctx / "service.py").read_text()
-    assert (ctx / "comfypack" / "bento_service.py").is_file()
+    assert "from comfypack.serve.bento_service import ComfyPack" in (ctx / "service.py").read_text()
+    assert (ctx / "comfypack" / "serve" / "bento_service.py").is_file()
     assert (ctx / "custom_nodes" / "comfypack_nodes" / "__init__.py").is_file()
     assert not list(ctx.rglob("__pycache__"))
     assert json.loads((ctx / SETTINGS_FILE).read_text()) == plan.settings
@@ -212,7 +212,7 @@ def test_build_context_holds_service_source_nodes_pack_and_settings(tmp_path, ho
     payload = base64.b64decode(script.split("\n__COMFYPACK_PAYLOAD__\n", 1)[1])
     with tarfile.open(fileobj=io.BytesIO(payload)) as tar:
         names = tar.getnames()
-    assert "pack.cpack.zip" in names and "comfypack/build.py" in names
+    assert "pack.cpack.zip" in names and "comfypack/ship/build.py" in names
     assert not any("__pycache__" in n for n in names)
 
 
@@ -309,7 +309,7 @@ def test_bento_settings_fill_the_environment_where_it_is_unset(tmp_path, monkeyp
 
 
 def test_serve_config_from_a_pack(tmp_path, home, monkeypatch):
-    from comfypack.serving import ServeConfig
+    from comfypack.serve.service import ServeConfig
 
     _, pack = _pack(tmp_path)
     for key in ("COMFYPACK_WORKFLOW", "COMFYPACK_COMFYUI_URL", "COMFYPACK_COMFYUI_DIR"):
@@ -341,8 +341,8 @@ def test_build_flags_are_spelled_once_and_round_trip_through_the_cli(tmp_path):
     with the real command gives the same options back (a renamed flag fails here)."""
     from dataclasses import fields
 
-    from comfypack.build import BUILD_FLAGS
     from comfypack.cli import _options, build_cmd
+    from comfypack.ship.build import BUILD_FLAGS
 
     assert {f.name for f in fields(BuildOptions)} == set(BUILD_FLAGS)
     assert BuildOptions().to_args() == []
@@ -379,7 +379,7 @@ def test_a_bento_gets_the_s3_extra_but_no_other(monkeypatch: pytest.MonkeyPatch)
     time; the ``dev`` extra's tools do not."""
     from importlib import metadata
 
-    from comfypack.build import _own_requirements
+    from comfypack.ship.build import _own_requirements
 
     monkeypatch.setattr(
         metadata,

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from comfypack.cli import cli
-from comfypack.schema import interface_document
-from comfypack.workflow import load_workflow, parse_interface
+from comfypack.workflow.interface import load_workflow, parse_interface
+from comfypack.workflow.schema import interface_document
 
 from ._helpers import EXAMPLE_NAMES, example, inp
 
@@ -217,7 +217,7 @@ def test_run_file_input_given_as_a_path_keeps_its_extension(tmp_path):
     import asyncio
 
     from comfypack.cli import _parse_inputs
-    from comfypack.runner import WorkflowRunner
+    from comfypack.comfyui.runner import WorkflowRunner
 
     from ._helpers import png_bytes
 

@@ -1,4 +1,4 @@
-"""comfypack.codegen: the generated client — golden files, determinism, mypy, ruff, behaviour.
+"""comfypack.ship.codegen: the generated client — golden files, determinism, mypy, ruff, behaviour.
 
 Each generated module is imported from a temp dir and driven through an httpx ``MockTransport``:
 what it sends (JSON, multipart as the service parses it, data: URIs for jobs) and how it reads
@@ -30,12 +30,18 @@ from conftest import http_server
 from pydantic import ValidationError
 
 from comfypack.cli import cli
-from comfypack.codegen import generate_client
 from comfypack.errors import RequestError
-from comfypack.http import form_to_body
-from comfypack.media import Upload
-from comfypack.schema import input_schema, validate_request
-from comfypack.workflow import InputSpec, Interface, OutputSpec, load_workflow, parse_interface
+from comfypack.serve.http import form_to_body
+from comfypack.ship.codegen import generate_client
+from comfypack.workflow.interface import (
+    InputSpec,
+    Interface,
+    OutputSpec,
+    load_workflow,
+    parse_interface,
+)
+from comfypack.workflow.media import Upload
+from comfypack.workflow.schema import input_schema, validate_request
 
 from ._helpers import EXAMPLE_NAMES, ROOT, example, png_bytes
 
@@ -145,8 +151,8 @@ def test_golden_file(name: str) -> None:
 
 def test_same_interface_same_bytes_in_other_processes() -> None:
     code = (
-        "import sys; from comfypack.codegen import generate_client; "
-        "from comfypack.workflow import load_workflow, parse_interface; "
+        "import sys; from comfypack.ship.codegen import generate_client; "
+        "from comfypack.workflow.interface import load_workflow, parse_interface; "
         "sys.stdout.write(generate_client(parse_interface(load_workflow(sys.argv[1])), "
         "workflow_name='image_mask_text'))"
     )
@@ -888,9 +894,9 @@ def test_cli_names_and_endpoint(tmp_path: Path) -> None:
 
 
 def test_cli_reads_a_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from comfypack.hashing import HashCache
-    from comfypack.lock import create_lock
-    from comfypack.pack import create_pack
+    from comfypack.files.hashing import HashCache
+    from comfypack.lock.create import create_lock
+    from comfypack.pack.archive import create_pack
 
     from ._lock_helpers import fake_env
 

@@ -1,4 +1,4 @@
-"""comfypack.containerize without building: the image's run-time contract, its Containerfile and
+"""comfypack.ship.containerize without building: the image's run-time contract, its Containerfile and
 build step, the host's index settings passed through (never written into the image), and the
 Kubernetes manifests written from that same contract — the HPA on the queue depth and the KEDA
 ScaledObject validated offline (kubernetes-validate; KEDA's CRD models from cloudcoil-models-keda).
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from comfypack.build import IMAGE_WORKSPACE, plan_build
-from comfypack.containerize import (
+from comfypack.errors import WorkflowError
+from comfypack.ship.build import IMAGE_WORKSPACE, plan_build
+from comfypack.ship.containerize import (
     IMAGE_PORT,
     IMAGE_UID,
     MODEL_CACHE_PATH,
@@ -18,8 +19,7 @@ from comfypack.containerize import (
     host_index_settings,
     image_config,
 )
-from comfypack.deploy import QUEUE_METRIC, KubernetesOptions, kubernetes_manifests
-from comfypack.errors import WorkflowError
+from comfypack.ship.deploy import QUEUE_METRIC, KubernetesOptions, kubernetes_manifests
 
 from ._lock_helpers import fake_env
 from .test_deploy import _validate
@@ -29,9 +29,9 @@ SHA = "0123456789abcdef" * 4
 
 @pytest.fixture
 def pack(tmp_path, monkeypatch):
-    from comfypack.hashing import HashCache
-    from comfypack.lock import create_lock
-    from comfypack.pack import create_pack
+    from comfypack.files.hashing import HashCache
+    from comfypack.lock.create import create_lock
+    from comfypack.pack.archive import create_pack
 
     monkeypatch.setenv("COMFYPACK_HOME", str(tmp_path / "home"))
     env = fake_env(tmp_path / "src", as_git=False, git_node=False)
@@ -194,8 +194,8 @@ def test_keda_needs_a_prometheus_and_an_hpa_cannot_go_to_zero(pack):
 def test_no_builder_is_one_error_that_says_what_to_install(monkeypatch):
     import shutil
 
-    from comfypack.containerize import find_builder
     from comfypack.errors import DeployError
+    from comfypack.ship.containerize import find_builder
 
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(DeployError, match="install buildah"):

@@ -1,4 +1,4 @@
-"""comfypack.delivery: a request's delivery headers, and the JobTable listener that sends events.
+"""comfypack.serve.delivery: a request's delivery headers, and the JobTable listener that sends events.
 
 The listener runs on a real JobTable with a real receiver on 127.0.0.1 (allow-listed), so the
 event a finished, failed or cancelled job sends is the one a deployment would send.
@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from conftest import http_server
 
-from comfypack.delivery import DeliveryOptions, ResultDelivery
+from comfypack.comfyui.runner import OutputFile, RunOutput
 from comfypack.errors import ExecutionFailed, RequestError
-from comfypack.jobs import JobTable
-from comfypack.runner import OutputFile, RunOutput
-from comfypack.storage import StorageSettings
-from comfypack.urlfetch import UrlPolicy
-from comfypack.webhooks import WebhookSettings, verify_signature
+from comfypack.files.urlfetch import UrlPolicy
+from comfypack.serve.delivery import DeliveryOptions, ResultDelivery
+from comfypack.serve.jobs import JobTable
+from comfypack.serve.storage import StorageSettings
+from comfypack.serve.webhooks import WebhookSettings, verify_signature
 
 SECRET = "unit-delivery-secret"
 

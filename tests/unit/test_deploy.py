@@ -1,4 +1,4 @@
-"""comfypack.deploy: the BentoCloud deployment config (``--dry-run``), the missing-login error,
+"""comfypack.ship.deploy: the BentoCloud deployment config (``--dry-run``), the missing-login error,
 and Kubernetes manifests validated offline against the Kubernetes OpenAPI schemas
 (``kubernetes-validate`` ships them)."""
 
@@ -13,19 +13,19 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from comfypack.build import IMAGE_WORKSPACE, BuildOptions, plan_build
 from comfypack.cli import cli
-from comfypack.deploy import (
+from comfypack.errors import WorkflowError
+from comfypack.files.hashing import HashCache
+from comfypack.lock.create import create_lock
+from comfypack.pack.archive import create_pack
+from comfypack.ship.build import IMAGE_WORKSPACE, BuildOptions, plan_build
+from comfypack.ship.deploy import (
     LOGIN_HINT,
     MODEL_CACHE_PATH,
     KubernetesOptions,
     bentocloud_config,
     kubernetes_manifests,
 )
-from comfypack.errors import WorkflowError
-from comfypack.hashing import HashCache
-from comfypack.lock import create_lock
-from comfypack.pack import create_pack
 
 from ._lock_helpers import fake_env
 
@@ -296,7 +296,7 @@ def _bentoml_modules():
 def test_deploy_pushes_then_creates_or_updates_through_bentomls_api(pack, monkeypatch):
     from bentoml.exceptions import NotFound
 
-    from comfypack.deploy import deploy_bentocloud
+    from comfypack.ship.deploy import deploy_bentocloud
 
     bentos, deployment = _bentoml_modules()
 
@@ -331,8 +331,8 @@ def test_deploy_pushes_then_creates_or_updates_through_bentomls_api(pack, monkey
 def test_a_cloud_failure_is_a_deploy_error_with_its_first_line(pack, monkeypatch):
     from bentoml.exceptions import BentoMLException
 
-    from comfypack.deploy import deploy_bentocloud
     from comfypack.errors import DeployError
+    from comfypack.ship.deploy import deploy_bentocloud
 
     def push(tag):
         raise BentoMLException("upload failed: 500\nlong server trace")

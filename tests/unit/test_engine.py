@@ -1,4 +1,4 @@
-"""comfypack.engine, comfypack.jobs and serving.GenerateEndpoint without ComfyUI: a stand-in pool
+"""comfypack.serve.engine, comfypack.serve.jobs and serving.GenerateEndpoint without ComfyUI: a stand-in pool
 (the transport) so start-up, readiness, the queue discipline, job states and error answers are
 checked here; tests/e2e runs the same code against a real ComfyUI and `bentoml serve`."""
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from comfypack.engine import ServeConfig, WorkflowEngine, load_served
 from comfypack.errors import ComfyPackError, ComfyUIUnavailable, Overloaded, RequestError
-from comfypack.jobs import JobTable, progress_hook
+from comfypack.serve.engine import ServeConfig, WorkflowEngine, load_served
+from comfypack.serve.jobs import JobTable, progress_hook
 
 from ._helpers import example
 
@@ -205,7 +205,7 @@ class _Request:
 
 
 def _endpoint(engine: Any) -> Any:
-    from comfypack.serving import GenerateEndpoint, _Metrics
+    from comfypack.serve.service import GenerateEndpoint, _Metrics
 
     return GenerateEndpoint(engine, JobTable(), _Metrics("test"), route="/generate")
 

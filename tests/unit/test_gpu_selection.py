@@ -4,8 +4,8 @@ CUDA knows it by — not by its position, which would pick GPUs 0 and 1 when the
 
 from __future__ import annotations
 
+from comfypack.comfyui.pool import WorkerPool
 from comfypack.comfyui.process import gpu_count, gpu_ids
-from comfypack.pool import WorkerPool
 
 
 def test_gpu_ids_read_cuda_visible_devices_as_cuda_does(monkeypatch):

@@ -1,4 +1,4 @@
-"""comfypack.hashing: sha256 of files, in parallel, cached by (realpath, size, mtime_ns, inode)."""
+"""comfypack.files.hashing: sha256 of files, in parallel, cached by (realpath, size, mtime_ns, inode)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from comfypack import hashing
-from comfypack.hashing import HashCache, default_hash_cache, hash_files, sha256_file
+from comfypack.files import hashing
+from comfypack.files.hashing import HashCache, default_hash_cache, hash_files, sha256_file
 
 OLD = time.time() - 3600  # files "last modified an hour ago", like installed model weights
 
@@ -184,7 +184,7 @@ def test_save_is_atomic_json_and_merges_other_writers(tmp_path):
 def test_corrupt_cache_file_is_ignored_with_a_warning(tmp_path, caplog):
     cache_file = tmp_path / "hashes.json"
     cache_file.write_text("{not json")
-    with caplog.at_level(logging.WARNING, logger="comfypack.hashing"):
+    with caplog.at_level(logging.WARNING, logger="comfypack.files.hashing"):
         cache = HashCache(cache_file)
     assert len(cache) == 0
     assert "hash cache" in caplog.text

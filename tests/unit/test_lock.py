@@ -1,4 +1,4 @@
-"""comfypack.lock: models found through ComfyUI's folders, custom nodes, packages, the lock itself.
+"""comfypack.lock.create: models found through ComfyUI's folders, custom nodes, packages, the lock itself.
 
 Everything runs on small fake ComfyUI trees in tmp_path (see ``_lock_helpers``); no ComfyUI runs.
 """
@@ -17,9 +17,8 @@ from click.testing import CliRunner
 
 from comfypack.cli import cli
 from comfypack.errors import LockError
-from comfypack.gitstate import local_patch
-from comfypack.hashing import HashCache
-from comfypack.lock import (
+from comfypack.files.hashing import HashCache
+from comfypack.lock.create import (
     COMFYPACK_NODES,
     comfyui_info,
     create_lock,
@@ -30,8 +29,9 @@ from comfypack.lock import (
     tree_sha256,
     workflow_sha256,
 )
+from comfypack.lock.gitstate import local_patch
+from comfypack.lock.sources import SourcesFile
 from comfypack.lockfile import FileSource, GitSource, PackagedSource, TreeSource, dumps, loads
-from comfypack.sources import SourcesFile
 
 from ._lock_helpers import MODEL_BYTES, fake_env, git, make_repo, sha, sources_file
 
@@ -269,7 +269,7 @@ def test_list_packages_asks_the_interpreter_and_leaves_out_tooling():
 
 
 def test_packages_leave_out_what_only_tooling_needs():
-    from comfypack.lock import _packages
+    from comfypack.lock.create import _packages
 
     def pkg(version, *requires):
         return {"version": version, "requires": list(requires)}
@@ -442,7 +442,7 @@ def test_the_hash_cache_makes_a_relock_hash_nothing(tmp_path, monkeypatch):
     old = model.stat().st_mtime - 60  # older than the "racy" window
     os.utime(model, (old, old))
     _lock(env, hash_cache=cache)
-    import comfypack.hashing as hashing
+    import comfypack.files.hashing as hashing
 
     def boom(*a, **k):
         raise AssertionError("hashed again")
@@ -544,7 +544,7 @@ def test_workflow_sha256_is_canonical():
 
 def test_missing_models_names_node_input_and_folders(tmp_path):
     from comfypack.errors import ModelsMissing
-    from comfypack.lock import missing_models
+    from comfypack.lock.create import missing_models
 
     comfy = tmp_path / "ComfyUI"
     (comfy / "models" / "checkpoints").mkdir(parents=True)
@@ -635,7 +635,7 @@ def test_lock_and_pack_refuse_missing_models_unless_allowed(tmp_path):
 
 
 def test_index_urls_come_from_the_environment_without_credentials():
-    from comfypack.lock import index_urls
+    from comfypack.lock.create import index_urls
 
     env = {
         "PIP_INDEX_URL": "https://user:tok@mirror.example/simple/",
@@ -668,7 +668,7 @@ def test_a_registry_node_records_its_id_and_version(tmp_path):
 def test_packages_keep_the_source_they_were_installed_from(caplog):
     """PEP 610 ``direct_url.json`` → the lock's direct references (git at its commit, archives with
     their hash, local paths warned — an error with strict)."""
-    from comfypack.lock import _packages
+    from comfypack.lock.create import _packages
 
     def probe(direct):
         return {

@@ -1,4 +1,4 @@
-"""comfypack.media: decoding file inputs (bytes, base64, data: URIs, http URLs) into checked bytes."""
+"""comfypack.workflow.media: decoding file inputs (bytes, base64, data: URIs, http URLs) into checked bytes."""
 
 from __future__ import annotations
 
@@ -12,8 +12,15 @@ import pytest
 from conftest import http_server
 
 from comfypack.errors import InputFetchError
-from comfypack.media import DEFAULT_MAX_BYTES, InputLimits, MediaFile, Upload, decode_media, sniff
-from comfypack.urlfetch import UrlPolicy
+from comfypack.files.urlfetch import UrlPolicy
+from comfypack.workflow.media import (
+    DEFAULT_MAX_BYTES,
+    InputLimits,
+    MediaFile,
+    Upload,
+    decode_media,
+    sniff,
+)
 
 from ._helpers import FLAC_MAGIC, MP4_MAGIC, WEBM_MAGIC, png_bytes, png_header_only, wav_bytes
 

@@ -128,7 +128,7 @@ def test_slug(name: Any, expected: str) -> None:
 
 
 def test_job_progress_counts_hashed_bytes(tmp_path: Path) -> None:
-    from comfypack.hashing import hash_files
+    from comfypack.files.hashing import hash_files
 
     job = jobs.Job(id="0" * 32, kind="lock", stages=["a", "hashing models", "c"])
     job.stage("hashing models")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from comfypack import nodepack
+from comfypack.comfyui import nodepack
 from comfypack.cli import cli
 from comfypack.errors import RequestError
 

@@ -1,4 +1,4 @@
-"""comfypack.objectinfo: node definitions from a running ComfyUI, or from a tree (started once,
+"""comfypack.comfyui.objectinfo: node definitions from a running ComfyUI, or from a tree (started once,
 then cached by what decides the node set)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from conftest import http_server
 
 import comfypack.comfyui.process as process
-from comfypack import objectinfo
+from comfypack.comfyui import objectinfo
 from comfypack.errors import ComfyUIUnavailable
 
 INFO = {"EmptyImage": {"input": {"required": {}}, "output": ["IMAGE"], "name": "EmptyImage"}}

@@ -1,4 +1,4 @@
-"""comfypack.openapi: the document tells the truth about the HTTP surface (schemas, media types,
+"""comfypack.serve.openapi: the document tells the truth about the HTTP surface (schemas, media types,
 statuses, async routes, security), and its examples validate against its own schemas."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import jsonschema
 import pytest
 
-from comfypack.openapi import TASK_STATUSES, openapi_document, sample_media
-from comfypack.workflow import load_workflow, parse_interface
+from comfypack.serve.openapi import TASK_STATUSES, openapi_document, sample_media
+from comfypack.workflow.interface import load_workflow, parse_interface
 
 from ._helpers import EXAMPLE_NAMES, EXAMPLES, example
 

@@ -1,4 +1,4 @@
-"""comfypack.pack: what a .cpack.zip holds, deterministic bytes, weights only when asked."""
+"""comfypack.pack.archive: what a .cpack.zip holds, deterministic bytes, weights only when asked."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from click.testing import CliRunner
 
 from comfypack.cli import cli
 from comfypack.errors import LockError
-from comfypack.hashing import HashCache
-from comfypack.lock import create_lock
+from comfypack.files.hashing import HashCache
+from comfypack.lock.create import create_lock
 from comfypack.lockfile import dumps, loads
-from comfypack.pack import ZIP_DATE, create_pack, find_assets
-from comfypack.schema import interface_document
-from comfypack.workflow import parse_interface
+from comfypack.pack.archive import ZIP_DATE, create_pack, find_assets
+from comfypack.workflow.interface import parse_interface
+from comfypack.workflow.schema import interface_document
 
 from ._lock_helpers import MODEL_BYTES, fake_env
 

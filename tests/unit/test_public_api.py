@@ -56,7 +56,7 @@ EXPECTED: dict[str, set[str]] = {
         "Overloaded",
         "Cancelled",
     },
-    "comfypack.hashing": {
+    "comfypack.files.hashing": {
         "sha256_file",
         "HashCache",
         "default_hash_cache",
@@ -65,7 +65,7 @@ EXPECTED: dict[str, set[str]] = {
         "progress_bar",
     },
     "comfypack.atomic": {"atomic_file", "atomic_write", "place_new"},
-    "comfypack.gitstate": {
+    "comfypack.lock.gitstate": {
         "GitState",
         "git_state",
         "local_patch",
@@ -73,16 +73,16 @@ EXPECTED: dict[str, set[str]] = {
         "clean_url",
         "INSTALL_MARKER",
     },
-    "comfypack.trees": {"safe_relpath", "tree_files", "tree_sha256", "SKIP_NAMES"},
-    "comfypack.download": {
+    "comfypack.lock.trees": {"safe_relpath", "tree_files", "tree_sha256", "SKIP_NAMES"},
+    "comfypack.files.download": {
         "source_url",
         "download",
         "hf_file_url",
         "HF_CANONICAL",
         "s3_presigned_url",
     },
-    "comfypack.modelcache": {"model_cache_dir", "fetch_models", "link_model", "Conflicts"},
-    "comfypack.venv": {
+    "comfypack.pack.modelcache": {"model_cache_dir", "fetch_models", "link_model", "Conflicts"},
+    "comfypack.pack.venv": {
         "ensure_venv",
         "find_uv",
         "venv_python",
@@ -93,8 +93,8 @@ EXPECTED: dict[str, set[str]] = {
         "INSTALLERS",
         "SEED_PACKAGES",
     },
-    "comfypack.verify": {"verify"},
-    "comfypack.v2": {
+    "comfypack.pack.verify": {"verify"},
+    "comfypack.serve.v2": {
         "AssetRecord",
         "AssetStore",
         "Engine",
@@ -107,9 +107,9 @@ EXPECTED: dict[str, set[str]] = {
         "create_app",
         "settings_for",
     },
-    "comfypack.v2.app": {"V2ConfigError", "V2Settings", "create_app", "settings_for"},
-    "comfypack.v2.assets": {"AssetRecord", "AssetStore", "check_hash", "safe_name"},
-    "comfypack.v2.common": {
+    "comfypack.serve.v2.app": {"V2ConfigError", "V2Settings", "create_app", "settings_for"},
+    "comfypack.serve.v2.assets": {"AssetRecord", "AssetStore", "check_hash", "safe_name"},
+    "comfypack.serve.v2.common": {
         "V2Error",
         "error_body",
         "check_uuid",
@@ -118,9 +118,9 @@ EXPECTED: dict[str, set[str]] = {
         "origin",
         "MAX_TEXT",
     },
-    "comfypack.v2.jobs": {"Engine", "Job", "JobManager", "Submission", "TERMINAL"},
-    "comfypack.v2.openapi": {"V2_SCHEMAS", "v2_paths"},
-    "comfypack.v2.policy": {
+    "comfypack.serve.v2.jobs": {"Engine", "Job", "JobManager", "Submission", "TERMINAL"},
+    "comfypack.serve.v2.openapi": {"V2_SCHEMAS", "v2_paths"},
+    "comfypack.serve.v2.policy": {
         "AssetRef",
         "check_shape",
         "check_served",
@@ -129,7 +129,7 @@ EXPECTED: dict[str, set[str]] = {
         "is_asset_ref",
         "MAX_NODES",
     },
-    "comfypack.nodepack": {
+    "comfypack.comfyui.nodepack": {
         "LINK_NAME",
         "NodesChange",
         "check_comfyui_dir",
@@ -167,7 +167,7 @@ EXPECTED: dict[str, set[str]] = {
         "check_sources",
         "COMFYPACK_NODES",
     },
-    "comfypack.sources": {
+    "comfypack.lock.sources": {
         "ModelFile",
         "Resolver",
         "SourcesFile",
@@ -181,7 +181,7 @@ EXPECTED: dict[str, set[str]] = {
         "workflow_model_urls",
         "classify_url",
     },
-    "comfypack.lock": {
+    "comfypack.lock.create": {
         "find_models",
         "missing_models",
         "MODEL_SUFFIXES",
@@ -197,7 +197,7 @@ EXPECTED: dict[str, set[str]] = {
         "DEV_TOOLS",
         "index_urls",
     },
-    "comfypack.pack": {
+    "comfypack.pack.archive": {
         "create_pack",
         "find_assets",
         "WORKFLOW_ENTRY",
@@ -210,7 +210,7 @@ EXPECTED: dict[str, set[str]] = {
         "read_pack",
         "entry_info",
     },
-    "comfypack.restore": {
+    "comfypack.pack.restore": {
         "Workspace",
         "unpack",
         "run_node_install_scripts",
@@ -218,7 +218,7 @@ EXPECTED: dict[str, set[str]] = {
         "copy_inputs",
         "WORKSPACE_MARKER",
     },
-    "comfypack.workflow": {
+    "comfypack.workflow.interface": {
         "INPUT_NODES",
         "OUTPUT_NODES",
         "FILE_KINDS",
@@ -230,7 +230,7 @@ EXPECTED: dict[str, set[str]] = {
         "RESERVED_NAMES",
         "workflow_name",
     },
-    "comfypack.schema": {
+    "comfypack.workflow.schema": {
         "input_schema",
         "output_schema",
         "interface_document",
@@ -238,7 +238,7 @@ EXPECTED: dict[str, set[str]] = {
         "validate_request",
         "MEDIA_TYPES",
     },
-    "comfypack.media": {
+    "comfypack.workflow.media": {
         "MediaFile",
         "Upload",
         "InputLimits",
@@ -248,7 +248,7 @@ EXPECTED: dict[str, set[str]] = {
         "DEFAULT_MAX_BYTES",
         "default_pixel_limits",
     },
-    "comfypack.urlfetch": {
+    "comfypack.files.urlfetch": {
         "UrlPolicy",
         "address_problem",
         "fetch_url",
@@ -257,7 +257,7 @@ EXPECTED: dict[str, set[str]] = {
         "Resolve",
         "DEFAULT_URL_TIMEOUT",
     },
-    "comfypack.webhooks": {
+    "comfypack.serve.webhooks": {
         "CALLBACK_HEADER",
         "ID_HEADER",
         "TIMESTAMP_HEADER",
@@ -271,8 +271,8 @@ EXPECTED: dict[str, set[str]] = {
         "check_callback",
         "deliver",
     },
-    "comfypack.delivery": {"DeliveryOptions", "ResultDelivery", "DeliveryOptionsMiddleware"},
-    "comfypack.storage": {
+    "comfypack.serve.delivery": {"DeliveryOptions", "ResultDelivery", "DeliveryOptionsMiddleware"},
+    "comfypack.serve.storage": {
         "StorageSettings",
         "OutputStore",
         "OUTPUTS_HEADER",
@@ -280,9 +280,9 @@ EXPECTED: dict[str, set[str]] = {
         "MODES",
         "choose_mode",
         "job_prefix",
-        "s3_client",
     },
-    "comfypack.runner": {"WorkflowRunner", "RunOutput", "OutputFile", "PreparedRequest"},
+    "comfypack.files.s3": {"s3_client"},
+    "comfypack.comfyui.runner": {"WorkflowRunner", "RunOutput", "OutputFile", "PreparedRequest"},
     "comfypack.config": {
         "model_endpoints",
         "allow_local_sources",
@@ -294,14 +294,14 @@ EXPECTED: dict[str, set[str]] = {
         "record_default_comfyui",
         "service_state_dir",
     },
-    "comfypack.uiformat": {
+    "comfypack.workflow.uiformat": {
         "is_ui_format",
         "convert",
         "missing_node_types",
-        "load_any_workflow",
         "dynamic_prompt",
     },
-    "comfypack.objectinfo": {
+    "comfypack.comfyui.loader": {"load_any_workflow"},
+    "comfypack.comfyui.objectinfo": {
         "object_info_for",
         "fetch_object_info",
         "object_info_cache_key",
@@ -332,8 +332,8 @@ EXPECTED: dict[str, set[str]] = {
         "gpu_count",
         "gpu_ids",
     },
-    "comfypack.pool": {"Admission", "Worker", "WorkerPool", "default_worker_count"},
-    "comfypack.http": {
+    "comfypack.comfyui.pool": {"Admission", "Worker", "WorkerPool", "default_worker_count"},
+    "comfypack.serve.http": {
         "AuthMiddleware",
         "BodyLimitMiddleware",
         "BodyTypeMiddleware",
@@ -348,9 +348,9 @@ EXPECTED: dict[str, set[str]] = {
         "OpenAPIMiddleware",
         "SubmitCheckMiddleware",
     },
-    "comfypack.openapi": {"openapi_document", "TASK_STATUSES", "sample_media"},
-    "comfypack.codegen": {"generate_client"},
-    "comfypack.build": {
+    "comfypack.serve.openapi": {"openapi_document", "TASK_STATUSES", "sample_media"},
+    "comfypack.ship.codegen": {"generate_client"},
+    "comfypack.ship.build": {
         "BuildOptions",
         "BUILD_FLAGS",
         "BuildPlan",
@@ -361,11 +361,16 @@ EXPECTED: dict[str, set[str]] = {
         "bento_exists",
         "IMAGE_WORKSPACE",
     },
-    "comfypack.engine": {"ServeConfig", "WorkflowEngine", "load_served", "warmup_body"},
-    "comfypack.jobs": {"JobTable", "FINAL_STATUSES", "progress_hook"},
-    "comfypack.bento_runtime": {"SETTINGS_FILE", "WEIGHTS_DIR", "apply_bento_settings"},
-    "comfypack.workspace": {"restore_workspace", "prepare_workspace", "seed_inputs"},
-    "comfypack.deploy": {
+    "comfypack.serve.engine": {"ServeConfig", "WorkflowEngine", "load_served", "warmup_body"},
+    "comfypack.serve.jobs": {"JobTable", "FINAL_STATUSES", "progress_hook"},
+    "comfypack.serve.bento_runtime": {"SETTINGS_FILE", "WEIGHTS_DIR", "apply_bento_settings"},
+    "comfypack.serve.workspace": {
+        "restore_workspace",
+        "prepare_workspace",
+        "seed_inputs",
+        "WEIGHTS_DIR",
+    },
+    "comfypack.ship.deploy": {
         "bentocloud_config",
         "deploy_bentocloud",
         "require_cloud_login",
@@ -379,7 +384,7 @@ EXPECTED: dict[str, set[str]] = {
         "LOGIN_HINT",
         "QUEUE_METRIC",
     },
-    "comfypack.containerize": {
+    "comfypack.ship.containerize": {
         "ContainerizeOptions",
         "ContainerizeResult",
         "ImageConfig",
@@ -415,7 +420,7 @@ EXPECTED: dict[str, set[str]] = {
 
 # Modules that import bentoml at import time: their __all__ is read from the source (fast).
 EXPECTED_STATIC: dict[str, set[str]] = {
-    "comfypack.serving": {"ServeConfig", "make_service", "GenerateEndpoint", "BODY_FIELD"},
+    "comfypack.serve.service": {"ServeConfig", "make_service", "GenerateEndpoint", "BODY_FIELD"},
 }
 
 
@@ -453,7 +458,7 @@ def test_every_module_has_an_all():
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE.parent).with_suffix("")
         module = ".".join(rel.parts).removesuffix(".__init__")
-        if module == "comfypack.bento_service":  # the `bentoml serve` entry point, not an API
+        if module == "comfypack.serve.bento_service":  # the `bentoml serve` entry point, not an API
             continue
         if module not in pinned:
             unpinned.append(module)
@@ -461,7 +466,9 @@ def test_every_module_has_an_all():
 
 
 def test_top_level_reexports_are_the_same_objects():
-    from comfypack import errors, schema, workflow
+    from comfypack import errors
+    from comfypack.workflow import interface as workflow
+    from comfypack.workflow import schema
 
     assert comfypack.WorkflowError is errors.WorkflowError
     assert comfypack.parse_interface is workflow.parse_interface

@@ -1,4 +1,4 @@
-"""comfypack.restore: unpack a pack into a verified workspace, safely.
+"""comfypack.pack.restore: unpack a pack into a verified workspace, safely.
 
 The fake ComfyUI is a git clone of a local upstream repo, so the restore really clones ComfyUI
 and the custom node from ``file://`` remotes at the locked commits; models come from a local
@@ -21,12 +21,12 @@ from click.testing import CliRunner
 
 from comfypack.cli import cli
 from comfypack.errors import LockError, RestoreError
-from comfypack.hashing import HashCache
-from comfypack.lock import COMFYPACK_NODES, create_lock
+from comfypack.files.hashing import HashCache
+from comfypack.lock.create import COMFYPACK_NODES, create_lock
+from comfypack.lock.sources import SourcesFile
 from comfypack.lockfile import Package, dumps
-from comfypack.pack import create_pack
-from comfypack.restore import WORKSPACE_MARKER, model_cache_dir, read_pack, unpack, verify
-from comfypack.sources import SourcesFile
+from comfypack.pack.archive import create_pack
+from comfypack.pack.restore import WORKSPACE_MARKER, model_cache_dir, read_pack, unpack, verify
 
 from ._lock_helpers import MODEL_BYTES, fake_env, git, rewrite_zip, sha, sources_file
 
@@ -533,7 +533,7 @@ def _rich_pack(tmp_path, file_server):
 
 
 def test_single_file_nodes_and_local_changes_are_carried_and_verified(tmp_path, home, file_server):
-    from comfypack.gitstate import local_patch
+    from comfypack.lock.gitstate import local_patch
 
     env, pack, lock = _rich_pack(tmp_path, file_server)
     nodes = {n.name: n for n in lock.custom_nodes}

@@ -1,4 +1,4 @@
-"""comfypack.runner: prepare (validation, media, seeds), build_prompt, RunOutput, and a run
+"""comfypack.comfyui.runner: prepare (validation, media, seeds), build_prompt, RunOutput, and a run
 against the fake ComfyUI."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import jsonschema
 import pytest
 
 from comfypack.comfyui.client import ComfyUIClient
+from comfypack.comfyui.runner import OutputFile, PreparedRequest, RunOutput, WorkflowRunner
 from comfypack.errors import ComfyUIError, InputFetchError, PromptRejected, RequestError
-from comfypack.media import MediaFile, Upload
-from comfypack.runner import OutputFile, PreparedRequest, RunOutput, WorkflowRunner
-from comfypack.schema import output_schema
-from comfypack.workflow import OutputSpec, load_workflow, parse_interface
+from comfypack.workflow.interface import OutputSpec, load_workflow, parse_interface
+from comfypack.workflow.media import MediaFile, Upload
+from comfypack.workflow.schema import output_schema
 
 from ._fake_comfyui import FakeComfyUI
 from ._helpers import example, png_bytes, wav_bytes
@@ -483,7 +483,7 @@ def _two_images() -> WorkflowRunner:
             },
         },
     }
-    from comfypack.media import InputLimits
+    from comfypack.workflow.media import InputLimits
 
     return WorkflowRunner(
         wf, parse_interface(wf), limits=InputLimits(max_image_pixels=3000, max_request_pixels=5000)
@@ -506,7 +506,7 @@ def test_pixel_limits_per_image_and_per_request():
 
 
 def test_default_pixel_limits_follow_the_machine_memory():
-    from comfypack.media import default_pixel_limits
+    from comfypack.workflow.media import default_pixel_limits
 
     assert default_pixel_limits(1024**3) == (8_000_000, 8_000_000)  # a small worker: the floor
     image, request = default_pixel_limits(16 * 1024**3)

@@ -12,10 +12,10 @@ import pytest
 from _s3server import S3Server, s3_server
 from pydantic import ValidationError
 
-from comfypack.download import download
 from comfypack.errors import RestoreError
+from comfypack.files.download import download
+from comfypack.lock.sources import ModelFile, SourcesFile, classify_url
 from comfypack.lockfile import ModelSource
-from comfypack.sources import ModelFile, SourcesFile, classify_url
 
 DATA = b"safetensors-ish model bytes " * 4096
 

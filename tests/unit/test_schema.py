@@ -1,4 +1,4 @@
-"""comfypack.schema: JSON Schema, pydantic model and request validation from an Interface."""
+"""comfypack.workflow.schema: JSON Schema, pydantic model and request validation from an Interface."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pydantic
 import pytest
 
 from comfypack.errors import RequestError
-from comfypack.schema import (
+from comfypack.workflow.interface import SEED_MAX, load_workflow, parse_interface
+from comfypack.workflow.schema import (
     MEDIA_TYPES,
     input_schema,
     interface_document,
@@ -15,7 +16,6 @@ from comfypack.schema import (
     pydantic_model,
     validate_request,
 )
-from comfypack.workflow import SEED_MAX, load_workflow, parse_interface
 
 from ._helpers import EXAMPLE_NAMES, example, inp, out
 
@@ -450,7 +450,7 @@ def test_null_seed_means_random():
 
 def test_an_empty_file_input_is_refused_by_name():
     from comfypack.errors import RequestError
-    from comfypack.media import Upload
+    from comfypack.workflow.media import Upload
 
     interface = load("image_adjust")
     for empty in ("", "  ", b"", Upload(b"", "x.png")):

@@ -1,4 +1,4 @@
-"""comfypack.sources: model sources by sha256 and verified downloads.
+"""comfypack.lock.sources: model sources by sha256 and verified downloads.
 
 The real clients run here — ``huggingface_hub.HfApi`` and httpx — against local HTTP servers
 on 127.0.0.1 that this file starts and stops: :class:`HubStandIn` stands in for huggingface.co
@@ -26,10 +26,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from comfypack.download import download, source_url
 from comfypack.errors import LockError, RestoreError
-from comfypack.lockfile import ModelSource
-from comfypack.sources import (
+from comfypack.files.download import download, source_url
+from comfypack.lock.sources import (
     CivitaiResolver,
     HFApiResolver,
     HFCacheResolver,
@@ -41,6 +40,7 @@ from comfypack.sources import (
     resolve_sources,
     workflow_model_urls,
 )
+from comfypack.lockfile import ModelSource
 
 COMMIT = "1f2e3d4c5b6a79880123456789abcdef01234567"
 OTHER_COMMIT = "abcdefabcdefabcdefabcdefabcdefabcdefabcd"
@@ -466,7 +466,7 @@ def test_hf_cache_unrelated_file_and_damaged_blob(tmp_path, hf_cache, caplog):
     local = tmp_path / "linked.safetensors"
     local.symlink_to(blob)
     m = ModelFile("checkpoints", "linked.safetensors", 8, sha(b"tampered"), local)
-    with caplog.at_level(logging.WARNING, logger="comfypack.sources"):
+    with caplog.at_level(logging.WARNING, logger="comfypack.lock.sources"):
         assert resolver.resolve(m) == []
     assert "damaged" in caplog.text
 
@@ -554,7 +554,7 @@ def test_hf_api_without_repos_asks_nothing(tmp_path):
 
 def test_hf_api_invalid_repo_id_is_skipped_not_a_crash(tmp_path, caplog):
     hub = HubStandIn({"org/repo": {"m.bin": HubFile(b"m")}})
-    with hub, caplog.at_level(logging.WARNING, logger="comfypack.sources"):
+    with hub, caplog.at_level(logging.WARNING, logger="comfypack.lock.sources"):
         r = HFApiResolver(endpoint=hub.url, repos=["not a//repo id", "org/repo"])
         (src,) = r.resolve(model_file(tmp_path, b"m", "m.bin"))
     assert src.repo == "org/repo"
@@ -640,8 +640,7 @@ def test_lookup_cache_hit_avoids_the_network(tmp_path):
 
 
 def test_negative_answers_expire(tmp_path, monkeypatch):
-    from comfypack import sources
-
+    from comfypack.lock import sources
     m = model_file(tmp_path, b"later uploaded")
     civ = CivitaiStandIn({})
     cache = tmp_path / "lookups.json"
@@ -678,7 +677,7 @@ def test_network_failure_means_no_sources_and_a_warning(tmp_path, caplog):
     models = [model_file(tmp_path, b"one", "1.bin"), model_file(tmp_path, b"two", "2.bin")]
     resolvers = [HFApiResolver(endpoint=dead, repos=["org/repo"]), CivitaiResolver(dead)]
     start = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="comfypack.sources"):
+    with caplog.at_level(logging.WARNING, logger="comfypack.lock.sources"):
         got = resolve_sources(models, resolvers, cache_path=tmp_path / "lookups.json")
     assert time.monotonic() - start < 10
     assert got == {models[0].sha256: [], models[1].sha256: []}
@@ -697,7 +696,7 @@ def test_server_errors_count_as_unreachable(tmp_path, caplog):
         def handle(self, req: Request) -> Reply:
             return Reply.json({"error": "overloaded"}, 503)
 
-    with Broken({}) as civ, caplog.at_level(logging.WARNING, logger="comfypack.sources"):
+    with Broken({}) as civ, caplog.at_level(logging.WARNING, logger="comfypack.lock.sources"):
         got = resolve_sources(
             [model_file(tmp_path, b"m")],
             [CivitaiResolver(civ.url)],

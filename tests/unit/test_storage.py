@@ -1,4 +1,4 @@
-"""comfypack.storage: outputs uploaded to a real S3-compatible server, answered as signed URLs.
+"""comfypack.serve.storage: outputs uploaded to a real S3-compatible server, answered as signed URLs.
 
 The server is moto's, a separate process on 127.0.0.1 (tests/_s3server.py says why that one);
 boto3 reaches it through the same settings a deployment uses, and the signed URLs are fetched
@@ -16,9 +16,10 @@ import httpx
 import pytest
 from _s3server import S3Server, s3_server
 
+from comfypack.comfyui.runner import OutputFile, RunOutput
 from comfypack.errors import ComfyPackError, RequestError, ServiceError
-from comfypack.runner import OutputFile, RunOutput
-from comfypack.storage import OutputStore, StorageSettings, choose_mode, job_prefix, s3_client
+from comfypack.files.s3 import s3_client
+from comfypack.serve.storage import OutputStore, StorageSettings, choose_mode, job_prefix
 
 
 @pytest.fixture(scope="module")

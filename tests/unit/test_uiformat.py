@@ -1,4 +1,4 @@
-"""comfypack.uiformat: UI-format → API-format conversion on small hand-written graphs.
+"""comfypack.workflow.uiformat: UI-format → API-format conversion on small hand-written graphs.
 
 Node definitions come from ``data/object_info.json`` (a slice of the real ComfyUI 0.3.75
 ``/object_info`` with comfypack's nodes; ``tests/browser`` checks it is current). The behaviour
@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from conftest import http_server
 
+from comfypack.comfyui.loader import load_any_workflow
 from comfypack.errors import WorkflowError
-from comfypack.uiformat import (
+from comfypack.workflow.uiformat import (
     convert,
     dynamic_prompt,
     is_ui_format,
-    load_any_workflow,
     missing_node_types,
 )
 
@@ -771,7 +771,7 @@ def test_every_example_ui_workflow_converts_to_its_api_workflow(name):
 
 
 def test_load_any_workflow_takes_either_format(monkeypatch):
-    import comfypack.objectinfo as objectinfo
+    import comfypack.comfyui.objectinfo as objectinfo
 
     def no_comfyui(*a: Any, **k: Any) -> None:
         raise AssertionError("object_info was given: nothing may start ComfyUI")
@@ -784,7 +784,7 @@ def test_load_any_workflow_takes_either_format(monkeypatch):
 
 
 def test_load_any_workflow_asks_the_given_comfyui_for_definitions(monkeypatch):
-    import comfypack.objectinfo as objectinfo
+    import comfypack.comfyui.objectinfo as objectinfo
 
     asked: list[Any] = []
     monkeypatch.setattr(
@@ -889,14 +889,14 @@ def fake_comfyui(system: dict[str, Any]) -> Iterator[str]:
 def test_frontend_version_a_running_comfyui_serves(
     system: dict[str, Any], expected: str | None
 ) -> None:
-    from comfypack.objectinfo import frontend_version_for
+    from comfypack.comfyui.objectinfo import frontend_version_for
 
     with fake_comfyui(system) as url:
         assert frontend_version_for(url) == expected
 
 
 def test_frontend_version_of_an_unreachable_comfyui_is_unknown() -> None:
-    from comfypack.objectinfo import frontend_version_for
+    from comfypack.comfyui.objectinfo import frontend_version_for
 
     with fake_comfyui({}) as url:
         pass  # closed again: nothing listens there now
@@ -915,7 +915,7 @@ def test_frontend_version_of_a_tree_is_the_package_its_interpreter_has(tmp_path:
     cannot be asked, the version its requirements.txt pins; else unknown (None: the newest)."""
     import importlib.metadata
 
-    from comfypack.objectinfo import frontend_version_for
+    from comfypack.comfyui.objectinfo import frontend_version_for
 
     tree = tmp_path / "ComfyUI"
     tree.mkdir()
@@ -946,7 +946,7 @@ def test_load_any_workflow_mirrors_the_frontend_that_comfyui_serves(
 ) -> None:
     """A muted node feeding a widget: frontend 1.32.9 drops the input, newer ones keep the widget's
     value. load_any_workflow converts as the frontend of the ComfyUI it reads definitions from."""
-    import comfypack.objectinfo as objectinfo
+    import comfypack.comfyui.objectinfo as objectinfo
 
     monkeypatch.setattr(objectinfo, "object_info_for", lambda src, **k: OBJECT_INFO_CURRENT)
     ui = g_muted_current().ui()
@@ -1000,7 +1000,7 @@ def test_load_any_workflow_errors_name_the_file(tmp_path):
 def test_cli_inspect_takes_a_ui_workflow(monkeypatch, name):
     from click.testing import CliRunner
 
-    import comfypack.objectinfo as objectinfo
+    import comfypack.comfyui.objectinfo as objectinfo
     from comfypack.cli import cli
 
     monkeypatch.setattr(objectinfo, "object_info_for", lambda src, **k: OBJECT_INFO)
@@ -1019,7 +1019,7 @@ def test_cli_serve_hands_the_service_the_converted_api_file(monkeypatch, tmp_pat
     from click.testing import CliRunner
 
     import comfypack.cli as cli_module
-    import comfypack.objectinfo as objectinfo
+    import comfypack.comfyui.objectinfo as objectinfo
 
     monkeypatch.setattr(objectinfo, "object_info_for", lambda src, **k: OBJECT_INFO)
     monkeypatch.setenv("COMFYPACK_HOME", str(tmp_path / "home"))

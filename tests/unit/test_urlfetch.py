@@ -1,4 +1,4 @@
-"""comfypack.urlfetch: URL inputs reach public addresses only, on the address that was checked.
+"""comfypack.files.urlfetch: URL inputs reach public addresses only, on the address that was checked.
 
 A local HTTP server on 127.0.0.1 stands in for "a host": by default every way of naming it is
 refused before a connection is made (the server counts what reaches it); with an allow-list it
@@ -18,7 +18,7 @@ import pytest
 from conftest import http_server
 
 from comfypack.errors import InputFetchError
-from comfypack.urlfetch import UrlPolicy, address_problem, fetch_url
+from comfypack.files.urlfetch import UrlPolicy, address_problem, fetch_url
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"x" * 100
 

@@ -1,4 +1,4 @@
-"""comfypack.v2.assets (the store) and the asset routes of comfypack.v2.app, on a real Starlette
+"""comfypack.serve.v2.assets (the store) and the asset routes of comfypack.serve.v2.app, on a real Starlette
 app (no worker pool: the job routes answer 503 until the service's engine exists)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from blake3 import blake3
 
-from comfypack.v2.assets import AssetStore, check_hash, safe_name
-from comfypack.v2.common import V2Error
+from comfypack.serve.v2.assets import AssetStore, check_hash, safe_name
+from comfypack.serve.v2.common import V2Error
 
 
 def store(root: Path, **kw: object) -> AssetStore:
@@ -130,7 +130,7 @@ def test_routes_without_an_engine(tmp_path: Path) -> None:
     from starlette.routing import Mount
     from starlette.testclient import TestClient
 
-    from comfypack.v2 import V2Settings, create_app
+    from comfypack.serve.v2 import V2Settings, create_app
 
     app = Starlette(
         routes=[Mount("/api/v2", app=create_app(V2Settings(state_dir=tmp_path), lambda: None))]

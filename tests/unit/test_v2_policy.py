@@ -1,4 +1,4 @@
-"""comfypack.v2.policy: which graphs a v2 job may run (the served workflow; any graph opt-in)."""
+"""comfypack.serve.v2.policy: which graphs a v2 job may run (the served workflow; any graph opt-in)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from comfypack.v2.common import V2Error
-from comfypack.v2.policy import asset_refs, check_any, check_served, check_shape
-from comfypack.workflow import load_workflow, parse_interface
+from comfypack.serve.v2.common import V2Error
+from comfypack.serve.v2.policy import asset_refs, check_any, check_served, check_shape
+from comfypack.workflow.interface import load_workflow, parse_interface
 
 ROOT = Path(__file__).resolve().parents[2]
 ADJUST = load_workflow(ROOT / "examples" / "workflows" / "image_adjust" / "workflow_api.json")

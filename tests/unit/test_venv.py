@@ -1,4 +1,4 @@
-"""comfypack.venv and the package side of a lock: direct references, platforms, uv and pip.
+"""comfypack.pack.venv and the package side of a lock: direct references, platforms, uv and pip.
 
 A tiny wheel is built here and served from a local HTTP server on 127.0.0.1; an "author" venv
 installs it as ``tinypkg @ URL`` (as a node's requirements often say), the lock records that
@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from comfypack.cli import cli
 from comfypack.errors import LockError, RestoreError
-from comfypack.lock import list_packages
+from comfypack.lock.create import list_packages
 from comfypack.lockfile import (
     ComfyUIInfo,
     Lock,
@@ -28,7 +28,13 @@ from comfypack.lockfile import (
     check_sources,
     loads,
 )
-from comfypack.venv import check_platform, ensure_venv, find_uv, installed_packages, venv_python
+from comfypack.pack.venv import (
+    check_platform,
+    ensure_venv,
+    find_uv,
+    installed_packages,
+    venv_python,
+)
 
 from ._lock_helpers import sha
 
@@ -151,15 +157,15 @@ def test_another_platform_is_refused_naming_what_differs(tmp_path):
 
 def test_unpack_refuses_another_platform_with_one_line_and_exit_2(tmp_path, monkeypatch):
     from comfypack.lockfile import dumps
-    from comfypack.pack import LOCK_ENTRY
+    from comfypack.pack.archive import LOCK_ENTRY
 
     from ._lock_helpers import fake_env, rewrite_zip
 
     monkeypatch.setenv("COMFYPACK_HOME", str(tmp_path / "home"))
     env = fake_env(tmp_path / "src")
-    from comfypack.hashing import HashCache
-    from comfypack.lock import create_lock
-    from comfypack.pack import create_pack
+    from comfypack.files.hashing import HashCache
+    from comfypack.lock.create import create_lock
+    from comfypack.pack.archive import create_pack
 
     lock = create_lock(env.workflow_path, env.comfyui, resolvers=[], hash_cache=HashCache(None))
     other = lock.model_copy(update={"python": PythonInfo(version="3.11.7", platform="win-amd64")})
@@ -183,7 +189,7 @@ def test_unpack_refuses_another_platform_with_one_line_and_exit_2(tmp_path, monk
 
 
 def test_installer_uv_without_uv_is_a_clear_error(tmp_path, monkeypatch):
-    import comfypack.venv as venv_module
+    import comfypack.pack.venv as venv_module
 
     monkeypatch.setattr(venv_module, "find_uv", lambda: None)
     with pytest.raises(RestoreError, match="uv is not installed"):
@@ -195,8 +201,8 @@ def test_installer_uv_without_uv_is_a_clear_error(tmp_path, monkeypatch):
 @needs_uv
 def test_an_archive_installed_without_a_hash_is_pinned_by_fetching_it(tmp_path, served_wheel):
     """uv records no hash in direct_url.json: the lock fetches the archive once to pin it."""
-    from comfypack.hashing import HashCache
-    from comfypack.lock import create_lock
+    from comfypack.files.hashing import HashCache
+    from comfypack.lock.create import create_lock
 
     from ._lock_helpers import fake_env
 

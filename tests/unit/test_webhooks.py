@@ -1,4 +1,4 @@
-"""comfypack.webhooks: signed events, the callback address policy, at-least-once delivery.
+"""comfypack.serve.webhooks: signed events, the callback address policy, at-least-once delivery.
 
 A real HTTP receiver on 127.0.0.1 (conftest's ``http_server``) records every request and answers
 with a scripted status; the test checks each attempt's signature with its own HMAC (not with the
@@ -20,8 +20,8 @@ import pytest
 from conftest import http_server
 
 from comfypack.errors import RequestError
-from comfypack.urlfetch import UrlPolicy
-from comfypack.webhooks import (
+from comfypack.files.urlfetch import UrlPolicy
+from comfypack.serve.webhooks import (
     ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

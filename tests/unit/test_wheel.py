@@ -51,7 +51,7 @@ def test_wheel_carries_library_cli_service_and_node_package(wheel_names: set[str
     assert lib - wheel_names == set(), (
         "a comfypack subpackage is missing from [tool.setuptools] packages"
     )
-    assert "comfypack/bento_service.py" in wheel_names and "comfypack/py.typed" in wheel_names
+    assert "comfypack/serve/bento_service.py" in wheel_names and "comfypack/py.typed" in wheel_names
     nodes = {
         f"comfypack/_custom_nodes/comfypack_nodes/{p.relative_to(NODES).as_posix()}"
         for p in NODES.rglob("*")
@@ -60,7 +60,7 @@ def test_wheel_carries_library_cli_service_and_node_package(wheel_names: set[str
     assert "comfypack/_custom_nodes/comfypack_nodes/web/comfypack.js" in nodes
     assert nodes - wheel_names == set()
     entry = next(n for n in wheel_names if n.endswith(".dist-info/entry_points.txt"))
-    assert entry and any(n.startswith("comfypack/templates/") for n in wheel_names)
+    assert entry and any(n.startswith("comfypack/ship/templates/") for n in wheel_names)
     assert not [
         n
         for n in wheel_names

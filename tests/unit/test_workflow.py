@@ -1,4 +1,4 @@
-"""comfypack.workflow: loading API-format workflows and extracting the typed Interface."""
+"""comfypack.workflow.interface: loading API-format workflows and extracting the typed Interface."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from comfypack.errors import WorkflowError
-from comfypack.workflow import (
+from comfypack.workflow.interface import (
     FILE_KINDS,
     INPUT_NODES,
     OUTPUT_NODES,
@@ -610,6 +610,6 @@ def test_every_problem_is_reported_at_once():
     ],
 )
 def test_workflow_name_is_one_rule(path, name):
-    from comfypack.workflow import workflow_name
+    from comfypack.workflow.interface import workflow_name
 
     assert workflow_name(path) == name

@@ -465,7 +465,7 @@ app.registerExtension({
   // upload button, which looks up an `audioUI` player widget when it is created — a widget only
   // LoadAudio & co get ("Comfy.AudioWidget"). Without it ComfyPack Audio Input cannot even be
   // created on the canvas. Give it the player (before the button) and keep the player out of the
-  // API prompt. comfypack/uiformat.py mirrors this when it converts UI-format workflows.
+  // API prompt. comfypack/workflow/uiformat.py mirrors this when it converts UI-format workflows.
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData?.name !== "ComfyPackInputAudio" || !nodeData.input?.required) return;
     const { upload, ...rest } = nodeData.input.required;

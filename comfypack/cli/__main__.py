@@ -1,0 +1,5 @@
+"""``python -m comfypack.cli``: the same CLI as the ``comfypack`` command."""
+
+from . import main
+
+main()
