@@ -144,7 +144,7 @@ def test_ui_conversion_matches_the_frontend(
 def test_hand_written_unit_graphs_match_the_frontend(
     frontend: Frontend, object_info: dict[str, Any]
 ) -> None:
-    """The small graphs of tests/unit/test_uiformat.py (one per feature), through the frontend;
+    """The small graphs of tests/unit/workflow/test_uiformat.py (one per feature), through the frontend;
     those written for this ComfyUI's node set (0.3.75's, or the current line's)."""
     from unit.test_uiformat import SCENARIOS, SCENARIOS_CURRENT
 

@@ -14,7 +14,7 @@ from comfypack.comfyui import nodepack
 from comfypack.cli import cli
 from comfypack.errors import RequestError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OWN = (ROOT / "custom_nodes" / "comfypack_nodes").resolve()
 
 

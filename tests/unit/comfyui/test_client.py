@@ -15,7 +15,7 @@ import pytest
 from comfypack.comfyui.client import ComfyUIClient, FileRef, ProgressEvent, RunResult
 from comfypack.errors import ComfyUIError, ComfyUIUnavailable, ExecutionFailed, PromptRejected
 
-from ._fake_comfyui import NODE_ERRORS, FakeComfyUI
+from .._fake_comfyui import NODE_ERRORS, FakeComfyUI
 
 PROMPT = {"9": {"class_type": "ComfyPackOutputText", "inputs": {"name": "t", "value": "x"}}}
 

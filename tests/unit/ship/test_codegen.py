@@ -43,7 +43,7 @@ from comfypack.workflow.interface import (
 from comfypack.workflow.media import Upload
 from comfypack.workflow.schema import input_schema, validate_request
 
-from ._helpers import EXAMPLE_NAMES, ROOT, example, png_bytes
+from .._helpers import EXAMPLE_NAMES, ROOT, example, png_bytes
 
 GOLDEN = ROOT / "tests" / "golden"
 UPDATE = os.environ.get("COMFYPACK_UPDATE_GOLDEN") == "1"
@@ -898,7 +898,7 @@ def test_cli_reads_a_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     from comfypack.lock.create import create_lock
     from comfypack.pack.archive import create_pack
 
-    from ._lock_helpers import fake_env
+    from .._lock_helpers import fake_env
 
     monkeypatch.setenv("COMFYPACK_HOME", str(tmp_path / "home"))
     env = fake_env(tmp_path / "env")

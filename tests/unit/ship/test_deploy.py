@@ -27,7 +27,7 @@ from comfypack.ship.deploy import (
     kubernetes_manifests,
 )
 
-from ._lock_helpers import fake_env
+from .._lock_helpers import fake_env
 
 
 def _kv():

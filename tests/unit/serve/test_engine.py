@@ -17,7 +17,7 @@ from comfypack.errors import ComfyPackError, ComfyUIUnavailable, Overloaded, Req
 from comfypack.serve.engine import ServeConfig, WorkflowEngine, load_served
 from comfypack.serve.jobs import JobTable, progress_hook
 
-from ._helpers import example
+from .._helpers import example
 
 
 class _Pool:

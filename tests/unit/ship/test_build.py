@@ -34,9 +34,9 @@ from comfypack.serve.bento_runtime import SETTINGS_FILE, apply_bento_settings
 from comfypack.serve.workspace import restore_workspace
 from comfypack.ship.build import IMAGE_WORKSPACE, BuildOptions, plan_build, write_build_context
 
-from ._lock_helpers import MODEL_BYTES, fake_env, sha, sources_file
+from .._lock_helpers import MODEL_BYTES, fake_env, sha, sources_file
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

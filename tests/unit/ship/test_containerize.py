@@ -21,7 +21,7 @@ from comfypack.ship.containerize import (
 )
 from comfypack.ship.deploy import QUEUE_METRIC, KubernetesOptions, kubernetes_manifests
 
-from ._lock_helpers import fake_env
+from .._lock_helpers import fake_env
 from .test_deploy import _validate
 
 SHA = "0123456789abcdef" * 4

@@ -28,10 +28,10 @@ from comfypack.workflow.uiformat import (
     missing_node_types,
 )
 
-from ._helpers import EXAMPLE_NAMES, example
+from .._helpers import EXAMPLE_NAMES, example
 
 OBJECT_INFO: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "data" / "object_info.json").read_text()
+    (Path(__file__).resolve().parents[1] / "data" / "object_info.json").read_text()
 )
 
 
@@ -522,7 +522,7 @@ SCENARIOS = {
 # tests/browser checks it is current). tests/browser runs SCENARIOS_CURRENT through both frontends.
 
 OBJECT_INFO_CURRENT: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "data" / "object_info_0.28.2.json").read_text()
+    (Path(__file__).resolve().parents[1] / "data" / "object_info_0.28.2.json").read_text()
 )
 CURRENT = "1.45.21"
 

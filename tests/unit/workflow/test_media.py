@@ -22,7 +22,7 @@ from comfypack.workflow.media import (
     sniff,
 )
 
-from ._helpers import FLAC_MAGIC, MP4_MAGIC, WEBM_MAGIC, png_bytes, png_header_only, wav_bytes
+from .._helpers import FLAC_MAGIC, MP4_MAGIC, WEBM_MAGIC, png_bytes, png_header_only, wav_bytes
 
 PNG = png_bytes()
 #: the test server is on 127.0.0.1, which URL inputs refuse by default: allow it, as an operator would

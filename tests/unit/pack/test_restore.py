@@ -28,7 +28,7 @@ from comfypack.lockfile import Package, dumps
 from comfypack.pack.archive import create_pack
 from comfypack.pack.restore import WORKSPACE_MARKER, model_cache_dir, read_pack, unpack, verify
 
-from ._lock_helpers import MODEL_BYTES, fake_env, git, rewrite_zip, sha, sources_file
+from .._lock_helpers import MODEL_BYTES, fake_env, git, rewrite_zip, sha, sources_file
 
 
 @pytest.fixture

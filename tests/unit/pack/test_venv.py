@@ -36,7 +36,7 @@ from comfypack.pack.venv import (
     venv_python,
 )
 
-from ._lock_helpers import sha
+from .._lock_helpers import sha
 
 UV = find_uv()
 needs_uv = pytest.mark.skipif(UV is None, reason="uv is not installed (pip install uv)")
@@ -159,7 +159,7 @@ def test_unpack_refuses_another_platform_with_one_line_and_exit_2(tmp_path, monk
     from comfypack.lockfile import dumps
     from comfypack.pack.archive import LOCK_ENTRY
 
-    from ._lock_helpers import fake_env, rewrite_zip
+    from .._lock_helpers import fake_env, rewrite_zip
 
     monkeypatch.setenv("COMFYPACK_HOME", str(tmp_path / "home"))
     env = fake_env(tmp_path / "src")
@@ -204,7 +204,7 @@ def test_an_archive_installed_without_a_hash_is_pinned_by_fetching_it(tmp_path, 
     from comfypack.files.hashing import HashCache
     from comfypack.lock.create import create_lock
 
-    from ._lock_helpers import fake_env
+    from .._lock_helpers import fake_env
 
     url, digest = served_wheel
     author = tmp_path / "author"

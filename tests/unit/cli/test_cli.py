@@ -11,7 +11,7 @@ from comfypack.cli import cli
 from comfypack.workflow.interface import load_workflow, parse_interface
 from comfypack.workflow.schema import interface_document
 
-from ._helpers import EXAMPLE_NAMES, example, inp
+from .._helpers import EXAMPLE_NAMES, example, inp
 
 
 @pytest.fixture
@@ -219,7 +219,7 @@ def test_run_file_input_given_as_a_path_keeps_its_extension(tmp_path):
     from comfypack.cli import _parse_inputs
     from comfypack.comfyui.runner import WorkflowRunner
 
-    from ._helpers import png_bytes
+    from .._helpers import png_bytes
 
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "pic.png").write_bytes(png_bytes())

@@ -19,7 +19,7 @@ from comfypack.workflow.interface import (
     parse_interface,
 )
 
-from ._helpers import EXAMPLE_NAMES, example, inp, node, out, save_image
+from .._helpers import EXAMPLE_NAMES, example, inp, node, out, save_image
 
 
 def interface_error(workflow) -> WorkflowError:

@@ -12,7 +12,7 @@ from comfypack.serve.v2.common import V2Error
 from comfypack.serve.v2.policy import asset_refs, check_any, check_served, check_shape
 from comfypack.workflow.interface import load_workflow, parse_interface
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 ADJUST = load_workflow(ROOT / "examples" / "workflows" / "image_adjust" / "workflow_api.json")
 IFACE = parse_interface(ADJUST)
 REF = {

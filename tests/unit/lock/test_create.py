@@ -33,7 +33,7 @@ from comfypack.lock.gitstate import local_patch
 from comfypack.lock.sources import SourcesFile
 from comfypack.lockfile import FileSource, GitSource, PackagedSource, TreeSource, dumps, loads
 
-from ._lock_helpers import MODEL_BYTES, fake_env, git, make_repo, sha, sources_file
+from .._lock_helpers import MODEL_BYTES, fake_env, git, make_repo, sha, sources_file
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from comfypack.workflow.schema import (
     validate_request,
 )
 
-from ._helpers import EXAMPLE_NAMES, example, inp, out
+from .._helpers import EXAMPLE_NAMES, example, inp, out
 
 
 def load(name: str):

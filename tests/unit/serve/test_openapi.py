@@ -11,7 +11,7 @@ import pytest
 from comfypack.serve.openapi import TASK_STATUSES, openapi_document, sample_media
 from comfypack.workflow.interface import load_workflow, parse_interface
 
-from ._helpers import EXAMPLE_NAMES, EXAMPLES, example
+from .._helpers import EXAMPLE_NAMES, EXAMPLES, example
 
 
 def _doc(name: str, **kw):

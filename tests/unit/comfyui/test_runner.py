@@ -19,8 +19,8 @@ from comfypack.workflow.interface import OutputSpec, load_workflow, parse_interf
 from comfypack.workflow.media import MediaFile, Upload
 from comfypack.workflow.schema import output_schema
 
-from ._fake_comfyui import FakeComfyUI
-from ._helpers import example, png_bytes, wav_bytes
+from .._fake_comfyui import FakeComfyUI
+from .._helpers import example, png_bytes, wav_bytes
 
 PNG = png_bytes()
 PNG_B64 = base64.b64encode(PNG).decode()

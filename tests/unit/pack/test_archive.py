@@ -17,7 +17,7 @@ from comfypack.pack.archive import ZIP_DATE, create_pack, find_assets
 from comfypack.workflow.interface import parse_interface
 from comfypack.workflow.schema import interface_document
 
-from ._lock_helpers import MODEL_BYTES, fake_env
+from .._lock_helpers import MODEL_BYTES, fake_env
 
 
 @pytest.fixture(autouse=True)
