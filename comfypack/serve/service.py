@@ -33,25 +33,22 @@ from pydantic import ConfigDict, model_validator
 from ..errors import Cancelled, ComfyPackError, ExecutionFailed, Overloaded, RequestError
 from ..workflow.interface import Interface
 from ..workflow.schema import input_schema, output_schema, validate_request
+from .body import BodyLimitMiddleware, BodyTypeMiddleware, SubmitCheckMiddleware
 from .delivery import DeliveryOptionsMiddleware, ResultDelivery
 from .engine import ServeConfig, WorkflowEngine, load_served
 from .http import (
     AuthMiddleware,
-    BodyLimitMiddleware,
-    BodyTypeMiddleware,
     DocsMiddleware,
     ErrorShapeMiddleware,
     JobsMiddleware,
-    MultipartMiddleware,
     OpenAPIMiddleware,
     ReadyMiddleware,
-    SubmitCheckMiddleware,
-    form_to_body,
 )
 from .http import (
     request_id as checked_request_id,
 )
 from .jobs import JobTable, progress_hook
+from .multipart import MultipartMiddleware, form_to_body
 
 __all__ = ["ServeConfig", "make_service", "GenerateEndpoint", "BODY_FIELD"]
 
@@ -382,7 +379,8 @@ def _add_middlewares(
     document: Any,
     delivery: ResultDelivery | None = None,
 ) -> None:
-    """The HTTP layers around the service, outermost first (see comfypack.serve.http)."""
+    """The HTTP layers around the service, outermost first (see comfypack.serve.http, .body and
+    .multipart)."""
     add = service.add_asgi_middleware
     add(ReadyMiddleware, check=readiness.check)
     add(DocsMiddleware)

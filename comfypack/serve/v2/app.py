@@ -17,7 +17,9 @@
     GET    /assets/{id}/content          its bytes (Range works)
     DELETE /assets/{id}                  204
 
-Authentication is the service's own (``AuthMiddleware``: ``Authorization: Bearer <key>``).
+Authentication is the service's own (``AuthMiddleware``: ``Authorization: Bearer <key>``). The
+settings are :mod:`comfypack.serve.v2.settings`'s; what a request brings is checked by
+:mod:`comfypack.serve.v2.checks`.
 """
 
 from __future__ import annotations
@@ -25,11 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -38,87 +36,18 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ...errors import ComfyPackError, RequestError
-from ...workflow.media import Upload
 from .assets import AssetRecord, AssetStore, check_hash
+from .checks import _BAD_CHARS, _META_KEY, _checked, _json_body, _metadata
 from .common import V2Error, check_uuid, error_body, origin
-from .jobs import TERMINAL, Engine, JobManager, Submission
-from .policy import AssetRef, asset_refs, check_any, check_served
+from .jobs import TERMINAL, Engine, JobManager
+from .settings import V2Settings
 
-__all__ = ["V2ConfigError", "V2Settings", "create_app", "settings_for"]
+__all__ = ["create_app"]
 
 logger = logging.getLogger("comfypack.serve.v2")
 
-_META_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,40}$")
-_BAD_CHARS = re.compile("[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]")
 _STATUSES = ("queued", "running", "succeeded", "canceling", "canceled", "failed", "expired")
 _HEARTBEAT = 15.0
-
-
-@dataclass(frozen=True)
-class V2Settings:
-    """The v2 surface's settings (``COMFYPACK_V2_*``; sizes in bytes, times in seconds)."""
-
-    state_dir: Path
-    any_graph: bool = False  # run any API-format graph (needs an API key)
-    has_api_key: bool = False
-    max_asset_bytes: int = 100 * 1024 * 1024
-    max_store_bytes: int = 5 * 1024**3
-    asset_ttl: float = 86400.0
-    import_dir: Path | None = None
-    max_json_bytes: int = 16 * 1024 * 1024
-    max_streams: int = 32
-
-    @classmethod
-    def from_env(
-        cls,
-        state_dir: Path,
-        *,
-        has_api_key: bool,
-        max_asset_bytes: int,
-        env: dict[str, str] | None = None,
-    ) -> V2Settings:
-        env = dict(os.environ) if env is None else env
-        any_graph = env.get("COMFYPACK_V2_ANY_GRAPH", "0").strip().lower() in ("1", "true", "yes")
-        if any_graph and not has_api_key:
-            raise V2ConfigError(
-                "COMFYPACK_V2_ANY_GRAPH=1 (run any graph) needs an API key: set "
-                "COMFYPACK_API_KEY (comfypack serve --api-key-env/--api-key-file)"
-            )
-        imports = env.get("COMFYPACK_V2_IMPORT_DIR")
-        return cls(
-            state_dir=state_dir,
-            any_graph=any_graph,
-            has_api_key=has_api_key,
-            max_asset_bytes=max_asset_bytes,
-            max_store_bytes=int(env.get("COMFYPACK_V2_MAX_STORE_BYTES", 5 * 1024**3)),
-            asset_ttl=float(env.get("COMFYPACK_V2_ASSET_TTL", 86400)),
-            import_dir=Path(imports) if imports else None,
-        )
-
-
-class V2ConfigError(ComfyPackError):
-    """A setting that cannot work (the service refuses to start)."""
-
-    exit_code = 2
-    type = "usage"
-
-
-def settings_for(config: Any, env: dict[str, str] | None = None) -> V2Settings:
-    """The v2 settings of a service with :class:`~comfypack.serve.engine.ServeConfig` ``config``: its
-    state in ``COMFYPACK_STATE_DIR`` (``comfypack serve`` sets the service's own folder), else
-    ``$COMFYPACK_HOME/services/<service name>``."""
-    from ...config import comfypack_home
-
-    env = dict(os.environ) if env is None else env
-    state = (
-        Path(env["COMFYPACK_STATE_DIR"])
-        if env.get("COMFYPACK_STATE_DIR")
-        else comfypack_home() / "services" / re.sub(r"[^A-Za-z0-9._-]+", "_", config.name)
-    )
-    return V2Settings.from_env(
-        state, has_api_key=bool(config.api_key), max_asset_bytes=config.max_upload_bytes, env=env
-    )
 
 
 def create_app(
@@ -518,113 +447,3 @@ def _text(value: Any) -> str | None:
 
 def _frame(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-
-async def _json_body(request: Request, limit: int) -> dict[str, Any]:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise V2Error(413, "payload_too_large", f"the JSON body is larger than {limit} bytes")
-        chunks.append(chunk)
-    try:
-        body = json.loads(b"".join(chunks))
-    except (ValueError, RecursionError):
-        raise V2Error(400, "invalid_request", "the body must be JSON") from None
-    if not isinstance(body, dict):
-        raise V2Error(400, "invalid_request", "the body must be a JSON object")
-    return body
-
-
-def _metadata(raw: Any) -> dict[str, str] | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        raise V2Error(
-            422,
-            "metadata_invalid",
-            "'metadata' must be an object of string labels",
-            {"field": "metadata"},
-        )
-    if len(raw) > 16:
-        raise V2Error(
-            422,
-            "metadata_invalid",
-            f"'metadata' has {len(raw)} pairs; at most 16",
-            {"field": "metadata"},
-        )
-    for k, v in raw.items():
-        if not _META_KEY.match(k):
-            raise V2Error(
-                422,
-                "metadata_invalid",
-                f"metadata key {k[:50]!r}: 1-40 of A-Z a-z 0-9 _ - .",
-                {"field": f"metadata.{k[:50]}"},
-            )
-        if not isinstance(v, str) or len(v.encode()) > 256 or _BAD_CHARS.search(v):
-            raise V2Error(
-                422,
-                "metadata_invalid",
-                f"metadata {k!r}: a string of at most 256 bytes without control characters",
-                {"field": f"metadata.{k}"},
-            )
-    return dict(raw)
-
-
-def _resolve(store: AssetStore, ref: AssetRef) -> AssetRecord:
-    rec = None
-    if ref.asset_id is not None:
-        try:
-            rec = store.get(check_uuid(ref.asset_id, "asset"))
-        except V2Error:
-            rec = None
-    if rec is None and ref.hash is not None:
-        try:
-            rec = store.by_hash(check_hash(ref.hash))
-        except V2Error:
-            rec = None
-    if rec is None:
-        raise V2Error(
-            422,
-            "missing_asset",
-            f"node {ref.node_id}: input {ref.input!r} names an asset this "
-            f"service does not have ({(ref.asset_id or ref.hash or '')[:80]}); upload it first",
-            {"node_id": ref.node_id, "field": ref.input, "missing_ids": [ref.asset_id or ref.hash]},
-        )
-    return rec
-
-
-async def _checked(
-    engine: Engine, graph: Any, store: AssetStore, any_graph: JobManager | None
-) -> Submission:
-    """The submission the policy allows (any graph when ``any_graph`` gives the node types), with
-    its assets found; 422 naming the node otherwise."""
-    if any_graph is not None:
-        checked = check_any(graph, await any_graph.node_types(engine))
-        assets = {(r.node_id, r.input): _resolve(store, r) for r in asset_refs(checked)}
-        return Submission(checked, None, assets)
-    body, refs = check_served(graph, engine.workflow, engine.interface)
-    found = {name: _resolve(store, ref) for name, ref in refs.items()}
-    for name, rec in found.items():
-        body[name] = Upload(await asyncio.to_thread(store.read, rec), filename=rec.file_path)
-    try:
-        values = engine.runner.validate(body)
-    except RequestError as e:
-        by_name = {s.name: s for s in engine.interface.inputs}
-        fields = []
-        for item in e.details or []:
-            spec = by_name.get(str(item.get("field"))) if isinstance(item, dict) else None
-            if spec is not None:
-                fields.append(
-                    {
-                        "node_id": spec.node_id,
-                        "field": spec.widget,
-                        "input": spec.name,
-                        "message": item.get("message"),
-                    }
-                )
-        where = "; ".join(f"node {f['node_id']} ({f['input']}): {f['message']}" for f in fields)
-        raise V2Error(422, "invalid_workflow", where or e.message, {"fields": fields}) from e
-    return Submission(
-        graph, values, {(refs[n].node_id, refs[n].input): rec for n, rec in found.items()}
-    )

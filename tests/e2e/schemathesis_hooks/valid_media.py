@@ -12,7 +12,7 @@ from typing import Any
 
 import schemathesis
 
-from comfypack.serve.openapi import sample_media
+from comfypack.serve.openapi_media import sample_media
 
 _FIELDS: dict[str, str] = json.loads(os.environ.get("COMFYPACK_ST_FILE_FIELDS", "{}"))
 _SAMPLES = {kind: sample_media(kind) for kind in set(_FIELDS.values())}

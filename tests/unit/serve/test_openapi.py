@@ -8,7 +8,8 @@ import json
 import jsonschema
 import pytest
 
-from comfypack.serve.openapi import TASK_STATUSES, openapi_document, sample_media
+from comfypack.serve.openapi import TASK_STATUSES, openapi_document
+from comfypack.serve.openapi_media import sample_media
 from comfypack.workflow.interface import load_workflow, parse_interface
 
 from .._helpers import EXAMPLE_NAMES, EXAMPLES, example

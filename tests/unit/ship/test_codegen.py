@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from comfypack.cli import cli
 from comfypack.errors import RequestError
-from comfypack.serve.http import form_to_body
+from comfypack.serve.multipart import form_to_body
 from comfypack.ship.codegen import generate_client
 from comfypack.workflow.interface import (
     InputSpec,
