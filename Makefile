@@ -49,7 +49,9 @@ bench:  ## every benchmark; each prints a table with ratios against a baseline f
 	$(BIN)/python bench/serve_load.py
 	$(BIN)/python bench/hash.py
 
-lint:  ## ruff over the whole tree; mypy over everything that ships (library, node package, service, scripts)
+lint:  ## ruff over the whole tree; mypy over everything that ships; the stage layers (import-linter) and declared imports (deptry)
 	$(BIN)/ruff check comfypack custom_nodes service scripts tests bench
 	$(BIN)/ruff format --check comfypack custom_nodes service scripts tests bench
 	$(BIN)/mypy comfypack custom_nodes/comfypack_nodes service scripts --ignore-missing-imports
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/deptry comfypack
