@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from comfypack.comfyui import nodepack
 from comfypack.cli import cli
+from comfypack.comfyui import nodepack
 from comfypack.errors import RequestError
 
 ROOT = Path(__file__).resolve().parents[3]
