@@ -43,7 +43,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import DeployError, WorkflowError
-from .build import IMAGE_WORKSPACE, BuildOptions, build_bento
+from .bento_context import IMAGE_WORKSPACE
+from .build import BuildOptions, build_bento
 
 __all__ = [
     "ContainerizeOptions",

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DeployError, WorkflowError
-from .build import BuildOptions, BuildPlan
+from .bento_context import BuildPlan
+from .build import BuildOptions
 from .containerize import IMAGE_PORT, IMAGE_UID, MODEL_CACHE_PATH, ImageConfig, image_config
 
 __all__ = [

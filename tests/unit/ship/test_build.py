@@ -32,7 +32,8 @@ from comfypack.pack.archive import create_pack
 from comfypack.pack.restore import WORKSPACE_MARKER, model_cache_dir, read_pack
 from comfypack.serve.bento_runtime import SETTINGS_FILE, apply_bento_settings
 from comfypack.serve.workspace import restore_workspace
-from comfypack.ship.build import IMAGE_WORKSPACE, BuildOptions, plan_build, write_build_context
+from comfypack.ship.bento_context import IMAGE_WORKSPACE, write_build_context
+from comfypack.ship.build import BuildOptions, plan_build
 
 from .._lock_helpers import MODEL_BYTES, fake_env, sha, sources_file
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from comfypack.errors import WorkflowError
-from comfypack.ship.build import IMAGE_WORKSPACE, plan_build
+from comfypack.ship.bento_context import IMAGE_WORKSPACE
+from comfypack.ship.build import plan_build
 from comfypack.ship.containerize import (
     IMAGE_PORT,
     IMAGE_UID,

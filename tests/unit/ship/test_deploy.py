@@ -18,7 +18,8 @@ from comfypack.errors import WorkflowError
 from comfypack.files.hashing import HashCache
 from comfypack.lock.create import create_lock
 from comfypack.pack.archive import create_pack
-from comfypack.ship.build import IMAGE_WORKSPACE, BuildOptions, plan_build
+from comfypack.ship.bento_context import IMAGE_WORKSPACE
+from comfypack.ship.build import BuildOptions, plan_build
 from comfypack.ship.deploy import (
     LOGIN_HINT,
     MODEL_CACHE_PATH,
