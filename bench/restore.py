@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from comfypack.lock.create import index_urls, list_packages, python_info  # noqa: E402
+from comfypack.lock.packages import index_urls, list_packages, python_info  # noqa: E402
 from comfypack.lockfile import ComfyUIInfo, Lock, PackagedSource, WorkflowInfo, read_lock  # noqa: E402
 from comfypack.pack.venv import (  # noqa: E402
     ensure_venv,

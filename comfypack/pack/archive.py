@@ -141,8 +141,9 @@ def create_pack(
     input files are (default: ``comfyui_dir/input``). ``include_models``: also carry the weights
     (each checked against the lock's sha256 first).
     """
-    from ..lock.create import create_lock, find_models, workflow_sha256
+    from ..lock.create import create_lock, workflow_sha256
     from ..lock.gitstate import local_patch
+    from ..lock.models import find_models
     from ..workflow.interface import load_workflow, parse_interface
     from ..workflow.schema import interface_document
 

@@ -73,7 +73,7 @@ def find_uv() -> str | None:
 
 def installed_packages(python: Path | str) -> dict[str, str]:
     """Canonical name → version of what ``python`` has installed."""
-    from ..lock.create import list_packages
+    from ..lock.packages import list_packages
 
     return {p.name: p.version for p in list_packages(str(python))}
 
@@ -81,7 +81,7 @@ def installed_packages(python: Path | str) -> dict[str, str]:
 def _platform_of(python: str) -> tuple[str, str]:
     if python == sys.executable:
         return sysconfig.get_platform(), f"{sys.version_info.major}.{sys.version_info.minor}"
-    from ..lock.create import python_info
+    from ..lock.packages import python_info
 
     info = python_info(python)
     return info.platform, ".".join(info.version.split(".")[:2])

@@ -333,7 +333,7 @@ class WorkflowEngine:
     def _check_models(self) -> ComfyPackError | None:
         """The workflow's missing model files (re-checked until they are all there)."""
         if self._models is not None and (self._missing is not None or not self._models_checked):
-            from ..lock.create import missing_models
+            from ..lock.models import missing_models
 
             self._models_checked = True
             was = self._missing

@@ -174,8 +174,10 @@ def _lock(
     ui_workflow: dict[str, Any] | None = None,
 ) -> Any:
     from comfypack.files.hashing import default_hash_cache, hash_files
-    from comfypack.lock.create import create_lock, find_models
-    from comfypack.lock.sources import default_resolvers, workflow_model_urls
+    from comfypack.lock.create import create_lock
+    from comfypack.lock.declared import workflow_model_urls
+    from comfypack.lock.models import find_models
+    from comfypack.lock.resolve import default_resolvers
 
     found = find_models(workflow, comfyui_dir)
     job.stage(

@@ -22,14 +22,14 @@ from comfypack.lock.create import (
     COMFYPACK_NODES,
     comfyui_info,
     create_lock,
-    custom_nodes,
-    find_models,
-    list_packages,
     missing_sources,
     tree_sha256,
     workflow_sha256,
 )
 from comfypack.lock.gitstate import local_patch
+from comfypack.lock.models import find_models
+from comfypack.lock.nodes import custom_nodes
+from comfypack.lock.packages import list_packages
 from comfypack.lock.sources import SourcesFile
 from comfypack.lockfile import FileSource, GitSource, PackagedSource, TreeSource, dumps, loads
 
@@ -269,7 +269,7 @@ def test_list_packages_asks_the_interpreter_and_leaves_out_tooling():
 
 
 def test_packages_leave_out_what_only_tooling_needs():
-    from comfypack.lock.create import _packages
+    from comfypack.lock.packages import _packages
 
     def pkg(version, *requires):
         return {"version": version, "requires": list(requires)}
@@ -544,7 +544,7 @@ def test_workflow_sha256_is_canonical():
 
 def test_missing_models_names_node_input_and_folders(tmp_path):
     from comfypack.errors import ModelsMissing
-    from comfypack.lock.create import missing_models
+    from comfypack.lock.models import missing_models
 
     comfy = tmp_path / "ComfyUI"
     (comfy / "models" / "checkpoints").mkdir(parents=True)
@@ -635,7 +635,7 @@ def test_lock_and_pack_refuse_missing_models_unless_allowed(tmp_path):
 
 
 def test_index_urls_come_from_the_environment_without_credentials():
-    from comfypack.lock.create import index_urls
+    from comfypack.lock.packages import index_urls
 
     env = {
         "PIP_INDEX_URL": "https://user:tok@mirror.example/simple/",
@@ -668,7 +668,7 @@ def test_a_registry_node_records_its_id_and_version(tmp_path):
 def test_packages_keep_the_source_they_were_installed_from(caplog):
     """PEP 610 ``direct_url.json`` → the lock's direct references (git at its commit, archives with
     their hash, local paths warned — an error with strict)."""
-    from comfypack.lock.create import _packages
+    from comfypack.lock.packages import _packages
 
     def probe(direct):
         return {

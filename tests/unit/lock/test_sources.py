@@ -28,18 +28,11 @@ import pytest
 
 from comfypack.errors import LockError, RestoreError
 from comfypack.files.download import download, source_url
-from comfypack.lock.sources import (
-    CivitaiResolver,
-    HFApiResolver,
-    HFCacheResolver,
-    ModelFile,
-    SourcesFile,
-    WorkflowModels,
-    classify_url,
-    default_resolvers,
-    resolve_sources,
-    workflow_model_urls,
-)
+from comfypack.lock.civitai import CivitaiResolver
+from comfypack.lock.declared import WorkflowModels, workflow_model_urls
+from comfypack.lock.huggingface import HFApiResolver, HFCacheResolver
+from comfypack.lock.resolve import default_resolvers, resolve_sources
+from comfypack.lock.sources import ModelFile, SourcesFile, classify_url
 from comfypack.lockfile import ModelSource
 
 COMMIT = "1f2e3d4c5b6a79880123456789abcdef01234567"
@@ -640,7 +633,8 @@ def test_lookup_cache_hit_avoids_the_network(tmp_path):
 
 
 def test_negative_answers_expire(tmp_path, monkeypatch):
-    from comfypack.lock import sources
+    from comfypack.lock import resolve as sources
+
     m = model_file(tmp_path, b"later uploaded")
     civ = CivitaiStandIn({})
     cache = tmp_path / "lookups.json"

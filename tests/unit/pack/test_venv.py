@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from comfypack.cli import cli
 from comfypack.errors import LockError, RestoreError
-from comfypack.lock.create import list_packages
+from comfypack.lock.packages import list_packages
 from comfypack.lockfile import (
     ComfyUIInfo,
     Lock,
