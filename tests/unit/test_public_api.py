@@ -286,7 +286,7 @@ EXPECTED: dict[str, set[str]] = {
         "object_info_cache_key",
         "frontend_version_for",
     },
-    "comfypack.cli": {"main", "cli"},
+    "comfypack.cli": {"cli", "main"},
     "comfypack.comfyui": {
         "ArchiveSource",
         "ComfyUIClient",
@@ -517,6 +517,24 @@ EXPECTED: dict[str, set[str]] = {
     "comfypack.lock.nodes": {"custom_nodes"},
     "comfypack.lock.packages": {"DEV_TOOLS", "index_urls", "list_packages", "python_info"},
     "comfypack.lock.resolve": {"default_resolvers", "default_sources_cache", "resolve_sources"},
+    "comfypack.cli._bento": set(),
+    "comfypack.cli._common": set(),
+    "comfypack.cli._group": {"cli", "main"},
+    "comfypack.cli._locking": set(),
+    "comfypack.cli._workflows": set(),
+    "comfypack.cli.build": {"build_cmd"},
+    "comfypack.cli.client": {"client_cmd"},
+    "comfypack.cli.comfyui": {"comfyui", "comfyui_install"},
+    "comfypack.cli.containerize": {"containerize_cmd"},
+    "comfypack.cli.deploy": {"deploy_cmd"},
+    "comfypack.cli.inspect": {"inspect"},
+    "comfypack.cli.lock": {"lock_cmd"},
+    "comfypack.cli.nodes": {"nodes", "nodes_install", "nodes_uninstall"},
+    "comfypack.cli.pack": {"pack_cmd"},
+    "comfypack.cli.run": {"run"},
+    "comfypack.cli.serve": {"serve"},
+    "comfypack.cli.unpack": {"unpack_cmd"},
+    "comfypack.cli.version": {"version_cmd"},
 }
 
 # Modules that import bentoml at import time: their __all__ is read from the source (fast).

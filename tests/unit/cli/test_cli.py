@@ -216,7 +216,7 @@ def test_help_lists_the_commands(runner):
 def test_run_file_input_given_as_a_path_keeps_its_extension(tmp_path):
     import asyncio
 
-    from comfypack.cli import _parse_inputs
+    from comfypack.cli.run import _parse_inputs
     from comfypack.comfyui.runner import WorkflowRunner
 
     from .._helpers import png_bytes
@@ -315,7 +315,7 @@ def test_serve_flag_problems(runner, tmp_path, args, message):
 
 
 def test_serve_settings_from_flags():
-    from comfypack.cli import _serve_settings
+    from comfypack.cli.serve import _serve_settings
 
     assert _serve_settings(
         timeout=30.0,

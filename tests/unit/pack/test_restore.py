@@ -468,7 +468,7 @@ def test_run_restores_a_pack_into_its_workspace(tmp_path, home, file_server):
 def test_serve_restores_a_pack_and_serves_its_workflow_on_its_comfyui(
     tmp_path, home, file_server, monkeypatch
 ):
-    import comfypack.cli as cli_module
+    import comfypack.cli.serve as cli_module
 
     _, pack, _ = _served_pack(tmp_path, file_server)
     seen: dict = {}

@@ -342,7 +342,8 @@ def test_build_flags_are_spelled_once_and_round_trip_through_the_cli(tmp_path):
     with the real command gives the same options back (a renamed flag fails here)."""
     from dataclasses import fields
 
-    from comfypack.cli import _options, build_cmd
+    from comfypack.cli._bento import _options
+    from comfypack.cli.build import build_cmd
     from comfypack.ship.build import BUILD_FLAGS
 
     assert {f.name for f in fields(BuildOptions)} == set(BUILD_FLAGS)

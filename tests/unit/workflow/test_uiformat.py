@@ -1018,7 +1018,7 @@ def test_cli_inspect_takes_a_ui_workflow(monkeypatch, name):
 def test_cli_serve_hands_the_service_the_converted_api_file(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    import comfypack.cli as cli_module
+    import comfypack.cli.serve as cli_module
     import comfypack.comfyui.objectinfo as objectinfo
 
     monkeypatch.setattr(objectinfo, "object_info_for", lambda src, **k: OBJECT_INFO)
