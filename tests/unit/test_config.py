@@ -46,20 +46,28 @@ def test_the_readme_lists_every_setting():
 
 
 def test_the_readme_architecture_names_every_module():
-    """The README's Architecture section is the map of the tree: every module is in it."""
+    """The README's Architecture section is the map of the tree: every package has a row
+    (``| `comfypack/<package>/` | …``) that names each of its modules."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        line.split("`", 2)[1]: line
+        for line in section.splitlines()
+        if line.startswith("| `comfypack/") and line.split("`", 2)[1].endswith("/")
+    }
     missing = []
     for path in sorted((ROOT / "comfypack").rglob("*.py")):
-        rel = path.relative_to(ROOT / "comfypack")
-        if path.name == "__init__.py" or rel.parts[0] == "_custom_nodes":
+        rel = path.relative_to(ROOT)
+        if "_custom_nodes" in rel.parts or path.name in ("__init__.py", "__main__.py"):
             continue
-        sub = rel.parts[0] if len(rel.parts) > 1 else None
-        named = (
-            f"`{rel.as_posix()}`" in section
-            or (sub is not None and f"`{sub}/`" in section and f"`{path.name}`" in section)
-            or f"{sub}/{path.name}" in section
-        )
-        if not named:
+        row = rows.get(rel.parent.as_posix() + "/", "")
+        if f"`{path.name}`" not in row:
             missing.append(rel.as_posix())
     assert missing == [], f"the README's Architecture section does not name: {missing}"
+    stale = [
+        f"{folder}{name}"
+        for folder, row in rows.items()
+        for name in re.findall(r"`([a-z_0-9]+\.py)`", row)
+        if not (ROOT / folder / name).is_file()
+    ]
+    assert stale == [], f"the README's Architecture section names modules that are gone: {stale}"
