@@ -33,8 +33,8 @@ with widgets and links), ``prompts`` (``%date%``/``%Node.widget%`` and dynamic p
 (the export walk: links through reroutes, bypasses and subgraphs), ``to_api`` (the API prompt: :func:`convert`).
 """
 
-from .to_api import convert, missing_node_types
 from .frontend import is_ui_format
 from .prompts import dynamic_prompt
+from .to_api import convert, missing_node_types
 
 __all__ = ["is_ui_format", "convert", "missing_node_types", "dynamic_prompt"]
