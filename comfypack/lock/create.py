@@ -146,7 +146,7 @@ def create_lock(
 
     ``python``: the interpreter that runs ComfyUI (default: this one). ``resolvers``: where to
     look for model download sources, in order (default: the offline ones of
-    :func:`comfypack.lock.sources.default_resolvers`). ``sources_cache``: the lookup cache (default
+    :func:`comfypack.lock.resolve.default_resolvers`). ``sources_cache``: the lookup cache (default
     ``$COMFYPACK_HOME/cache/sources.json``). ``hash_cache``: a stat-keyed cache of file hashes
     (default: in memory). ``strict``: what a restore elsewhere cannot reproduce is an error, not a
     warning — local changes in ComfyUI, a custom node commit that was never pushed, a remote or a

@@ -17,7 +17,7 @@ The image (``bentoml containerize``) installs ``requirements.txt`` and then runs
 ``setup_image.sh``, which carries comfypack and the pack as a payload and restores the pack's
 workspace — ComfyUI at its locked source, custom nodes at their locked commits, input assets —
 into ``$COMFYPACK_WORKSPACE``, without models. At start the service restores the pack again
-(:func:`comfypack.serve.bento_runtime.restore_workspace`: a quick check where the image already did
+(:func:`comfypack.serve.workspace.restore_workspace`: a quick check where the image already did
 it), which fetches each model from its sources into ``$COMFYPACK_HOME/models/sha256`` and
 verifies its sha256, then runs the workspace's ComfyUI. Outside an image (``bentoml serve TAG`` here) the same start-up builds
 the workspace under ``$COMFYPACK_HOME/workspaces``.
