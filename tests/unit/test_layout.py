@@ -8,7 +8,9 @@ fail and name the import — so a change that breaks the layers cannot pass ``ma
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -105,8 +107,6 @@ def test_no_face_hides_a_module_of_its_package():
     """A package face must not re-export a name that is also one of its modules: the module
     ``comfypack.pack.verify`` would become unreachable as ``comfypack.pack.verify`` (the
     attribute would be the function), and patches aimed at it would hit the wrong object."""
-    import importlib
-
     clashes = []
     for init in sorted(PACKAGE.rglob("__init__.py")):
         pkg = ".".join(init.parent.relative_to(ROOT).parts)
@@ -115,3 +115,53 @@ def test_no_face_hides_a_module_of_its_package():
             if (init.parent / f"{name}.py").is_file() or (init.parent / name).is_dir():
                 clashes.append(f"{pkg}.{name}")
     assert clashes == []
+
+
+#: dotted names that are not modules: logger names, an ASGI scope key, the wheel-only node package
+NOT_MODULES = {"comfypack.service", "comfypack.routes", "comfypack.form"}
+_DOTTED = re.compile(r"\bcomfypack(?:\.[A-Za-z_][A-Za-z_0-9]*)+")
+_FILE_SUFFIXES = (".json", ".zip", ".py", ".js", ".css", ".yaml", ".svg", ".tmpl")
+
+
+def _resolves(ref: str) -> bool:
+    parts = ref.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[i:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def test_every_dotted_comfypack_name_in_the_tree_exists():
+    """Docstrings, comments, strings and the README name modules and objects by their dotted
+    path; after a move each must still resolve (a stale name sends a reader to nothing)."""
+    files = [
+        p
+        for d in ("comfypack", "tests", "scripts", "bench", "service")
+        for p in (ROOT / d).rglob("*.py")
+    ]
+    files += [ROOT / "README.md", ROOT / "Makefile", ROOT / "pyproject.toml"]
+    files += list((ROOT / "custom_nodes" / "comfypack_nodes").glob("*.py"))
+    stale: dict[str, str] = {}
+    for path in files:
+        for match in _DOTTED.finditer(path.read_text(encoding="utf-8")):
+            ref = match.group(0).rstrip(".")
+            if (
+                ref in NOT_MODULES
+                or ref.startswith("comfypack._custom_nodes")
+                or ref.endswith(_FILE_SUFFIXES)
+                or ".lock.json" in ref
+                or "__main__" in ref  # importing it runs the CLI
+                or "bento_service" in ref  # importing it builds the service from the environment
+            ):
+                continue
+            if not _resolves(ref):
+                stale.setdefault(ref, str(path.relative_to(ROOT)))
+    assert stale == {}, f"names that do not exist (where first seen): {stale}"
