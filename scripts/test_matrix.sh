@@ -13,7 +13,7 @@ status=0
 
 version() { "$1" -c 'from comfypack.config import default_comfyui_dir as d; from comfypack.comfyui.source import comfyui_version as v; print(v(d()))' 2>/dev/null; }
 
-echo "== lint: ruff (lint, format) over the tree, mypy over what ships"
+echo "== lint: ruff (lint, format) over the tree, mypy over what ships, the stage layers (import-linter), declared imports (deptry)"
 make --no-print-directory lint || status=1
 
 echo "== ComfyUI $(version .venv/bin/python) (default): unit, integration, e2e, browser"
