@@ -24,7 +24,6 @@ mirror answered; :mod:`comfypack.files.download` fetches them (through a mirror 
 from __future__ import annotations
 
 import json
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +35,6 @@ from ..files.download import hf_file_url
 from ..lockfile import ModelSource
 
 __all__ = ["ModelFile", "Resolver", "SourcesFile", "classify_url"]
-
-logger = logging.getLogger(__name__)
 
 CIVITAI_URL = "https://civitai.com"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -181,21 +178,9 @@ class SourcesFile:
         return []
 
 
-# -- 2. the workflow's own model URLs ---------------------------------------------------------
-
-
-# -- 3. the local Hugging Face cache ----------------------------------------------------------
+# -- shared by the resolvers ------------------------------------------------------------------
 
 
 def _hf_url(repo: str, file: str, revision: str) -> str:
     """The canonical URL (a lock never records a mirror's)."""
     return hf_file_url(repo, file, revision)
-
-
-# -- 4. the Hugging Face API ------------------------------------------------------------------
-
-
-# -- 5. Civitai -------------------------------------------------------------------------------
-
-
-# -- resolving --------------------------------------------------------------------------------

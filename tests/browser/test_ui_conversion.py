@@ -146,7 +146,7 @@ def test_hand_written_unit_graphs_match_the_frontend(
 ) -> None:
     """The small graphs of tests/unit/workflow/test_uiformat.py (one per feature), through the frontend;
     those written for this ComfyUI's node set (0.3.75's, or the current line's)."""
-    from unit.test_uiformat import SCENARIOS, SCENARIOS_CURRENT
+    from unit.workflow.test_uiformat import SCENARIOS, SCENARIOS_CURRENT
 
     version = frontend.version()
     scenarios = SCENARIOS_CURRENT if _current_line() else SCENARIOS

@@ -459,7 +459,7 @@ def test_hf_cache_unrelated_file_and_damaged_blob(tmp_path, hf_cache, caplog):
     local = tmp_path / "linked.safetensors"
     local.symlink_to(blob)
     m = ModelFile("checkpoints", "linked.safetensors", 8, sha(b"tampered"), local)
-    with caplog.at_level(logging.WARNING, logger="comfypack.lock.sources"):
+    with caplog.at_level(logging.WARNING, logger="comfypack.lock.huggingface"):
         assert resolver.resolve(m) == []
     assert "damaged" in caplog.text
 
@@ -547,7 +547,7 @@ def test_hf_api_without_repos_asks_nothing(tmp_path):
 
 def test_hf_api_invalid_repo_id_is_skipped_not_a_crash(tmp_path, caplog):
     hub = HubStandIn({"org/repo": {"m.bin": HubFile(b"m")}})
-    with hub, caplog.at_level(logging.WARNING, logger="comfypack.lock.sources"):
+    with hub, caplog.at_level(logging.WARNING, logger="comfypack.lock.huggingface"):
         r = HFApiResolver(endpoint=hub.url, repos=["not a//repo id", "org/repo"])
         (src,) = r.resolve(model_file(tmp_path, b"m", "m.bin"))
     assert src.repo == "org/repo"
@@ -671,7 +671,7 @@ def test_network_failure_means_no_sources_and_a_warning(tmp_path, caplog):
     models = [model_file(tmp_path, b"one", "1.bin"), model_file(tmp_path, b"two", "2.bin")]
     resolvers = [HFApiResolver(endpoint=dead, repos=["org/repo"]), CivitaiResolver(dead)]
     start = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="comfypack.lock.sources"):
+    with caplog.at_level(logging.WARNING, logger="comfypack.lock.resolve"):
         got = resolve_sources(models, resolvers, cache_path=tmp_path / "lookups.json")
     assert time.monotonic() - start < 10
     assert got == {models[0].sha256: [], models[1].sha256: []}
@@ -690,7 +690,7 @@ def test_server_errors_count_as_unreachable(tmp_path, caplog):
         def handle(self, req: Request) -> Reply:
             return Reply.json({"error": "overloaded"}, 503)
 
-    with Broken({}) as civ, caplog.at_level(logging.WARNING, logger="comfypack.lock.sources"):
+    with Broken({}) as civ, caplog.at_level(logging.WARNING, logger="comfypack.lock.resolve"):
         got = resolve_sources(
             [model_file(tmp_path, b"m")],
             [CivitaiResolver(civ.url)],
