@@ -34,7 +34,3 @@ from . import (  # noqa: F401  (each registers its command on the group)
 from ._group import cli, main
 
 __all__ = ["main", "cli"]
-
-
-if __name__ == "__main__":
-    main()

@@ -11,27 +11,66 @@ workflow on it.
 - ``nodepack``: put comfypack's node package into an existing ComfyUI.
 """
 
-from .client import ComfyUIClient, FileRef, ProgressEvent, RunResult
-from .loader import load_any_workflow
-from .nodepack import install_nodes, uninstall_nodes
-from .objectinfo import frontend_version_for, object_info_for
-from .pool import WorkerPool
-from .process import ComfyUIProcess, free_port, node_package_dir
-from .runner import OutputFile, PreparedRequest, RunOutput, WorkflowRunner
-from .source import (
-    DEFAULT_PACKAGED,
-    TORCH_PINS,
-    ArchiveSource,
-    ComfyUISource,
-    GitSource,
-    PackagedSource,
-    comfyui_version,
-    from_lock,
-    install,
-    install_requirements,
-    read_marker,
-    to_lock,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .client import ComfyUIClient, FileRef, ProgressEvent, RunResult
+    from .loader import load_any_workflow
+    from .nodepack import install_nodes, uninstall_nodes
+    from .objectinfo import frontend_version_for, object_info_for
+    from .pool import WorkerPool
+    from .process import ComfyUIProcess, free_port, node_package_dir
+    from .runner import OutputFile, PreparedRequest, RunOutput, WorkflowRunner
+    from .source import (
+        DEFAULT_PACKAGED,
+        TORCH_PINS,
+        ArchiveSource,
+        ComfyUISource,
+        GitSource,
+        PackagedSource,
+        comfyui_version,
+        from_lock,
+        install,
+        install_requirements,
+        read_marker,
+        to_lock,
+    )
+
+_EXPORTS = {
+    "ArchiveSource": ".source",
+    "ComfyUIClient": ".client",
+    "ComfyUIProcess": ".process",
+    "ComfyUISource": ".source",
+    "DEFAULT_PACKAGED": ".source",
+    "FileRef": ".client",
+    "GitSource": ".source",
+    "OutputFile": ".runner",
+    "PackagedSource": ".source",
+    "PreparedRequest": ".runner",
+    "ProgressEvent": ".client",
+    "RunOutput": ".runner",
+    "RunResult": ".client",
+    "TORCH_PINS": ".source",
+    "WorkerPool": ".pool",
+    "WorkflowRunner": ".runner",
+    "comfyui_version": ".source",
+    "free_port": ".process",
+    "from_lock": ".source",
+    "frontend_version_for": ".objectinfo",
+    "install": ".source",
+    "install_nodes": ".nodepack",
+    "install_requirements": ".source",
+    "load_any_workflow": ".loader",
+    "node_package_dir": ".process",
+    "object_info_for": ".objectinfo",
+    "read_marker": ".source",
+    "to_lock": ".source",
+    "uninstall_nodes": ".nodepack",
+}
 
 __all__ = [
     "ArchiveSource",
@@ -64,3 +103,5 @@ __all__ = [
     "to_lock",
     "uninstall_nodes",
 ]
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -9,10 +9,30 @@ by stat), verified and resumable downloads, the URL policy (public addresses onl
 - ``s3``: a boto3 S3 client (the ``s3`` extra).
 """
 
-from .download import hf_file_url, source_url
-from .hashing import HashCache, default_hash_cache, hash_files, sha256_file
-from .s3 import s3_client
-from .urlfetch import UrlPolicy, check_url, fetch_url
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .download import hf_file_url, source_url
+    from .hashing import HashCache, default_hash_cache, hash_files, sha256_file
+    from .s3 import s3_client
+    from .urlfetch import UrlPolicy, check_url, fetch_url
+
+_EXPORTS = {
+    "HashCache": ".hashing",
+    "UrlPolicy": ".urlfetch",
+    "check_url": ".urlfetch",
+    "default_hash_cache": ".hashing",
+    "fetch_url": ".urlfetch",
+    "hash_files": ".hashing",
+    "hf_file_url": ".download",
+    "s3_client": ".s3",
+    "sha256_file": ".hashing",
+    "source_url": ".download",
+}
 
 __all__ = [
     "HashCache",
@@ -26,3 +46,5 @@ __all__ = [
     "sha256_file",
     "source_url",
 ]
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

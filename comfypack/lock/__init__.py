@@ -15,17 +15,51 @@ with its size, sha256 and download sources. (The file's format is :mod:`comfypac
 - ``resolve``: :func:`default_resolvers` in order and :func:`resolve_sources` (cached).
 """
 
-from .civitai import CivitaiResolver
-from .create import create_lock, missing_sources, workflow_sha256
-from .declared import WorkflowModels, workflow_model_urls
-from .gitstate import GitState, git_state
-from .huggingface import HFApiResolver, HFCacheResolver
-from .models import MODEL_SUFFIXES, find_models, missing_models
-from .nodes import custom_nodes
-from .packages import index_urls, list_packages, python_info
-from .resolve import default_resolvers, resolve_sources
-from .sources import ModelFile, Resolver, SourcesFile, classify_url
-from .trees import tree_sha256
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .civitai import CivitaiResolver
+    from .create import create_lock, missing_sources, workflow_sha256
+    from .declared import WorkflowModels, workflow_model_urls
+    from .gitstate import GitState, git_state
+    from .huggingface import HFApiResolver, HFCacheResolver
+    from .models import MODEL_SUFFIXES, find_models, missing_models
+    from .nodes import custom_nodes
+    from .packages import index_urls, list_packages, python_info
+    from .resolve import default_resolvers, resolve_sources
+    from .sources import ModelFile, Resolver, SourcesFile, classify_url
+    from .trees import tree_sha256
+
+_EXPORTS = {
+    "CivitaiResolver": ".civitai",
+    "GitState": ".gitstate",
+    "HFApiResolver": ".huggingface",
+    "HFCacheResolver": ".huggingface",
+    "MODEL_SUFFIXES": ".models",
+    "ModelFile": ".sources",
+    "Resolver": ".sources",
+    "SourcesFile": ".sources",
+    "WorkflowModels": ".declared",
+    "classify_url": ".sources",
+    "create_lock": ".create",
+    "custom_nodes": ".nodes",
+    "default_resolvers": ".resolve",
+    "find_models": ".models",
+    "git_state": ".gitstate",
+    "index_urls": ".packages",
+    "list_packages": ".packages",
+    "missing_models": ".models",
+    "missing_sources": ".create",
+    "python_info": ".packages",
+    "resolve_sources": ".resolve",
+    "tree_sha256": ".trees",
+    "workflow_model_urls": ".declared",
+    "workflow_sha256": ".create",
+}
 
 __all__ = [
     "CivitaiResolver",
@@ -53,3 +87,5 @@ __all__ = [
     "workflow_model_urls",
     "workflow_sha256",
 ]
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

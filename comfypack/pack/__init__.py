@@ -10,10 +10,30 @@
   re-exported: the name is the module's).
 """
 
-from .archive import PackContents, PackLimits, create_pack, read_pack
-from .modelcache import fetch_models, model_cache_dir
-from .restore import Workspace, default_workspace, unpack
-from .venv import ensure_venv
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .archive import PackContents, PackLimits, create_pack, read_pack
+    from .modelcache import fetch_models, model_cache_dir
+    from .restore import Workspace, default_workspace, unpack
+    from .venv import ensure_venv
+
+_EXPORTS = {
+    "PackContents": ".archive",
+    "PackLimits": ".archive",
+    "Workspace": ".restore",
+    "create_pack": ".archive",
+    "default_workspace": ".restore",
+    "ensure_venv": ".venv",
+    "fetch_models": ".modelcache",
+    "model_cache_dir": ".modelcache",
+    "read_pack": ".archive",
+    "unpack": ".restore",
+}
 
 __all__ = [
     "PackContents",
@@ -27,3 +47,5 @@ __all__ = [
     "read_pack",
     "unpack",
 ]
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -16,26 +16,58 @@ Converting with a *running* ComfyUI's node definitions is one stage up:
 :func:`comfypack.comfyui.loader.load_any_workflow`.
 """
 
-from .interface import (
-    FILE_KINDS,
-    INPUT_NODES,
-    OUTPUT_NODES,
-    InputSpec,
-    Interface,
-    OutputSpec,
-    load_workflow,
-    parse_interface,
-    workflow_name,
-)
-from .media import InputLimits, MediaFile, Upload, decode_media
-from .schema import (
-    input_schema,
-    interface_document,
-    output_schema,
-    pydantic_model,
-    validate_request,
-)
-from .uiformat import convert, dynamic_prompt, is_ui_format, missing_node_types
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .interface import (
+        FILE_KINDS,
+        INPUT_NODES,
+        OUTPUT_NODES,
+        InputSpec,
+        Interface,
+        OutputSpec,
+        load_workflow,
+        parse_interface,
+        workflow_name,
+    )
+    from .media import InputLimits, MediaFile, Upload, decode_media
+    from .schema import (
+        input_schema,
+        interface_document,
+        output_schema,
+        pydantic_model,
+        validate_request,
+    )
+    from .uiformat import convert, dynamic_prompt, is_ui_format, missing_node_types
+
+_EXPORTS = {
+    "FILE_KINDS": ".interface",
+    "INPUT_NODES": ".interface",
+    "OUTPUT_NODES": ".interface",
+    "InputLimits": ".media",
+    "InputSpec": ".interface",
+    "Interface": ".interface",
+    "MediaFile": ".media",
+    "OutputSpec": ".interface",
+    "Upload": ".media",
+    "convert": ".uiformat",
+    "decode_media": ".media",
+    "dynamic_prompt": ".uiformat",
+    "input_schema": ".schema",
+    "interface_document": ".schema",
+    "is_ui_format": ".uiformat",
+    "load_workflow": ".interface",
+    "missing_node_types": ".uiformat",
+    "output_schema": ".schema",
+    "parse_interface": ".interface",
+    "pydantic_model": ".schema",
+    "validate_request": ".schema",
+    "workflow_name": ".interface",
+}
 
 __all__ = [
     "FILE_KINDS",
@@ -61,3 +93,5 @@ __all__ = [
     "validate_request",
     "workflow_name",
 ]
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -165,3 +165,27 @@ def test_every_dotted_comfypack_name_in_the_tree_exists():
             if not _resolves(ref):
                 stale.setdefault(ref, str(path.relative_to(ROOT)))
     assert stale == {}, f"names that do not exist (where first seen): {stale}"
+
+
+LAZY_FACES = ["files", "workflow", "comfyui", "lock", "pack", "serve", "serve.v2", "ship"]
+
+
+@pytest.mark.parametrize("package", LAZY_FACES)
+def test_a_face_imports_none_of_its_modules(package):
+    """Importing a stage's face (what importing any one of its modules does first) loads none of
+    its other modules: start-up pays only for what it uses."""
+    import subprocess
+    import sys
+
+    name = f"comfypack.{package}"
+    # what the root package itself loads (it re-exports the Interface and the schema) is not the
+    # face's doing
+    code = (
+        "import sys, comfypack; before = set(sys.modules); "
+        f"import {name} as face; "
+        "print(sorted(m for m in set(sys.modules) - before if m.startswith(face.__name__ + '.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
+    assert out == "[]", f"importing {name} loaded {out}"

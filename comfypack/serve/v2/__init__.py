@@ -11,12 +11,33 @@ comfypack service unchanged: jobs on the service's worker pool, assets in its st
 - ``openapi``: the v2 paths and schemas of the service's OpenAPI document.
 """
 
-from .app import create_app
-from .assets import AssetRecord, AssetStore
-from .common import V2Error
-from .jobs import Engine, JobManager
-from .policy import check_any, check_served
-from .settings import V2ConfigError, V2Settings, settings_for
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .app import create_app
+    from .assets import AssetRecord, AssetStore
+    from .common import V2Error
+    from .jobs import Engine, JobManager
+    from .policy import check_any, check_served
+    from .settings import V2ConfigError, V2Settings, settings_for
+
+_EXPORTS = {
+    "AssetRecord": ".assets",
+    "AssetStore": ".assets",
+    "Engine": ".jobs",
+    "JobManager": ".jobs",
+    "V2ConfigError": ".settings",
+    "V2Error": ".common",
+    "V2Settings": ".settings",
+    "check_any": ".policy",
+    "check_served": ".policy",
+    "create_app": ".app",
+    "settings_for": ".settings",
+}
 
 __all__ = [
     "AssetRecord",
@@ -31,3 +52,5 @@ __all__ = [
     "create_app",
     "settings_for",
 ]
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
